@@ -1,0 +1,104 @@
+/* The workflow file: YAML loaded into a node tree (kept for line numbers and
+ * agent options), --set overrides applied, then validated into structs. */
+#ifndef SF_CONFIG_H
+#define SF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shardflow/io.h"
+#include "shardflow/json.h"
+#include "shardflow/status.h"
+
+typedef enum sf_node_kind { SF_NODE_SCALAR = 1, SF_NODE_MAP = 2, SF_NODE_SEQ = 3 } sf_node_kind;
+
+/* A YAML node. Maps keep their keys in file order. */
+typedef struct sf_cfg_node {
+    sf_node_kind kind;
+    char *scalar;                 /* SF_NODE_SCALAR */
+    bool quoted;                  /* scalar was quoted in the file */
+    int line, col;                /* 1-based position in the file (0 for --set) */
+    size_t n;
+    char **keys;                  /* SF_NODE_MAP: n keys */
+    int *key_lines;               /* SF_NODE_MAP: line of each key */
+    struct sf_cfg_node **items;   /* map values or sequence items */
+} sf_cfg_node;
+
+/* Child of a map by key, NULL if absent or node is not a map. */
+const sf_cfg_node *sf_cfg_get(const sf_cfg_node *map, const char *key);
+
+typedef enum sf_shard_strategy {
+    SF_SHARD_SIZE = 1,
+    SF_SHARD_HASH = 2,
+    SF_SHARD_RANGE = 3,
+    SF_SHARD_SEMANTIC = 4
+} sf_shard_strategy;
+
+typedef struct sf_shard_config {
+    sf_shard_strategy strategy;   /* default size */
+    char *key;                    /* required for hash, range, semantic */
+    int key_line;                 /* line of shard.key (for messages) */
+    int shards;                   /* K logical shards, default 16 */
+    char *map;                    /* semantic: key->group CSV, optional */
+    uint64_t sample;              /* range: sample size, default 100000 */
+    uint64_t seed;                /* range: sample seed, default 1 */
+} sf_shard_config;
+
+typedef enum sf_dist_mode { SF_DIST_STATIC = 1, SF_DIST_DYNAMIC = 2 } sf_dist_mode;
+
+typedef struct sf_distribute_config {
+    sf_dist_mode mode;            /* default static */
+    uint64_t memory_budget;       /* bytes; default 256 MiB; "256MiB", "1GiB", "4096" */
+    size_t morsel_rows;           /* rows per morsel, default 16384 */
+    uint64_t chunk_bytes;         /* largest single MPI message, default INT_MAX */
+} sf_distribute_config;
+
+typedef struct sf_agent_spec {
+    char *agent;
+    char *id;                     /* id:, else the agent name */
+    char *column;                 /* NULL if absent */
+    int nby;
+    char **by;
+    const sf_cfg_node *node;      /* the agent's map, for agent options */
+    int line;
+} sf_agent_spec;
+
+typedef struct sf_stage_config {
+    char *name;
+    int nafter;
+    char **after;
+    int *after_idx;               /* indices into stages */
+    int nagents;
+    sf_agent_spec *agents;
+    int line;
+} sf_stage_config;
+
+typedef struct sf_workflow {
+    char *file;                   /* path as given */
+    char *name;
+    sf_input_config input;
+    sf_shard_config shard;
+    sf_distribute_config distribute;
+    int nstages;
+    sf_stage_config *stages;
+    int *order;                   /* stages in dependency order (stable) */
+    int *level;                   /* level[i]: longest path from a root to stage i */
+    char *out_dir;                /* output.dir, default NULL */
+    int threads;                  /* threads:, 0 = automatic */
+    sf_cfg_node *root;            /* the resolved tree */
+    char config_hash[17];         /* xxh64 of the canonical resolved tree, hex */
+} sf_workflow;
+
+/* Loads path, applies sets ("key.path=value", sequences indexed by number:
+ * "stages.0.agents.1.column=bytes"), validates. Errors name file, line and
+ * key. Not collective (every rank loads the file itself). */
+sf_status sf_workflow_load(const char *path, int nsets, const char *const *sets,
+                           sf_workflow **out);
+void sf_workflow_destroy(sf_workflow **w);
+/* The resolved configuration as JSON (for run.json). */
+void sf_workflow_write_json(const sf_workflow *w, sf_json *j);
+/* Parses "256MiB", "1GiB", "512KiB", "4096", "2GB"... */
+bool sf_parse_bytes(const char *s, uint64_t *out);
+
+#endif

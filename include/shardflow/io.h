@@ -1,0 +1,102 @@
+/* Table readers (CSV, HDF5, synthetic) behind one streaming interface. */
+#ifndef SF_IO_H
+#define SF_IO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shardflow/batch.h"
+#include "shardflow/status.h"
+
+typedef enum sf_input_format {
+    SF_INPUT_CSV = 1,
+    SF_INPUT_HDF5 = 2,
+    SF_INPUT_SYNTHETIC = 3
+} sf_input_format;
+
+typedef enum sf_bad_row_policy {
+    SF_BAD_ROW_FAIL = 0,
+    SF_BAD_ROW_SKIP = 1
+} sf_bad_row_policy;
+
+/* A column type given in the workflow (input.schema). */
+typedef struct sf_type_hint {
+    char *name;
+    sf_type type;
+} sf_type_hint;
+
+/* What the workflow says about the input. Strings are owned by the config. */
+typedef struct sf_input_config {
+    sf_input_format format;
+    char *path;               /* csv, hdf5 */
+    char *group;              /* hdf5: group holding the column datasets */
+    char *generator;          /* synthetic: "requests" */
+    uint64_t rows;            /* synthetic: number of rows */
+    uint64_t seed;            /* synthetic */
+    double zipf;              /* synthetic: Zipf exponent of keys (0 = uniform) */
+    uint64_t users;           /* synthetic: number of distinct user ids */
+    char delimiter;           /* csv, default ',' */
+    sf_bad_row_policy on_bad_row;
+    size_t max_line_length;   /* csv: longest record in bytes (default 1 MiB) */
+    size_t block_size;        /* csv: read size in bytes (default 4 MiB) */
+    size_t batch_rows;        /* rows per batch produced by readers (default 65536) */
+    size_t infer_rows;        /* csv: rows sampled for type inference (default 1000) */
+    int nhints;
+    sf_type_hint *hints;      /* input.schema */
+} sf_input_config;
+
+/* Fills the defaults above (format unset). */
+void sf_input_config_defaults(sf_input_config *c);
+/* Frees the strings and hints. */
+void sf_input_config_fini(sf_input_config *c);
+
+/* One skipped bad row, for run.json. */
+typedef struct sf_bad_row {
+    uint64_t line;
+    char message[240];
+} sf_bad_row;
+
+typedef struct sf_reader sf_reader;
+
+/* Opens the input, reads the schema (CSV: header plus type inference over the
+ * first infer_rows records). Not collective: only one rank opens an input. */
+sf_status sf_reader_open(const sf_input_config *cfg, sf_reader **out);
+void sf_reader_destroy(sf_reader **r);
+const sf_schema *sf_reader_schema(const sf_reader *r);
+/* Restricts which columns are converted (want[i] != 0); others are left
+ * unloaded in the batches. want == NULL loads all. Call before the first next.
+ * The array is copied. */
+sf_status sf_reader_set_projection(sf_reader *r, const uint8_t *want);
+/* Initialises a batch suitable for this reader (schema, projection, offsets). */
+sf_status sf_reader_batch_init(sf_reader *r, sf_batch *b);
+/* Reads the next rows into b (cleared first). At the end, b->nrows == 0 and
+ * *eof is true. Errors name file, line and column. */
+sf_status sf_reader_next(sf_reader *r, sf_batch *b, bool *eof /* out */);
+/* Starts again from the first data row (for a new pass). */
+sf_status sf_reader_rewind(sf_reader *r);
+/* Rows in the input if known without reading it (HDF5, synthetic), else
+ * UINT64_MAX. */
+uint64_t sf_reader_total_rows(const sf_reader *r);
+/* Bytes of data (CSV: file size after the header; others: 0 if unknown). */
+uint64_t sf_reader_data_bytes(const sf_reader *r);
+/* Byte offset where data rows start (CSV: after the header), else 0. */
+uint64_t sf_reader_data_start(const sf_reader *r);
+/* Bad rows skipped so far in this pass (on_bad_row: skip), and the first few
+ * of them with their messages. */
+uint64_t sf_reader_bad_rows(const sf_reader *r);
+size_t sf_reader_bad_row_samples(const sf_reader *r, const sf_bad_row **rows /* out */);
+
+/* Writers used by `shardflow gen` and by tests. */
+typedef struct sf_table_writer sf_table_writer;
+typedef enum sf_output_format { SF_OUTPUT_CSV = 1, SF_OUTPUT_HDF5 = 2 } sf_output_format;
+/* Creates path; for HDF5 the columns are 1-D chunked datasets in group
+ * (default "/table"); vlen_strings selects variable-length strings instead
+ * of fixed-length ones. Not collective. */
+sf_status sf_table_writer_create(const char *path, sf_output_format fmt, const char *group,
+                                 const sf_schema *s, bool vlen_strings, sf_table_writer **out);
+sf_status sf_table_writer_write(sf_table_writer *w, const sf_batch *b);
+/* Flushes and closes; *w set to NULL. Returns the first error of the writer. */
+sf_status sf_table_writer_close(sf_table_writer **w);
+
+#endif

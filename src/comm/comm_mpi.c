@@ -1,0 +1,261 @@
+/* The MPI communication layer: the only file that includes mpi.h. */
+#define _POSIX_C_SOURCE 200809L
+#include <limits.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/chunks.h"
+#include "shardflow/comm.h"
+
+static size_t chunk_limit = INT_MAX;
+static int world_rank = 0, world_size = 1, local_rank = 0, local_size = 1;
+static MPI_Comm node_comm = MPI_COMM_NULL;
+
+/* Turns an MPI error code into a status with MPI's own text. */
+static sf_status mpi_fail(int err, const char *what, const char *file, int line)
+{
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(err, text, &len) != MPI_SUCCESS) {
+        strcpy(text, "unknown MPI error");
+    }
+    return sf_error_set(SF_ERR_MPI, file, line, "rank %d: %s failed: %s", world_rank, what, text);
+}
+
+#define SF_CALL_MPI(call)                                                   \
+    do {                                                                    \
+        int sf__e_ = (call);                                                \
+        if (sf__e_ != MPI_SUCCESS) return mpi_fail(sf__e_, #call, __FILE__, __LINE__); \
+    } while (0)
+
+sf_status sf_comm_init(int *argc, char ***argv)
+{
+    int provided = 0;
+    int e = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    if (e != MPI_SUCCESS) return sf_error_set(SF_ERR_MPI, __FILE__, __LINE__, "MPI_Init_thread failed");
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    SF_CHECK(provided >= MPI_THREAD_FUNNELED, SF_ERR_MPI,
+             "the MPI library provides thread level %d, shardflow needs MPI_THREAD_FUNNELED", provided);
+    SF_CALL_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL,
+                                    &node_comm));
+    MPI_Comm_set_errhandler(node_comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(node_comm, &local_rank);
+    MPI_Comm_size(node_comm, &local_size);
+    return SF_OK;
+}
+
+void sf_comm_finalize(void)
+{
+    if (node_comm != MPI_COMM_NULL) MPI_Comm_free(&node_comm);
+    MPI_Finalize();
+}
+
+void sf_comm_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
+int sf_comm_rank(void) { return world_rank; }
+int sf_comm_size(void) { return world_size; }
+int sf_comm_local_size(void) { return local_size; }
+int sf_comm_local_rank(void) { return local_rank; }
+double sf_comm_wtime(void) { return MPI_Wtime(); }
+void sf_comm_set_chunk_limit(size_t bytes) { chunk_limit = bytes ? (bytes > INT_MAX ? INT_MAX : bytes) : 1; }
+size_t sf_comm_chunk_limit(void) { return chunk_limit; }
+
+sf_status sf_comm_agree(sf_status local)
+{
+    struct { int code; int rank; } in = {(int)local, world_rank}, out;
+    /* MAXLOC keeps the largest code and, among equal codes, the lowest rank. */
+    SF_CALL_MPI(MPI_Allreduce(&in, &out, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD));
+    if (out.code == SF_OK) return SF_OK;
+    char msg[2048];
+    if (world_rank == out.rank) {
+        strncpy(msg, sf_error_message(), sizeof msg - 1);
+        msg[sizeof msg - 1] = '\0';
+    }
+    SF_CALL_MPI(MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, out.rank, MPI_COMM_WORLD));
+    msg[sizeof msg - 1] = '\0';
+    sf_error_set_message(msg);
+    return (sf_status)out.code;
+}
+
+sf_status sf_comm_barrier(void)
+{
+    SF_CALL_MPI(MPI_Barrier(MPI_COMM_WORLD));
+    return SF_OK;
+}
+
+sf_status sf_comm_bcast(sf_buf *buf, int root)
+{
+    unsigned long long n = buf->len;
+    SF_CALL_MPI(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD));
+    if (world_rank != root) {
+        sf_buf_clear(buf);
+        SF_CALL(sf_buf_reserve(buf, (size_t)n));
+        buf->len = (size_t)n;
+    }
+    size_t count = sf__comm_chunk_count((size_t)n, chunk_limit);
+    for (size_t i = 0; i < count; i++) {
+        size_t sz = sf__comm_chunk_size((size_t)n, chunk_limit, i);
+        SF_CALL_MPI(MPI_Bcast(buf->data + i * chunk_limit, (int)sz, MPI_BYTE, root, MPI_COMM_WORLD));
+    }
+    return SF_OK;
+}
+
+sf_status sf_comm_allreduce_sum_u64(uint64_t *v, int n)
+{
+    SF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD));
+    return SF_OK;
+}
+
+sf_status sf_comm_allreduce_max_f64(double *v, int n)
+{
+    SF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    return SF_OK;
+}
+
+/* Wire protocol: a header message (tag*2) holding the u64 payload size, then
+ * the payload in chunks (tag*2+1). MPI's non-overtaking rule keeps the
+ * chunks of one message in order and after its header. */
+#define HDR_TAG(t) ((t) * 2)
+#define DATA_TAG(t) ((t) * 2 + 1)
+
+struct sf_comm_req {
+    uint64_t header;
+    int n;
+    MPI_Request reqs[];
+};
+
+sf_status sf_comm_send(int dest, int tag, const void *data, size_t n)
+{
+    uint64_t header = n;
+    SF_CALL_MPI(MPI_Send(&header, 1, MPI_UINT64_T, dest, HDR_TAG(tag), MPI_COMM_WORLD));
+    size_t count = sf__comm_chunk_count(n, chunk_limit);
+    for (size_t i = 0; i < count; i++) {
+        size_t sz = sf__comm_chunk_size(n, chunk_limit, i);
+        SF_CALL_MPI(MPI_Send((const char *)data + i * chunk_limit, (int)sz, MPI_BYTE, dest,
+                             DATA_TAG(tag), MPI_COMM_WORLD));
+    }
+    return SF_OK;
+}
+
+sf_status sf_comm_isend(int dest, int tag, const void *data, size_t n, sf_comm_req **out)
+{
+    *out = NULL;
+    size_t count = sf__comm_chunk_count(n, chunk_limit);
+    SF_CHECK(count < (size_t)INT_MAX - 1, SF_ERR_ARG, "message of %zu bytes needs too many chunks", n);
+    sf_comm_req *r = malloc(sizeof *r + sizeof(MPI_Request) * (count + 1));
+    SF_CHECK(r != NULL, SF_ERR_NOMEM, "out of memory (send request)");
+    r->header = n;
+    r->n = (int)count + 1;
+    int e = MPI_Isend(&r->header, 1, MPI_UINT64_T, dest, HDR_TAG(tag), MPI_COMM_WORLD, &r->reqs[0]);
+    for (size_t i = 0; i < count && e == MPI_SUCCESS; i++) {
+        size_t sz = sf__comm_chunk_size(n, chunk_limit, i);
+        e = MPI_Isend((const char *)data + i * chunk_limit, (int)sz, MPI_BYTE, dest, DATA_TAG(tag),
+                      MPI_COMM_WORLD, &r->reqs[i + 1]);
+        if (e != MPI_SUCCESS) r->n = (int)i + 1;
+    }
+    if (e != MPI_SUCCESS) {
+        MPI_Waitall(r->n, r->reqs, MPI_STATUSES_IGNORE);
+        free(r);
+        return mpi_fail(e, "MPI_Isend", __FILE__, __LINE__);
+    }
+    *out = r;
+    return SF_OK;
+}
+
+sf_status sf_comm_wait(sf_comm_req **req)
+{
+    if (req == NULL || *req == NULL) return SF_OK;
+    sf_comm_req *r = *req;
+    int e = MPI_Waitall(r->n, r->reqs, MPI_STATUSES_IGNORE);
+    free(r);
+    *req = NULL;
+    if (e != MPI_SUCCESS) return mpi_fail(e, "MPI_Waitall", __FILE__, __LINE__);
+    return SF_OK;
+}
+
+sf_status sf_comm_test(sf_comm_req **req, bool *done)
+{
+    *done = true;
+    if (req == NULL || *req == NULL) return SF_OK;
+    int flag = 0;
+    SF_CALL_MPI(MPI_Testall((*req)->n, (*req)->reqs, &flag, MPI_STATUSES_IGNORE));
+    *done = flag != 0;
+    if (flag) {
+        free(*req);
+        *req = NULL;
+    }
+    return SF_OK;
+}
+
+sf_status sf_comm_recv(int src, int tag, sf_buf *out, int *from)
+{
+    uint64_t n = 0;
+    MPI_Status st;
+    SF_CALL_MPI(MPI_Recv(&n, 1, MPI_UINT64_T, src < 0 ? MPI_ANY_SOURCE : src, HDR_TAG(tag),
+                         MPI_COMM_WORLD, &st));
+    int source = st.MPI_SOURCE;
+    if (from) *from = source;
+    sf_buf_clear(out);
+    SF_CALL(sf_buf_reserve(out, (size_t)n));
+    size_t count = sf__comm_chunk_count((size_t)n, chunk_limit);
+    for (size_t i = 0; i < count; i++) {
+        size_t sz = sf__comm_chunk_size((size_t)n, chunk_limit, i);
+        SF_CALL_MPI(MPI_Recv(out->data + i * chunk_limit, (int)sz, MPI_BYTE, source, DATA_TAG(tag),
+                             MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    }
+    out->len = (size_t)n;
+    return SF_OK;
+}
+
+sf_status sf_comm_iprobe(int tag, bool *flag, int *from)
+{
+    int f = 0;
+    MPI_Status st;
+    SF_CALL_MPI(MPI_Iprobe(MPI_ANY_SOURCE, HDR_TAG(tag), MPI_COMM_WORLD, &f, &st));
+    *flag = f != 0;
+    *from = f ? st.MPI_SOURCE : -1;
+    return SF_OK;
+}
+
+sf_status sf_comm_reduce(sf_buf *buf, sf_comm_merge_fn merge, void *ctx)
+{
+    /* Binomial tree: at step k, ranks with bit k set send to rank - 2^k. */
+    sf_buf tmp;
+    sf_buf_init(&tmp);
+    sf_status rc = SF_OK;
+    for (int step = 1; step < world_size; step <<= 1) {
+        if (world_rank & step) {
+            rc = sf_comm_send(world_rank - step, SF_TAG_REDUCE, buf->data, buf->len);
+            break;
+        }
+        int child = world_rank + step;
+        if (child < world_size) {
+            SF_CALL_GOTO(sf_comm_recv(child, SF_TAG_REDUCE, &tmp, NULL), done);
+            SF_CALL_GOTO(merge(buf, tmp.data, tmp.len, ctx), done);
+        }
+    }
+done:
+    sf_buf_fini(&tmp);
+    return rc;
+}
+
+sf_status sf_comm_gather(const sf_buf *mine, sf_comm_gather_fn on_rank, void *ctx)
+{
+    if (world_rank != 0) return sf_comm_send(0, SF_TAG_GATHER, mine->data, mine->len);
+    sf_status rc = on_rank(0, mine->data, mine->len, ctx);
+    sf_buf tmp;
+    sf_buf_init(&tmp);
+    for (int r = 1; r < world_size; r++) {
+        /* Receive from every rank even after a failure, so no sender blocks. */
+        sf_status rr = sf_comm_recv(r, SF_TAG_GATHER, &tmp, NULL);
+        if (rr == SF_OK && rc == SF_OK) rr = on_rank(r, tmp.data, tmp.len, ctx);
+        if (rc == SF_OK) rc = rr;
+    }
+    sf_buf_fini(&tmp);
+    return rc;
+}
+
+size_t sf_comm_chunk_count(size_t n, size_t limit) { return sf__comm_chunk_count(n, limit); }
+size_t sf_comm_chunk_size(size_t n, size_t limit, size_t i) { return sf__comm_chunk_size(n, limit, i); }

@@ -1,0 +1,96 @@
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "shardflow/batch.h"
+
+void sf_dict_init(sf_dict *d) { memset(d, 0, sizeof *d); }
+
+void sf_dict_fini(sf_dict *d)
+{
+    free(d->off);
+    free(d->bytes);
+    free(d->slots);
+    free(d->hashes);
+    sf_dict_init(d);
+}
+
+void sf_dict_clear(sf_dict *d)
+{
+    d->n = 0;
+    d->bytes_len = 0;
+    if (d->off) d->off[0] = 0;
+    if (d->slots) memset(d->slots, 0, sizeof(uint32_t) * d->nslots);
+}
+
+static sf_status dict_rehash(sf_dict *d, uint32_t nslots)
+{
+    uint32_t *slots = calloc(nslots, sizeof *slots);
+    SF_CHECK(slots != NULL, SF_ERR_NOMEM, "out of memory (string dictionary)");
+    for (uint32_t c = 0; c < d->n; c++) {
+        uint32_t i = (uint32_t)d->hashes[c] & (nslots - 1);
+        while (slots[i]) i = (i + 1) & (nslots - 1);
+        slots[i] = c + 1;
+    }
+    free(d->slots);
+    d->slots = slots;
+    d->nslots = nslots;
+    return SF_OK;
+}
+
+sf_status sf_dict_intern(sf_dict *d, const char *s, size_t len, uint32_t *code)
+{
+    if (d->off == NULL) {
+        d->off_cap = 64;
+        d->off = malloc(sizeof(uint32_t) * (d->off_cap + 1));
+        d->hashes = malloc(sizeof(uint64_t) * d->off_cap);
+        SF_CHECK(d->off && d->hashes, SF_ERR_NOMEM, "out of memory (string dictionary)");
+        d->off[0] = 0;
+    }
+    if (d->nslots == 0) SF_CALL(dict_rehash(d, 128));
+    uint64_t h = XXH3_64bits(s, len);
+    uint32_t mask = d->nslots - 1;
+    uint32_t i = (uint32_t)h & mask;
+    for (;;) {
+        uint32_t slot = d->slots[i];
+        if (slot == 0) break;
+        uint32_t c = slot - 1;
+        if (d->hashes[c] == h && d->off[c + 1] - d->off[c] == len &&
+            memcmp(d->bytes + d->off[c], s, len) == 0) {
+            *code = c;
+            return SF_OK;
+        }
+        i = (i + 1) & mask;
+    }
+    SF_CHECK(d->n < UINT32_MAX - 1, SF_ERR_NOMEM, "string dictionary is full");
+    SF_CHECK(d->bytes_len + len <= UINT32_MAX, SF_ERR_NOMEM,
+             "string dictionary exceeds 4 GiB in one batch; use a smaller input.batch_rows");
+    if (d->n == d->off_cap) {
+        uint32_t cap = d->off_cap * 2;
+        uint32_t *off = realloc(d->off, sizeof(uint32_t) * (cap + 1));
+        SF_CHECK(off != NULL, SF_ERR_NOMEM, "out of memory (string dictionary)");
+        d->off = off;
+        uint64_t *hs = realloc(d->hashes, sizeof(uint64_t) * cap);
+        SF_CHECK(hs != NULL, SF_ERR_NOMEM, "out of memory (string dictionary)");
+        d->hashes = hs;
+        d->off_cap = cap;
+    }
+    if (d->bytes_cap - d->bytes_len < len) {
+        size_t cap = d->bytes_cap ? d->bytes_cap : 1024;
+        while (cap - d->bytes_len < len) cap *= 2;
+        char *b = realloc(d->bytes, cap);
+        SF_CHECK(b != NULL, SF_ERR_NOMEM, "out of memory (string dictionary)");
+        d->bytes = b;
+        d->bytes_cap = cap;
+    }
+    if (len) memcpy(d->bytes + d->bytes_len, s, len);
+    d->bytes_len += len;
+    uint32_t c = d->n++;
+    d->off[c + 1] = (uint32_t)d->bytes_len;
+    d->hashes[c] = h;
+    d->slots[i] = c + 1;
+    *code = c;
+    if ((uint64_t)d->n * 2 > d->nslots) SF_CALL(dict_rehash(d, d->nslots * 2));
+    return SF_OK;
+}

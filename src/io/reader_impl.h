@@ -1,0 +1,56 @@
+/* Internal: the reader vtable each input format implements. */
+#ifndef SF_IO_READER_IMPL_H
+#define SF_IO_READER_IMPL_H
+
+#include "shardflow/io.h"
+
+#define SF__BAD_ROW_SAMPLES 10
+
+typedef struct sf__reader_ops {
+    sf_status (*next)(sf_reader *r, sf_batch *b, bool *eof);
+    sf_status (*rewind)(sf_reader *r);
+    void (*destroy)(sf_reader *r);   /* frees the format's private data only */
+} sf__reader_ops;
+
+struct sf_reader {
+    const sf__reader_ops *ops;
+    sf_input_config cfg;        /* borrowed pointers: the caller's config outlives the reader */
+    sf_schema schema;           /* owned */
+    uint8_t *want;              /* projection, schema.ncols entries (1 = load) */
+    bool offsets;               /* batches carry row_offset/row_bytes (CSV) */
+    uint64_t total_rows;        /* UINT64_MAX if unknown */
+    uint64_t data_bytes;
+    uint64_t data_start;
+    uint64_t bad_rows;
+    size_t nbad_samples;
+    sf_bad_row bad_samples[SF__BAD_ROW_SAMPLES];
+    void *impl;                 /* format-private state */
+};
+
+/* Each format's open fills r->ops, r->schema, r->impl and the sizes; r->cfg
+ * and r->want are set by the caller (want is all-ones on entry). */
+sf_status sf__csv_open(sf_reader *r);
+sf_status sf__hdf5_open(sf_reader *r);
+sf_status sf__gen_open(sf_reader *r);
+
+/* Records a skipped bad row (counts it, keeps the first few messages). */
+void sf__reader_note_bad_row(sf_reader *r, uint64_t line, const char *msg);
+
+/* Writers: each format provides these (CSV in csv_write.c, HDF5 in hdf5_table.c). */
+typedef struct sf__writer_ops {
+    sf_status (*write)(sf_table_writer *w, const sf_batch *b);
+    sf_status (*close)(sf_table_writer *w);
+} sf__writer_ops;
+
+struct sf_table_writer {
+    const sf__writer_ops *ops;
+    sf_schema schema;
+    sf_status rc;
+    void *impl;
+};
+
+sf_status sf__csv_writer_create(sf_table_writer *w, const char *path);
+sf_status sf__hdf5_writer_create(sf_table_writer *w, const char *path, const char *group,
+                                 bool vlen_strings);
+
+#endif
