@@ -1,0 +1,64 @@
+/* Moving shards from rank 0 to the ranks and running the executor on them. */
+#ifndef SF_DIST_H
+#define SF_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shardflow/batch.h"
+#include "shardflow/buf.h"
+#include "shardflow/config.h"
+#include "shardflow/exec.h"
+#include "shardflow/io.h"
+#include "shardflow/shard.h"
+#include "shardflow/status.h"
+
+/* What one pass measured on this rank. */
+typedef struct sf_dist_stats {
+    int k;                    /* shards */
+    uint64_t *shard_rows;     /* rank 0: rows routed to each shard (k entries) */
+    uint64_t *shard_bytes;    /* rank 0: input bytes routed to each shard */
+    uint64_t rows_read;       /* rank 0 */
+    uint64_t units_sent;      /* rank 0: messages of work sent */
+    uint64_t bytes_sent;      /* rank 0 */
+    uint64_t peak_inflight;   /* rank 0: largest bytes in flight or queued */
+    uint64_t units_done;      /* work units this rank processed */
+    uint64_t rows_done;       /* rows this rank processed */
+    double t_read, t_route, t_process, t_wait;  /* seconds on this rank */
+} sf_dist_stats;
+
+sf_status sf_dist_stats_init(sf_dist_stats *s, int k);
+void sf_dist_stats_fini(sf_dist_stats *s);
+
+/* Runs one pass. Rank 0 reads every batch from reader (already rewound and
+ * projected), routes rows to shards with plan, packs the columns pass_cols
+ * (indices in the reader's schema, giving the pass schema in this order) into
+ * work units and sends them (static: shard s to rank s mod P; dynamic: on
+ * request); every rank, rank 0 included, runs x on the units it gets. Other
+ * ranks pass reader = NULL, plan = NULL. In-flight bytes on rank 0 are bounded
+ * by cfg->memory_budget (plus one round). Every rank returns the same status
+ * only after sf_comm_agree; this function itself only guarantees that no rank
+ * is left waiting. Collective. */
+sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
+                           const sf_distribute_config *cfg, const int *pass_cols, int npass,
+                           const sf_schema *pass_schema, sf_exec *x, sf_dist_stats *stats);
+
+/* Work-unit encoding, exposed for tests: the rows `rows[0..n)` of src (only
+ * columns cols[0..ncols)) as one piece of shard `shard` appended to out. */
+sf_status sf_piece_append(sf_buf *out, const sf_batch *src, const int *cols, int ncols,
+                          uint32_t shard, const uint32_t *rows, size_t n);
+/* Begins a work unit message (kind 0 = data, 1 = end, 2 = abort). */
+sf_status sf_unit_begin(sf_buf *out, uint32_t kind);
+/* Reads a work unit: its kind and pieces as batches that borrow out of the
+ * bytes (valid while bytes live). views must hold room for *npieces; call
+ * with views == NULL to learn the count. ncols is the pass schema's width. */
+typedef struct sf_piece_view {
+    sf_batch batch;
+    uint32_t shard;
+} sf_piece_view;
+sf_status sf_unit_parse(const uint8_t *bytes, size_t n, const sf_schema *pass_schema,
+                        uint32_t *kind, sf_piece_view **views, size_t *nviews, size_t *cap);
+/* Frees what sf_unit_parse allocated for cap views. */
+void sf_unit_views_free(sf_piece_view *views, size_t cap);
+
+#endif

@@ -1,0 +1,56 @@
+/* The per-rank executor: runs every agent of a pass over batches, cut into
+ * morsels, with OpenMP threads and thread-local agent states. */
+#ifndef SF_EXEC_H
+#define SF_EXEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shardflow/agent.h"
+#include "shardflow/batch.h"
+#include "shardflow/buf.h"
+#include "shardflow/status.h"
+
+typedef struct sf_exec sf_exec;
+
+/* One agent instance of a pass. cfg and ops must outlive the executor. */
+typedef struct sf_exec_agent {
+    const sf_agent_ops *ops;
+    const sf_agent_config *cfg;
+} sf_exec_agent;
+
+/* Creates states for n agents on nthreads threads. Not collective. */
+sf_status sf_exec_create(const sf_exec_agent *agents, int n, int nthreads, size_t morsel_rows,
+                         sf_exec **out);
+void sf_exec_destroy(sf_exec **x);
+
+/* Processes every row of nb batches: all their morsels are shared among the
+ * threads (static schedule, so thread t always takes the same morsels of the
+ * same work), each thread into its own states. Not collective; call from the
+ * master thread. */
+sf_status sf_exec_process(sf_exec *x, const sf_batch *const *batches, int nb);
+
+/* Merges the thread states (in thread order) and appends the encoded state of
+ * every agent to out. */
+sf_status sf_exec_encode(sf_exec *x, sf_buf *out);
+
+/* into := into (+) from, both being sf_exec_encode outputs of executors with
+ * the same agents (used by the rank reduction). */
+sf_status sf_exec_merge_encoded(sf_exec *x, sf_buf *into, const uint8_t *from, size_t n);
+
+/* Decodes an sf_exec_encode output and calls the report of agents [a0, a1)
+ * into j as j[agent id] = result, in agent order (the caller opens the
+ * object). */
+sf_status sf_exec_report(sf_exec *x, const uint8_t *bytes, size_t n, int a0, int a1, sf_json *j);
+
+/* Rows processed by this executor so far. */
+uint64_t sf_exec_rows(const sf_exec *x);
+
+/* Threads to use when the workflow does not say: OMP_NUM_THREADS if set, else
+ * SLURM_CPUS_PER_TASK, else the CPUs this process may run on divided among
+ * the ranks of this node that share them. */
+int sf_exec_default_threads(int local_ranks);
+/* Sets the OpenMP thread count for later regions. */
+void sf_exec_set_threads(int n);
+
+#endif

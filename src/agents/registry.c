@@ -1,0 +1,69 @@
+/* The agent registry: a fixed table of name -> ops, built-ins first. */
+#include <stdbool.h>
+#include <string.h>
+
+#include "shardflow/agent.h"
+
+#include "agents/builtin.h"
+
+#define MAX_AGENTS 64
+
+static const sf_agent_ops *registry[MAX_AGENTS];
+static int nregistered;
+static bool builtin_done;
+
+/* The built-ins, in registration order. */
+static const sf_agent_ops *const builtins[] = {
+    &sf__agent_stats,
+};
+
+static const sf_agent_ops *lookup(const char *name)
+{
+    for (int i = 0; i < nregistered; i++)
+        if (strcmp(registry[i]->name, name) == 0) return registry[i];
+    return NULL;
+}
+
+static sf_status add(const sf_agent_ops *ops)
+{
+    SF_CHECK(ops != NULL && ops->name != NULL && ops->name[0] != '\0', SF_ERR_ARG,
+             "agent registration without a name");
+    SF_CHECK(ops->abi_version == SF_AGENT_ABI_VERSION, SF_ERR_ARG,
+             "agent '%s' was built for agent ABI %d, this shardflow has ABI %d", ops->name,
+             ops->abi_version, SF_AGENT_ABI_VERSION);
+    SF_CHECK(ops->init != NULL && ops->process != NULL && ops->merge != NULL &&
+                 ops->encode != NULL && ops->decode != NULL && ops->report != NULL &&
+                 ops->destroy != NULL,
+             SF_ERR_ARG, "agent '%s' lacks a required function", ops->name);
+    SF_CHECK(lookup(ops->name) == NULL, SF_ERR_ARG, "agent '%s' is already registered",
+             ops->name);
+    SF_CHECK(nregistered < MAX_AGENTS, SF_ERR_ARG,
+             "cannot register agent '%s': the table holds %d agents", ops->name, MAX_AGENTS);
+    registry[nregistered++] = ops;
+    return SF_OK;
+}
+
+void sf_agents_register_builtin(void)
+{
+    if (builtin_done) return;
+    builtin_done = true;
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
+        /* A built-in cannot fail to register: the table starts empty and the
+         * names are distinct. */
+        (void)add(builtins[i]);
+    }
+}
+
+sf_status sf_agent_register(const sf_agent_ops *ops)
+{
+    /* Built-ins first, so that their names are always taken by them. */
+    sf_agents_register_builtin();
+    return add(ops);
+}
+
+const sf_agent_ops *sf_agent_find(const char *name)
+{
+    if (name == NULL) return NULL;
+    sf_agents_register_builtin();
+    return lookup(name);
+}

@@ -1,0 +1,548 @@
+/* One pass of the data path: rank 0 reads and routes, every rank processes.
+ *
+ * Rank 0 reads the input a batch (a "round") at a time, routes each row to
+ * its logical shard, and packs the pass's columns of each shard into pieces.
+ * Static mode sends the pieces of shard s to rank s mod P, one unit per rank
+ * per round, with non-blocking sends so that rank 0 reads round r+1 while
+ * round r is in flight. Dynamic mode packs the pieces of a round into units
+ * of about 1/(2P) of the round and hands them out on request (rank 0 works
+ * on a unit itself when nobody is asking). Bytes in flight (static) or
+ * queued (dynamic) are bounded by distribute.memory_budget plus one round. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+
+#include "shardflow/comm.h"
+#include "shardflow/dist.h"
+
+enum { UNIT_DATA = 0, UNIT_END = 1, UNIT_ABORT = 2 };
+
+sf_status sf_dist_stats_init(sf_dist_stats *s, int k)
+{
+    memset(s, 0, sizeof *s);
+    s->k = k;
+    s->shard_rows = calloc((size_t)(k ? k : 1), sizeof(uint64_t));
+    s->shard_bytes = calloc((size_t)(k ? k : 1), sizeof(uint64_t));
+    SF_CHECK(s->shard_rows && s->shard_bytes, SF_ERR_NOMEM, "out of memory (shard statistics)");
+    return SF_OK;
+}
+
+void sf_dist_stats_fini(sf_dist_stats *s)
+{
+    free(s->shard_rows);
+    free(s->shard_bytes);
+    memset(s, 0, sizeof *s);
+}
+
+/* A pool of unit buffers so that no round allocates once the pool is warm. */
+typedef struct pool {
+    sf_buf *free_bufs;
+    size_t nfree, cap;
+} pool;
+
+static sf_buf pool_get(pool *p)
+{
+    if (p->nfree) return p->free_bufs[--p->nfree];
+    sf_buf b;
+    sf_buf_init(&b);
+    return b;
+}
+
+static void pool_put(pool *p, sf_buf b)
+{
+    if (p->nfree == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        sf_buf *nb = realloc(p->free_bufs, cap * sizeof *nb);
+        if (nb == NULL) {
+            sf_buf_fini(&b);
+            return;
+        }
+        p->free_bufs = nb;
+        p->cap = cap;
+    }
+    p->free_bufs[p->nfree++] = b;
+}
+
+static void pool_fini(pool *p)
+{
+    for (size_t i = 0; i < p->nfree; i++) sf_buf_fini(&p->free_bufs[i]);
+    free(p->free_bufs);
+}
+
+/* State of rank 0's routing of one round. */
+typedef struct router {
+    int k;
+    uint32_t *shard;       /* shard of each row */
+    uint32_t *order;       /* rows sorted by shard (stable) */
+    size_t *start;         /* k + 1 offsets into order */
+    size_t cap;
+} router;
+
+static sf_status route_round(router *rt, const sf_shard_plan *plan, const sf_batch *b,
+                             sf_dist_stats *st, int count_stats)
+{
+    if (b->nrows > rt->cap) {
+        free(rt->shard);
+        free(rt->order);
+        rt->shard = malloc(b->nrows * sizeof *rt->shard);
+        rt->order = malloc(b->nrows * sizeof *rt->order);
+        SF_CHECK(rt->shard && rt->order, SF_ERR_NOMEM, "out of memory (routing %zu rows)", b->nrows);
+        rt->cap = b->nrows;
+    }
+    SF_CALL(sf_shard_route(plan, b, rt->shard));
+    memset(rt->start, 0, sizeof(size_t) * (size_t)(rt->k + 1));
+    for (size_t i = 0; i < b->nrows; i++) {
+        SF_CHECK(rt->shard[i] < (uint32_t)rt->k, SF_ERR_INTERNAL, "row routed to shard %u of %d",
+                 rt->shard[i], rt->k);
+        rt->start[rt->shard[i] + 1]++;
+    }
+    for (int s = 0; s < rt->k; s++) rt->start[s + 1] += rt->start[s];
+    if (count_stats) {
+        for (int s = 0; s < rt->k; s++) st->shard_rows[s] += rt->start[s + 1] - rt->start[s];
+        if (b->row_bytes) {
+            for (size_t i = 0; i < b->nrows; i++) st->shard_bytes[rt->shard[i]] += b->row_bytes[i];
+        } else {
+            /* Columnar size: 8 bytes per number, the text of strings. */
+            for (size_t i = 0; i < b->nrows; i++) {
+                uint64_t bytes = 0;
+                for (int c = 0; c < b->ncols; c++) {
+                    const sf_column *col = &b->cols[c];
+                    if (!col->loaded) continue;
+                    if (col->type == SF_STRING)
+                        bytes += col->dict.off[col->code[i] + 1] - col->dict.off[col->code[i]];
+                    else
+                        bytes += 8;
+                }
+                st->shard_bytes[rt->shard[i]] += bytes;
+            }
+        }
+    }
+    /* Counting sort: stable, so rows keep input order within a shard. */
+    size_t *fill = malloc(sizeof(size_t) * (size_t)rt->k);
+    SF_CHECK(fill != NULL, SF_ERR_NOMEM, "out of memory (routing)");
+    memcpy(fill, rt->start, sizeof(size_t) * (size_t)rt->k);
+    for (size_t i = 0; i < b->nrows; i++) rt->order[fill[rt->shard[i]]++] = (uint32_t)i;
+    free(fill);
+    return SF_OK;
+}
+
+/* Processes one encoded unit on this rank. */
+typedef struct worker {
+    const sf_schema *schema;
+    sf_exec *x;
+    sf_piece_view *views;
+    size_t cap;
+    const sf_batch **list;
+    size_t list_cap;
+    sf_dist_stats *st;
+} worker;
+
+static sf_status work_on(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind)
+{
+    size_t nv = 0;
+    SF_CALL(sf_unit_parse(bytes, n, w->schema, kind, &w->views, &nv, &w->cap));
+    if (*kind != UNIT_DATA) return SF_OK;
+    if (nv > w->list_cap) {
+        const sf_batch **l = realloc(w->list, nv * sizeof *l);
+        SF_CHECK(l != NULL, SF_ERR_NOMEM, "out of memory (work list)");
+        w->list = l;
+        w->list_cap = nv;
+    }
+    for (size_t i = 0; i < nv; i++) {
+        w->list[i] = &w->views[i].batch;
+        w->st->rows_done += w->views[i].batch.nrows;
+    }
+    double t0 = sf_comm_wtime();
+    sf_status rc = sf_exec_process(w->x, w->list, (int)nv);
+    w->st->t_process += sf_comm_wtime() - t0;
+    w->st->units_done++;
+    return rc;
+}
+
+static void worker_fini(worker *w)
+{
+    sf_unit_views_free(w->views, w->cap);
+    free(w->list);
+}
+
+static sf_status send_control(int dest, uint32_t kind)
+{
+    sf_buf b;
+    sf_buf_init(&b);
+    sf_status rc = sf_unit_begin(&b, kind);
+    if (rc == SF_OK) rc = sf_comm_send(dest, SF_TAG_PIECE, b.data, b.len);
+    sf_buf_fini(&b);
+    return rc;
+}
+
+/* ---- workers (rank > 0) ---- */
+
+static sf_status worker_static(worker *w)
+{
+    sf_buf msg;
+    sf_buf_init(&msg);
+    sf_status rc = SF_OK, comm = SF_OK;
+    for (;;) {
+        double t0 = sf_comm_wtime();
+        comm = sf_comm_recv(0, SF_TAG_PIECE, &msg, NULL);
+        w->st->t_wait += sf_comm_wtime() - t0;
+        if (comm != SF_OK) break;
+        uint32_t kind = UNIT_DATA;
+        if (rc == SF_OK) {
+            rc = work_on(w, msg.data, msg.len, &kind);
+        } else {
+            /* After a failure keep draining so that rank 0 never blocks. */
+            size_t nv;
+            sf_unit_parse(msg.data, msg.len, w->schema, &kind, &w->views, &nv, &w->cap);
+            if (kind == UNIT_DATA) continue;
+        }
+        if (kind != UNIT_DATA) break;
+    }
+    sf_buf_fini(&msg);
+    return comm != SF_OK ? comm : rc;
+}
+
+static sf_status worker_dynamic(worker *w)
+{
+    sf_buf msg;
+    sf_buf_init(&msg);
+    sf_status rc = SF_OK, comm = SF_OK;
+    for (;;) {
+        uint32_t req = (uint32_t)rc;
+        double t0 = sf_comm_wtime();
+        comm = sf_comm_send(0, SF_TAG_REQUEST, &req, sizeof req);
+        if (comm == SF_OK) comm = sf_comm_recv(0, SF_TAG_PIECE, &msg, NULL);
+        w->st->t_wait += sf_comm_wtime() - t0;
+        if (comm != SF_OK) break;
+        uint32_t kind = UNIT_DATA;
+        if (rc == SF_OK) {
+            rc = work_on(w, msg.data, msg.len, &kind);
+        } else {
+            size_t nv;
+            sf_unit_parse(msg.data, msg.len, w->schema, &kind, &w->views, &nv, &w->cap);
+        }
+        if (kind != UNIT_DATA) break;
+    }
+    sf_buf_fini(&msg);
+    return comm != SF_OK ? comm : rc;
+}
+
+/* ---- rank 0 ---- */
+
+typedef struct inflight {
+    sf_comm_req *req;
+    sf_buf buf;
+} inflight;
+
+typedef struct root {
+    sf_reader *reader;
+    const sf_shard_plan *plan;
+    const sf_distribute_config *cfg;
+    const int *cols;
+    int ncols;
+    int P;
+    sf_batch batch;
+    router rt;
+    pool pl;
+    worker w;
+    sf_dist_stats *st;
+    int count_stats;
+} root;
+
+/* Reads and routes the next round; *eof at the end. */
+static sf_status next_round(root *r, bool *eof)
+{
+    double t0 = sf_comm_wtime();
+    SF_CALL(sf_reader_next(r->reader, &r->batch, eof));
+    double t1 = sf_comm_wtime();
+    r->st->t_read += t1 - t0;
+    if (*eof) return SF_OK;
+    r->st->rows_read += r->batch.nrows;
+    SF_CALL(route_round(&r->rt, r->plan, &r->batch, r->st, r->count_stats));
+    r->st->t_route += sf_comm_wtime() - t1;
+    return SF_OK;
+}
+
+static sf_status append_shard(root *r, sf_buf *unit, int s)
+{
+    size_t n = r->rt.start[s + 1] - r->rt.start[s];
+    if (n == 0) return SF_OK;
+    return sf_piece_append(unit, &r->batch, r->cols, r->ncols, (uint32_t)s, r->rt.order + r->rt.start[s], n);
+}
+
+static sf_status root_static(root *r)
+{
+    sf_status rc = SF_OK;
+    int P = r->P;
+    size_t nfl = 0, flcap = 0, flhead = 0;
+    inflight *fl = NULL;
+    uint64_t inflight_bytes = 0;
+    sf_buf local = pool_get(&r->pl);
+    for (;;) {
+        bool eof = false;
+        SF_CALL_GOTO(next_round(r, &eof), done);
+        if (eof) break;
+        double t0 = sf_comm_wtime();
+        for (int dest = 1; dest < P; dest++) {
+            sf_buf unit = pool_get(&r->pl);
+            rc = sf_unit_begin(&unit, UNIT_DATA);
+            for (int s = dest; s < r->rt.k && rc == SF_OK; s += P) rc = append_shard(r, &unit, s);
+            if (rc != SF_OK) {
+                pool_put(&r->pl, unit);
+                goto done;
+            }
+            /* Keep the bytes in flight under the budget: wait for the oldest. */
+            while (flhead < nfl && inflight_bytes + unit.len > r->cfg->memory_budget) {
+                rc = sf_comm_wait(&fl[flhead].req);
+                inflight_bytes -= fl[flhead].buf.len;
+                pool_put(&r->pl, fl[flhead].buf);
+                flhead++;
+                if (rc != SF_OK) {
+                    pool_put(&r->pl, unit);
+                    goto done;
+                }
+            }
+            if (nfl == flcap) {
+                /* Compact finished entries, then grow. */
+                if (flhead > 0) {
+                    memmove(fl, fl + flhead, (nfl - flhead) * sizeof *fl);
+                    nfl -= flhead;
+                    flhead = 0;
+                }
+                if (nfl == flcap) {
+                    size_t cap = flcap ? flcap * 2 : 16;
+                    inflight *nf = realloc(fl, cap * sizeof *nf);
+                    if (nf == NULL) {
+                        pool_put(&r->pl, unit);
+                        rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (in-flight list)");
+                        goto done;
+                    }
+                    fl = nf;
+                    flcap = cap;
+                }
+            }
+            fl[nfl].buf = unit;
+            rc = sf_comm_isend(dest, SF_TAG_PIECE, unit.data, unit.len, &fl[nfl].req);
+            nfl++;
+            if (rc != SF_OK) goto done;
+            inflight_bytes += unit.len;
+            if (inflight_bytes > r->st->peak_inflight) r->st->peak_inflight = inflight_bytes;
+            r->st->units_sent++;
+            r->st->bytes_sent += unit.len;
+        }
+        SF_CALL_GOTO(sf_unit_begin(&local, UNIT_DATA), done);
+        for (int s = 0; s < r->rt.k; s += P) SF_CALL_GOTO(append_shard(r, &local, s), done);
+        r->st->t_route += sf_comm_wtime() - t0;
+        uint32_t kind;
+        SF_CALL_GOTO(work_on(&r->w, local.data, local.len, &kind), done);
+        /* Retire finished sends without blocking. */
+        while (flhead < nfl) {
+            bool fin = false;
+            SF_CALL_GOTO(sf_comm_test(&fl[flhead].req, &fin), done);
+            if (!fin) break;
+            inflight_bytes -= fl[flhead].buf.len;
+            pool_put(&r->pl, fl[flhead].buf);
+            flhead++;
+        }
+    }
+done:;
+    /* Whatever happened, every worker gets exactly one END or ABORT. */
+    sf_status end = SF_OK;
+    for (size_t i = flhead; i < nfl; i++) {
+        sf_status e = sf_comm_wait(&fl[i].req);
+        if (end == SF_OK) end = e;
+        pool_put(&r->pl, fl[i].buf);
+    }
+    for (int dest = 1; dest < P; dest++) {
+        sf_status e = send_control(dest, rc == SF_OK ? UNIT_END : UNIT_ABORT);
+        if (end == SF_OK) end = e;
+    }
+    free(fl);
+    pool_put(&r->pl, local);
+    return rc != SF_OK ? rc : end;
+}
+
+typedef struct queue {
+    sf_buf *items;
+    size_t head, n, cap;
+    uint64_t bytes;
+} queue;
+
+static sf_status queue_push(queue *q, sf_buf b)
+{
+    if (q->head + q->n == q->cap) {
+        if (q->head > 0) {
+            memmove(q->items, q->items + q->head, q->n * sizeof *q->items);
+            q->head = 0;
+        }
+        if (q->n == q->cap) {
+            size_t cap = q->cap ? q->cap * 2 : 32;
+            sf_buf *ni = realloc(q->items, cap * sizeof *ni);
+            SF_CHECK(ni != NULL, SF_ERR_NOMEM, "out of memory (work queue)");
+            q->items = ni;
+            q->cap = cap;
+        }
+    }
+    q->items[q->head + q->n++] = b;
+    q->bytes += b.len;
+    return SF_OK;
+}
+
+static sf_buf queue_pop(queue *q)
+{
+    sf_buf b = q->items[q->head++];
+    q->n--;
+    q->bytes -= b.len;
+    return b;
+}
+
+/* Packs the round into units of about round/(2P) rows, shards in order. */
+static sf_status enqueue_round(root *r, queue *q)
+{
+    size_t target = r->batch.nrows / (size_t)(2 * r->P);
+    if (target < r->cfg->morsel_rows) target = r->cfg->morsel_rows;
+    sf_buf unit = pool_get(&r->pl);
+    sf_status rc = sf_unit_begin(&unit, UNIT_DATA);
+    size_t rows = 0;
+    for (int s = 0; s < r->rt.k && rc == SF_OK; s++) {
+        size_t n = r->rt.start[s + 1] - r->rt.start[s];
+        if (n == 0) continue;
+        rc = append_shard(r, &unit, s);
+        rows += n;
+        if (rc == SF_OK && rows >= target) {
+            rc = queue_push(q, unit);
+            if (rc != SF_OK) return rc;
+            unit = pool_get(&r->pl);
+            rc = sf_unit_begin(&unit, UNIT_DATA);
+            rows = 0;
+        }
+    }
+    if (rc == SF_OK && rows > 0) return queue_push(q, unit);
+    pool_put(&r->pl, unit);
+    return rc;
+}
+
+static sf_status root_dynamic(root *r)
+{
+    sf_status rc = SF_OK, comm = SF_OK;
+    queue q = {0};
+    int P = r->P, finished = 0;
+    int *waiting = calloc((size_t)P, sizeof *waiting);
+    int nwaiting = 0;
+    bool eof = false, failed = false;
+    sf_buf req;
+    sf_buf_init(&req);
+    SF_CHECK(waiting != NULL, SF_ERR_NOMEM, "out of memory (work queue)");
+
+    for (;;) {
+        /* Answer every request that is waiting. */
+        for (;;) {
+            bool flag = false;
+            int src = -1;
+            if (finished + nwaiting < P - 1) {
+                comm = sf_comm_iprobe(SF_TAG_REQUEST, &flag, &src);
+                if (comm != SF_OK) goto done;
+            }
+            if (flag) {
+                comm = sf_comm_recv(src, SF_TAG_REQUEST, &req, NULL);
+                if (comm != SF_OK) goto done;
+                uint32_t code = 0;
+                if (req.len >= 4) memcpy(&code, req.data, 4);
+                if (code != 0) failed = true;
+                waiting[nwaiting++] = src;
+            }
+            if (nwaiting == 0) break;
+            int dest = waiting[0];
+            if (failed || rc != SF_OK) {
+                comm = send_control(dest, UNIT_ABORT);
+                finished++;
+            } else if (q.n > 0) {
+                sf_buf unit = queue_pop(&q);
+                comm = sf_comm_send(dest, SF_TAG_PIECE, unit.data, unit.len);
+                r->st->units_sent++;
+                r->st->bytes_sent += unit.len;
+                pool_put(&r->pl, unit);
+            } else if (eof) {
+                comm = send_control(dest, UNIT_END);
+                finished++;
+            } else {
+                break; /* nothing to give yet: produce below */
+            }
+            if (comm != SF_OK) goto done;
+            memmove(waiting, waiting + 1, sizeof *waiting * (size_t)(--nwaiting));
+        }
+        if (failed || rc != SF_OK) {
+            while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
+            eof = true;
+        }
+        if (finished == P - 1 && eof && q.n == 0) break;
+        if (!eof && (q.bytes < r->cfg->memory_budget / 2 || q.n == 0)) {
+            rc = next_round(r, &eof);
+            if (rc == SF_OK && !eof) rc = enqueue_round(r, &q);
+            if (q.bytes > r->st->peak_inflight) r->st->peak_inflight = q.bytes;
+        } else if (q.n > 0) {
+            sf_buf unit = queue_pop(&q);
+            uint32_t kind;
+            rc = work_on(&r->w, unit.data, unit.len, &kind);
+            pool_put(&r->pl, unit);
+        } else {
+            /* Input done, queue empty: block for the remaining workers' requests. */
+            int src = -1;
+            comm = sf_comm_recv(-1, SF_TAG_REQUEST, &req, &src);
+            if (comm != SF_OK) goto done;
+            uint32_t code = 0;
+            if (req.len >= 4) memcpy(&code, req.data, 4);
+            if (code != 0) failed = true;
+            waiting[nwaiting++] = src;
+        }
+    }
+done:
+    while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
+    free(q.items);
+    free(waiting);
+    sf_buf_fini(&req);
+    return comm != SF_OK ? comm : rc;
+}
+
+sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
+                           const sf_distribute_config *cfg, const int *pass_cols, int npass,
+                           const sf_schema *pass_schema, sf_exec *x, sf_dist_stats *stats)
+{
+    worker w = {.schema = pass_schema, .x = x, .st = stats};
+    int rank = sf_comm_rank();
+    if (rank != 0) {
+        sf_status rc = cfg->mode == SF_DIST_DYNAMIC ? worker_dynamic(&w) : worker_static(&w);
+        worker_fini(&w);
+        return rc;
+    }
+    root r = {.reader = reader, .plan = plan, .cfg = cfg, .cols = pass_cols, .ncols = npass,
+              .P = sf_comm_size(), .w = w, .st = stats, .count_stats = 1};
+    r.rt.k = sf_shard_plan_count(plan);
+    r.rt.start = calloc((size_t)r.rt.k + 1, sizeof(size_t));
+    SF_CHECK(r.rt.start != NULL, SF_ERR_NOMEM, "out of memory (routing)");
+    sf_status rc = sf_reader_batch_init(reader, &r.batch);
+    if (rc == SF_OK) {
+        rc = cfg->mode == SF_DIST_DYNAMIC ? root_dynamic(&r) : root_static(&r);
+        sf_batch_fini(&r.batch);
+    } else {
+        /* Workers are waiting for their first unit: release them. */
+        for (int d = 1; d < r.P; d++)
+            if (cfg->mode == SF_DIST_STATIC) send_control(d, UNIT_ABORT);
+        if (cfg->mode == SF_DIST_DYNAMIC) {
+            r.rt.k = 0;
+            sf_buf req;
+            sf_buf_init(&req);
+            for (int d = 1; d < r.P; d++) {
+                int src;
+                if (sf_comm_recv(-1, SF_TAG_REQUEST, &req, &src) == SF_OK) send_control(src, UNIT_ABORT);
+            }
+            sf_buf_fini(&req);
+        }
+    }
+    worker_fini(&r.w);
+    pool_fini(&r.pl);
+    free(r.rt.start);
+    free(r.rt.shard);
+    free(r.rt.order);
+    return rc;
+}

@@ -1,0 +1,264 @@
+/* Work units: the wire form of shard pieces.
+ *
+ * A unit is a header {magic, kind, npieces, 0} (u32 each) followed by pieces.
+ * A piece is {shard u32, ncols u32, nrows u64} and per column {type u8,
+ * has_valid u8, 6 pad bytes, nulls u64} then its arrays, each padded to 8
+ * bytes: int64/timestamp/float64 values (8 bytes a row); strings as {ndict
+ * u32, pad u32}, codes (u32 a row), ndict+1 offsets (u32), dictionary bytes;
+ * then the validity bytes if has_valid. Everything is little-endian and
+ * 8-byte aligned relative to the start of the unit, so a receiver reads the
+ * arrays in place without copying. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+
+#include "shardflow/dist.h"
+
+#define UNIT_MAGIC 0x43504653u /* "SFPC" */
+
+static int host_is_little_endian(void)
+{
+    uint16_t v = 1;
+    uint8_t b;
+    memcpy(&b, &v, 1);
+    return b == 1;
+}
+
+static sf_status pad8(sf_buf *out)
+{
+    static const uint8_t zeros[8] = {0};
+    size_t r = out->len % 8;
+    return r ? sf_buf_append(out, zeros, 8 - r) : SF_OK;
+}
+
+sf_status sf_unit_begin(sf_buf *out, uint32_t kind)
+{
+    SF_CHECK(host_is_little_endian(), SF_ERR_INTERNAL, "shardflow's wire format needs a little-endian host");
+    sf_buf_clear(out);
+    SF_CALL(sf_buf_put_u32(out, UNIT_MAGIC));
+    SF_CALL(sf_buf_put_u32(out, kind));
+    SF_CALL(sf_buf_put_u32(out, 0));
+    return sf_buf_put_u32(out, 0);
+}
+
+/* Per-thread scratch for remapping dictionary codes; grows, never shrinks. */
+static _Thread_local uint32_t *remap_stamp, *remap_code, *remap_order;
+static _Thread_local size_t remap_cap;
+static _Thread_local uint32_t remap_gen;
+
+static sf_status remap_reserve(size_t n)
+{
+    if (n <= remap_cap) return SF_OK;
+    size_t cap = remap_cap ? remap_cap : 1024;
+    while (cap < n) cap *= 2;
+    uint32_t *a = realloc(remap_stamp, cap * sizeof *a);
+    if (a) remap_stamp = a;
+    uint32_t *b = realloc(remap_code, cap * sizeof *b);
+    if (b) remap_code = b;
+    uint32_t *c = realloc(remap_order, cap * sizeof *c);
+    if (c) remap_order = c;
+    SF_CHECK(a && b && c, SF_ERR_NOMEM, "out of memory (dictionary remap)");
+    memset(remap_stamp + remap_cap, 0, (cap - remap_cap) * sizeof *a);
+    remap_cap = cap;
+    return SF_OK;
+}
+
+static sf_status append_strings(sf_buf *out, const sf_column *c, const uint32_t *rows, size_t n)
+{
+    SF_CALL(remap_reserve(c->dict.n + 1));
+    if (++remap_gen == 0) {
+        memset(remap_stamp, 0, remap_cap * sizeof *remap_stamp);
+        remap_gen = 1;
+    }
+    size_t at = out->len;
+    SF_CALL(sf_buf_put_u32(out, 0));
+    SF_CALL(sf_buf_put_u32(out, 0));
+    SF_CALL(sf_buf_reserve(out, n * 4 + 8));
+    uint32_t *codes = (uint32_t *)(out->data + out->len);
+    uint32_t nd = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t code = c->code[rows[i]];
+        if (remap_stamp[code] != remap_gen) {
+            remap_stamp[code] = remap_gen;
+            remap_code[code] = nd;
+            remap_order[nd++] = code;
+        }
+        codes[i] = remap_code[code];
+    }
+    out->len += n * 4;
+    SF_CALL(pad8(out));
+    uint32_t ndict = nd;
+    memcpy(out->data + at, &ndict, 4);
+    SF_CALL(sf_buf_reserve(out, ((size_t)nd + 1) * 4 + 8));
+    uint32_t *off = (uint32_t *)(out->data + out->len);
+    uint32_t pos = 0;
+    off[0] = 0;
+    for (uint32_t k = 0; k < nd; k++) {
+        uint32_t src = remap_order[k];
+        pos += c->dict.off[src + 1] - c->dict.off[src];
+        off[k + 1] = pos;
+    }
+    out->len += ((size_t)nd + 1) * 4;
+    SF_CALL(pad8(out));
+    SF_CALL(sf_buf_reserve(out, (size_t)pos + 8));
+    for (uint32_t k = 0; k < nd; k++) {
+        size_t len;
+        const char *s = sf_dict_str(&c->dict, remap_order[k], &len);
+        memcpy(out->data + out->len, s, len);
+        out->len += len;
+    }
+    return pad8(out);
+}
+
+sf_status sf_piece_append(sf_buf *out, const sf_batch *src, const int *cols, int ncols,
+                          uint32_t shard, const uint32_t *rows, size_t n)
+{
+    SF_CHECK(out->len >= 16 && out->len % 8 == 0, SF_ERR_INTERNAL, "piece appended outside a unit");
+    SF_CALL(sf_buf_put_u32(out, shard));
+    SF_CALL(sf_buf_put_u32(out, (uint32_t)ncols));
+    SF_CALL(sf_buf_put_u64(out, (uint64_t)n));
+    for (int k = 0; k < ncols; k++) {
+        const sf_column *c = &src->cols[cols[k]];
+        SF_CHECK(c->loaded, SF_ERR_INTERNAL, "column %d of a piece was not loaded", cols[k]);
+        size_t nulls = 0;
+        if (c->valid && c->nulls)
+            for (size_t i = 0; i < n; i++) nulls += c->valid[rows[i]] == 0;
+        uint8_t hdr[8] = {(uint8_t)c->type, (uint8_t)(nulls > 0), 0, 0, 0, 0, 0, 0};
+        SF_CALL(sf_buf_append(out, hdr, 8));
+        SF_CALL(sf_buf_put_u64(out, nulls));
+        if (c->type == SF_STRING) {
+            SF_CALL(append_strings(out, c, rows, n));
+        } else {
+            SF_CALL(sf_buf_reserve(out, n * 8));
+            if (c->type == SF_FLOAT64) {
+                double *d = (double *)(out->data + out->len);
+                for (size_t i = 0; i < n; i++) d[i] = c->f64[rows[i]];
+            } else {
+                int64_t *d = (int64_t *)(out->data + out->len);
+                for (size_t i = 0; i < n; i++) d[i] = c->i64[rows[i]];
+            }
+            out->len += n * 8;
+        }
+        if (nulls) {
+            SF_CALL(sf_buf_reserve(out, n + 8));
+            uint8_t *v = out->data + out->len;
+            for (size_t i = 0; i < n; i++) v[i] = c->valid[rows[i]];
+            out->len += n;
+            SF_CALL(pad8(out));
+        }
+    }
+    uint32_t np;
+    memcpy(&np, out->data + 8, 4);
+    np++;
+    memcpy(out->data + 8, &np, 4);
+    return SF_OK;
+}
+
+#define NEED(k)                                                                    \
+    SF_CHECK((k) <= n - off, SF_ERR_INTERNAL, "malformed work unit (%zu bytes at %zu of %zu)", \
+             (size_t)(k), off, n)
+#define ALIGN8(x) (((x) + 7) & ~(size_t)7)
+
+static sf_status view_reserve(sf_piece_view **views, size_t *cap, size_t need, int ncols)
+{
+    if (need <= *cap) return SF_OK;
+    size_t nc = *cap ? *cap : 8;
+    while (nc < need) nc *= 2;
+    sf_piece_view *v = realloc(*views, nc * sizeof *v);
+    SF_CHECK(v != NULL, SF_ERR_NOMEM, "out of memory (piece views)");
+    for (size_t i = *cap; i < nc; i++) {
+        memset(&v[i], 0, sizeof v[i]);
+        v[i].batch.ncols = ncols;
+        v[i].batch.cols = calloc((size_t)(ncols ? ncols : 1), sizeof(sf_column));
+        SF_CHECK(v[i].batch.cols != NULL, SF_ERR_NOMEM, "out of memory (piece views)");
+    }
+    *views = v;
+    *cap = nc;
+    return SF_OK;
+}
+
+void sf_unit_views_free(sf_piece_view *views, size_t cap)
+{
+    for (size_t i = 0; i < cap; i++) free(views[i].batch.cols);
+    free(views);
+}
+
+sf_status sf_unit_parse(const uint8_t *p, size_t n, const sf_schema *schema, uint32_t *kind,
+                        sf_piece_view **views, size_t *nviews, size_t *cap)
+{
+    size_t off = 0;
+    *nviews = 0;
+    NEED(16);
+    uint32_t magic, np;
+    memcpy(&magic, p, 4);
+    memcpy(kind, p + 4, 4);
+    memcpy(&np, p + 8, 4);
+    SF_CHECK(magic == UNIT_MAGIC, SF_ERR_INTERNAL, "work unit has a bad magic number");
+    off = 16;
+    if (*kind != 0) return SF_OK;
+    SF_CALL(view_reserve(views, cap, np, schema->ncols));
+    for (uint32_t k = 0; k < np; k++) {
+        sf_piece_view *v = &(*views)[k];
+        NEED(16);
+        uint32_t ncols;
+        uint64_t rows;
+        memcpy(&v->shard, p + off, 4);
+        memcpy(&ncols, p + off + 4, 4);
+        memcpy(&rows, p + off + 8, 8);
+        off += 16;
+        SF_CHECK((int)ncols == schema->ncols, SF_ERR_INTERNAL, "work unit has %u columns, expected %d",
+                 ncols, schema->ncols);
+        sf_batch *b = &v->batch;
+        b->nrows = b->cap = (size_t)rows;
+        b->first_row = 0;
+        b->row_offset = NULL;
+        b->row_bytes = NULL;
+        for (uint32_t c = 0; c < ncols; c++) {
+            sf_column *col = &b->cols[c];
+            memset(col, 0, sizeof *col);
+            NEED(16);
+            uint8_t type = p[off], has_valid = p[off + 1];
+            uint64_t nulls;
+            memcpy(&nulls, p + off + 8, 8);
+            off += 16;
+            SF_CHECK(type == (uint8_t)schema->fields[c].type, SF_ERR_INTERNAL,
+                     "work unit column %u has type %u, expected %d", c, type, (int)schema->fields[c].type);
+            col->type = (sf_type)type;
+            col->loaded = true;
+            col->nulls = (size_t)nulls;
+            if (col->type == SF_STRING) {
+                NEED(8);
+                uint32_t nd;
+                memcpy(&nd, p + off, 4);
+                off += 8;
+                NEED(ALIGN8(rows * 4));
+                col->code = (uint32_t *)(p + off);
+                off += ALIGN8(rows * 4);
+                NEED(ALIGN8(((size_t)nd + 1) * 4));
+                col->dict.off = (uint32_t *)(p + off);
+                col->dict.n = nd;
+                off += ALIGN8(((size_t)nd + 1) * 4);
+                size_t blen = col->dict.off[nd];
+                NEED(ALIGN8(blen));
+                col->dict.bytes = (char *)(p + off);
+                col->dict.bytes_len = blen;
+                off += ALIGN8(blen);
+            } else {
+                NEED(rows * 8);
+                if (col->type == SF_FLOAT64)
+                    col->f64 = (double *)(p + off);
+                else
+                    col->i64 = (int64_t *)(p + off);
+                off += rows * 8;
+            }
+            if (has_valid) {
+                NEED(ALIGN8(rows));
+                col->valid = (uint8_t *)(p + off);
+                off += ALIGN8(rows);
+            }
+        }
+        *nviews = k + 1;
+    }
+    SF_CHECK(off == n, SF_ERR_INTERNAL, "work unit has %zu trailing bytes", n - off);
+    return SF_OK;
+}

@@ -1,0 +1,634 @@
+/* The run: load the workflow, read the schema, plan the shards, run each
+ * level of stages as one pass over the data, reduce, and write the outputs.
+ *
+ * Every phase ends in sf_comm_agree, so a failure on any rank stops every
+ * rank at the same point with the same status and one message. Stages of the
+ * same dependency level share one pass over the input. */
+#define _POSIX_C_SOURCE 200809L
+#include "shardflow/run.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "shardflow/agent.h"
+#include "shardflow/comm.h"
+#include "shardflow/config.h"
+#include "shardflow/dist.h"
+#include "shardflow/exec.h"
+#include "shardflow/io.h"
+#include "shardflow/json.h"
+#include "shardflow/shard.h"
+
+#ifndef SF_VERSION
+#define SF_VERSION "0.0.0"
+#endif
+
+/* A resolved agent instance. */
+typedef struct agent_inst {
+    const sf_agent_ops *ops;
+    sf_agent_config cfg;
+    int col_in;          /* column index in the input schema, -1 */
+    int *by_in;          /* by columns in the input schema */
+    int *by_pass;        /* by columns in the pass schema */
+    int stage;
+} agent_inst;
+
+typedef struct level_pass {
+    int level;
+    int nagents;
+    agent_inst *agents;   /* borrowed from run.agents */
+    int ncols;
+    int *cols;            /* pass columns (input indices, ascending) */
+    sf_schema schema;
+    sf_exec *x;
+    sf_exec_agent *xa;
+    sf_buf result;        /* reduced encoded states (rank 0) */
+    double seconds, reduce_seconds;
+    sf_dist_stats st;
+} level_pass;
+
+typedef struct run {
+    sf_workflow *w;
+    sf_schema schema;
+    sf_reader *reader;        /* rank 0 */
+    sf_shard_plan *plan;      /* rank 0 */
+    int nagents;
+    agent_inst *agents;
+    int nlevels;
+    level_pass *levels;
+    int threads;
+    double t_load, t_schema, t_plan, t_write;
+    uint64_t total_rows;
+    uint64_t bad_rows;
+    sf_json plan_json;        /* rank 0: plan description */
+    sf_buf rank_stats;        /* rank 0: gathered per-rank figures (JSON fragments) */
+} run;
+
+static sf_status mkdir_p(const char *path)
+{
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof tmp, "%s", path);
+    SF_CHECK(n > 0 && (size_t)n < sizeof tmp, SF_ERR_ARG, "output directory path too long");
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+            return sf_error_set(SF_ERR_IO, __FILE__, __LINE__, "%s: cannot create directory: %s", tmp,
+                                strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+        return sf_error_set(SF_ERR_IO, __FILE__, __LINE__, "%s: cannot create directory: %s", tmp,
+                            strerror(errno));
+    struct stat st;
+    SF_CHECK(stat(tmp, &st) == 0 && S_ISDIR(st.st_mode), SF_ERR_IO, "%s: not a directory", tmp);
+    return SF_OK;
+}
+
+static sf_status encode_schema(const sf_schema *s, sf_buf *out)
+{
+    SF_CALL(sf_buf_put_u32(out, (uint32_t)s->ncols));
+    for (int i = 0; i < s->ncols; i++) {
+        SF_CALL(sf_buf_put_u8(out, (uint8_t)s->fields[i].type));
+        SF_CALL(sf_buf_put_str(out, s->fields[i].name, strlen(s->fields[i].name)));
+    }
+    return SF_OK;
+}
+
+static sf_status decode_schema(const sf_buf *in, sf_schema *s)
+{
+    sf_rd rd;
+    sf_rd_init(&rd, in->data, in->len);
+    uint32_t n;
+    SF_CALL(sf_rd_u32(&rd, &n));
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t t;
+        const char *name;
+        size_t len;
+        SF_CALL(sf_rd_u8(&rd, &t));
+        SF_CALL(sf_rd_str(&rd, &name, &len));
+        char tmp[1024];
+        SF_CHECK(len < sizeof tmp, SF_ERR_INTERNAL, "column name too long");
+        memcpy(tmp, name, len);
+        tmp[len] = '\0';
+        SF_CALL(sf_schema_add(s, tmp, (sf_type)t));
+    }
+    return SF_OK;
+}
+
+/* Names of the input columns, for messages. */
+static void column_list(const sf_schema *s, char *buf, size_t n)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < s->ncols && at + 1 < n; i++) {
+        int k = snprintf(buf + at, n - at, "%s%s", i ? ", " : "", s->fields[i].name);
+        if (k < 0) break;
+        at += (size_t)k;
+    }
+}
+
+static sf_status resolve_column(const run *R, const char *name, int si, int ai, const char *key,
+                                int line, int *out)
+{
+    *out = sf_schema_find(&R->schema, name);
+    if (*out >= 0) return SF_OK;
+    char cols[1024];
+    column_list(&R->schema, cols, sizeof cols);
+    return sf_error_set(SF_ERR_CONFIG, __FILE__, __LINE__,
+                        "%s:%d: stages[%d].agents[%d].%s: no column '%s' in the input (columns: %s)",
+                        R->w->file, line, si, ai, key, name, cols);
+}
+
+static sf_status resolve_agents(run *R)
+{
+    const sf_workflow *w = R->w;
+    int n = 0;
+    for (int s = 0; s < w->nstages; s++) n += w->stages[s].nagents;
+    R->agents = calloc((size_t)(n ? n : 1), sizeof *R->agents);
+    SF_CHECK(R->agents != NULL, SF_ERR_NOMEM, "out of memory (agents)");
+    R->nagents = n;
+    int k = 0;
+    for (int s = 0; s < w->nstages; s++) {
+        const sf_stage_config *st = &w->stages[s];
+        for (int a = 0; a < st->nagents; a++, k++) {
+            const sf_agent_spec *sp = &st->agents[a];
+            agent_inst *ai = &R->agents[k];
+            ai->stage = s;
+            ai->ops = sf_agent_find(sp->agent);
+            SF_CHECK(ai->ops != NULL, SF_ERR_CONFIG, "%s:%d: stages[%d].agents[%d].agent: unknown agent '%s'",
+                     w->file, sp->line, s, a, sp->agent);
+            ai->col_in = -1;
+            if (sp->column) SF_CALL(resolve_column(R, sp->column, s, a, "column", sp->line, &ai->col_in));
+            ai->by_in = calloc((size_t)(sp->nby + 1), sizeof(int));
+            ai->by_pass = calloc((size_t)(sp->nby + 1), sizeof(int));
+            SF_CHECK(ai->by_in && ai->by_pass, SF_ERR_NOMEM, "out of memory (agents)");
+            for (int b = 0; b < sp->nby; b++) SF_CALL(resolve_column(R, sp->by[b], s, a, "by", sp->line, &ai->by_in[b]));
+            sf_agent_config *c = &ai->cfg;
+            c->agent = sp->agent;
+            c->id = sp->id ? sp->id : sp->agent;
+            c->column = sp->column;
+            c->nby = sp->nby;
+            c->by = (const char *const *)sp->by;
+            c->by_col = ai->by_pass;
+            c->node = sp->node;
+            c->file = w->file;
+            c->line = sp->line;
+        }
+    }
+    return SF_OK;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Groups agents by their stage's level; each level becomes one pass. */
+static sf_status build_levels(run *R)
+{
+    const sf_workflow *w = R->w;
+    int maxl = 0;
+    for (int s = 0; s < w->nstages; s++)
+        if (w->level[s] > maxl) maxl = w->level[s];
+    R->levels = calloc((size_t)maxl + 1, sizeof *R->levels);
+    SF_CHECK(R->levels != NULL, SF_ERR_NOMEM, "out of memory (levels)");
+    R->nlevels = maxl + 1;
+    /* Agents of one level must be contiguous and in stage order: the
+     * agents array is in stage declaration order, so sort a copy by level. */
+    agent_inst *sorted = calloc((size_t)(R->nagents ? R->nagents : 1), sizeof *sorted);
+    SF_CHECK(sorted != NULL, SF_ERR_NOMEM, "out of memory (levels)");
+    int k = 0;
+    for (int l = 0; l <= maxl; l++) {
+        level_pass *L = &R->levels[l];
+        L->level = l;
+        L->agents = sorted + k;
+        for (int i = 0; i < R->nagents; i++)
+            if (w->level[R->agents[i].stage] == l) sorted[k++] = R->agents[i];
+        L->nagents = (int)(sorted + k - L->agents);
+    }
+    free(R->agents);
+    R->agents = sorted;
+    for (int l = 0; l <= maxl; l++) {
+        level_pass *L = &R->levels[l];
+        int ncols = R->schema.ncols;
+        uint8_t *need = calloc((size_t)(ncols ? ncols : 1), 1);
+        SF_CHECK(need != NULL, SF_ERR_NOMEM, "out of memory (levels)");
+        for (int a = 0; a < L->nagents; a++) {
+            if (L->agents[a].col_in >= 0) need[L->agents[a].col_in] = 1;
+            for (int b = 0; b < L->agents[a].cfg.nby; b++) need[L->agents[a].by_in[b]] = 1;
+        }
+        L->cols = calloc((size_t)(ncols ? ncols : 1), sizeof(int));
+        SF_CHECK(L->cols != NULL, SF_ERR_NOMEM, "out of memory (levels)");
+        sf_schema_init(&L->schema);
+        for (int c = 0; c < ncols; c++)
+            if (need[c]) {
+                L->cols[L->ncols++] = c;
+                SF_CALL(sf_schema_add(&L->schema, R->schema.fields[c].name, R->schema.fields[c].type));
+            }
+        free(need);
+        L->xa = calloc((size_t)(L->nagents ? L->nagents : 1), sizeof *L->xa);
+        SF_CHECK(L->xa != NULL, SF_ERR_NOMEM, "out of memory (levels)");
+        for (int a = 0; a < L->nagents; a++) {
+            agent_inst *ai = &L->agents[a];
+            int *pos;
+            ai->cfg.schema = &L->schema;
+            ai->cfg.col = -1;
+            if (ai->col_in >= 0) {
+                pos = bsearch(&ai->col_in, L->cols, (size_t)L->ncols, sizeof(int), cmp_int);
+                ai->cfg.col = (int)(pos - L->cols);
+            }
+            for (int b = 0; b < ai->cfg.nby; b++) {
+                pos = bsearch(&ai->by_in[b], L->cols, (size_t)L->ncols, sizeof(int), cmp_int);
+                ai->by_pass[b] = (int)(pos - L->cols);
+            }
+            ai->cfg.by_col = ai->by_pass;
+            if (ai->ops->check) SF_CALL(ai->ops->check(&ai->cfg));
+            L->xa[a].ops = ai->ops;
+            L->xa[a].cfg = &ai->cfg;
+        }
+        sf_buf_init(&L->result);
+    }
+    return SF_OK;
+}
+
+static sf_status merge_cb(sf_buf *into, const uint8_t *from, size_t n, void *ctx)
+{
+    return sf_exec_merge_encoded((sf_exec *)ctx, into, from, n);
+}
+
+static sf_status open_input(run *R, sf_buf *schema_bytes)
+{
+    SF_CALL(sf_reader_open(&R->w->input, &R->reader));
+    const sf_schema *s = sf_reader_schema(R->reader);
+    SF_CALL(encode_schema(s, schema_bytes));
+    SF_CALL(sf_shard_plan_create(&R->w->shard, s, R->w->file, &R->plan));
+    return SF_OK;
+}
+
+static sf_status plan_shards(run *R)
+{
+    sf_reader *rd = R->reader;
+    if (sf_shard_plan_needs_prepass(R->plan)) {
+        int ncols = sf_reader_schema(rd)->ncols;
+        uint8_t *want = calloc((size_t)(ncols ? ncols : 1), 1);
+        SF_CHECK(want != NULL, SF_ERR_NOMEM, "out of memory (projection)");
+        want[sf_shard_plan_key_column(R->plan)] = 1;
+        sf_status rc = sf_reader_set_projection(rd, want);
+        free(want);
+        SF_CALL(rc);
+        sf_batch b;
+        SF_CALL(sf_reader_batch_init(rd, &b));
+        bool eof = false;
+        while (rc == SF_OK) {
+            rc = sf_reader_next(rd, &b, &eof);
+            if (rc != SF_OK || eof) break;
+            rc = sf_shard_plan_observe(R->plan, &b);
+        }
+        sf_batch_fini(&b);
+        SF_CALL(rc);
+        SF_CALL(sf_reader_rewind(rd));
+    }
+    return sf_shard_plan_finish(R->plan, sf_reader_total_rows(rd), sf_reader_data_start(rd),
+                                sf_reader_data_bytes(rd));
+}
+
+static sf_status prepare_pass(run *R, level_pass *L)
+{
+    SF_CALL(sf_exec_create(L->xa, L->nagents, R->threads, R->w->distribute.morsel_rows, &L->x));
+    SF_CALL(sf_dist_stats_init(&L->st, R->w->shard.shards));
+    if (sf_comm_rank() != 0) return SF_OK;
+    int ncols = R->schema.ncols;
+    uint8_t *want = calloc((size_t)(ncols ? ncols : 1), 1);
+    SF_CHECK(want != NULL, SF_ERR_NOMEM, "out of memory (projection)");
+    for (int c = 0; c < L->ncols; c++) want[L->cols[c]] = 1;
+    int key = sf_shard_plan_key_column(R->plan);
+    if (key >= 0) want[key] = 1;
+    sf_status rc = sf_reader_rewind(R->reader);
+    if (rc == SF_OK) rc = sf_reader_set_projection(R->reader, want);
+    free(want);
+    return rc;
+}
+
+typedef struct gather_ctx {
+    sf_json *j;
+} gather_ctx;
+
+static sf_status encode_rank_stats(const run *R, sf_buf *out)
+{
+    uint64_t units = 0, rows = 0;
+    double tp = 0, tw = 0;
+    for (int l = 0; l < R->nlevels; l++) {
+        units += R->levels[l].st.units_done;
+        rows += R->levels[l].st.rows_done;
+        tp += R->levels[l].st.t_process;
+        tw += R->levels[l].st.t_wait;
+    }
+    SF_CALL(sf_buf_put_u64(out, units));
+    SF_CALL(sf_buf_put_u64(out, rows));
+    SF_CALL(sf_buf_put_f64(out, tp));
+    return sf_buf_put_f64(out, tw);
+}
+
+static sf_status gather_cb(int rank, const uint8_t *bytes, size_t n, void *ctx)
+{
+    gather_ctx *g = ctx;
+    sf_rd rd;
+    sf_rd_init(&rd, bytes, n);
+    uint64_t units, rows;
+    double tp, tw;
+    SF_CALL(sf_rd_u64(&rd, &units));
+    SF_CALL(sf_rd_u64(&rd, &rows));
+    SF_CALL(sf_rd_f64(&rd, &tp));
+    SF_CALL(sf_rd_f64(&rd, &tw));
+    sf_json_obj_begin(g->j);
+    sf_json_key(g->j, "rank");
+    sf_json_int(g->j, rank);
+    sf_json_key(g->j, "units");
+    sf_json_uint(g->j, units);
+    sf_json_key(g->j, "rows");
+    sf_json_uint(g->j, rows);
+    sf_json_key(g->j, "process_seconds");
+    sf_json_num(g->j, tp);
+    sf_json_key(g->j, "wait_seconds");
+    sf_json_num(g->j, tw);
+    sf_json_obj_end(g->j);
+    return g->j->rc;
+}
+
+static sf_status write_result(run *R, const char *dir)
+{
+    sf_json j;
+    sf_json_init(&j, true);
+    sf_json_obj_begin(&j);
+    sf_json_key(&j, "workflow");
+    sf_json_str(&j, R->w->name);
+    sf_json_key(&j, "results");
+    sf_json_obj_begin(&j);
+    sf_status rc = SF_OK;
+    for (int s = 0; s < R->w->nstages && rc == SF_OK; s++) {
+        sf_json_key(&j, R->w->stages[s].name);
+        sf_json_obj_begin(&j);
+        level_pass *L = &R->levels[R->w->level[s]];
+        int a0 = -1, a1 = -1;
+        for (int a = 0; a < L->nagents; a++)
+            if (L->agents[a].stage == s) {
+                if (a0 < 0) a0 = a;
+                a1 = a + 1;
+            }
+        if (a0 >= 0) rc = sf_exec_report(L->x, L->result.data, L->result.len, a0, a1, &j);
+        sf_json_obj_end(&j);
+    }
+    sf_json_obj_end(&j);
+    sf_json_obj_end(&j);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/result.json", dir);
+    if (rc == SF_OK) rc = sf_json_write_file(&j, path);
+    sf_json_fini(&j);
+    return rc;
+}
+
+static void json_u64_array(sf_json *j, const uint64_t *v, int n)
+{
+    sf_json_arr_begin(j);
+    for (int i = 0; i < n; i++) sf_json_uint(j, v[i]);
+    sf_json_arr_end(j);
+}
+
+static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf_buf *rank_json)
+{
+    const sf_workflow *w = R->w;
+    sf_json j;
+    sf_json_init(&j, true);
+    sf_json_obj_begin(&j);
+    sf_json_key(&j, "workflow");
+    sf_json_str(&j, w->name);
+    sf_json_key(&j, "file");
+    sf_json_str(&j, w->file);
+    sf_json_key(&j, "version");
+    sf_json_str(&j, SF_VERSION);
+    sf_json_key(&j, "config_hash");
+    sf_json_str(&j, w->config_hash);
+    sf_json_key(&j, "ranks");
+    sf_json_int(&j, sf_comm_size());
+    sf_json_key(&j, "ranks_per_node");
+    sf_json_int(&j, sf_comm_local_size());
+    sf_json_key(&j, "threads");
+    sf_json_int(&j, R->threads);
+    sf_json_key(&j, "distribute");
+    sf_json_str(&j, w->distribute.mode == SF_DIST_DYNAMIC ? "dynamic" : "static");
+    sf_json_key(&j, "input");
+    sf_json_obj_begin(&j);
+    sf_json_key(&j, "rows");
+    sf_json_uint(&j, R->levels[0].st.rows_read);
+    sf_json_key(&j, "bad_rows");
+    sf_json_uint(&j, sf_reader_bad_rows(R->reader));
+    sf_json_key(&j, "bad_row_samples");
+    sf_json_arr_begin(&j);
+    const sf_bad_row *bad;
+    size_t nbad = sf_reader_bad_row_samples(R->reader, &bad);
+    for (size_t i = 0; i < nbad; i++) {
+        sf_json_obj_begin(&j);
+        sf_json_key(&j, "line");
+        sf_json_uint(&j, bad[i].line);
+        sf_json_key(&j, "message");
+        sf_json_str(&j, bad[i].message);
+        sf_json_obj_end(&j);
+    }
+    sf_json_arr_end(&j);
+    sf_json_obj_end(&j);
+    sf_json_key(&j, "plan");
+    sf_json_raw(&j, (const char *)R->plan_json.out.data, R->plan_json.out.len);
+    const sf_dist_stats *st = &R->levels[0].st;
+    sf_json_key(&j, "shards");
+    sf_json_obj_begin(&j);
+    sf_json_key(&j, "count");
+    sf_json_int(&j, st->k);
+    sf_json_key(&j, "rows");
+    json_u64_array(&j, st->shard_rows, st->k);
+    sf_json_key(&j, "bytes");
+    json_u64_array(&j, st->shard_bytes, st->k);
+    sf_json_key(&j, "imbalance_rows");
+    sf_json_num(&j, sf_shard_imbalance(st->shard_rows, st->k));
+    sf_json_key(&j, "imbalance_bytes");
+    sf_json_num(&j, sf_shard_imbalance(st->shard_bytes, st->k));
+    sf_json_obj_end(&j);
+    sf_json_key(&j, "timings");
+    sf_json_obj_begin(&j);
+    sf_json_key(&j, "load_seconds");
+    sf_json_num(&j, R->t_load);
+    sf_json_key(&j, "schema_seconds");
+    sf_json_num(&j, R->t_schema);
+    sf_json_key(&j, "plan_seconds");
+    sf_json_num(&j, R->t_plan);
+    sf_json_key(&j, "passes");
+    sf_json_arr_begin(&j);
+    for (int l = 0; l < R->nlevels; l++) {
+        const level_pass *L = &R->levels[l];
+        sf_json_obj_begin(&j);
+        sf_json_key(&j, "stages");
+        sf_json_arr_begin(&j);
+        for (int s = 0; s < w->nstages; s++)
+            if (w->level[s] == l) sf_json_str(&j, w->stages[s].name);
+        sf_json_arr_end(&j);
+        sf_json_key(&j, "seconds");
+        sf_json_num(&j, L->seconds);
+        sf_json_key(&j, "reduce_seconds");
+        sf_json_num(&j, L->reduce_seconds);
+        sf_json_key(&j, "read_seconds");
+        sf_json_num(&j, L->st.t_read);
+        sf_json_key(&j, "route_seconds");
+        sf_json_num(&j, L->st.t_route);
+        sf_json_key(&j, "rank0_process_seconds");
+        sf_json_num(&j, L->st.t_process);
+        sf_json_key(&j, "units_sent");
+        sf_json_uint(&j, L->st.units_sent);
+        sf_json_key(&j, "bytes_sent");
+        sf_json_uint(&j, L->st.bytes_sent);
+        sf_json_key(&j, "peak_inflight_bytes");
+        sf_json_uint(&j, L->st.peak_inflight);
+        sf_json_obj_end(&j);
+    }
+    sf_json_arr_end(&j);
+    sf_json_key(&j, "total_seconds");
+    sf_json_num(&j, t_total);
+    sf_json_obj_end(&j);
+    sf_json_key(&j, "per_rank");
+    sf_json_raw(&j, (const char *)rank_json->data, rank_json->len);
+    sf_json_key(&j, "config");
+    sf_workflow_write_json(w, &j);
+    sf_json_obj_end(&j);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    sf_status rc = sf_json_write_file(&j, path);
+    sf_json_fini(&j);
+    return rc;
+}
+
+static void run_fini(run *R)
+{
+    for (int l = 0; l < R->nlevels; l++) {
+        level_pass *L = &R->levels[l];
+        sf_exec_destroy(&L->x);
+        free(L->xa);
+        free(L->cols);
+        sf_schema_fini(&L->schema);
+        sf_buf_fini(&L->result);
+        sf_dist_stats_fini(&L->st);
+    }
+    free(R->levels);
+    for (int a = 0; a < R->nagents; a++) {
+        /* by arrays are shared between the sorted copy and nothing else. */
+        free(R->agents[a].by_in);
+        free(R->agents[a].by_pass);
+    }
+    free(R->agents);
+    sf_shard_plan_destroy(&R->plan);
+    sf_reader_destroy(&R->reader);
+    sf_schema_fini(&R->schema);
+    sf_json_fini(&R->plan_json);
+    sf_workflow_destroy(&R->w);
+}
+
+sf_status sf_run(const sf_run_options *o, char *out_dir_used)
+{
+    run R;
+    memset(&R, 0, sizeof R);
+    sf_schema_init(&R.schema);
+    sf_json_init(&R.plan_json, false);
+    int rank = sf_comm_rank();
+    double t_start = sf_comm_wtime();
+    sf_status rc;
+    sf_buf buf;
+    sf_buf_init(&buf);
+    char dir[4096] = "";
+
+    sf_agents_register_builtin();
+    rc = sf_workflow_load(o->workflow, o->nsets, o->sets, &R.w);
+    SF_CALL_GOTO(sf_comm_agree(rc), done);
+    if (o->threads > 0) R.w->threads = o->threads;
+    R.threads = R.w->threads > 0 ? R.w->threads : sf_exec_default_threads(sf_comm_local_size());
+    sf_exec_set_threads(R.threads);
+    if (o->out_dir)
+        snprintf(dir, sizeof dir, "%s", o->out_dir);
+    else if (R.w->out_dir)
+        snprintf(dir, sizeof dir, "%s", R.w->out_dir);
+    else
+        snprintf(dir, sizeof dir, "results/%s", R.w->name);
+    if (out_dir_used) snprintf(out_dir_used, 4096, "%s", dir);
+    R.t_load = sf_comm_wtime() - t_start;
+
+    /* Rank 0 opens the input and plans; everyone learns the schema. */
+    double t0 = sf_comm_wtime();
+    rc = SF_OK;
+    if (rank == 0) {
+        rc = open_input(&R, &buf);
+        if (rc == SF_OK && !o->validate_only) rc = mkdir_p(dir);
+    }
+    SF_CALL_GOTO(sf_comm_agree(rc), done);
+    SF_CALL_GOTO(sf_comm_bcast(&buf, 0), done);
+    rc = decode_schema(&buf, &R.schema);
+    SF_CALL_GOTO(sf_comm_agree(rc), done);
+    R.t_schema = sf_comm_wtime() - t0;
+
+    /* Agents and passes are checked before any data moves. */
+    rc = resolve_agents(&R);
+    if (rc == SF_OK) rc = build_levels(&R);
+    SF_CALL_GOTO(sf_comm_agree(rc), done);
+    if (o->validate_only) goto done;
+
+    t0 = sf_comm_wtime();
+    rc = rank == 0 ? plan_shards(&R) : SF_OK;
+    if (rank == 0 && rc == SF_OK) {
+        sf_shard_plan_describe(R.plan, &R.plan_json);
+        rc = R.plan_json.rc;
+    }
+    SF_CALL_GOTO(sf_comm_agree(rc), done);
+    R.t_plan = sf_comm_wtime() - t0;
+
+    for (int l = 0; l < R.nlevels; l++) {
+        level_pass *L = &R.levels[l];
+        rc = prepare_pass(&R, L);
+        SF_CALL_GOTO(sf_comm_agree(rc), done);
+        t0 = sf_comm_wtime();
+        rc = sf_dist_run_pass(R.reader, R.plan, &R.w->distribute, L->cols, L->ncols, &L->schema, L->x, &L->st);
+        SF_CALL_GOTO(sf_comm_agree(rc), done);
+        L->seconds = sf_comm_wtime() - t0;
+        t0 = sf_comm_wtime();
+        rc = sf_exec_encode(L->x, &L->result);
+        SF_CALL_GOTO(sf_comm_agree(rc), done);
+        rc = sf_comm_reduce(&L->result, merge_cb, L->x);
+        SF_CALL_GOTO(sf_comm_agree(rc), done);
+        L->reduce_seconds = sf_comm_wtime() - t0;
+    }
+
+    t0 = sf_comm_wtime();
+    rc = rank == 0 ? write_result(&R, dir) : SF_OK;
+    SF_CALL_GOTO(sf_comm_agree(rc), done);
+    R.t_write = sf_comm_wtime() - t0;
+    {
+        sf_json rj;
+        sf_json_init(&rj, true);
+        sf_json_arr_begin(&rj);
+        gather_ctx g = {&rj};
+        sf_buf_clear(&buf);
+        rc = encode_rank_stats(&R, &buf);
+        if (rc == SF_OK) rc = sf_comm_gather(&buf, gather_cb, &g);
+        sf_json_arr_end(&rj);
+        SF_CALL_GOTO(sf_comm_agree(rc), done);
+        sf_buf raw = {0};
+        raw.data = rj.out.data;
+        raw.len = rj.out.len;
+        rc = rank == 0 ? write_runinfo(&R, dir, sf_comm_wtime() - t_start, &raw) : SF_OK;
+        sf_json_fini(&rj);
+        SF_CALL_GOTO(sf_comm_agree(rc), done);
+    }
+done:
+    sf_buf_fini(&buf);
+    run_fini(&R);
+    return rc;
+}

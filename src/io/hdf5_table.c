@@ -1,0 +1,842 @@
+/* HDF5 tables: a group whose 1-D datasets of equal length are the columns.
+ *
+ * Reading (sf__hdf5_open):
+ *  - Columns are the group's datasets, in link creation order when the group
+ *    tracks it (groups written by shardflow, or by h5py with track_order=True),
+ *    otherwise in name order (byte-wise, as HDF5's name index sorts). Links to
+ *    other groups and to named datatypes are ignored; a link that cannot be
+ *    opened, or a dataset that is not 1-D, is an error.
+ *  - Types: integers of any width and sign become int64 (an unsigned 64-bit
+ *    value above INT64_MAX is an error); floats of any width become float64;
+ *    fixed- and variable-length strings become dictionary-encoded strings
+ *    (fixed strings lose their padding: trailing NULs, or trailing spaces
+ *    when the type is space-padded); an integer dataset with the string
+ *    attribute shardflow_type = "timestamp" is a timestamp column holding
+ *    microseconds since 1970-01-01T00:00:00 UTC. Anything else (compound,
+ *    enum, and so booleans from h5py, arrays, references, opaque) is an error
+ *    naming the dataset.
+ *  - Nulls are not represented in HDF5 input: every value is present, and a
+ *    float NaN is an ordinary float64 value. (A dataset named "x.valid" is
+ *    just another integer column.)
+ *  - Every next() reads one hyperslab of at most batch_rows rows per column
+ *    and never the whole dataset; unloaded (projected-away) columns are not
+ *    read at all.
+ *
+ * Writing (sf__hdf5_writer_create): one chunked, extendible, uncompressed 1-D
+ * dataset per column in a group that tracks creation order (so the column
+ * order survives a round trip); int64 as 64-bit little-endian integers,
+ * timestamps the same plus the shardflow_type = "timestamp" attribute,
+ * float64 as IEEE doubles, strings as UTF-8 variable-length strings or, by
+ * default, fixed-length NUL-padded strings. A fixed width must be chosen when
+ * the dataset is created: it is the longest string of the first batch written,
+ * at least SF__H5_FIXED_WIDTH_MIN bytes, rounded up to a multiple of 8; a
+ * longer string in a later batch is an error that suggests variable-length
+ * strings. Nulls cannot be stored: they are written as 0 (int64 and
+ * timestamp), NaN (float64) and "" (strings).
+ *
+ * HDF5's automatic error printing is turned off; every failure becomes
+ * SF_ERR_H5 with a message naming the file and object, plus HDF5's innermost
+ * error description. File locking is left to HDF5: version 1.10.7 and later
+ * read the HDF5_USE_FILE_LOCKING environment variable themselves (set it to
+ * FALSE on file systems without lock support), and nothing here overrides it. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <hdf5.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/reader_impl.h"
+
+#define SF__H5_FIXED_WIDTH_MIN 64
+#define SF__H5_CHUNK_BYTES ((size_t)1 << 20)
+#define SF__H5_CHUNK_ROWS_MAX 65536
+#define SF__H5_CHUNK_ROWS_MIN 1024
+#define SF__H5_TYPE_ATTR "shardflow_type"
+
+/* ---- errors --------------------------------------------------------------- */
+
+static herr_t h5_innermost(unsigned n, const H5E_error2_t *e, void *data)
+{
+    char *out = data;
+    if (n == 0 && e->desc != NULL) snprintf(out, 256, "%s", e->desc);
+    return 0;
+}
+
+/* Records SF_ERR_H5 with the formatted message and the most specific entry of
+ * HDF5's error stack, then clears the stack. */
+__attribute__((format(printf, 3, 4))) static sf_status h5_fail(const char *src, int line, const char *fmt,
+                                                               ...)
+{
+    char msg[768], detail[256] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_innermost, detail);
+    H5Eclear2(H5E_DEFAULT);
+    if (detail[0]) return sf_error_set(SF_ERR_H5, src, line, "%s (HDF5: %s)", msg, detail);
+    return sf_error_set(SF_ERR_H5, src, line, "%s", msg);
+}
+
+/* Runs an HDF5 call; a negative result records SF_ERR_H5 with the message and
+ * jumps to label (functions with one exit path and a `rc` variable). */
+#define SF_CALL_H5(expr, label, ...)                                     \
+    do {                                                                 \
+        if ((expr) < 0) {                                                \
+            rc = h5_fail(__FILE__, __LINE__, __VA_ARGS__);               \
+            goto label;                                                  \
+        }                                                                \
+    } while (0)
+
+static void h5_close_id(hid_t *id)
+{
+    if (*id < 0) return;
+    switch (H5Iget_type(*id)) {
+    case H5I_FILE: H5Fclose(*id); break;
+    case H5I_GROUP: H5Gclose(*id); break;
+    case H5I_DATASET: H5Dclose(*id); break;
+    case H5I_DATASPACE: H5Sclose(*id); break;
+    case H5I_DATATYPE: H5Tclose(*id); break;
+    case H5I_ATTR: H5Aclose(*id); break;
+    case H5I_GENPROP_LST: H5Pclose(*id); break;
+    default: H5Oclose(*id); break;
+    }
+    *id = H5I_INVALID_HID;
+}
+
+static sf_status grow_scratch(void **p, size_t *cap, size_t need)
+{
+    if (need <= *cap) return SF_OK;
+    size_t n = *cap ? *cap : 4096;
+    while (n < need) n *= 2;
+    void *q = realloc(*p, n);
+    SF_CHECK(q != NULL, SF_ERR_NOMEM, "out of memory (HDF5 buffer of %zu bytes)", n);
+    *p = q;
+    *cap = n;
+    return SF_OK;
+}
+
+/* "/table" + "x" -> "/table/x" (root: "/x"). */
+static void object_path(char *out, size_t n, const char *group, const char *name)
+{
+    size_t gl = strlen(group);
+    snprintf(out, n, "%s%s%s", group, gl > 0 && group[gl - 1] == '/' ? "" : "/", name);
+}
+
+static const char *class_name(H5T_class_t c)
+{
+    switch (c) {
+    case H5T_INTEGER: return "integer";
+    case H5T_FLOAT: return "float";
+    case H5T_TIME: return "time";
+    case H5T_STRING: return "string";
+    case H5T_BITFIELD: return "bitfield";
+    case H5T_OPAQUE: return "opaque";
+    case H5T_COMPOUND: return "compound";
+    case H5T_REFERENCE: return "reference";
+    case H5T_ENUM: return "enum";
+    case H5T_VLEN: return "variable-length sequence";
+    case H5T_ARRAY: return "array";
+    default: return "unknown";
+    }
+}
+
+/* ---- reader --------------------------------------------------------------- */
+
+typedef enum col_kind { K_INT, K_UINT64, K_FLOAT, K_FSTR, K_VSTR } col_kind;
+
+typedef struct h5col {
+    hid_t dset;
+    hid_t fspace;
+    hid_t mtype;       /* owned copy for strings; a native type otherwise */
+    bool own_mtype;
+    col_kind kind;
+    size_t width;      /* fixed strings */
+    bool spacepad;     /* fixed strings padded with spaces */
+    char *path;        /* "/table/x", for messages */
+} h5col;
+
+typedef struct h5reader {
+    hid_t file;
+    hid_t group;
+    int ncols;
+    h5col *cols;
+    uint64_t nrows;
+    uint64_t next_row;
+    void *scratch;
+    size_t scratch_cap;
+} h5reader;
+
+static void h5reader_free(h5reader *h)
+{
+    if (h == NULL) return;
+    for (int c = 0; c < h->ncols; c++) {
+        h5col *k = &h->cols[c];
+        h5_close_id(&k->fspace);
+        if (k->own_mtype) h5_close_id(&k->mtype);
+        h5_close_id(&k->dset);
+        free(k->path);
+    }
+    free(h->cols);
+    h5_close_id(&h->group);
+    h5_close_id(&h->file);
+    free(h->scratch);
+    free(h);
+}
+
+/* Reads the dataset's shardflow_type attribute into out ("" if absent). */
+static sf_status read_type_attr(hid_t dset, const char *file, const char *obj, char *out, size_t n)
+{
+    sf_status rc = SF_OK;
+    hid_t attr = H5I_INVALID_HID, atype = H5I_INVALID_HID, mtype = H5I_INVALID_HID,
+          aspace = H5I_INVALID_HID;
+    char *vstr = NULL, *fbuf = NULL;
+    out[0] = '\0';
+    htri_t has = H5Aexists(dset, SF__H5_TYPE_ATTR);
+    SF_CALL_H5(has, done, "%s: dataset '%s': cannot look up attribute '%s'", file, obj, SF__H5_TYPE_ATTR);
+    if (!has) goto done;
+    SF_CALL_H5(attr = H5Aopen(dset, SF__H5_TYPE_ATTR, H5P_DEFAULT), done,
+               "%s: dataset '%s': cannot open attribute '%s'", file, obj, SF__H5_TYPE_ATTR);
+    SF_CALL_H5(atype = H5Aget_type(attr), done, "%s: dataset '%s': attribute '%s'", file, obj,
+               SF__H5_TYPE_ATTR);
+    SF_CALL_H5(aspace = H5Aget_space(attr), done, "%s: dataset '%s': attribute '%s'", file, obj,
+               SF__H5_TYPE_ATTR);
+    SF_CHECK_GOTO(H5Tget_class(atype) == H5T_STRING && H5Sget_simple_extent_npoints(aspace) == 1,
+                  SF_ERR_PARSE, done, "%s: dataset '%s': attribute '%s' must be a single string", file, obj,
+                  SF__H5_TYPE_ATTR);
+    htri_t is_var = H5Tis_variable_str(atype);
+    SF_CALL_H5(is_var, done, "%s: dataset '%s': attribute '%s'", file, obj, SF__H5_TYPE_ATTR);
+    SF_CALL_H5(mtype = H5Tcopy(atype), done, "%s: dataset '%s': attribute '%s'", file, obj, SF__H5_TYPE_ATTR);
+    if (is_var) {
+        SF_CALL_H5(H5Aread(attr, mtype, &vstr), done, "%s: dataset '%s': cannot read attribute '%s'", file,
+                   obj, SF__H5_TYPE_ATTR);
+        snprintf(out, n, "%s", vstr ? vstr : "");
+    } else {
+        size_t sz = H5Tget_size(atype);
+        fbuf = calloc(sz + 1, 1);
+        SF_CHECK_GOTO(fbuf != NULL, SF_ERR_NOMEM, done, "out of memory (attribute)");
+        SF_CALL_H5(H5Aread(attr, mtype, fbuf), done, "%s: dataset '%s': cannot read attribute '%s'", file,
+                   obj, SF__H5_TYPE_ATTR);
+        size_t len = strnlen(fbuf, sz);
+        while (len > 0 && fbuf[len - 1] == ' ') len--;
+        fbuf[len] = '\0';
+        snprintf(out, n, "%s", fbuf);
+    }
+done:
+    if (vstr) H5free_memory(vstr);
+    free(fbuf);
+    h5_close_id(&mtype);
+    h5_close_id(&aspace);
+    h5_close_id(&atype);
+    h5_close_id(&attr);
+    return rc;
+}
+
+/* Works out the column type of dataset k and its memory type. */
+static sf_status classify(h5col *k, const char *file, sf_type *type)
+{
+    sf_status rc = SF_OK;
+    hid_t ftype = H5I_INVALID_HID;
+    char attr[64];
+    SF_CALL_H5(ftype = H5Dget_type(k->dset), done, "%s: dataset '%s': cannot read its type", file, k->path);
+    SF_CALL_GOTO(read_type_attr(k->dset, file, k->path, attr, sizeof attr), done);
+    H5T_class_t cls = H5Tget_class(ftype);
+    SF_CHECK_GOTO(attr[0] == '\0' || strcmp(attr, "timestamp") == 0, SF_ERR_PARSE, done,
+                  "%s: dataset '%s': unknown %s '%s' (known: timestamp)", file, k->path, SF__H5_TYPE_ATTR,
+                  attr);
+    SF_CHECK_GOTO(attr[0] == '\0' || cls == H5T_INTEGER, SF_ERR_PARSE, done,
+                  "%s: dataset '%s': %s = 'timestamp' needs an integer dataset, found %s", file, k->path,
+                  SF__H5_TYPE_ATTR, class_name(cls));
+    switch (cls) {
+    case H5T_INTEGER: {
+        size_t sz = H5Tget_size(ftype);
+        H5T_sign_t sign = H5Tget_sign(ftype);
+        SF_CHECK_GOTO(sz <= 8, SF_ERR_PARSE, done,
+                      "%s: dataset '%s': %zu-byte integers are not supported (at most 8 bytes)", file,
+                      k->path, sz);
+        k->kind = sign == H5T_SGN_NONE && sz == 8 ? K_UINT64 : K_INT;
+        k->mtype = k->kind == K_UINT64 ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64;
+        *type = attr[0] ? SF_TIMESTAMP : SF_INT64;
+        break;
+    }
+    case H5T_FLOAT:
+        k->kind = K_FLOAT;
+        k->mtype = H5T_NATIVE_DOUBLE;
+        *type = SF_FLOAT64;
+        break;
+    case H5T_STRING: {
+        htri_t var = H5Tis_variable_str(ftype);
+        SF_CALL_H5(var, done, "%s: dataset '%s': cannot read its string type", file, k->path);
+        SF_CALL_H5(k->mtype = H5Tcopy(ftype), done, "%s: dataset '%s': cannot copy its type", file, k->path);
+        k->own_mtype = true;
+        if (var) {
+            k->kind = K_VSTR;
+        } else {
+            k->kind = K_FSTR;
+            k->width = H5Tget_size(ftype);
+            k->spacepad = H5Tget_strpad(ftype) == H5T_STR_SPACEPAD;
+        }
+        *type = SF_STRING;
+        break;
+    }
+    default:
+        rc = sf_error_set(SF_ERR_PARSE, __FILE__, __LINE__,
+                          "%s: dataset '%s': unsupported type (%s); columns must be integer, float or "
+                          "string datasets",
+                          file, k->path, class_name(cls));
+        goto done;
+    }
+done:
+    h5_close_id(&ftype);
+    return rc;
+}
+
+static sf_status h5_next(sf_reader *r, sf_batch *b, bool *eof);
+static sf_status h5_rewind(sf_reader *r);
+static void h5_destroy(sf_reader *r);
+static const sf__reader_ops h5_ops = {h5_next, h5_rewind, h5_destroy};
+
+sf_status sf__hdf5_open(sf_reader *r)
+{
+    sf_status rc = SF_OK;
+    const char *file = r->cfg.path;
+    const char *gname = r->cfg.group ? r->cfg.group : "/table";
+    hid_t gcpl = H5I_INVALID_HID, obj = H5I_INVALID_HID;
+    char *lname = NULL;
+    h5reader *h = NULL;
+    uint64_t first_len = 0;
+    const char *first_path = NULL;
+
+    SF_CHECK(file != NULL && file[0] != '\0', SF_ERR_CONFIG, "input.path: missing for an HDF5 input");
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    struct stat st;
+    SF_CHECK(stat(file, &st) == 0, SF_ERR_IO, "%s: cannot open: %s", file, strerror(errno));
+
+    h = calloc(1, sizeof *h);
+    SF_CHECK(h != NULL, SF_ERR_NOMEM, "out of memory (HDF5 reader)");
+    h->file = h->group = H5I_INVALID_HID;
+    /* HDF5 applies HDF5_USE_FILE_LOCKING from the environment to this open. */
+    SF_CALL_H5(h->file = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT), done,
+               "%s: cannot open as an HDF5 file", file);
+    htri_t gexists = H5Lexists(h->file, gname, H5P_DEFAULT);
+    if (strcmp(gname, "/") != 0)
+        SF_CHECK_GOTO(gexists > 0, SF_ERR_H5, done, "%s: no group '%s' in the file (set input.group)", file,
+                      gname);
+    H5Eclear2(H5E_DEFAULT);
+    SF_CALL_H5(h->group = H5Gopen2(h->file, gname, H5P_DEFAULT), done, "%s: '%s' is not a group", file, gname);
+
+    SF_CALL_H5(gcpl = H5Gget_create_plist(h->group), done, "%s: group '%s'", file, gname);
+    unsigned crt_flags = 0;
+    SF_CALL_H5(H5Pget_link_creation_order(gcpl, &crt_flags), done, "%s: group '%s'", file, gname);
+    H5_index_t order = (crt_flags & H5P_CRT_ORDER_TRACKED) ? H5_INDEX_CRT_ORDER : H5_INDEX_NAME;
+    H5G_info_t ginfo;
+    SF_CALL_H5(H5Gget_info(h->group, &ginfo), done, "%s: group '%s'", file, gname);
+    h->cols = calloc(ginfo.nlinks ? ginfo.nlinks : 1, sizeof *h->cols);
+    SF_CHECK_GOTO(h->cols != NULL, SF_ERR_NOMEM, done, "out of memory (HDF5 reader)");
+
+    for (hsize_t i = 0; i < ginfo.nlinks; i++) {
+        ssize_t len = H5Lget_name_by_idx(h->group, ".", order, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
+        SF_CALL_H5(len, done, "%s: group '%s': cannot list link %llu", file, gname, (unsigned long long)i);
+        free(lname);
+        lname = malloc((size_t)len + 1);
+        SF_CHECK_GOTO(lname != NULL, SF_ERR_NOMEM, done, "out of memory (HDF5 reader)");
+        SF_CALL_H5(H5Lget_name_by_idx(h->group, ".", order, H5_ITER_INC, i, lname, (size_t)len + 1, H5P_DEFAULT),
+                   done, "%s: group '%s': cannot list link %llu", file, gname, (unsigned long long)i);
+        char opath[1024];
+        object_path(opath, sizeof opath, gname, lname);
+        SF_CALL_H5(obj = H5Oopen(h->group, lname, H5P_DEFAULT), done, "%s: cannot open '%s'", file, opath);
+        if (H5Iget_type(obj) != H5I_DATASET) {   /* subgroups, named datatypes */
+            h5_close_id(&obj);
+            continue;
+        }
+        h5col *k = &h->cols[h->ncols];
+        k->dset = obj;
+        obj = H5I_INVALID_HID;
+        k->fspace = k->mtype = H5I_INVALID_HID;
+        h->ncols++;
+        k->path = strdup(opath);
+        SF_CHECK_GOTO(k->path != NULL, SF_ERR_NOMEM, done, "out of memory (HDF5 reader)");
+        SF_CALL_H5(k->fspace = H5Dget_space(k->dset), done, "%s: dataset '%s': cannot read its shape", file,
+                   opath);
+        int ndims = H5Sget_simple_extent_ndims(k->fspace);
+        SF_CALL_H5(ndims, done, "%s: dataset '%s': cannot read its shape", file, opath);
+        SF_CHECK_GOTO(ndims == 1, SF_ERR_PARSE, done,
+                      "%s: dataset '%s' has %d dimensions; table columns must be 1-D datasets", file, opath,
+                      ndims);
+        hsize_t dim;
+        SF_CALL_H5(H5Sget_simple_extent_dims(k->fspace, &dim, NULL), done, "%s: dataset '%s'", file, opath);
+        if (h->ncols == 1) {
+            first_len = dim;
+            first_path = k->path;
+        }
+        SF_CHECK_GOTO((uint64_t)dim == first_len, SF_ERR_PARSE, done,
+                      "%s: dataset '%s' has %llu rows but '%s' has %llu; all columns must have the same "
+                      "length",
+                      file, opath, (unsigned long long)dim, first_path, (unsigned long long)first_len);
+        sf_type type = SF_TYPE_NONE;
+        SF_CALL_GOTO(classify(k, file, &type), done);
+        SF_CALL_GOTO(sf_schema_add(&r->schema, lname, type), done);
+    }
+    SF_CHECK_GOTO(h->ncols > 0, SF_ERR_PARSE, done, "%s: group '%s' holds no datasets (no columns)", file,
+                  gname);
+    h->nrows = first_len;
+    r->total_rows = h->nrows;
+    r->data_bytes = 0;
+    r->data_start = 0;
+    r->offsets = false;
+    r->impl = h;
+    r->ops = &h5_ops;
+    h = NULL;
+done:
+    free(lname);
+    h5_close_id(&obj);
+    h5_close_id(&gcpl);
+    if (rc != SF_OK) {
+        h5reader_free(h);
+        sf_schema_fini(&r->schema);
+    }
+    return rc;
+}
+
+/* Interns n fixed-width strings from buf into the column's dictionary. */
+static sf_status intern_fixed(sf_column *col, const char *buf, size_t n, size_t width, bool spacepad)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *s = buf + i * width;
+        size_t len;
+        if (spacepad) {
+            len = width;
+            while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\0')) len--;
+        } else {
+            len = strnlen(s, width);
+        }
+        SF_CALL(sf_dict_intern(&col->dict, s, len, &col->code[i]));
+    }
+    return SF_OK;
+}
+
+static sf_status read_column(sf_reader *r, h5reader *h, h5col *k, sf_column *col, uint64_t row0, size_t n)
+{
+    sf_status rc = SF_OK;
+    const char *file = r->cfg.path;
+    hid_t mspace = H5I_INVALID_HID;
+    bool vlen_held = false;
+    hsize_t start = row0, count = n;
+    SF_CALL_H5(H5Sselect_hyperslab(k->fspace, H5S_SELECT_SET, &start, NULL, &count, NULL), done,
+               "%s: dataset '%s': cannot select rows %llu..%llu", file, k->path, (unsigned long long)row0,
+               (unsigned long long)(row0 + n));
+    SF_CALL_H5(mspace = H5Screate_simple(1, &count, NULL), done, "%s: dataset '%s'", file, k->path);
+    switch (k->kind) {
+    case K_INT:
+        SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, col->i64), done,
+                   "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
+                   (unsigned long long)(row0 + n));
+        break;
+    case K_FLOAT:
+        SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, col->f64), done,
+                   "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
+                   (unsigned long long)(row0 + n));
+        break;
+    case K_UINT64: {
+        SF_CALL_GOTO(grow_scratch(&h->scratch, &h->scratch_cap, n * sizeof(uint64_t)), done);
+        uint64_t *u = h->scratch;
+        SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, u), done,
+                   "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
+                   (unsigned long long)(row0 + n));
+        for (size_t i = 0; i < n; i++) {
+            SF_CHECK_GOTO(u[i] <= (uint64_t)INT64_MAX, SF_ERR_PARSE, done,
+                          "%s: dataset '%s', element %llu: value %" PRIu64 " does not fit int64", file,
+                          k->path, (unsigned long long)(row0 + i), u[i]);
+            col->i64[i] = (int64_t)u[i];
+        }
+        break;
+    }
+    case K_FSTR:
+        SF_CALL_GOTO(grow_scratch(&h->scratch, &h->scratch_cap, n * k->width), done);
+        SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, h->scratch), done,
+                   "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
+                   (unsigned long long)(row0 + n));
+        SF_CALL_GOTO(intern_fixed(col, h->scratch, n, k->width, k->spacepad), done);
+        break;
+    case K_VSTR: {
+        SF_CALL_GOTO(grow_scratch(&h->scratch, &h->scratch_cap, n * sizeof(char *)), done);
+        char **v = h->scratch;
+        memset(v, 0, n * sizeof(char *));
+        SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, v), done,
+                   "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
+                   (unsigned long long)(row0 + n));
+        vlen_held = true;
+        for (size_t i = 0; i < n; i++) {
+            const char *s = v[i] ? v[i] : "";
+            SF_CALL_GOTO(sf_dict_intern(&col->dict, s, strlen(s), &col->code[i]), done);
+        }
+        break;
+    }
+    }
+done:
+    if (vlen_held) {
+#if H5_VERSION_GE(1, 12, 0)
+        H5Treclaim(k->mtype, mspace, H5P_DEFAULT, h->scratch);
+#else
+        H5Dvlen_reclaim(k->mtype, mspace, H5P_DEFAULT, h->scratch);
+#endif
+    }
+    h5_close_id(&mspace);
+    return rc;
+}
+
+static sf_status h5_next(sf_reader *r, sf_batch *b, bool *eof)
+{
+    h5reader *h = r->impl;
+    sf_batch_clear(b);
+    uint64_t left = h->nrows - h->next_row;
+    if (left == 0) {
+        *eof = true;
+        return SF_OK;
+    }
+    size_t per = r->cfg.batch_rows && r->cfg.batch_rows < b->cap ? r->cfg.batch_rows : b->cap;
+    size_t n = left < per ? (size_t)left : per;
+    SF_CHECK(b->ncols == h->ncols, SF_ERR_ARG, "%s: batch has %d columns, the table %d", r->cfg.path, b->ncols,
+             h->ncols);
+    for (int c = 0; c < h->ncols; c++) {
+        if (!b->cols[c].loaded || (r->want != NULL && !r->want[c])) continue;
+        SF_CALL(read_column(r, h, &h->cols[c], &b->cols[c], h->next_row, n));
+    }
+    b->first_row = h->next_row;
+    b->nrows = n;
+    h->next_row += n;
+    *eof = false;
+    return SF_OK;
+}
+
+static sf_status h5_rewind(sf_reader *r)
+{
+    h5reader *h = r->impl;
+    h->next_row = 0;
+    return SF_OK;
+}
+
+static void h5_destroy(sf_reader *r)
+{
+    h5reader_free(r->impl);
+    r->impl = NULL;
+}
+
+/* ---- writer --------------------------------------------------------------- */
+
+typedef struct h5wcol {
+    hid_t dset;
+    hid_t ftype;    /* file type (also the memory type for strings) */
+    size_t width;   /* fixed strings */
+} h5wcol;
+
+typedef struct h5writer {
+    char *path;
+    char *group_name;
+    hid_t file;
+    hid_t group;
+    bool vlen;
+    bool created;   /* datasets exist */
+    int ncols;
+    h5wcol *cols;
+    uint64_t nrows;
+    void *scratch;
+    size_t scratch_cap;
+    char *sbuf;
+    size_t sbuf_cap;
+} h5writer;
+
+static void h5writer_free(h5writer *h)
+{
+    if (h == NULL) return;
+    for (int c = 0; c < h->ncols; c++) {
+        h5_close_id(&h->cols[c].dset);
+        h5_close_id(&h->cols[c].ftype);
+    }
+    free(h->cols);
+    h5_close_id(&h->group);
+    h5_close_id(&h->file);
+    free(h->path);
+    free(h->group_name);
+    free(h->scratch);
+    free(h->sbuf);
+    free(h);
+}
+
+static size_t chunk_rows(size_t elem)
+{
+    size_t rows = SF__H5_CHUNK_BYTES / (elem ? elem : 1);
+    if (rows > SF__H5_CHUNK_ROWS_MAX) rows = SF__H5_CHUNK_ROWS_MAX;
+    if (rows < SF__H5_CHUNK_ROWS_MIN) rows = SF__H5_CHUNK_ROWS_MIN;
+    return rows;
+}
+
+static sf_status write_type_attr(h5writer *h, hid_t dset, const char *obj)
+{
+    sf_status rc = SF_OK;
+    hid_t st = H5I_INVALID_HID, sp = H5I_INVALID_HID, a = H5I_INVALID_HID;
+    const char *val = "timestamp";
+    SF_CALL_H5(st = H5Tcopy(H5T_C_S1), done, "%s: dataset '%s': attribute type", h->path, obj);
+    SF_CALL_H5(H5Tset_size(st, H5T_VARIABLE), done, "%s: dataset '%s': attribute type", h->path, obj);
+    SF_CALL_H5(H5Tset_cset(st, H5T_CSET_UTF8), done, "%s: dataset '%s': attribute type", h->path, obj);
+    SF_CALL_H5(sp = H5Screate(H5S_SCALAR), done, "%s: dataset '%s': attribute space", h->path, obj);
+    SF_CALL_H5(a = H5Acreate2(dset, SF__H5_TYPE_ATTR, st, sp, H5P_DEFAULT, H5P_DEFAULT), done,
+               "%s: dataset '%s': cannot create attribute '%s'", h->path, obj, SF__H5_TYPE_ATTR);
+    SF_CALL_H5(H5Awrite(a, st, &val), done, "%s: dataset '%s': cannot write attribute '%s'", h->path, obj,
+               SF__H5_TYPE_ATTR);
+done:
+    h5_close_id(&a);
+    h5_close_id(&sp);
+    h5_close_id(&st);
+    return rc;
+}
+
+/* Creates every column's dataset; first (may be NULL) is the first batch,
+ * which sets the fixed string widths. */
+static sf_status create_datasets(sf_table_writer *w, h5writer *h, const sf_batch *first)
+{
+    sf_status rc = SF_OK;
+    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    hsize_t zero = 0, unlimited = H5S_UNLIMITED;
+    SF_CALL_H5(space = H5Screate_simple(1, &zero, &unlimited), done, "%s: dataspace", h->path);
+    for (int c = 0; c < h->ncols; c++) {
+        const sf_field *f = &w->schema.fields[c];
+        h5wcol *k = &h->cols[c];
+        char obj[1024];
+        object_path(obj, sizeof obj, h->group_name, f->name);
+        size_t elem = 8;
+        switch (f->type) {
+        case SF_INT64:
+        case SF_TIMESTAMP: SF_CALL_H5(k->ftype = H5Tcopy(H5T_STD_I64LE), done, "%s: type", h->path); break;
+        case SF_FLOAT64: SF_CALL_H5(k->ftype = H5Tcopy(H5T_IEEE_F64LE), done, "%s: type", h->path); break;
+        case SF_STRING:
+            SF_CALL_H5(k->ftype = H5Tcopy(H5T_C_S1), done, "%s: type", h->path);
+            SF_CALL_H5(H5Tset_cset(k->ftype, H5T_CSET_UTF8), done, "%s: type", h->path);
+            if (h->vlen) {
+                SF_CALL_H5(H5Tset_size(k->ftype, H5T_VARIABLE), done, "%s: type", h->path);
+                elem = 16;
+            } else {
+                size_t longest = 0;
+                if (first != NULL && first->cols[c].loaded) {
+                    const sf_column *col = &first->cols[c];
+                    for (size_t r = 0; r < first->nrows; r++) {
+                        if (sf_col_is_null(col, r)) continue;
+                        size_t len;
+                        (void)sf_dict_str(&col->dict, col->code[r], &len);
+                        if (len > longest) longest = len;
+                    }
+                }
+                size_t width = longest > SF__H5_FIXED_WIDTH_MIN ? longest : SF__H5_FIXED_WIDTH_MIN;
+                width = (width + 7) / 8 * 8;
+                k->width = width;
+                elem = width;
+                SF_CALL_H5(H5Tset_size(k->ftype, width), done, "%s: type", h->path);
+                SF_CALL_H5(H5Tset_strpad(k->ftype, H5T_STR_NULLPAD), done, "%s: type", h->path);
+            }
+            break;
+        case SF_TYPE_NONE:
+            SF_CHECK_GOTO(false, SF_ERR_ARG, done, "%s: column '%s' has no type", h->path, f->name);
+        }
+        hsize_t chunk = chunk_rows(elem);
+        SF_CALL_H5(dcpl = H5Pcreate(H5P_DATASET_CREATE), done, "%s: property list", h->path);
+        SF_CALL_H5(H5Pset_chunk(dcpl, 1, &chunk), done, "%s: dataset '%s': chunking", h->path, obj);
+        SF_CALL_H5(k->dset = H5Dcreate2(h->group, f->name, k->ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), done,
+                   "%s: cannot create dataset '%s'", h->path, obj);
+        h5_close_id(&dcpl);
+        if (f->type == SF_TIMESTAMP) SF_CALL_GOTO(write_type_attr(h, k->dset, obj), done);
+    }
+    h->created = true;
+done:
+    h5_close_id(&dcpl);
+    h5_close_id(&space);
+    return rc;
+}
+
+static sf_status h5w_write(sf_table_writer *w, const sf_batch *b)
+{
+    sf_status rc = SF_OK;
+    h5writer *h = w->impl;
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    SF_CHECK(b->ncols == h->ncols, SF_ERR_ARG, "%s: batch has %d columns, the writer's schema %d", h->path,
+             b->ncols, h->ncols);
+    for (int c = 0; c < h->ncols; c++) {
+        SF_CHECK(b->cols[c].loaded, SF_ERR_ARG, "%s: column '%s' is not loaded in the batch", h->path,
+                 w->schema.fields[c].name);
+        SF_CHECK(b->cols[c].type == w->schema.fields[c].type, SF_ERR_ARG,
+                 "%s: column '%s' is %s in the batch but %s in the writer's schema", h->path,
+                 w->schema.fields[c].name, sf_type_name(b->cols[c].type),
+                 sf_type_name(w->schema.fields[c].type));
+    }
+    if (!h->created) SF_CALL(create_datasets(w, h, b));
+    size_t n = b->nrows;
+    if (n == 0) return SF_OK;
+    hsize_t start = h->nrows, count = n, total = h->nrows + n;
+    SF_CALL_H5(mspace = H5Screate_simple(1, &count, NULL), done, "%s: dataspace", h->path);
+    for (int c = 0; c < h->ncols; c++) {
+        const sf_column *col = &b->cols[c];
+        h5wcol *k = &h->cols[c];
+        const char *name = w->schema.fields[c].name;
+        const void *buf = NULL;
+        hid_t mtype = k->ftype;
+        switch (col->type) {
+        case SF_INT64:
+        case SF_TIMESTAMP:
+            mtype = H5T_NATIVE_INT64;
+            buf = col->i64;
+            if (col->valid && col->nulls) {
+                SF_CALL_GOTO(grow_scratch(&h->scratch, &h->scratch_cap, n * sizeof(int64_t)), done);
+                int64_t *v = h->scratch;
+                for (size_t r = 0; r < n; r++) v[r] = col->valid[r] ? col->i64[r] : 0;
+                buf = v;
+            }
+            break;
+        case SF_FLOAT64:
+            mtype = H5T_NATIVE_DOUBLE;
+            buf = col->f64;
+            if (col->valid && col->nulls) {
+                SF_CALL_GOTO(grow_scratch(&h->scratch, &h->scratch_cap, n * sizeof(double)), done);
+                double *v = h->scratch;
+                for (size_t r = 0; r < n; r++) v[r] = col->valid[r] ? col->f64[r] : NAN;
+                buf = v;
+            }
+            break;
+        case SF_STRING:
+            if (h->vlen) {
+                size_t bytes = 0, len;
+                for (size_t r = 0; r < n; r++) {
+                    if (!sf_col_is_null(col, r)) (void)sf_dict_str(&col->dict, col->code[r], &len);
+                    else len = 0;
+                    bytes += len + 1;
+                }
+                SF_CALL_GOTO(grow_scratch(&h->scratch, &h->scratch_cap, n * sizeof(char *)), done);
+                SF_CALL_GOTO(grow_scratch((void **)&h->sbuf, &h->sbuf_cap, bytes), done);
+                char **p = h->scratch;
+                char *q = h->sbuf;
+                for (size_t r = 0; r < n; r++) {
+                    const char *s = "";
+                    len = 0;
+                    if (!sf_col_is_null(col, r)) s = sf_dict_str(&col->dict, col->code[r], &len);
+                    memcpy(q, s, len);
+                    q[len] = '\0';
+                    p[r] = q;
+                    q += len + 1;
+                }
+                buf = p;
+            } else {
+                SF_CALL_GOTO(grow_scratch(&h->scratch, &h->scratch_cap, n * k->width), done);
+                char *v = h->scratch;
+                memset(v, 0, n * k->width);
+                for (size_t r = 0; r < n; r++) {
+                    if (sf_col_is_null(col, r)) continue;
+                    size_t len;
+                    const char *s = sf_dict_str(&col->dict, col->code[r], &len);
+                    SF_CHECK_GOTO(len <= k->width, SF_ERR_ARG, done,
+                                  "%s: column '%s', row %llu: a string of %zu bytes does not fit the fixed "
+                                  "width of %zu bytes chosen from the first batch; write variable-length "
+                                  "strings instead",
+                                  h->path, name, (unsigned long long)(h->nrows + r), len, k->width);
+                    memcpy(v + r * k->width, s, len);
+                }
+                buf = v;
+            }
+            break;
+        case SF_TYPE_NONE: break;
+        }
+        SF_CALL_H5(H5Dset_extent(k->dset, &total), done, "%s: dataset '%s/%s': cannot extend to %llu rows",
+                   h->path, h->group_name, name, (unsigned long long)total);
+        SF_CALL_H5(fspace = H5Dget_space(k->dset), done, "%s: dataset '%s/%s'", h->path, h->group_name, name);
+        SF_CALL_H5(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL), done,
+                   "%s: dataset '%s/%s': cannot select rows", h->path, h->group_name, name);
+        SF_CALL_H5(H5Dwrite(k->dset, mtype, mspace, fspace, H5P_DEFAULT, buf), done,
+                   "%s: dataset '%s/%s': cannot write rows %llu..%llu", h->path, h->group_name, name,
+                   (unsigned long long)start, (unsigned long long)total);
+        h5_close_id(&fspace);
+    }
+    h->nrows = total;
+done:
+    h5_close_id(&fspace);
+    h5_close_id(&mspace);
+    return rc;
+}
+
+static sf_status h5w_close(sf_table_writer *w)
+{
+    sf_status rc = SF_OK;
+    h5writer *h = w->impl;
+    if (h == NULL) return SF_OK;
+    /* A table that never saw a batch still gets its (empty) columns. */
+    if (!h->created && w->rc == SF_OK) rc = create_datasets(w, h, NULL);
+    for (int c = 0; c < h->ncols; c++) {
+        if (h->cols[c].dset >= 0 && H5Dclose(h->cols[c].dset) < 0 && rc == SF_OK)
+            rc = h5_fail(__FILE__, __LINE__, "%s: cannot close dataset '%s'", h->path, w->schema.fields[c].name);
+        h->cols[c].dset = H5I_INVALID_HID;
+    }
+    if (h->group >= 0 && H5Gclose(h->group) < 0 && rc == SF_OK)
+        rc = h5_fail(__FILE__, __LINE__, "%s: cannot close group '%s'", h->path, h->group_name);
+    h->group = H5I_INVALID_HID;
+    if (h->file >= 0 && H5Fclose(h->file) < 0 && rc == SF_OK)
+        rc = h5_fail(__FILE__, __LINE__, "%s: cannot close the file (data may be incomplete)", h->path);
+    h->file = H5I_INVALID_HID;
+    h5writer_free(h);
+    w->impl = NULL;
+    return rc;
+}
+
+static const sf__writer_ops h5w_ops = {h5w_write, h5w_close};
+
+sf_status sf__hdf5_writer_create(sf_table_writer *w, const char *path, const char *group, bool vlen_strings)
+{
+    sf_status rc = SF_OK;
+    hid_t fcpl = H5I_INVALID_HID, gcpl = H5I_INVALID_HID, lcpl = H5I_INVALID_HID;
+    const char *gname = group ? group : "/table";
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    for (int c = 0; c < w->schema.ncols; c++) {
+        const char *name = w->schema.fields[c].name;
+        SF_CHECK(name[0] != '\0' && strchr(name, '/') == NULL && strcmp(name, ".") != 0, SF_ERR_ARG,
+                 "%s: column name '%s' cannot be an HDF5 dataset name (empty, '.' or containing '/')", path,
+                 name);
+    }
+    h5writer *h = calloc(1, sizeof *h);
+    SF_CHECK(h != NULL, SF_ERR_NOMEM, "out of memory (HDF5 writer)");
+    h->file = h->group = H5I_INVALID_HID;
+    h->vlen = vlen_strings;
+    h->ncols = w->schema.ncols;
+    h->path = strdup(path);
+    h->group_name = strdup(gname);
+    h->cols = calloc(h->ncols ? (size_t)h->ncols : 1, sizeof *h->cols);
+    SF_CHECK_GOTO(h->path && h->group_name && h->cols, SF_ERR_NOMEM, done, "out of memory (HDF5 writer)");
+    for (int c = 0; c < h->ncols; c++) h->cols[c].dset = h->cols[c].ftype = H5I_INVALID_HID;
+
+    /* Track creation order everywhere (the root group too), so readers see
+     * the columns in schema order. */
+    SF_CALL_H5(fcpl = H5Pcreate(H5P_FILE_CREATE), done, "%s: property list", path);
+    SF_CALL_H5(H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), done,
+               "%s: property list", path);
+    SF_CALL_H5(h->file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT), done,
+               "%s: cannot create the HDF5 file", path);
+    if (strcmp(gname, "/") == 0) {
+        SF_CALL_H5(h->group = H5Gopen2(h->file, "/", H5P_DEFAULT), done, "%s: cannot open the root group", path);
+    } else {
+        SF_CALL_H5(gcpl = H5Pcreate(H5P_GROUP_CREATE), done, "%s: property list", path);
+        SF_CALL_H5(H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), done,
+                   "%s: property list", path);
+        SF_CALL_H5(lcpl = H5Pcreate(H5P_LINK_CREATE), done, "%s: property list", path);
+        SF_CALL_H5(H5Pset_create_intermediate_group(lcpl, 1), done, "%s: property list", path);
+        SF_CALL_H5(h->group = H5Gcreate2(h->file, gname, lcpl, gcpl, H5P_DEFAULT), done,
+                   "%s: cannot create group '%s'", path, gname);
+    }
+    w->impl = h;
+    w->ops = &h5w_ops;
+    h = NULL;
+done:
+    h5_close_id(&lcpl);
+    h5_close_id(&gcpl);
+    h5_close_id(&fcpl);
+    h5writer_free(h);
+    return rc;
+}

@@ -1,0 +1,68 @@
+/* Internal: the shard plan object and the table of functions each strategy
+ * (size.c, hash.c, range.c, semantic.c) implements. plan.c validates the
+ * arguments and dispatches; a strategy only sees well-formed calls. */
+#ifndef SF_SHARD_PLAN_IMPL_H
+#define SF_SHARD_PLAN_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shardflow/shard.h"
+
+typedef struct sf__shard_ops {
+    const char *name;        /* "size", "hash", "range", "semantic" */
+    bool needs_prepass;
+    /* Allocates p->impl from the validated config (key column resolved). */
+    sf_status (*init)(sf_shard_plan *p, const sf_shard_config *cfg);
+    /* Pre-pass over one batch; key is the key column of b (type checked). */
+    sf_status (*observe)(sf_shard_plan *p, const sf_batch *b, const sf_column *key);
+    sf_status (*finish)(sf_shard_plan *p, uint64_t total_rows, uint64_t data_start,
+                        uint64_t data_bytes);
+    /* key is NULL for size sharding. Must be thread-safe on a finished plan. */
+    sf_status (*route)(const sf_shard_plan *p, const sf_batch *b, const sf_column *key,
+                       uint32_t *shard);
+    /* Writes the strategy's own members into the open plan object. */
+    void (*describe)(const sf_shard_plan *p, sf_json *j);
+    void (*destroy)(sf_shard_plan *p);   /* frees p->impl only */
+} sf__shard_ops;
+
+struct sf_shard_plan {
+    const sf__shard_ops *ops;
+    sf_shard_strategy strategy;
+    int k;                   /* logical shards */
+    int key_col;             /* -1 for size */
+    sf_type key_type;        /* SF_TYPE_NONE for size */
+    char *key;               /* key column name (owned), NULL for size */
+    char *file;              /* workflow path for messages (owned) */
+    int key_line;            /* line of shard.key in the workflow, 0 if unknown */
+    bool finished;
+    void *impl;              /* strategy-private state */
+};
+
+extern const sf__shard_ops sf__shard_size_ops;
+extern const sf__shard_ops sf__shard_hash_ops;
+extern const sf__shard_ops sf__shard_range_ops;
+extern const sf__shard_ops sf__shard_semantic_ops;
+
+/* XXH64 (seed 0) of raw bytes: the hash behind sf_shard_key_hash. */
+uint64_t sf__shard_hash_bytes(const void *p, size_t n);
+
+/* The splitmix64 output function: a bijection on 64-bit words with good
+ * avalanche, used for counter-based random numbers and hash-table slots. */
+static inline uint64_t sf__shard_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* Cap on the per-batch dictionary-code caches: a batch whose dictionary is
+ * much larger than its row count (a dictionary shared across batches) is
+ * routed row by row instead, so a cache never costs more than the batch. */
+static inline bool sf__shard_use_code_cache(const sf_column *c, size_t nrows)
+{
+    return c->dict.n <= 4 * (uint64_t)nrows + 1024;
+}
+
+#endif

@@ -1,0 +1,470 @@
+/* Range sharding: K contiguous ranges of an ordered key (int64, float64 or
+ * timestamp), chosen from a seeded sample of the key.
+ *
+ * Sampling is bottom-m by a counter-based priority: row g gets the priority
+ * splitmix64(seed, g), a bijection of g, and the sample is the m rows of
+ * smallest priority. That set depends only on (seed, the rows' global
+ * indices, their keys), never on how the rows were cut into batches or in
+ * which order the batches came.
+ *
+ * Splitters: the sorted sample is collapsed into (key, weight) runs; the
+ * smallest capacity C for which K contiguous ranges of runs hold every run
+ * is found by binary search with a greedy check, then the ranges are cut
+ * left to right, each as close to an equal share of what is left as C and
+ * the remaining shards allow. A run is never cut, so a key never spans two
+ * shards. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "shard/plan_impl.h"
+
+#define GOLDEN_GAMMA UINT64_C(0x9e3779b97f4a7c15)
+#define RANGE_MAX_SAMPLE (UINT64_C(1) << 32)
+
+typedef union key64 {
+    int64_t i;   /* int64, timestamp */
+    double f;    /* float64 */
+} key64;
+
+typedef struct sample_ent {
+    uint64_t prio;
+    key64 v;
+} sample_ent;
+
+typedef struct heavy_key {
+    key64 v;
+    uint64_t weight;   /* sample rows */
+    int shard;
+} heavy_key;
+
+typedef struct range_plan {
+    bool is_float;
+    uint64_t want;          /* requested sample size */
+    uint64_t seed;
+    uint64_t seedkey;
+    sample_ent *heap;       /* max-heap on prio, nheap <= want */
+    size_t nheap, heap_cap;
+    uint64_t rows;          /* observed non-null, non-NaN rows */
+    uint64_t null_rows, nan_rows;
+    /* Result of finish(). */
+    uint64_t m;             /* sample size used */
+    size_t nsplit;
+    key64 *split;           /* nsplit <= K-1, strictly increasing */
+    uint64_t *shard_weight; /* K entries, sample rows per shard */
+    size_t nruns;           /* distinct sampled keys */
+    size_t nheavy;
+    heavy_key *heavy;
+} range_plan;
+
+static uint64_t priority(const range_plan *r, uint64_t g)
+{
+    return sf__shard_mix64(r->seedkey + (g + 1) * GOLDEN_GAMMA);
+}
+
+static sf_status range_init(sf_shard_plan *p, const sf_shard_config *cfg)
+{
+    SF_CHECK(cfg->sample >= 1 && cfg->sample <= RANGE_MAX_SAMPLE, SF_ERR_CONFIG,
+             "%s: shard.sample must be between 1 and %llu, got %llu", p->file,
+             (unsigned long long)RANGE_MAX_SAMPLE, (unsigned long long)cfg->sample);
+    range_plan *r = calloc(1, sizeof *r);
+    SF_CHECK(r != NULL, SF_ERR_NOMEM, "out of memory creating the shard plan");
+    p->impl = r;
+    r->is_float = p->key_type == SF_FLOAT64;
+    r->want = cfg->sample;
+    r->seed = cfg->seed;
+    r->seedkey = sf__shard_mix64(cfg->seed ^ UINT64_C(0x5348415244524e47));
+    return SF_OK;
+}
+
+static void sift_down(sample_ent *h, size_t n, size_t i)
+{
+    sample_ent x = h[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && h[c + 1].prio > h[c].prio) c++;
+        if (h[c].prio <= x.prio) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = x;
+}
+
+static void sift_up(sample_ent *h, size_t i)
+{
+    sample_ent x = h[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (h[parent].prio >= x.prio) break;
+        h[i] = h[parent];
+        i = parent;
+    }
+    h[i] = x;
+}
+
+static sf_status offer(range_plan *r, uint64_t g, key64 v)
+{
+    uint64_t pr = priority(r, g);
+    if (r->nheap < r->want) {
+        if (r->nheap == r->heap_cap) {
+            size_t cap = r->heap_cap ? 2 * r->heap_cap : 1024;
+            if (cap > r->want) cap = (size_t)r->want;
+            sample_ent *h = realloc(r->heap, cap * sizeof *h);
+            SF_CHECK(h != NULL, SF_ERR_NOMEM, "out of memory growing the range sample to %zu",
+                     cap);
+            r->heap = h;
+            r->heap_cap = cap;
+        }
+        r->heap[r->nheap] = (sample_ent){pr, v};
+        sift_up(r->heap, r->nheap++);
+    } else if (pr < r->heap[0].prio) {
+        r->heap[0] = (sample_ent){pr, v};
+        sift_down(r->heap, r->nheap, 0);
+    }
+    return SF_OK;
+}
+
+static sf_status range_observe(sf_shard_plan *p, const sf_batch *b, const sf_column *key)
+{
+    range_plan *r = p->impl;
+    for (size_t i = 0; i < b->nrows; i++) {
+        if (sf_col_is_null(key, i)) {
+            r->null_rows++;
+            continue;
+        }
+        key64 v;
+        if (r->is_float) {
+            v.f = key->f64[i];
+            if (v.f != v.f) {
+                r->nan_rows++;
+                continue;
+            }
+            if (v.f == 0.0) v.f = 0.0;   /* one zero */
+        } else {
+            v.i = key->i64[i];
+        }
+        r->rows++;
+        /* The root check inline keeps the common no-replacement case cheap. */
+        if (r->nheap == r->want && priority(r, b->first_row + i) >= r->heap[0].prio) continue;
+        SF_CALL(offer(r, b->first_row + i, v));
+    }
+    return SF_OK;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmp_f64(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* First index in P[0..n] with P[idx] > x (n + 1 if none). */
+static size_t upper_bound_u64(const uint64_t *P, size_t n1, uint64_t x)
+{
+    size_t lo = 0, hi = n1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (P[mid] <= x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Largest e <= n with P[e] - P[j] <= cap. */
+static size_t next_end(const uint64_t *P, size_t n, size_t j, uint64_t cap)
+{
+    return upper_bound_u64(P, n + 1, P[j] + cap) - 1;
+}
+
+/* Whether the n runs fit in k contiguous ranges of weight <= cap (greedy
+ * filling is optimal for contiguous packing). */
+static bool feasible(const uint64_t *P, size_t n, uint64_t k, uint64_t cap)
+{
+    size_t j = 0;
+    for (uint64_t used = 0; j < n; used++) {
+        if (used == k) return false;
+        j = next_end(P, n, j, cap);
+    }
+    return true;
+}
+
+static uint64_t diff_abs(uint64_t a, uint64_t b) { return a > b ? a - b : b - a; }
+
+static sf_status range_finish(sf_shard_plan *p, uint64_t total_rows, uint64_t data_start,
+                              uint64_t data_bytes)
+{
+    sf_status rc = SF_OK;
+    range_plan *r = p->impl;
+    size_t m = r->nheap, n = 0;
+    uint64_t k = (uint64_t)p->k;
+    key64 *vals = NULL, *runs = NULL;
+    uint64_t *P = NULL;
+    size_t *need = NULL;
+
+    r->m = m;
+    r->shard_weight = calloc((size_t)k, sizeof *r->shard_weight);
+    SF_CHECK_GOTO(r->shard_weight != NULL, SF_ERR_NOMEM, done, "out of memory finishing the plan");
+    if (m == 0) goto done;
+
+    vals = malloc(m * sizeof *vals);
+    runs = malloc(m * sizeof *runs);
+    P = malloc((m + 1) * sizeof *P);
+    SF_CHECK_GOTO(vals && runs && P, SF_ERR_NOMEM, done,
+                  "out of memory sorting the range sample (%zu keys)", m);
+    for (size_t i = 0; i < m; i++) vals[i] = r->heap[i].v;
+    /* key64 is one 8-byte member wide, so the array sorts as int64 or double. */
+    qsort(vals, m, sizeof *vals, r->is_float ? cmp_f64 : cmp_i64);
+
+    /* Runs of equal keys with their weights, as prefix sums P[0..n]. */
+    uint64_t wmax = 0;
+    P[0] = 0;
+    for (size_t i = 0; i < m;) {
+        size_t e = i + 1;
+        if (r->is_float)
+            while (e < m && vals[e].f == vals[i].f) e++;
+        else
+            while (e < m && vals[e].i == vals[i].i) e++;
+        runs[n] = vals[i];
+        P[n + 1] = P[n] + (e - i);
+        if (e - i > wmax) wmax = e - i;
+        n++;
+        i = e;
+    }
+    r->nruns = n;
+
+    /* Smallest capacity that fits the runs into K ranges. */
+    uint64_t lo = (m + k - 1) / k, hi = m;
+    if (lo < wmax) lo = wmax;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (feasible(P, n, k, mid))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    uint64_t cap = lo;
+
+    /* need[j]: fewest ranges that hold runs j..n-1 under cap; non-increasing. */
+    need = malloc((n + 1) * sizeof *need);
+    SF_CHECK_GOTO(need != NULL, SF_ERR_NOMEM, done, "out of memory finishing the plan");
+    need[n] = 0;
+    for (size_t j = n; j-- > 0;) need[j] = 1 + need[next_end(P, n, j, cap)];
+
+    r->split = malloc((size_t)(k > 1 ? k - 1 : 1) * sizeof *r->split);
+    SF_CHECK_GOTO(r->split != NULL, SF_ERR_NOMEM, done, "out of memory finishing the plan");
+    size_t j = 0;
+    for (uint64_t s = 0; s < k && j < n; s++) {
+        uint64_t left = k - s;
+        size_t e;
+        if (left == 1) {
+            e = n;
+        } else {
+            size_t emax = next_end(P, n, j, cap);
+            /* Smallest end that still lets the rest fit in left - 1 ranges. */
+            size_t a = j + 1, bnd = emax;
+            while (a < bnd) {
+                size_t mid = a + (bnd - a) / 2;
+                if (need[mid] <= left - 1)
+                    bnd = mid;
+                else
+                    a = mid + 1;
+            }
+            size_t emin = a;
+            /* The end closest to an equal share of the rest: minimise
+             * |left * (P[e] - P[j]) - (P[n] - P[j])|, ties to the smaller e. */
+            uint64_t rest = P[n] - P[j];
+            size_t x = emin, y = emax;
+            while (x < y) {
+                size_t mid = x + (y - x) / 2;
+                if (left * (P[mid] - P[j]) >= rest)
+                    y = mid;
+                else
+                    x = mid + 1;
+            }
+            e = x;
+            if (e > emin &&
+                diff_abs(left * (P[e - 1] - P[j]), rest) <= diff_abs(left * (P[e] - P[j]), rest))
+                e = e - 1;
+        }
+        r->shard_weight[s] = P[e] - P[j];
+        if (e < n) r->split[r->nsplit++] = runs[e];
+        j = e;
+    }
+
+    /* Keys that alone outweigh the mean shard (w > m / K). */
+    for (size_t i = 0; i < n; i++)
+        if ((P[i + 1] - P[i]) * k > m) r->nheavy++;
+    if (r->nheavy > 0) {
+        r->heavy = malloc(r->nheavy * sizeof *r->heavy);
+        SF_CHECK_GOTO(r->heavy != NULL, SF_ERR_NOMEM, done, "out of memory finishing the plan");
+        size_t h = 0, shard = 0;
+        for (size_t i = 0; i < n; i++) {
+            while (shard < r->nsplit && (r->is_float ? r->split[shard].f <= runs[i].f
+                                                     : r->split[shard].i <= runs[i].i))
+                shard++;
+            uint64_t w = P[i + 1] - P[i];
+            if (w * k > m) r->heavy[h++] = (heavy_key){runs[i], w, (int)shard};
+        }
+    }
+done:
+    free(vals);
+    free(runs);
+    free(P);
+    free(need);
+    /* The sample is no longer needed once the splitters exist. */
+    free(r->heap);
+    r->heap = NULL;
+    r->nheap = r->heap_cap = 0;
+    return rc;
+}
+
+static sf_status range_route(const sf_shard_plan *p, const sf_batch *b, const sf_column *key,
+                             uint32_t *shard)
+{
+    const range_plan *r = p->impl;
+    const size_t ns = r->nsplit;
+    const uint32_t last = (uint32_t)p->k - 1;
+    if (r->is_float) {
+        for (size_t i = 0; i < b->nrows; i++) {
+            if (sf_col_is_null(key, i)) {
+                shard[i] = 0;
+                continue;
+            }
+            double v = key->f64[i];
+            if (v != v) {
+                shard[i] = last;
+                continue;
+            }
+            /* Number of splitters <= v. */
+            size_t lo = 0, hi = ns;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (r->split[mid].f <= v)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            shard[i] = (uint32_t)lo;
+        }
+    } else {
+        for (size_t i = 0; i < b->nrows; i++) {
+            if (sf_col_is_null(key, i)) {
+                shard[i] = 0;
+                continue;
+            }
+            int64_t v = key->i64[i];
+            size_t lo = 0, hi = ns;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (r->split[mid].i <= v)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            shard[i] = (uint32_t)lo;
+        }
+    }
+    return SF_OK;
+}
+
+static void key_json(const sf_shard_plan *p, sf_json *j, key64 v)
+{
+    if (p->key_type == SF_FLOAT64) {
+        sf_json_num(j, v.f);
+    } else if (p->key_type == SF_TIMESTAMP) {
+        char buf[64];
+        size_t n = sf_timestamp_format(v.i, buf, sizeof buf);
+        sf_json_strn(j, buf, n);
+    } else {
+        sf_json_int(j, v.i);
+    }
+}
+
+/* Sample weight scaled to the observed rows. */
+static uint64_t estimate(const range_plan *r, uint64_t w)
+{
+    if (r->m == 0) return 0;
+    return (uint64_t)((long double)w * (long double)r->rows / (long double)r->m + 0.5L);
+}
+
+static void range_describe(const sf_shard_plan *p, sf_json *j)
+{
+    const range_plan *r = p->impl;
+    double mean = (double)r->rows / (double)p->k;
+    sf_json_key(j, "sample");
+    sf_json_obj_begin(j);
+    sf_json_key(j, "requested");
+    sf_json_uint(j, r->want);
+    sf_json_key(j, "size");
+    sf_json_uint(j, p->finished ? r->m : (uint64_t)r->nheap);
+    sf_json_key(j, "seed");
+    sf_json_uint(j, r->seed);
+    sf_json_key(j, "distinct_keys");
+    sf_json_uint(j, r->nruns);
+    sf_json_obj_end(j);
+    sf_json_key(j, "rows");
+    sf_json_uint(j, r->rows);
+    sf_json_key(j, "null_rows");
+    sf_json_uint(j, r->null_rows);
+    if (r->is_float) {
+        sf_json_key(j, "nan_rows");
+        sf_json_uint(j, r->nan_rows);
+    }
+    sf_json_key(j, "splitters");
+    sf_json_arr_begin(j);
+    for (size_t i = 0; i < r->nsplit; i++) key_json(p, j, r->split[i]);
+    sf_json_arr_end(j);
+    sf_json_key(j, "estimated_rows");
+    sf_json_arr_begin(j);
+    if (r->shard_weight != NULL)
+        for (int s = 0; s < p->k; s++) sf_json_uint(j, estimate(r, r->shard_weight[s]));
+    sf_json_arr_end(j);
+    sf_json_key(j, "mean_shard_rows");
+    sf_json_num(j, mean);
+    sf_json_key(j, "heavy_keys");
+    sf_json_arr_begin(j);
+    for (size_t i = 0; i < r->nheavy; i++) {
+        sf_json_obj_begin(j);
+        sf_json_key(j, "key");
+        key_json(p, j, r->heavy[i].v);
+        sf_json_key(j, "estimated_rows");
+        sf_json_uint(j, estimate(r, r->heavy[i].weight));
+        sf_json_key(j, "mean_shard_rows");
+        sf_json_num(j, mean);
+        sf_json_key(j, "shard");
+        sf_json_int(j, r->heavy[i].shard);
+        sf_json_key(j, "note");
+        sf_json_str(j, "this key alone is larger than the mean shard and is never split");
+        sf_json_obj_end(j);
+    }
+    sf_json_arr_end(j);
+}
+
+static void range_destroy(sf_shard_plan *p)
+{
+    range_plan *r = p->impl;
+    free(r->heap);
+    free(r->split);
+    free(r->shard_weight);
+    free(r->heavy);
+    free(r);
+    p->impl = NULL;
+}
+
+const sf__shard_ops sf__shard_range_ops = {
+    .name = "range",
+    .needs_prepass = true,
+    .init = range_init,
+    .observe = range_observe,
+    .finish = range_finish,
+    .route = range_route,
+    .describe = range_describe,
+    .destroy = range_destroy,
+};

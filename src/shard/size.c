@@ -1,0 +1,126 @@
+/* Size sharding: K contiguous blocks of the input, balanced by bytes when the
+ * batches carry CSV row offsets and by rows otherwise. No pre-pass and no
+ * key: a row's shard is a closed-form function of its position. */
+#include <stdlib.h>
+
+#include "shard/plan_impl.h"
+
+typedef struct size_plan {
+    uint64_t total_rows;   /* UINT64_MAX if unknown */
+    uint64_t data_start;
+    uint64_t data_bytes;   /* 0 if unknown */
+} size_plan;
+
+/* floor(a * b / d) for a < d, exact for all 64-bit inputs. The common case
+ * fits in 64 bits; the rest (inputs past 2^64 / K bytes or rows) does a
+ * 128-bit multiply and a bitwise long division. */
+static uint64_t muldiv_floor(uint64_t a, uint64_t b, uint64_t d)
+{
+    if (b == 0 || a <= UINT64_MAX / b) return a * b / d;
+    uint64_t al = a & 0xffffffffu, ah = a >> 32, bl = b & 0xffffffffu, bh = b >> 32;
+    uint64_t p0 = al * bl, p1 = al * bh, p2 = ah * bl, p3 = ah * bh;
+    uint64_t mid = (p0 >> 32) + (p1 & 0xffffffffu) + (p2 & 0xffffffffu);
+    uint64_t lo = (p0 & 0xffffffffu) | (mid << 32);
+    uint64_t hi = p3 + (p1 >> 32) + (p2 >> 32) + (mid >> 32);
+    /* hi < d because a < d, so the quotient fits in 64 bits. */
+    uint64_t rem = hi, q = 0;
+    for (int i = 63; i >= 0; i--) {
+        uint64_t carry = rem >> 63;
+        rem = (rem << 1) | ((lo >> i) & 1u);
+        q <<= 1;
+        if (carry || rem >= d) {
+            rem -= d;
+            q |= 1u;
+        }
+    }
+    return q;
+}
+
+/* Shard of position x in [0, n): floor(x * K / n), clamped to K - 1. */
+static uint32_t block_of(uint64_t x, uint64_t n, uint32_t k)
+{
+    if (n == 0 || x >= n) return k - 1;
+    uint64_t s = muldiv_floor(x, k, n);
+    return s >= k ? k - 1 : (uint32_t)s;
+}
+
+static sf_status size_init(sf_shard_plan *p, const sf_shard_config *cfg)
+{
+    size_plan *s = calloc(1, sizeof *s);
+    SF_CHECK(s != NULL, SF_ERR_NOMEM, "out of memory creating the shard plan");
+    s->total_rows = UINT64_MAX;
+    p->impl = s;
+    return SF_OK;
+}
+
+static sf_status size_finish(sf_shard_plan *p, uint64_t total_rows, uint64_t data_start,
+                             uint64_t data_bytes)
+{
+    size_plan *s = p->impl;
+    SF_CHECK(total_rows != UINT64_MAX || data_bytes > 0, SF_ERR_ARG,
+             "%s: size sharding needs the row count or the byte size of the input, and "
+             "neither is known", p->file);
+    s->total_rows = total_rows;
+    s->data_start = data_start;
+    s->data_bytes = data_bytes;
+    return SF_OK;
+}
+
+static sf_status size_route(const sf_shard_plan *p, const sf_batch *b, const sf_column *key,
+                            uint32_t *shard)
+{
+    const size_plan *s = p->impl;
+    uint32_t k = (uint32_t)p->k;
+    if (b->row_offset != NULL && s->data_bytes > 0) {
+        for (size_t i = 0; i < b->nrows; i++) {
+            int64_t off = b->row_offset[i];
+            uint64_t x = off <= 0 || (uint64_t)off <= s->data_start
+                             ? 0
+                             : (uint64_t)off - s->data_start;
+            shard[i] = block_of(x, s->data_bytes, k);
+        }
+        return SF_OK;
+    }
+    SF_CHECK(s->total_rows != UINT64_MAX, SF_ERR_ARG,
+             "%s: size sharding by rows needs the row count of the input, which is not known "
+             "(and the batches carry no byte offsets)", p->file);
+    for (size_t i = 0; i < b->nrows; i++)
+        shard[i] = block_of(b->first_row + i, s->total_rows, k);
+    return SF_OK;
+}
+
+static void size_describe(const sf_shard_plan *p, sf_json *j)
+{
+    const size_plan *s = p->impl;
+    sf_json_key(j, "basis");
+    if (!p->finished)
+        sf_json_null(j);
+    else
+        sf_json_str(j, s->data_bytes > 0 ? "bytes" : "rows");
+    sf_json_key(j, "total_rows");
+    if (s->total_rows == UINT64_MAX)
+        sf_json_null(j);
+    else
+        sf_json_uint(j, s->total_rows);
+    sf_json_key(j, "data_start");
+    sf_json_uint(j, s->data_start);
+    sf_json_key(j, "data_bytes");
+    sf_json_uint(j, s->data_bytes);
+}
+
+static void size_destroy(sf_shard_plan *p)
+{
+    free(p->impl);
+    p->impl = NULL;
+}
+
+const sf__shard_ops sf__shard_size_ops = {
+    .name = "size",
+    .needs_prepass = false,
+    .init = size_init,
+    .observe = NULL,
+    .finish = size_finish,
+    .route = size_route,
+    .describe = size_describe,
+    .destroy = size_destroy,
+};

@@ -1,0 +1,767 @@
+/* Unit tests of the `stats` agent (agents/stats.c) and the agent registry.
+ * Expectations come from hand-computed reports, exact integer arithmetic,
+ * a two-pass long double reference, or a second path through the agent
+ * (ungrouped states over the rows of one key). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shardflow/agent.h"
+#include "shardflow/config.h"
+
+#include "agents/builtin.h"
+
+enum { COL_V, COL_SERVICE, COL_N, COL_TS, COL_W, NCOLS };
+
+static const sf_agent_ops *ops = &sf__agent_stats;
+static sf_schema schema;
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int setup(void **st)
+{
+    (void)st;
+    sf_schema_init(&schema);
+    if (sf_schema_add(&schema, "v", SF_FLOAT64) != SF_OK) return -1;
+    if (sf_schema_add(&schema, "service", SF_STRING) != SF_OK) return -1;
+    if (sf_schema_add(&schema, "n", SF_INT64) != SF_OK) return -1;
+    if (sf_schema_add(&schema, "ts", SF_TIMESTAMP) != SF_OK) return -1;
+    if (sf_schema_add(&schema, "w", SF_FLOAT64) != SF_OK) return -1;
+    return 0;
+}
+
+static int teardown(void **st)
+{
+    (void)st;
+    sf_schema_fini(&schema);
+    return 0;
+}
+
+/* An agent configuration; by_col must outlive it. */
+static sf_agent_config make_cfg(int col, int nby, const int *by_col)
+{
+    sf_agent_config c;
+    memset(&c, 0, sizeof c);
+    c.agent = "stats";
+    c.id = "lat";
+    c.column = col >= 0 ? schema.fields[col].name : NULL;
+    c.col = col;
+    c.nby = nby;
+    c.by_col = by_col;
+    c.schema = &schema;
+    c.node = NULL;
+    c.file = "wf.yaml";
+    c.line = 7;
+    return c;
+}
+
+/* One row of test data. NULL service = null key; v_null = null value. */
+typedef struct row {
+    double v;
+    const char *service;
+    int64_t n;
+    int64_t ts;
+    double w;
+    bool v_null;
+} row;
+
+static void fill_batch(sf_batch *b, const row *rows, size_t n)
+{
+    assert_int_equal(sf_batch_init(b, &schema, NULL, n ? n : 1), SF_OK);
+    for (size_t r = 0; r < n; r++) {
+        b->cols[COL_V].f64[r] = rows[r].v;
+        b->cols[COL_N].i64[r] = rows[r].n;
+        b->cols[COL_TS].i64[r] = rows[r].ts;
+        b->cols[COL_W].f64[r] = rows[r].w;
+        if (rows[r].service) {
+            uint32_t code;
+            assert_int_equal(sf_dict_intern(&b->cols[COL_SERVICE].dict, rows[r].service,
+                                            strlen(rows[r].service), &code),
+                             SF_OK);
+            b->cols[COL_SERVICE].code[r] = code;
+        } else {
+            assert_int_equal(sf_batch_set_null(b, COL_SERVICE, r), SF_OK);
+        }
+        if (rows[r].v_null) assert_int_equal(sf_batch_set_null(b, COL_V, r), SF_OK);
+    }
+    b->nrows = n;
+}
+
+static void *new_state(const sf_agent_config *cfg)
+{
+    void *s = calloc(1, ops->state_size);
+    assert_non_null(s);
+    assert_int_equal(ops->init(s, cfg), SF_OK);
+    return s;
+}
+
+static void free_state(void *s)
+{
+    ops->destroy(s);
+    free(s);
+}
+
+/* Processes rows in morsels of `morsel` rows. */
+static void feed(void *s, const row *rows, size_t n, size_t morsel)
+{
+    sf_batch b;
+    fill_batch(&b, rows, n);
+    for (size_t at = 0; at < n; at += morsel) {
+        size_t end = at + morsel < n ? at + morsel : n;
+        assert_int_equal(ops->process(s, &b, at, end), SF_OK);
+    }
+    if (n == 0) assert_int_equal(ops->process(s, &b, 0, 0), SF_OK);
+    sf_batch_fini(&b);
+}
+
+static char *report_text(const void *s)
+{
+    sf_json j;
+    sf_json_init(&j, false);
+    assert_int_equal(ops->report(s, &j), SF_OK);
+    char *t = malloc(j.out.len + 1);
+    assert_non_null(t);
+    memcpy(t, j.out.data, j.out.len);
+    t[j.out.len] = '\0';
+    sf_json_fini(&j);
+    return t;
+}
+
+static void assert_report(const void *s, const char *want)
+{
+    char *got = report_text(s);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static sf_buf encoded(const void *s)
+{
+    sf_buf b;
+    sf_buf_init(&b);
+    assert_int_equal(ops->encode(s, &b), SF_OK);
+    return b;
+}
+
+static void assert_same_state(const void *a, const void *b)
+{
+    sf_buf ea = encoded(a), eb = encoded(b);
+    assert_int_equal(ea.len, eb.len);
+    assert_memory_equal(ea.data, eb.data, ea.len);
+    sf_buf_fini(&ea);
+    sf_buf_fini(&eb);
+}
+
+static void *copy_state(const sf_agent_config *cfg, const void *s)
+{
+    void *c = new_state(cfg);
+    assert_int_equal(ops->merge(c, s), SF_OK);
+    return c;
+}
+
+/* ---- reports written by hand ---------------------------------------------- */
+
+static void test_report_tiny(void **st)
+{
+    (void)st;
+    sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
+    void *s = new_state(&cfg);
+    row rows[] = {{.v = 1.0}, {.v = 2.0}};
+    feed(s, rows, 2, 16);
+    /* mean 1.5, variance ((1-1.5)^2 + (2-1.5)^2) / 1 = 0.5, stddev sqrt(0.5). */
+    assert_report(s, "{\"count\":2,\"nulls\":0,\"sum\":3,\"mean\":1.5,\"variance\":0.5,"
+                     "\"stddev\":0.70710678118654757,\"min\":1,\"max\":2}");
+    free_state(s);
+}
+
+static void test_report_empty_and_single(void **st)
+{
+    (void)st;
+    sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
+    void *s = new_state(&cfg);
+    assert_report(s, "{\"count\":0,\"nulls\":0,\"sum\":0,\"mean\":null,\"variance\":null,"
+                     "\"stddev\":null,\"min\":null,\"max\":null}");
+    row one[] = {{.v = -4.25}};
+    feed(s, one, 1, 16);
+    assert_report(s, "{\"count\":1,\"nulls\":0,\"sum\":-4.25,\"mean\":-4.25,\"variance\":null,"
+                     "\"stddev\":null,\"min\":-4.25,\"max\":-4.25}");
+    free_state(s);
+}
+
+static void test_nulls_skipped(void **st)
+{
+    (void)st;
+    sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
+    void *s = new_state(&cfg);
+    row rows[] = {{.v = 3.0}, {.v = 100.0, .v_null = true}, {.v = 5.0},
+                  {.v_null = true}, {.v = 7.0}};
+    feed(s, rows, 5, 2);
+    /* 3, 5, 7: mean 5, variance (4 + 0 + 4) / 2 = 4, stddev 2. */
+    assert_report(s, "{\"count\":3,\"nulls\":2,\"sum\":15,\"mean\":5,\"variance\":4,"
+                     "\"stddev\":2,\"min\":3,\"max\":7}");
+    free_state(s);
+}
+
+static void test_int_and_timestamp_columns(void **st)
+{
+    (void)st;
+    sf_agent_config cfg = make_cfg(COL_N, 0, NULL);
+    assert_int_equal(ops->check(&cfg), SF_OK);
+    void *s = new_state(&cfg);
+    row rows[] = {{.n = 10}, {.n = -2}, {.n = 4}};
+    feed(s, rows, 3, 2);
+    /* mean 4, variance (36 + 36 + 0) / 2 = 36. */
+    assert_report(s, "{\"count\":3,\"nulls\":0,\"sum\":12,\"mean\":4,\"variance\":36,"
+                     "\"stddev\":6,\"min\":-2,\"max\":10}");
+    free_state(s);
+
+    cfg = make_cfg(COL_TS, 0, NULL);
+    assert_int_equal(ops->check(&cfg), SF_OK);
+    s = new_state(&cfg);
+    row ts[] = {{.ts = 1000000}, {.ts = 3000000}};
+    feed(s, ts, 2, 2);
+    assert_report(s, "{\"count\":2,\"nulls\":0,\"sum\":4000000,\"mean\":2000000,"
+                     "\"variance\":2000000000000,\"stddev\":1414213.562373095,"
+                     "\"min\":1000000,\"max\":3000000}");
+    free_state(s);
+}
+
+static void test_signed_zero_extremes(void **st)
+{
+    (void)st;
+    sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
+    const char *want = "{\"count\":2,\"nulls\":0,\"sum\":0,\"mean\":0,\"variance\":0,"
+                       "\"stddev\":0,\"min\":-0,\"max\":0}";
+    row a[] = {{.v = 0.0}, {.v = -0.0}};
+    row b[] = {{.v = -0.0}, {.v = 0.0}};
+    void *sa = new_state(&cfg), *sb = new_state(&cfg);
+    feed(sa, a, 2, 1);
+    feed(sb, b, 2, 1);
+    assert_report(sa, want);
+    assert_report(sb, want);
+    assert_same_state(sa, sb);
+    /* Split across states and merged either way. */
+    void *x = new_state(&cfg), *y = new_state(&cfg);
+    feed(x, a, 1, 1);
+    feed(y, a + 1, 1, 1);
+    assert_int_equal(ops->merge(x, y), SF_OK);
+    assert_report(x, want);
+    free_state(x);
+    x = new_state(&cfg);
+    feed(x, a, 1, 1);
+    assert_int_equal(ops->merge(y, x), SF_OK);
+    assert_report(y, want);
+    free_state(x);
+    free_state(y);
+    free_state(sa);
+    free_state(sb);
+}
+
+static void test_non_finite_values(void **st)
+{
+    (void)st;
+    sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
+    void *s = new_state(&cfg);
+    row rows[] = {{.v = 1.0}, {.v = NAN}, {.v = 3.0}};
+    feed(s, rows, 3, 8);
+    /* NaN makes the sums undefined but is ignored by min and max. */
+    assert_report(s, "{\"count\":3,\"nulls\":0,\"sum\":null,\"mean\":null,\"variance\":null,"
+                     "\"stddev\":null,\"min\":1,\"max\":3}");
+    free_state(s);
+    s = new_state(&cfg);
+    row inf[] = {{.v = 1.0}, {.v = -INFINITY}};
+    feed(s, inf, 2, 8);
+    assert_report(s, "{\"count\":2,\"nulls\":0,\"sum\":null,\"mean\":null,\"variance\":null,"
+                     "\"stddev\":null,\"min\":null,\"max\":1}");
+    free_state(s);
+}
+
+static void test_grouped_by_hand(void **st)
+{
+    (void)st;
+    int by[] = {COL_SERVICE};
+    sf_agent_config cfg = make_cfg(COL_V, 1, by);
+    void *s = new_state(&cfg);
+    row rows[] = {{.v = 1.0, .service = "b"}, {.v = 4.0, .service = NULL},
+                  {.v = 10.0, .service = "a"}, {.v = 3.0, .service = "b"},
+                  {.v = 0.0, .service = "a", .v_null = true}};
+    feed(s, rows, 5, 2);
+    /* Keys in byte order: "" (the null key) < "a" < "b". */
+    assert_report(s, "{\"groups\":{"
+                     "\"\":{\"count\":1,\"nulls\":0,\"sum\":4,\"mean\":4,\"variance\":null,"
+                     "\"stddev\":null,\"min\":4,\"max\":4},"
+                     "\"a\":{\"count\":1,\"nulls\":1,\"sum\":10,\"mean\":10,\"variance\":null,"
+                     "\"stddev\":null,\"min\":10,\"max\":10},"
+                     "\"b\":{\"count\":2,\"nulls\":0,\"sum\":4,\"mean\":2,\"variance\":2,"
+                     "\"stddev\":1.4142135623730951,\"min\":1,\"max\":3}}}");
+    free_state(s);
+
+    /* No rows at all: no groups. */
+    s = new_state(&cfg);
+    assert_report(s, "{\"groups\":{}}");
+    free_state(s);
+}
+
+static void test_grouped_composite_keys(void **st)
+{
+    (void)st;
+    int by[] = {COL_SERVICE, COL_N, COL_TS};
+    sf_agent_config cfg = make_cfg(COL_V, 3, by);
+    assert_int_equal(ops->check(&cfg), SF_OK);
+    void *s = new_state(&cfg);
+    /* 86400000000 us = 1970-01-02T00:00:00. */
+    row rows[] = {{.v = 2.0, .service = "web", .n = 12, .ts = 86400000000},
+                  {.v = 6.0, .service = "web", .n = 12, .ts = 86400000000},
+                  {.v = 5.0, .service = "web", .n = -3, .ts = 0},
+                  {.v = 7.0, .service = NULL, .n = 12, .ts = 0}};
+    feed(s, rows, 4, 3);
+    assert_report(s, "{\"groups\":{"
+                     "\"web|-3|1970-01-01T00:00:00\":{\"count\":1,\"nulls\":0,\"sum\":5,"
+                     "\"mean\":5,\"variance\":null,\"stddev\":null,\"min\":5,\"max\":5},"
+                     "\"web|12|1970-01-02T00:00:00\":{\"count\":2,\"nulls\":0,\"sum\":8,"
+                     "\"mean\":4,\"variance\":8,\"stddev\":2.8284271247461903,\"min\":2,\"max\":6},"
+                     "\"|12|1970-01-01T00:00:00\":{\"count\":1,\"nulls\":0,\"sum\":7,"
+                     "\"mean\":7,\"variance\":null,\"stddev\":null,\"min\":7,\"max\":7}}}");
+    free_state(s);
+}
+
+static void test_grouped_by_float_key(void **st)
+{
+    (void)st;
+    int by[] = {COL_W};
+    sf_agent_config cfg = make_cfg(COL_V, 1, by);
+    void *s = new_state(&cfg);
+    row rows[] = {{.v = 1.0, .w = 0.5}, {.v = 2.0, .w = 0.5}, {.v = 3.0, .w = 0.25}};
+    feed(s, rows, 3, 2);
+    assert_report(s, "{\"groups\":{"
+                     "\"0.25\":{\"count\":1,\"nulls\":0,\"sum\":3,\"mean\":3,\"variance\":null,"
+                     "\"stddev\":null,\"min\":3,\"max\":3},"
+                     "\"0.5\":{\"count\":2,\"nulls\":0,\"sum\":3,\"mean\":1.5,\"variance\":0.5,"
+                     "\"stddev\":0.70710678118654757,\"min\":1,\"max\":2}}}");
+    free_state(s);
+}
+
+/* Keys that print alike (a null and an empty string) are reported as one. */
+static void test_alike_keys_combined(void **st)
+{
+    (void)st;
+    int by[] = {COL_SERVICE};
+    sf_agent_config cfg = make_cfg(COL_V, 1, by);
+    void *s = new_state(&cfg);
+    row rows[] = {{.v = 1.0, .service = ""}, {.v = 3.0, .service = NULL}};
+    feed(s, rows, 2, 2);
+    assert_report(s, "{\"groups\":{\"\":{\"count\":2,\"nulls\":0,\"sum\":4,\"mean\":2,"
+                     "\"variance\":2,\"stddev\":1.4142135623730951,\"min\":1,\"max\":3}}}");
+    free_state(s);
+}
+
+/* ---- references ------------------------------------------------------------ */
+
+/* Values m * 2^-10 with |m| < 2^16, n = 4096: the sums are exact in double
+ * and n * sum(m^2) - (sum m)^2 is exact in int64, so the variance has an
+ * exact rational reference. */
+static void test_against_exact_and_two_pass(void **st)
+{
+    (void)st;
+    enum { N = 4096 };
+    rng_state = 21;
+    row *rows = calloc(N, sizeof *rows);
+    assert_non_null(rows);
+    int64_t sm = 0, smm = 0;
+    long double lsum = 0;
+    for (int i = 0; i < N; i++) {
+        int64_t m = (int64_t)(rnd() % 65535) - 32767 + 20000; /* a mean far from 0 */
+        sm += m;
+        smm += m * m;
+        rows[i].v = ldexp((double)m, -10);
+        lsum += rows[i].v;
+    }
+    sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
+    void *s = new_state(&cfg);
+    feed(s, rows, N, 1000);
+
+    double sum = ldexp((double)sm, -10); /* exact: |sm| < 2^29 */
+    double mean = sum / N;               /* correctly rounded by IEEE division */
+    int64_t num = (int64_t)N * smm - sm * sm; /* < 2^57 */
+    long double var_exact = ldexpl((long double)num / ((long double)N * (N - 1)), -20);
+    long double lmean = lsum / N, ss = 0;
+    for (int i = 0; i < N; i++) ss += (rows[i].v - lmean) * (rows[i].v - lmean);
+    long double var_two_pass = ss / (N - 1);
+
+    char *text = report_text(s);
+    double got_sum, got_mean, got_var, got_sd;
+    const char *p = strstr(text, "\"sum\":");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "\"sum\":%lf,\"mean\":%lf,\"variance\":%lf,\"stddev\":%lf", &got_sum,
+                            &got_mean, &got_var, &got_sd),
+                     4);
+    assert_true(got_sum == sum);
+    assert_true((long double)sum == lsum);
+    assert_true(got_mean == mean);
+    double ulp = nextafter((double)var_exact, INFINITY) - (double)var_exact;
+    assert_true(fabsl((long double)got_var - var_exact) <= 2 * ulp);
+    assert_true(fabsl((long double)got_var - var_two_pass) <= 4 * ulp);
+    assert_true(got_sd == sqrt(got_var));
+    free(text);
+    free_state(s);
+    free(rows);
+}
+
+static const char *const services[] = {"auth", "search", "cart", "", "pay", "img", "api"};
+enum { NSERVICES = sizeof services / sizeof services[0] };
+
+static void random_rows(row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = rnd();
+        rows[i].v = ldexp((double)(int64_t)(r >> 20), -(int)(r % 60)) * ((r & 1) ? -1 : 1);
+        rows[i].service = (r >> 8) % 11 == 0 ? NULL : services[(r >> 12) % NSERVICES];
+        rows[i].n = (int64_t)((r >> 16) % 5) - 2;
+        rows[i].ts = (int64_t)((r >> 24) % 3) * 1000000;
+        rows[i].w = 0.0;
+        rows[i].v_null = (r >> 4) % 13 == 0;
+    }
+}
+
+/* A grouped result equals, key by key, the ungrouped result over the rows of
+ * that key alone. */
+static void check_grouped_against_filtered(const int *by, int nby, const row *rows, size_t n)
+{
+    sf_agent_config gcfg = make_cfg(COL_V, nby, by);
+    void *g = new_state(&gcfg);
+    feed(g, rows, n, 97);
+    char *text = report_text(g);
+
+    sf_agent_config ucfg = make_cfg(COL_V, 0, NULL);
+    row *sel = malloc(n * sizeof *sel);
+    assert_non_null(sel);
+    bool *done = calloc(n, sizeof *done);
+    assert_non_null(done);
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (done[i]) continue;
+        /* The key text of row i, as the report prints it. */
+        char key[128] = "";
+        for (int k = 0; k < nby; k++) {
+            char part[64] = "";
+            if (by[k] == COL_SERVICE && rows[i].service) snprintf(part, sizeof part, "%s", rows[i].service);
+            if (by[k] == COL_N) snprintf(part, sizeof part, "%lld", (long long)rows[i].n);
+            if (by[k] == COL_TS) snprintf(part, sizeof part, "1970-01-01T00:00:%02lld",
+                                          (long long)(rows[i].ts / 1000000));
+            if (k > 0) strcat(key, "|");
+            strcat(key, part);
+        }
+        size_t m = 0;
+        for (size_t j = i; j < n; j++) {
+            bool same = true;
+            for (int k = 0; k < nby; k++) {
+                if (by[k] == COL_SERVICE) {
+                    const char *a = rows[i].service ? rows[i].service : "";
+                    const char *b = rows[j].service ? rows[j].service : "";
+                    same = same && strcmp(a, b) == 0;
+                }
+                if (by[k] == COL_N) same = same && rows[i].n == rows[j].n;
+                if (by[k] == COL_TS) same = same && rows[i].ts == rows[j].ts;
+            }
+            if (same) {
+                sel[m++] = rows[j];
+                done[j] = true;
+            }
+        }
+        void *u = new_state(&ucfg);
+        feed(u, sel, m, 50);
+        char *want = report_text(u);
+        char *entry = malloc(strlen(key) + strlen(want) + 8);
+        assert_non_null(entry);
+        sprintf(entry, "\"%s\":%s", key, want);
+        if (strstr(text, entry) == NULL) fail_msg("group %s: %s not in %s", key, entry, text);
+        found++;
+        free(entry);
+        free(want);
+        free_state(u);
+    }
+    /* No other groups: count the objects inside "groups". */
+    size_t objects = 0;
+    for (const char *p = text; (p = strstr(p, "\"count\":")) != NULL; p++) objects++;
+    assert_int_equal(objects, found);
+    free(done);
+    free(sel);
+    free(text);
+    free_state(g);
+}
+
+static void test_grouped_against_filtered(void **st)
+{
+    (void)st;
+    enum { N = 3000 };
+    rng_state = 22;
+    row *rows = malloc(N * sizeof *rows);
+    assert_non_null(rows);
+    random_rows(rows, N);
+    int by1[] = {COL_SERVICE};
+    check_grouped_against_filtered(by1, 1, rows, N);
+    int by2[] = {COL_N};
+    check_grouped_against_filtered(by2, 1, rows, N);
+    int by3[] = {COL_SERVICE, COL_N, COL_TS};
+    check_grouped_against_filtered(by3, 3, rows, N);
+    free(rows);
+}
+
+/* One state fed two batches whose dictionaries give the same codes to
+ * different strings: the code cache must not leak across batches. */
+static void test_code_cache_across_batches(void **st)
+{
+    (void)st;
+    int by[] = {COL_SERVICE};
+    sf_agent_config cfg = make_cfg(COL_V, 1, by);
+    void *s = new_state(&cfg);
+    row first[] = {{.v = 1.0, .service = "x"}, {.v = 2.0, .service = "y"}};
+    row second[] = {{.v = 10.0, .service = "y"}, {.v = 20.0, .service = "x"}};
+    feed(s, first, 2, 2);
+    feed(s, second, 2, 2);
+    assert_report(s, "{\"groups\":{"
+                     "\"x\":{\"count\":2,\"nulls\":0,\"sum\":21,\"mean\":10.5,\"variance\":180.5,"
+                     "\"stddev\":13.435028842544403,\"min\":1,\"max\":20},"
+                     "\"y\":{\"count\":2,\"nulls\":0,\"sum\":12,\"mean\":6,\"variance\":32,"
+                     "\"stddev\":5.6568542494923806,\"min\":2,\"max\":10}}}");
+    free_state(s);
+}
+
+/* ---- merge laws and encoding -------------------------------------------------- */
+
+static void check_merge_laws(const sf_agent_config *cfg)
+{
+    enum { N = 2400 };
+    row *rows = malloc(N * sizeof *rows);
+    assert_non_null(rows);
+    random_rows(rows, N);
+    void *whole = new_state(cfg);
+    feed(whole, rows, N, 256);
+    void *a = new_state(cfg), *b = new_state(cfg), *c = new_state(cfg);
+    feed(a, rows, 700, 64);
+    feed(b, rows + 700, 1000, 333);
+    feed(c, rows + 1700, N - 1700, 1);
+
+    /* merge(empty, x) == x and merge(x, empty) == x */
+    void *e = new_state(cfg);
+    void *ea = copy_state(cfg, a);
+    assert_same_state(ea, a);
+    assert_int_equal(ops->merge(ea, e), SF_OK);
+    assert_same_state(ea, a);
+
+    /* (a + b) + c == a + (b + c) == whole, and a + b == b + a */
+    void *ab = copy_state(cfg, a);
+    assert_int_equal(ops->merge(ab, b), SF_OK);
+    void *ab_c = copy_state(cfg, ab);
+    assert_int_equal(ops->merge(ab_c, c), SF_OK);
+    void *bc = copy_state(cfg, b);
+    assert_int_equal(ops->merge(bc, c), SF_OK);
+    void *a_bc = copy_state(cfg, a);
+    assert_int_equal(ops->merge(a_bc, bc), SF_OK);
+    void *ba = copy_state(cfg, b);
+    assert_int_equal(ops->merge(ba, a), SF_OK);
+    assert_same_state(ab_c, a_bc);
+    assert_same_state(ab_c, whole);
+    assert_same_state(ab, ba);
+    char *r1 = report_text(ab_c), *r2 = report_text(whole);
+    assert_string_equal(r1, r2);
+    free(r1);
+    free(r2);
+
+    /* Rows in another order give the same state. */
+    for (size_t i = N - 1; i > 0; i--) {
+        size_t j = (size_t)(rnd() % (i + 1));
+        row t = rows[i];
+        rows[i] = rows[j];
+        rows[j] = t;
+    }
+    void *shuffled = new_state(cfg);
+    feed(shuffled, rows, N, 129);
+    assert_same_state(shuffled, whole);
+
+    /* decode(encode(x)) == x, into a state that already held data */
+    sf_buf enc = encoded(whole);
+    assert_int_equal(ops->decode(a, enc.data, enc.len), SF_OK);
+    assert_same_state(a, whole);
+    r1 = report_text(a);
+    r2 = report_text(whole);
+    assert_string_equal(r1, r2);
+    free(r1);
+    free(r2);
+    /* and a decoded state keeps accepting rows */
+    feed(a, rows, 10, 10);
+    feed(whole, rows, 10, 10);
+    assert_same_state(a, whole);
+    sf_buf_fini(&enc);
+
+    void *all[] = {whole, a, b, c, e, ea, ab, ab_c, bc, a_bc, ba, shuffled};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_state(all[i]);
+    free(rows);
+}
+
+static void test_merge_laws(void **st)
+{
+    (void)st;
+    rng_state = 23;
+    sf_agent_config plain = make_cfg(COL_V, 0, NULL);
+    check_merge_laws(&plain);
+    int by1[] = {COL_SERVICE};
+    sf_agent_config by_service = make_cfg(COL_V, 1, by1);
+    check_merge_laws(&by_service);
+    int by3[] = {COL_TS, COL_SERVICE, COL_N};
+    sf_agent_config by_three = make_cfg(COL_V, 3, by3);
+    check_merge_laws(&by_three);
+    sf_agent_config ints = make_cfg(COL_N, 1, by1);
+    check_merge_laws(&ints);
+}
+
+static void test_decode_rejects(void **st)
+{
+    (void)st;
+    sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
+    void *s = new_state(&cfg);
+    row rows[] = {{.v = 1.0}, {.v = 2.0}};
+    feed(s, rows, 2, 2);
+    sf_buf enc = encoded(s);
+    void *d = new_state(&cfg);
+    /* Every truncation fails. */
+    for (size_t n = 0; n < enc.len; n++) assert_int_not_equal(ops->decode(d, enc.data, n), SF_OK);
+    /* An unknown format version fails. */
+    enc.data[0] = 99;
+    assert_int_equal(ops->decode(d, enc.data, enc.len), SF_ERR_PARSE);
+    enc.data[0] = 1;
+    /* Trailing bytes fail. */
+    assert_int_equal(sf_buf_put_u8(&enc, 0), SF_OK);
+    assert_int_equal(ops->decode(d, enc.data, enc.len), SF_ERR_PARSE);
+    /* A grouped state does not decode into an ungrouped one. */
+    int by[] = {COL_SERVICE};
+    sf_agent_config gcfg = make_cfg(COL_V, 1, by);
+    void *g = new_state(&gcfg);
+    row grows[] = {{.v = 1.0, .service = "a"}};
+    feed(g, grows, 1, 1);
+    sf_buf genc = encoded(g);
+    assert_int_equal(ops->decode(d, genc.data, genc.len), SF_ERR_PARSE);
+    sf_buf_fini(&genc);
+    sf_buf_fini(&enc);
+    free_state(g);
+    free_state(d);
+    free_state(s);
+}
+
+/* ---- configuration checks ------------------------------------------------------ */
+
+static void test_check_rejects_string_column(void **st)
+{
+    (void)st;
+    sf_agent_config cfg = make_cfg(COL_SERVICE, 0, NULL);
+    assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
+    assert_string_equal(sf_error_message(),
+                        "wf.yaml:7: agent 'lat': stats needs a numeric column, 'service' is string");
+    cfg = make_cfg(-1, 0, NULL);
+    assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
+    assert_non_null(strstr(sf_error_message(), "wf.yaml:7: agent 'lat'"));
+    cfg = make_cfg(COL_V, 0, NULL);
+    assert_int_equal(ops->check(&cfg), SF_OK);
+}
+
+static void test_check_rejects_unknown_option(void **st)
+{
+    (void)st;
+    char *keys[] = {"agent", "id", "column", "by", "bins"};
+    int lines[] = {7, 8, 9, 10, 11};
+    sf_cfg_node node;
+    memset(&node, 0, sizeof node);
+    node.kind = SF_NODE_MAP;
+    node.line = 7;
+    node.n = 5;
+    node.keys = keys;
+    node.key_lines = lines;
+    int by[] = {COL_SERVICE};
+    sf_agent_config cfg = make_cfg(COL_V, 1, by);
+    cfg.node = &node;
+    assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
+    assert_string_equal(sf_error_message(), "wf.yaml:11: agent 'lat': unknown option 'bins' "
+                                            "(stats accepts agent, id, column, by)");
+    node.n = 4; /* without "bins" every key is known */
+    assert_int_equal(ops->check(&cfg), SF_OK);
+}
+
+/* ---- registry ------------------------------------------------------------------ */
+
+static sf_status noop_init(void *s, const sf_agent_config *c) { (void)s; (void)c; return SF_OK; }
+static sf_status noop_process(void *s, const sf_batch *b, size_t x, size_t y)
+{
+    (void)s; (void)b; (void)x; (void)y;
+    return SF_OK;
+}
+static sf_status noop_merge(void *a, const void *b) { (void)a; (void)b; return SF_OK; }
+static sf_status noop_encode(const void *s, sf_buf *o) { (void)s; (void)o; return SF_OK; }
+static sf_status noop_decode(void *s, const void *b, size_t n) { (void)s; (void)b; (void)n; return SF_OK; }
+static sf_status noop_report(const void *s, sf_json *j) { (void)s; sf_json_null(j); return SF_OK; }
+static void noop_destroy(void *s) { (void)s; }
+
+static void test_registry(void **st)
+{
+    (void)st;
+    sf_agents_register_builtin();
+    sf_agents_register_builtin(); /* idempotent */
+    assert_ptr_equal(sf_agent_find("stats"), &sf__agent_stats);
+    assert_string_equal(sf_agent_find("stats")->aspect, "performance");
+    assert_null(sf_agent_find("no-such-agent"));
+    assert_int_equal(sf_agent_register(&sf__agent_stats), SF_ERR_ARG); /* name taken */
+
+    static sf_agent_ops custom = {
+        .abi_version = SF_AGENT_ABI_VERSION, .name = "custom", .aspect = "quality",
+        .state_size = 8, .init = noop_init, .process = noop_process, .merge = noop_merge,
+        .encode = noop_encode, .decode = noop_decode, .report = noop_report,
+        .destroy = noop_destroy};
+    static sf_agent_ops old_abi;
+    old_abi = custom;
+    old_abi.name = "old";
+    old_abi.abi_version = SF_AGENT_ABI_VERSION + 1;
+    assert_int_equal(sf_agent_register(&old_abi), SF_ERR_ARG);
+    assert_null(sf_agent_find("old"));
+    assert_int_equal(sf_agent_register(&custom), SF_OK);
+    assert_ptr_equal(sf_agent_find("custom"), &custom);
+    assert_int_equal(sf_agent_register(&custom), SF_ERR_ARG);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_report_tiny),
+        cmocka_unit_test(test_report_empty_and_single),
+        cmocka_unit_test(test_nulls_skipped),
+        cmocka_unit_test(test_int_and_timestamp_columns),
+        cmocka_unit_test(test_signed_zero_extremes),
+        cmocka_unit_test(test_non_finite_values),
+        cmocka_unit_test(test_grouped_by_hand),
+        cmocka_unit_test(test_grouped_composite_keys),
+        cmocka_unit_test(test_grouped_by_float_key),
+        cmocka_unit_test(test_alike_keys_combined),
+        cmocka_unit_test(test_against_exact_and_two_pass),
+        cmocka_unit_test(test_grouped_against_filtered),
+        cmocka_unit_test(test_code_cache_across_batches),
+        cmocka_unit_test(test_merge_laws),
+        cmocka_unit_test(test_decode_rejects),
+        cmocka_unit_test(test_check_rejects_string_column),
+        cmocka_unit_test(test_check_rejects_unknown_option),
+        cmocka_unit_test(test_registry),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
