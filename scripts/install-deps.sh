@@ -7,7 +7,7 @@ packages=(gcc make cmake pkg-config
           libopenmpi-dev openmpi-bin
           libhdf5-openmpi-dev hdf5-tools
           libcmocka-dev libyaml-dev libxxhash-dev xxhash
-          python3)
+          python3 bc)
 
 missing=()
 for p in "${packages[@]}"; do

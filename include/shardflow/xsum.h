@@ -4,16 +4,18 @@
  * fixed-point integer in units of 2^-1074 (the smallest subnormal), split into
  * SF_XSUM_LIMBS signed 64-bit limbs of 32-bit digits (radix 2^32). Limb i
  * weighs 2^(32 i - 1074), so the limbs cover 2^-1074 up to 2^1102: room for
- * more than 2^63 additions of DBL_MAX. Adding is exact, so the state after a
- * set of additions is the same whatever their order and however they were
- * split between accumulators and merged; the rounded result and the encoding
- * are therefore bit-for-bit reproducible.
+ * more than 2^63 additions of DBL_MAX. An add touches two adjacent limbs;
+ * carries are propagated every SF_XSUM_PENDING_MAX adds. Adding is exact, so
+ * the state after a set of additions is the same whatever their order and
+ * however they were split between accumulators and merged; the rounded result
+ * and the encoding are therefore bit-for-bit reproducible.
  *
  * Non-finite inputs are counted apart (+inf, -inf, NaN): the result is NaN if
- * a NaN or both infinities were added, else the infinity, else the exact sum.
+ * a NaN or both infinities were added, else the infinity, else the exact sum
+ * (an exact zero rounds to +0.0).
  *
- * The struct lives in caller storage and never allocates. Not thread-safe: one
- * accumulator per thread, merged afterwards. */
+ * The struct lives in caller storage and never allocates. Nothing here is
+ * collective. Not thread-safe: one accumulator per thread, merged afterwards. */
 #ifndef SF_XSUM_H
 #define SF_XSUM_H
 
@@ -26,9 +28,10 @@
 #include "shardflow/status.h"
 
 #define SF_XSUM_LIMBS 68
-/* Each add changes a limb by less than 2^32 and a normalized limb is below
- * 2^32, so 2^30 pending adds keep every limb far from int64 overflow. */
-#define SF_XSUM_PENDING_MAX ((int64_t)1 << 30)
+/* An add changes one limb by less than 2^32 and the next by at most 2^52,
+ * and a normalized limb is below 2^32, so up to 2047 adds between carry
+ * passes keep every limb below 2^63. */
+#define SF_XSUM_PENDING_MAX 2047
 
 typedef struct sf_xsum {
     int64_t limb[SF_XSUM_LIMBS]; /* digit i weighs 2^(32 i - 1074) */
@@ -40,38 +43,50 @@ typedef struct sf_xsum {
 void sf_xsum_init(sf_xsum *x);
 
 /* Propagates carries so that limbs 0..66 hold digits in [0, 2^32) and the
- * top limb carries the sign. The value is unchanged. sf_xsum_add calls it
- * when needed; callers never have to. Not collective. */
+ * top limb carries the sign. The value is unchanged. The add functions call
+ * it when needed; callers never have to. Not collective. */
 void sf_xsum_normalize(sf_xsum *x);
 
-/* Adds a non-finite value to the counters (internal to the inline add). */
-void sf__xsum_add_special(sf_xsum *x, uint64_t bits);
+/* Adds a zero, a subnormal or a non-finite value (internal to the inline
+ * add: these take the out-of-line path). */
+void sf__xsum_add_rare(sf_xsum *x, uint64_t bits);
 
-/* Adds v exactly. Inline because it is the hot path of every sum. */
-static inline void sf_xsum_add(sf_xsum *x, double v)
+/* Adds v exactly, provided room was reserved (see sf_xsum_reserve). */
+static inline void sf_xsum_add_reserved(sf_xsum *x, double v)
 {
     uint64_t bits;
     memcpy(&bits, &v, sizeof bits);
     unsigned ef = (unsigned)(bits >> 52) & 0x7FFu;
-    if (ef == 0x7FFu) {
-        sf__xsum_add_special(x, bits);
+    if (ef - 1u >= 0x7FEu) { /* ef == 0 or ef == 0x7FF */
+        sf__xsum_add_rare(x, bits);
         return;
     }
-    /* v = (-1)^s * m * 2^(pos - 1074): subnormals have ef == 0 and no
-     * implicit bit, with the same scale as ef == 1. */
-    uint64_t m = (bits & 0x000FFFFFFFFFFFFFull) | ((uint64_t)(ef != 0) << 52);
-    unsigned pos = ef - (ef != 0);
+    /* v = m * 2^(pos - 1074) with the signed 54-bit integer m; m * 2^sh is
+     * split into a low digit in [0, 2^32) and a signed high part
+     * floor(m * 2^sh / 2^32) (>> of a negative value is arithmetic on
+     * every compiler we build with; xsum.c checks it). */
+    int64_t neg = -(int64_t)(bits >> 63);
+    int64_t m = (int64_t)((bits & 0x000FFFFFFFFFFFFFull) | 0x0010000000000000ull);
+    m = (m ^ neg) - neg;
+    unsigned pos = ef - 1u;
     unsigned k = pos >> 5, sh = pos & 31u;
-    uint64_t lo = m << sh;                             /* bits 0..63 of m*2^sh */
-    uint64_t hi = (m >> 1) >> (63u - sh);              /* bits 64..83 (sh = 0 safe) */
-    int64_t neg = -(int64_t)(bits >> 63);              /* 0 or -1 */
-    int64_t d0 = (int64_t)(lo & 0xFFFFFFFFu);
-    int64_t d1 = (int64_t)(lo >> 32);
-    int64_t d2 = (int64_t)hi;
-    x->limb[k] += (d0 ^ neg) - neg;
-    x->limb[k + 1] += (d1 ^ neg) - neg;
-    x->limb[k + 2] += (d2 ^ neg) - neg;
-    if (++x->pending >= SF_XSUM_PENDING_MAX) sf_xsum_normalize(x);
+    x->limb[k] += (int64_t)(((uint64_t)m << sh) & 0xFFFFFFFFu);
+    x->limb[k + 1] += m >> (32u - sh);
+}
+
+/* Makes room for n (1..SF_XSUM_PENDING_MAX) calls of sf_xsum_add_reserved,
+ * so that hot loops keep the carry check out of the per-value path. */
+static inline void sf_xsum_reserve(sf_xsum *x, int64_t n)
+{
+    if (x->pending + n > SF_XSUM_PENDING_MAX) sf_xsum_normalize(x);
+    x->pending += n;
+}
+
+/* Adds v exactly. Inline because it is the hot path of every sum. */
+static inline void sf_xsum_add(sf_xsum *x, double v)
+{
+    sf_xsum_reserve(x, 1);
+    sf_xsum_add_reserved(x, v);
 }
 
 /* Adds v[0..n) exactly; same result as n calls of sf_xsum_add. */
@@ -95,7 +110,9 @@ bool sf_xsum_is_zero(const sf_xsum *x);
  * counts) give equal bytes whatever the history. Only the non-zero digit
  * range is written. Format: u8 flags (bit 0: negative, bit 1: non-finite
  * counters follow), u8 first digit index, u8 digit count, the digits of the
- * magnitude as u32, then if bit 1: u64 +inf, -inf, NaN counts. */
+ * magnitude as little-endian u32, then if bit 1: u64 +inf, -inf, NaN counts.
+ * Fails (SF_ERR_INTERNAL) only beyond 2^1102, i.e. after some 2^78 adds of
+ * DBL_MAX. */
 sf_status sf_xsum_encode(const sf_xsum *x, sf_buf *out);
 
 /* Reads what sf_xsum_encode wrote from r into x (replacing x). Fails with

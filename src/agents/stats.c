@@ -3,10 +3,12 @@
  * more key columns.
  *
  * Every partial result is exactly order-independent: sums of x and of x^2
- * live in superaccumulators (x^2 as the pair p = x*x, e = fma(x, x, -p), which
- * is exact whenever p is normal), min and max use a total order on doubles
- * in which -0.0 < +0.0 and NaN is ignored. So merge is exactly associative and
- * commutative, and equal states encode to equal bytes.
+ * live in superaccumulators (x^2 as the pair p = x*x, e = fma(x, x, -p),
+ * which is exact unless x*x underflows or overflows); min and max use a
+ * total order on doubles in which -0.0 < +0.0, and NaN is ignored. So merge
+ * is exactly associative and commutative, and equal states encode to equal
+ * bytes. Integer and timestamp values are converted to double first (exact
+ * below 2^53).
  *
  * Grouping: the key of a row is a canonical byte string (per key column a
  * tag byte, 0 = null, 1 = value, then the value: u32 length and bytes for a
@@ -99,13 +101,37 @@ static void group_init(group *g)
     sf_xsum_init(&g->sq);
 }
 
+/* The exact tail e = x*x - p of p = x*x, as fma(x, x, -p) computes it.
+ * Inside [2^-480, 2^500] Dekker's product on a Veltkamp split is exact and so
+ * equal to the fma, without a library call where the compiler may not emit
+ * the instruction; outside it (where x*x may underflow or the split may
+ * overflow) the fma itself is used. Both paths give the same bits. */
+static inline double square_tail(double x, double p)
+{
+    double ax = fabs(x);
+    if (ax >= 0x1p-480 && ax <= 0x1p500) {
+        double c = 134217729.0 * x; /* 2^27 + 1 */
+        double xh = c - (c - x);
+        double xl = x - xh;
+        return ((xh * xh - p) + 2.0 * xh * xl) + xl * xl;
+    }
+    return fma(x, x, -p);
+}
+
 /* Adds x^2 exactly as p + e (when x*x overflows, p is inf and so is the
- * sum; below 2^-1022 the tail e is itself rounded). */
-static inline void add_square(sf_xsum *sq, double x)
+ * sum; below 2^-1022 the tail e is itself rounded). Room for two adds must
+ * have been reserved. */
+static inline void add_square_reserved(sf_xsum *sq, double x)
 {
     double p = x * x;
-    sf_xsum_add(sq, p);
-    if (isfinite(p)) sf_xsum_add(sq, fma(x, x, -p));
+    sf_xsum_add_reserved(sq, p);
+    if (isfinite(p)) sf_xsum_add_reserved(sq, square_tail(x, p));
+}
+
+static inline void add_square(sf_xsum *sq, double x)
+{
+    sf_xsum_reserve(sq, 2);
+    add_square_reserved(sq, x);
 }
 
 static inline void group_add(group *g, double x)
@@ -172,7 +198,7 @@ static sf_status new_group(stats_state *s, const uint8_t *key, size_t len, uint6
         s->gk = gk;
         s->gcap = cap;
     }
-    if (s->keys_cap - s->keys_len < len) {
+    if (s->keys == NULL || s->keys_cap - s->keys_len < len) {
         size_t cap = s->keys_cap ? s->keys_cap : 256;
         while (cap - s->keys_len < len) cap *= 2;
         uint8_t *k = realloc(s->keys, cap);
@@ -260,7 +286,7 @@ static sf_status row_key(stats_state *s, const sf_batch *b, size_t r, size_t *le
             const char *str = sf_dict_str(&c->dict, c->code[r], &n);
             uint32_t n32 = (uint32_t)n;
             for (int k = 0; k < 4; k++) *p++ = (uint8_t)(n32 >> (8 * k));
-            memcpy(p, str, n);
+            if (n != 0) memcpy(p, str, n); /* an empty dictionary may have no bytes */
             p += n;
         } else if (c->type == SF_FLOAT64) {
             double v = c->f64[r];
@@ -316,8 +342,9 @@ static sf_status stats_check(const sf_agent_config *cfg)
     sf_type t = cfg->schema->fields[cfg->col].type;
     SF_CHECK(is_numeric(t), SF_ERR_CONFIG, "%s:%d: agent '%s': stats needs a numeric column, '%s' is %s",
              cfg_file(cfg), cfg->line, cfg_id(cfg), cfg->column, sf_type_name(t));
-    SF_CHECK(cfg->nby >= 0 && (cfg->nby == 0 || cfg->by_col != NULL), SF_ERR_CONFIG,
-             "%s:%d: agent '%s': bad by: list", cfg_file(cfg), cfg->line, cfg_id(cfg));
+    SF_CHECK(cfg->nby >= 0 && cfg->nby <= 255 && (cfg->nby == 0 || cfg->by_col != NULL),
+             SF_ERR_CONFIG, "%s:%d: agent '%s': by: takes 1 to 255 columns", cfg_file(cfg),
+             cfg->line, cfg_id(cfg));
     for (int i = 0; i < cfg->nby; i++)
         SF_CHECK(cfg->by_col[i] >= 0 && cfg->by_col[i] < cfg->schema->ncols, SF_ERR_CONFIG,
                  "%s:%d: agent '%s': by column '%s' is not in the input", cfg_file(cfg), cfg->line,
@@ -342,7 +369,7 @@ static sf_status stats_init(void *state, const sf_agent_config *cfg)
     stats_state *s = state;
     memset(s, 0, sizeof *s);
     SF_CHECK(cfg != NULL && cfg->schema != NULL && cfg->col >= 0 && cfg->col < cfg->schema->ncols &&
-                 cfg->nby >= 0 && (cfg->nby == 0 || cfg->by_col != NULL),
+                 cfg->nby >= 0 && cfg->nby <= 255 && (cfg->nby == 0 || cfg->by_col != NULL),
              SF_ERR_ARG, "stats: configuration was not checked");
     s->cfg = cfg;
     s->nby = cfg->nby;
@@ -359,27 +386,36 @@ static sf_status stats_init(void *state, const sf_agent_config *cfg)
     return SF_OK;
 }
 
-/* Ungrouped rows [begin, end): the accumulators stay in locals so the
- * compiler need not reload them around the exact adds. Inlined with constant
- * arguments, so each column layout gets its own loop. */
+/* Ungrouped rows [begin, end), in blocks whose adds are reserved up front
+ * so that the per-value path has no carry check. The count and extremes stay
+ * in locals. Inlined with constant arguments, so each column layout gets its
+ * own loop. */
+#define ROW_BLOCK 512 /* 2 * ROW_BLOCK <= SF_XSUM_PENDING_MAX */
+
 static inline void process_range(group *g, const double *f64, const int64_t *i64,
                                  const uint8_t *valid, size_t begin, size_t end)
 {
     uint64_t count = g->count, nulls = g->nulls, lo = g->min_key, hi = g->max_key;
-    for (size_t r = begin; r < end; r++) {
-        if (valid != NULL && valid[r] == 0) {
-            nulls++;
-            continue;
+    for (size_t at = begin; at < end;) {
+        size_t stop = end - at > ROW_BLOCK ? at + ROW_BLOCK : end;
+        sf_xsum_reserve(&g->sum, (int64_t)(stop - at));
+        sf_xsum_reserve(&g->sq, 2 * (int64_t)(stop - at));
+        for (size_t r = at; r < stop; r++) {
+            if (valid != NULL && valid[r] == 0) {
+                nulls++;
+                continue;
+            }
+            double x = f64 != NULL ? f64[r] : (double)i64[r];
+            count++;
+            sf_xsum_add_reserved(&g->sum, x);
+            add_square_reserved(&g->sq, x);
+            if (!isnan(x)) {
+                uint64_t k = order_key(x);
+                lo = k < lo ? k : lo;
+                hi = k > hi ? k : hi;
+            }
         }
-        double x = f64 != NULL ? f64[r] : (double)i64[r];
-        count++;
-        sf_xsum_add(&g->sum, x);
-        add_square(&g->sq, x);
-        if (!isnan(x)) {
-            uint64_t k = order_key(x);
-            lo = k < lo ? k : lo;
-            hi = k > hi ? k : hi;
-        }
+        at = stop;
     }
     g->count = count;
     g->nulls = nulls;

@@ -57,7 +57,7 @@ sf_status sf_dict_intern(sf_dict *d, const char *s, size_t len, uint32_t *code)
         if (slot == 0) break;
         uint32_t c = slot - 1;
         if (d->hashes[c] == h && d->off[c + 1] - d->off[c] == len &&
-            memcmp(d->bytes + d->off[c], s, len) == 0) {
+            (len == 0 || memcmp(d->bytes + d->off[c], s, len) == 0)) {
             *code = c;
             return SF_OK;
         }

@@ -12,55 +12,63 @@ void sf_xsum_init(sf_xsum *x)
     memset(x, 0, sizeof *x);
 }
 
-/* floor(v / 2^32) and v mod 2^32 without relying on the sign behaviour of
- * >>: int64_t is two's complement, so the low digit is well defined and the
- * remaining difference is an exact multiple of 2^32. */
-static inline int64_t carry_of(int64_t v, int64_t *digit)
-{
-    int64_t d = (int64_t)((uint64_t)v & DIGIT_MASK);
-    *digit = d;
-    return (v - d) / ((int64_t)1 << 32);
-}
+/* The inline add splits signed values with >>, which C leaves to the
+ * implementation for negative operands: insist on the arithmetic shift. */
+_Static_assert((-(int64_t)5 >> 1) == -3, "shardflow needs an arithmetic right shift");
 
 void sf_xsum_normalize(sf_xsum *x)
 {
     int64_t carry = 0;
     for (int i = 0; i < TOP; i++) {
-        int64_t d;
-        int64_t c = carry_of(x->limb[i] + carry, &d);
-        x->limb[i] = d;
-        carry = c;
+        int64_t v = x->limb[i] + carry;
+        x->limb[i] = (int64_t)((uint64_t)v & DIGIT_MASK);
+        carry = v >> 32; /* floor(v / 2^32) */
     }
     x->limb[TOP] += carry;
     x->pending = 0;
 }
 
-void sf__xsum_add_special(sf_xsum *x, uint64_t bits)
+void sf__xsum_add_rare(sf_xsum *x, uint64_t bits)
 {
-    if ((bits & 0x000FFFFFFFFFFFFFull) != 0)
-        x->n_nan++;
-    else if (bits >> 63)
-        x->n_ninf++;
-    else
-        x->n_pinf++;
+    uint64_t frac = bits & 0x000FFFFFFFFFFFFFull;
+    if (((bits >> 52) & 0x7FFu) == 0x7FFu) {
+        if (frac != 0)
+            x->n_nan++;
+        else if (bits >> 63)
+            x->n_ninf++;
+        else
+            x->n_pinf++;
+        return;
+    }
+    /* Zero or subnormal: frac * 2^-1074, the bottom limbs. */
+    int64_t m = (int64_t)frac;
+    if (bits >> 63) m = -m;
+    x->limb[0] += (int64_t)((uint64_t)m & DIGIT_MASK);
+    x->limb[1] += m >> 32;
 }
 
 void sf_xsum_add_many(sf_xsum *x, const double *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) sf_xsum_add(x, v[i]);
+    while (n > 0) {
+        size_t block = n < SF_XSUM_PENDING_MAX ? n : SF_XSUM_PENDING_MAX;
+        sf_xsum_reserve(x, (int64_t)block);
+        for (size_t i = 0; i < block; i++) sf_xsum_add_reserved(x, v[i]);
+        v += block;
+        n -= block;
+    }
 }
 
 void sf_xsum_merge(sf_xsum *into, const sf_xsum *from)
 {
-    /* A limb of either side is below 2^32 (1 + pending) in magnitude, so the
-     * sum behaves like pending_into + pending_from + 1 adds. */
-    if (into->pending + from->pending + 1 >= SF_XSUM_PENDING_MAX) sf_xsum_normalize(into);
+    /* A limb of either side is below 2^32 + pending * 2^52 in magnitude, so
+     * the sum behaves like pending_into + pending_from + 1 adds. */
+    if (into->pending + from->pending + 1 > SF_XSUM_PENDING_MAX) sf_xsum_normalize(into);
     for (int i = 0; i < SF_XSUM_LIMBS; i++) into->limb[i] += from->limb[i];
     into->pending += from->pending + 1;
     into->n_pinf += from->n_pinf;
     into->n_ninf += from->n_ninf;
     into->n_nan += from->n_nan;
-    if (into->pending >= SF_XSUM_PENDING_MAX) sf_xsum_normalize(into);
+    if (into->pending > SF_XSUM_PENDING_MAX) sf_xsum_normalize(into);
 }
 
 /* Normalized magnitude of the finite part: digits all in [0, 2^32) except

@@ -3,8 +3,8 @@
  * Keys (a key that is not listed is an error, at every level):
  *
  *   name: STRING                     required. Name of the workflow.
- *   threads: INT                     default 0 = automatic (OMP_NUM_THREADS,
- *                                    SLURM_CPUS_PER_TASK, the cores given).
+ *   threads: INT                     OpenMP threads per rank, default 0 =
+ *                                    automatic.
  *   input:                           required mapping.
  *     format: csv|hdf5|synthetic     required.
  *     path: STRING                   csv, hdf5: required. A relative path is
@@ -115,7 +115,7 @@ typedef struct load_ctx {
 static const sf_cfg_node empty_map = {.kind = SF_NODE_MAP};
 
 /* ---------------------------------------------------------------------------
- * Small helpers */
+ * Strings, paths and lookups */
 
 static char *dup_str(const char *s)
 {
@@ -214,22 +214,19 @@ static const char *nearest(const char *const *list, const char *s)
 /* ---------------------------------------------------------------------------
  * Messages */
 
-/* Where a node is: FILE:LINE from line (if > 0) or the node's own line, else
- * the --set that made it. */
+/* Where a node is: the --set that made it, else FILE:LINE from line (if > 0)
+ * or from the node's own line. */
 static void where(const load_ctx *c, const sf_cfg_node *node, int line, char *buf, size_t cap)
 {
-    if (line <= 0 && node != NULL) line = node->line;
-    if (line > 0) {
-        (void)snprintf(buf, cap, "%s:%d", c->file, line);
-        return;
-    }
     for (size_t i = 0; node != NULL && i < c->norigins; i++) {
         if (c->origins[i].node == node) {
             (void)snprintf(buf, cap, "--set %s", c->set_keys[c->origins[i].set]);
             return;
         }
     }
-    (void)snprintf(buf, cap, "%s", c->file);
+    if (line <= 0 && node != NULL) line = node->line;
+    if (line > 0) (void)snprintf(buf, cap, "%s:%d", c->file, line);
+    else (void)snprintf(buf, cap, "%s", c->file);
 }
 
 static sf_status fail_at(const load_ctx *c, int src_line, const sf_cfg_node *node, int line, const char *path,
@@ -995,6 +992,7 @@ static sf_status set_value(const load_ctx *c, int set, const char *value, sf_cfg
 
 static sf_status apply_set(load_ctx *c, sf_cfg_node **root, int set, const char *text)
 {
+    SF_CHECK(text != NULL, SF_ERR_ARG, "--set %d: missing override text", set);
     const char *eq = strchr(text, '=');
     SF_CHECK(eq != NULL && eq != text, SF_ERR_CONFIG, "--set %s: expected KEY.PATH=VALUE (for example shard.shards=32)",
              text);
@@ -1074,7 +1072,6 @@ static sf_status apply_set(load_ctx *c, sf_cfg_node **root, int set, const char 
             forget_tree(c, *slot);
             sf__cfg_node_free(*slot);
             *slot = fresh;
-            SF_CALL(remember(c, fresh, set));
         }
         cur = *slot;
         comp = dot + 1;

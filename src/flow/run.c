@@ -305,7 +305,10 @@ static sf_status prepare_pass(run *R, level_pass *L)
     int ncols = R->schema.ncols;
     uint8_t *want = calloc((size_t)(ncols ? ncols : 1), 1);
     SF_CHECK(want != NULL, SF_ERR_NOMEM, "out of memory (projection)");
-    for (int c = 0; c < L->ncols; c++) want[L->cols[c]] = 1;
+    /* Every pass loads the columns of all passes, so that a row skipped for a
+     * bad value (on_bad_row: skip) is skipped by every stage alike. */
+    for (int l = 0; l < R->nlevels; l++)
+        for (int c = 0; c < R->levels[l].ncols; c++) want[R->levels[l].cols[c]] = 1;
     int key = sf_shard_plan_key_column(R->plan);
     if (key >= 0) want[key] = 1;
     sf_status rc = sf_reader_rewind(R->reader);
@@ -549,6 +552,8 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
 
     sf_agents_register_builtin();
     rc = sf_workflow_load(o->workflow, o->nsets, o->sets, &R.w);
+    /* A workflow that cannot be read is the user's configuration problem. */
+    if (rc == SF_ERR_IO) rc = SF_ERR_CONFIG;
     SF_CALL_GOTO(sf_comm_agree(rc), done);
     if (o->threads > 0) R.w->threads = o->threads;
     R.threads = R.w->threads > 0 ? R.w->threads : sf_exec_default_threads(sf_comm_local_size());

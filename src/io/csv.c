@@ -81,7 +81,10 @@ typedef struct csv_impl {
     char *scratch;      /* maxlen + 2 bytes: unescaped values */
     char *numbuf;       /* maxlen + 2 bytes after scratch: strtod input */
     /* Per-call column plan (rebuilt by each next: the projection may change). */
-    int *num_cols, *str_cols, *null_cols;
+    uint8_t *kind;      /* K_* of each column */
+    int *str_cols;      /* the K_STR columns */
+    int nstr;
+    int *null_cols;
 } csv_impl;
 
 /* ------------------------------------------------------------------ */
@@ -110,6 +113,7 @@ static sf_status refill(csv_impl *c)
     }
     if (n == 0) c->eof = true;
     c->len += (size_t)n;
+    c->buf[c->len] = '\n'; /* sentinel for the fast path's scans */
     return SF_OK;
 }
 
@@ -176,7 +180,7 @@ static tok_rc tokenize_quoted(csv_impl *c, bool at_eof, csv_rec *rec)
                     rec->len = c->len - c->pos;
                     return TOK_UNTERMINATED;
                 }
-                if (close + 1 == e && !at_eof) return TOK_MORE; /* "" or " at the edge? */
+                if (close + 1 == e && !at_eof) return TOK_MORE; /* escaped or closing: the next byte decides */
                 if (close + 1 < e && close[1] == '"') {
                     flags |= SPAN_ESCAPED;
                     q = close + 2;
@@ -571,8 +575,269 @@ static sf_status next_record(sf_reader *r, csv_impl *c, bool quiet, csv_rec *rec
     }
 }
 
+/* Decimal digits. */
+
+static const uint64_t pow10u[20] = {1u,
+                                    10u,
+                                    100u,
+                                    1000u,
+                                    10000u,
+                                    100000u,
+                                    1000000u,
+                                    10000000u,
+                                    100000000u,
+                                    1000000000u,
+                                    10000000000u,
+                                    100000000000u,
+                                    1000000000000u,
+                                    10000000000000u,
+                                    100000000000000u,
+                                    1000000000000000u,
+                                    10000000000000000u,
+                                    100000000000000000u,
+                                    1000000000000000000u,
+                                    10000000000000000000u};
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* Up to 8 leading digits of p at once (SWAR): returns how many, their value
+ * in *v. Reads 8 bytes, so the buffer is padded. */
+static inline unsigned digits8(const char *p, uint64_t *v)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    /* A byte is a digit iff its high nibble is 3 and adding 6 keeps it 3.
+     * A carry out of a non-digit byte only disturbs the bytes after it. */
+    uint64_t bad = ((w & 0xF0F0F0F0F0F0F0F0u) ^ 0x3030303030303030u) |
+                   (((w + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) ^ 0x3030303030303030u);
+    unsigned k = bad ? (unsigned)__builtin_ctzll(bad) / 8 : 8;
+    if (k == 0) {
+        *v = 0;
+        return 0;
+    }
+    w <<= 8 * (8 - k); /* drop the bytes after the digits; zeros become leading 0 digits */
+    w = ((w & 0x0F0F0F0F0F0F0F0Fu) * 2561) >> 8;
+    w = ((w & 0x00FF00FF00FF00FFu) * 6553601) >> 16;
+    *v = ((w & 0x0000FFFF0000FFFFu) * 42949672960001u) >> 32;
+    return k;
+}
+#else
+static inline unsigned digits8(const char *p, uint64_t *v)
+{
+    uint64_t m = 0;
+    unsigned k = 0, d;
+    while (k < 8 && (d = (unsigned)(unsigned char)p[k] - '0') <= 9) {
+        m = m * 10 + d;
+        k++;
+    }
+    *v = m;
+    return k;
+}
+#endif
+
+/* The run of digits at *pp: advances *pp past it and returns its value
+ * (modulo 2^64; callers reject runs longer than 19 digits). */
+static inline uint64_t digit_run(const char **pp)
+{
+    const char *p = *pp;
+    uint64_t v, m;
+    unsigned k = digits8(p, &m);
+    p += k;
+    while (k == 8) {
+        k = digits8(p, &v);
+        m = m * pow10u[k] + v;
+        p += k;
+    }
+    *pp = p;
+    return m;
+}
+
 /* ------------------------------------------------------------------ */
 /* next / rewind / destroy */
+
+/* How each column is handled in this call (the projection may change
+ * between calls). */
+enum { K_SKIP = 0, K_INT = 1, K_FLOAT = 2, K_TS = 3, K_STR = 4 };
+
+/* Commits row n: interns the string fields, marks the nulls and records
+ * where the record lies in the file. */
+static sf_status commit_row(csv_impl *c, sf_batch *b, size_t n, int nnull, size_t start, size_t end)
+{
+    for (int k = 0; k < c->nstr; k++) {
+        const int ci = c->str_cols[k];
+        const csv_span *f = &c->f[ci];
+        if (f->len == 0 && !(f->flags & SPAN_QUOTED)) {
+            c->null_cols[nnull++] = ci;
+            continue;
+        }
+        size_t len;
+        const char *p = field_text(c, f, &len);
+        SF_CALL(sf_dict_intern(&b->cols[ci].dict, p, len, &b->cols[ci].code[n]));
+    }
+    for (int k = 0; k < nnull; k++) SF_CALL(sf_batch_set_null(b, c->null_cols[k], n));
+    if (b->row_offset != NULL) {
+        size_t nb = end - start;
+        b->row_offset[n] = (int64_t)(c->buf_off + start);
+        b->row_bytes[n] = nb > UINT32_MAX ? UINT32_MAX : (uint32_t)nb;
+    }
+    return SF_OK;
+}
+
+/* The fast path for an ordinary record: no field starts with a quote, every
+ * value is simple, the record ends inside the buffer. Fields are scanned in
+ * column order and numbers are converted as they are scanned (the number
+ * itself finds the end of the field). Returns false, having committed
+ * nothing, for anything else: the general path then handles the record and
+ * reports what is wrong with it. Relies on the '\n' sentinel at buf[len].
+ * Numbers written into row n before a failure are simply overwritten later. */
+static bool fast_record(csv_impl *c, sf_batch *b, size_t n, int *nnull_out, size_t *end_out)
+{
+    static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *const s = c->buf + c->pos, *const e = c->buf + c->len;
+    const char delim = c->delim;
+    const int ncols = b->ncols;
+    const char *p = s;
+    int nnull = 0;
+    for (int ci = 0; ci < ncols; ci++) {
+        const char *q = p;
+        const int kind = c->kind[ci];
+        if (*p == '"') {
+            /* A quoted string without doubled quotes or line ends. */
+            if (kind != K_STR && kind != K_SKIP) return false;
+            q = p + 1;
+            while (*q != '"' && *q != '\n') q++;
+            if (*q != '"' || q == e) return false;
+            if (kind == K_STR) {
+                c->f[ci].p = p + 1;
+                c->f[ci].len = (size_t)(q - p - 1);
+                c->f[ci].flags = SPAN_QUOTED;
+            }
+            q++;
+            if (*q == '"') return false;
+        } else if (kind == K_INT || kind == K_FLOAT) {
+            bool neg = false;
+            if (*q == '-' || *q == '+') {
+                neg = *q == '-';
+                q++;
+            }
+            const char *d0 = q;
+            uint64_t m = digit_run(&q);
+            size_t nint = (size_t)(q - d0), nfrac = 0;
+            if (kind == K_FLOAT && *q == '.') {
+                const char *f0 = ++q;
+                uint64_t f = digit_run(&q);
+                nfrac = (size_t)(q - f0);
+                if (nfrac > 19) return false;
+                m = m * pow10u[nfrac] + f; /* may wrap: then nint + nfrac > 19 below */
+            }
+            if (q == p) {
+                c->null_cols[nnull++] = ci; /* empty field; the terminator is checked below */
+            } else if (kind == K_INT) {
+                if (nint == 0 || nint > 18) return false; /* 19 digits: range check is slow path */
+                b->cols[ci].i64[n] = neg ? -(int64_t)m : (int64_t)m;
+            } else {
+                /* Exact integer below 2^53 divided by an exact power of ten:
+                 * one rounding, the same double strtod gives. */
+                if (nint + nfrac == 0 || nint + nfrac > 19 || nfrac > 22 || m > ((uint64_t)1 << 53) ||
+                    *q == 'e' || *q == 'E')
+                    return false;
+                double v = (double)m / pow10[nfrac];
+                b->cols[ci].f64[n] = neg ? -v : v;
+            }
+        } else {
+            while (*q != delim && *q != '\n') q++;
+            if (kind == K_TS) {
+                const char *fe = q;
+                if (ci + 1 == ncols && fe > p && fe[-1] == '\r') fe--;
+                if (fe == p) c->null_cols[nnull++] = ci;
+                else if (!sf_timestamp_parse(p, (size_t)(fe - p), &b->cols[ci].i64[n])) return false;
+            } else if (kind == K_STR) {
+                const char *fe = q;
+                if (ci + 1 == ncols && fe > p && fe[-1] == '\r') fe--;
+                c->f[ci].p = p;
+                c->f[ci].len = (size_t)(fe - p);
+                c->f[ci].flags = 0;
+            }
+        }
+        if (q == e) return false;
+        if (ci + 1 < ncols) {
+            if (*q != delim) return false;
+            p = q + 1;
+            continue;
+        }
+        size_t len;
+        if (*q == '\n') {
+            len = (size_t)(q - s);
+            if (len > 0 && q[-1] == '\r') len--;
+            *end_out = (size_t)(q + 1 - c->buf);
+        } else if (*q == '\r' && q + 1 < e && q[1] == '\n') {
+            len = (size_t)(q - s);
+            *end_out = (size_t)(q + 2 - c->buf);
+        } else {
+            return false;
+        }
+        if (len > c->maxlen || (len == 0 && ncols > 1)) return false;
+        break;
+    }
+    *nnull_out = nnull;
+    return true;
+}
+
+/* The general path for one record: tokenizes it (reading more blocks as
+ * needed) and converts it, reporting bad records. *added tells whether row n
+ * was filled; *end whether the data is exhausted. */
+static sf_status slow_record(sf_reader *r, csv_impl *c, sf_batch *b, size_t n, bool *added, bool *end)
+{
+    const sf_schema *s = &r->schema;
+    const int ncols = s->ncols;
+    *added = *end = false;
+    csv_rec rec;
+    bool got;
+    SF_CALL(next_record(r, c, false, &rec, &got));
+    if (!got) {
+        *end = true;
+        return SF_OK;
+    }
+    uint64_t line = c->line;
+    size_t start = c->pos;
+    c->pos = rec.end;
+    c->line += rec.nlines;
+    if (rec.len == 0 && ncols > 1) return SF_OK; /* blank line */
+    if (rec.nfields != (size_t)ncols) {
+        return bad_record(r, line, "%s:%" PRIu64 ": expected %d fields, found %zu", c->path, line,
+                          ncols, rec.nfields);
+    }
+    int nnull = 0;
+    for (int ci = 0; ci < ncols; ci++) {
+        int kind = c->kind[ci];
+        if (kind == K_SKIP || kind == K_STR) continue;
+        const csv_span *f = &c->f[ci];
+        if (f->len == 0) {
+            c->null_cols[nnull++] = ci;
+            continue;
+        }
+        size_t len;
+        const char *p = field_text(c, f, &len);
+        sf_column *col = &b->cols[ci];
+        bool ok;
+        switch (kind) {
+        case K_INT: ok = parse_i64(p, len, &col->i64[n]); break;
+        case K_FLOAT: ok = parse_f64(p, len, c->numbuf, &col->f64[n]); break;
+        default: ok = sf_timestamp_parse(p, len, &col->i64[n]); break;
+        }
+        if (!ok) {
+            char shown[80];
+            show_value(p, len, shown);
+            return bad_record(r, line, "%s:%" PRIu64 ":%d: column '%s': cannot parse '%s' as %s",
+                              c->path, line, ci + 1, s->fields[ci].name, shown,
+                              sf_type_name(col->type));
+        }
+    }
+    SF_CALL(commit_row(c, b, n, nnull, start, rec.end));
+    *added = true;
+    return SF_OK;
+}
 
 static sf_status csv_next(sf_reader *r, sf_batch *b, bool *eof)
 {
@@ -582,81 +847,40 @@ static sf_status csv_next(sf_reader *r, sf_batch *b, bool *eof)
     *eof = false;
     SF_CHECK(b->ncols == ncols, SF_ERR_ARG, "%s: batch has %d columns, reader has %d", c->path,
              b->ncols, ncols);
-    int nnum = 0, nstr = 0;
+    c->nstr = 0;
     for (int i = 0; i < ncols; i++) {
-        if ((r->want != NULL && r->want[i] == 0) || !b->cols[i].loaded) continue;
-        if (s->fields[i].type == SF_STRING) c->str_cols[nstr++] = i;
-        else c->num_cols[nnum++] = i;
+        uint8_t k = K_SKIP;
+        if ((r->want == NULL || r->want[i] != 0) && b->cols[i].loaded) {
+            switch (s->fields[i].type) {
+            case SF_INT64: k = K_INT; break;
+            case SF_FLOAT64: k = K_FLOAT; break;
+            case SF_TIMESTAMP: k = K_TS; break;
+            default: k = K_STR; break;
+            }
+        }
+        c->kind[i] = k;
+        if (k == K_STR) c->str_cols[c->nstr++] = i;
     }
     size_t limit = b->cap;
     if (r->cfg.batch_rows > 0 && r->cfg.batch_rows < limit) limit = r->cfg.batch_rows;
     b->first_row = c->rows;
     size_t n = 0;
     while (n < limit) {
-        csv_rec rec;
-        bool got;
-        SF_CALL(next_record(r, c, false, &rec, &got));
-        if (!got) break;
-        uint64_t line = c->line;
-        size_t start = c->pos;
-        c->pos = rec.end;
-        c->line += rec.nlines;
-        if (rec.len == 0 && ncols > 1) continue; /* blank line */
-        if (rec.nfields != (size_t)ncols) {
-            SF_CALL(bad_record(r, line, "%s:%" PRIu64 ": expected %d fields, found %zu", c->path, line,
-                               ncols, rec.nfields));
-            continue;
-        }
-        /* Numbers first, straight into row n: a failure leaves the row
-         * uncommitted and the slot is overwritten by the next record. */
-        int nnull = 0;
-        bool bad = false;
-        for (int k = 0; k < nnum; k++) {
-            int ci = c->num_cols[k];
-            const csv_span *f = &c->f[ci];
-            if (f->len == 0) {
-                c->null_cols[nnull++] = ci;
+        if (c->pos < c->len) {
+            int nnull = 0;
+            size_t end = 0;
+            if (fast_record(c, b, n, &nnull, &end)) {
+                SF_CALL(commit_row(c, b, n, nnull, c->pos, end));
+                c->pos = end;
+                c->line++;
+                n++;
                 continue;
             }
-            size_t len;
-            const char *p = field_text(c, f, &len);
-            sf_column *col = &b->cols[ci];
-            bool ok;
-            switch (col->type) {
-            case SF_INT64: ok = parse_i64(p, len, &col->i64[n]); break;
-            case SF_FLOAT64: ok = parse_f64(p, len, c->numbuf, &col->f64[n]); break;
-            case SF_TIMESTAMP: ok = sf_timestamp_parse(p, len, &col->i64[n]); break;
-            default: ok = false; break;
-            }
-            if (!ok) {
-                char shown[80];
-                show_value(p, len, shown);
-                SF_CALL(bad_record(r, line, "%s:%" PRIu64 ":%d: column '%s': cannot parse '%s' as %s",
-                                   c->path, line, ci + 1, s->fields[ci].name, shown,
-                                   sf_type_name(col->type)));
-                bad = true;
-                break;
-            }
         }
-        if (bad) continue;
-        for (int k = 0; k < nstr; k++) {
-            int ci = c->str_cols[k];
-            const csv_span *f = &c->f[ci];
-            if (f->len == 0 && !(f->flags & SPAN_QUOTED)) {
-                c->null_cols[nnull++] = ci;
-                continue;
-            }
-            size_t len;
-            const char *p = field_text(c, f, &len);
-            SF_CALL(sf_dict_intern(&b->cols[ci].dict, p, len, &b->cols[ci].code[n]));
-        }
-        for (int k = 0; k < nnull; k++) SF_CALL(sf_batch_set_null(b, c->null_cols[k], n));
-        if (b->row_offset != NULL) {
-            size_t nb = rec.end - start;
-            b->row_offset[n] = (int64_t)(c->buf_off + start);
-            b->row_bytes[n] = nb > UINT32_MAX ? UINT32_MAX : (uint32_t)nb;
-        }
-        n++;
+        bool added, end;
+        SF_CALL(slow_record(r, c, b, n, &added, &end));
+        if (end) break;
+        if (added) n++;
     }
     b->nrows = n;
     c->rows += n;
@@ -680,7 +904,7 @@ static void impl_free(csv_impl *c)
     free(c->buf);
     free(c->f);
     free(c->scratch);
-    free(c->num_cols);
+    free(c->kind);
     free(c->str_cols);
     free(c->null_cols);
     free(c);
@@ -856,7 +1080,7 @@ sf_status sf__csv_open(sf_reader *r)
     SF_CHECK_GOTO(c->maxlen < SIZE_MAX / 4 && c->block < SIZE_MAX / 4, SF_ERR_ARG, done,
                   "%s: input.max_line_length or input.block_size too large", c->path);
     c->cap = c->block + c->maxlen + 2;
-    c->buf = malloc(c->cap);
+    c->buf = calloc(c->cap + 1 + 8, 1); /* + the sentinel, + padding for 8-byte loads */
     c->scratch = malloc(2 * (c->maxlen + 2));
     SF_CHECK_GOTO(c->buf && c->scratch, SF_ERR_NOMEM, done, "out of memory (CSV buffer of %zu bytes)",
                   c->cap);
@@ -870,15 +1094,14 @@ sf_status sf__csv_open(sf_reader *r)
     struct stat st;
     SF_CHECK_GOTO(fstat(c->fd, &st) == 0, SF_ERR_IO, done, "%s: cannot stat: %s", c->path,
                   strerror(errno));
-    SF_CHECK_GOTO(!S_ISDIR(st.st_mode), SF_ERR_IO, done, "%s: is a directory", c->path);
 
     SF_CALL_GOTO(read_header(r, c), done);
     const int ncols = r->schema.ncols;
     SF_CALL_GOTO(grow_fields(c, (size_t)ncols + 1), done);
-    c->num_cols = malloc(sizeof(int) * (size_t)ncols);
+    c->kind = malloc((size_t)ncols);
     c->str_cols = malloc(sizeof(int) * (size_t)ncols);
     c->null_cols = malloc(sizeof(int) * (size_t)ncols);
-    SF_CHECK_GOTO(c->num_cols && c->str_cols && c->null_cols, SF_ERR_NOMEM, done,
+    SF_CHECK_GOTO(c->kind && c->str_cols && c->null_cols, SF_ERR_NOMEM, done,
                   "out of memory (CSV reader)");
 
     for (int h = 0; h < cfg->nhints; h++) {

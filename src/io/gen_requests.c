@@ -1,5 +1,25 @@
 /* The synthetic `requests` generator: a web-service request log.
  *
+ * Content (cfg->zipf is the exponent of every Zipf-distributed key; 0 makes
+ * them uniform):
+ *  - timestamp: row i at 2026-01-01T00:00:00Z + i ms + a jitter in [0, 1) ms,
+ *    so timestamps strictly increase;
+ *  - service: 12 services, Zipf in the order of services[] below (search is
+ *    the most common); endpoint: "/api/<service>/<verb>", 3 to 8 per service,
+ *    Zipf within the service; region: 6 regions, Zipf;
+ *  - user_id: Zipf over 1..cfg->users (id 1 the most common); client_ip:
+ *    Zipf over 50000 addresses "10.a.b.c" (popularity rank scattered over the
+ *    address space by a bijection);
+ *  - status: 200 about 84%, then 201, 204, 301, 304, 400, 401, 403, 404, 429,
+ *    500, 502, 503, with per-service tweaks (auth refuses more, payments sees
+ *    more upstream errors, catalog answers more 304s, ...);
+ *  - latency_ms: lognormal, sigma 0.6, median per service (20 to 300 ms)
+ *    times a status factor, rounded to 3 decimals;
+ *  - bytes: lognormal integer (sigma 1.0 around a per-service median for 2xx,
+ *    0.3 around small medians for errors); null for 204 and 304;
+ *  - revenue: for 2xx checkout and payments requests a lognormal amount
+ *    (median 45, sigma 0.9) rounded to cents, at least 0.01; null otherwise.
+ *
  * Randomness is counter-based. Row i has a key mix64(seed_key + i * GOLDEN)
  * (the i-th output of a splitmix64 stream), and draw k of that row is
  * mix64(key + (k + 1) * GOLDEN). Every field reads fixed draw numbers, so a
@@ -8,10 +28,13 @@
  *
  * Categorical fields are sampled from cumulative tables with 63-bit integer
  * thresholds and a guide table (Chen and Asau's cutpoint method): the top bits
- * of the draw pick a starting index, from which a short linear scan finds the
- * answer; the expected cost is O(1) and the result is exact (no floating-point
- * boundary cases). User ids above SF__GEN_MAX_TABLE use Hoermann and
- * Derflinger's rejection-inversion sampler instead, which needs no table.
+ * of the draw pick a bin whose answer lies between two guide entries, found by
+ * a short bisection; the expected cost is O(1) and the result is exact (no
+ * floating-point boundary cases). User ids above SF__GEN_MAX_TABLE use
+ * Hoermann and Derflinger's rejection-inversion sampler instead, which needs
+ * no table (but costs some 60 ns per row more). Lognormal values come from a
+ * tabulated quantile function (see lntab). No allocation happens per row or
+ * per batch.
  *
  * Strings are dictionary-encoded directly: the model keeps, per vocabulary
  * entry, the dictionary code assigned in the current fill and the fill's stamp,
@@ -33,6 +56,8 @@
 #define SF__GEN_MAX_TABLE ((uint64_t)1 << 20)
 
 #define NSERVICES 12
+#define SERVICE_CHECKOUT 6   /* indices in services[] */
+#define SERVICE_PAYMENTS 8
 #define NREGIONS 6
 #define NSTATUS 13
 #define NIPS 50000
@@ -105,11 +130,17 @@ static const service_spec services[NSERVICES] = {
 static const char *const regions[NREGIONS] = {"us-east", "us-west", "eu-west",
                                               "eu-central", "ap-south", "ap-northeast"};
 
-/* A discrete distribution: thr[k] = P(X <= k) * 2^63 (last = 2^63), and
- * guide[j] = the least k with thr[k] > j << (63 - gbits). */
+/* A discrete distribution over 0..n-1: thr[k] = P(X <= k) * 2^63 (the last
+ * is 2^63), and guide[j] = the least k with thr[k] > j << (63 - gbits), for
+ * j = 0..2^gbits (guide[2^gbits] = n - 1). A draw x (63 bits) lies in guide
+ * bin j = x >> (63 - gbits) and its answer in [guide[j], guide[j + 1]]. The
+ * guide has at most 4096 entries, so it and the head of a Zipf table stay in
+ * cache; only draws in the long tail search (by bisection) colder memory.
+ * uniform tables need neither array. */
 typedef struct dtab {
     uint32_t n;
     int gbits;
+    bool uniform;
     uint64_t *thr;
     uint32_t *guide;
 } dtab;
@@ -131,11 +162,25 @@ typedef struct lntab {
     double q[LN_BINS + 1];
 } lntab;
 
-/* Per-vocabulary dictionary codes of the current fill. */
+/* What a (service, status) pair implies for the numeric fields. */
+typedef struct outcome {
+    double latency_median;   /* ms: the service's median times a status factor */
+    double bytes_median;
+    const struct lntab *bytes_ln;
+    bool bytes_null;         /* 204 and 304 carry no body */
+    bool revenue;            /* a successful (2xx) checkout or payments request */
+} outcome;
+
+/* Per-vocabulary dictionary codes of the current fill: entry i holds the
+ * code of vocabulary entry i if its stamp is the fill's. */
+typedef struct ventry {
+    uint32_t stamp;
+    uint32_t code;
+} ventry;
+
 typedef struct vcache {
     uint32_t n;
-    uint32_t *code;
-    uint32_t *stamp;
+    ventry *e;
 } vcache;
 
 struct sf__gen_model {
@@ -152,6 +197,7 @@ struct sf__gen_model {
     ri_zipf user_ri;
     lntab ln_latency, ln_bytes_ok, ln_bytes_other, ln_revenue;
     uint8_t service_len[NSERVICES], region_len[NREGIONS];
+    outcome out[NSERVICES][NSTATUS];
     uint32_t ep_base[NSERVICES + 1]; /* global endpoint index of service s's first */
     char (*ep_name)[48];
     uint8_t *ep_len;
@@ -169,6 +215,9 @@ static inline uint64_t mix64(uint64_t z)
 }
 
 static inline uint64_t draw(uint64_t key, int k) { return mix64(key + (uint64_t)(k + 1) * GOLDEN); }
+
+/* round() for 0 <= x < 2^62, without a libm call (halves round up). */
+static inline double round_pos(double x) { return (double)(int64_t)(x + 0.5); }
 
 /* Uniform in [0, 1). */
 static inline double u01(uint64_t x) { return (double)(x >> 11) * 0x1p-53; }
@@ -188,28 +237,35 @@ static sf_status dtab_build(dtab *t, uint32_t n, const double *w, double s)
 {
     memset(t, 0, sizeof *t);
     SF_CHECK(n >= 1, SF_ERR_INTERNAL, "empty distribution table");
-    int gbits = 4;
-    while (gbits < 20 && ((uint32_t)1 << gbits) < n) gbits++;
     t->n = n;
+    if (w == NULL && s == 0) {
+        t->uniform = true;
+        return SF_OK;
+    }
+    int gbits = 6;
+    while (gbits < 20 && ((uint64_t)1 << gbits) < (uint64_t)n * 2) gbits++;
     t->gbits = gbits;
     t->thr = malloc(sizeof *t->thr * n);
-    t->guide = malloc(sizeof *t->guide * ((size_t)1 << gbits));
-    if (t->thr == NULL || t->guide == NULL) {
+    t->guide = malloc(sizeof *t->guide * (((size_t)1 << gbits) + 1));
+    double *cum = malloc(sizeof *cum * n);
+    if (t->thr == NULL || t->guide == NULL || cum == NULL) {
+        free(cum);
         dtab_fini(t);
         SF_CHECK(false, SF_ERR_NOMEM, "out of memory (generator table of %u entries)", n);
     }
-    /* Cumulative sums in order; the last threshold is exactly 2^63, so every
-     * 63-bit draw is below it and the scan always stops. */
     double total = 0;
-    for (uint32_t k = 0; k < n; k++) total += w ? w[k] : (s == 0 ? 1.0 : pow((double)(k + 1), -s));
-    double cum = 0;
     for (uint32_t k = 0; k < n; k++) {
-        cum += w ? w[k] : (s == 0 ? 1.0 : pow((double)(k + 1), -s));
-        double p = cum / total;
+        total += w ? w[k] : pow((double)(k + 1), -s);
+        cum[k] = total;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        double p = cum[k] / total;
         uint64_t v = p >= 1.0 ? (UINT64_C(1) << 63) : (uint64_t)(p * 0x1p63);
         if (k > 0 && v < t->thr[k - 1]) v = t->thr[k - 1];
         t->thr[k] = v;
     }
+    free(cum);
+    /* The last threshold is exactly 2^63: every 63-bit draw is below it. */
     t->thr[n - 1] = UINT64_C(1) << 63;
     uint32_t k = 0;
     for (uint64_t j = 0; j < ((uint64_t)1 << gbits); j++) {
@@ -217,16 +273,23 @@ static sf_status dtab_build(dtab *t, uint32_t n, const double *w, double s)
         while (t->thr[k] <= lo) k++;
         t->guide[j] = k;
     }
+    t->guide[(size_t)1 << gbits] = n - 1;
     return SF_OK;
 }
 
 /* Index (0-based) drawn from t with the random bits x. */
 static inline uint32_t dtab_sample(const dtab *t, uint64_t x)
 {
+    if (t->uniform) return (uint32_t)(((x >> 32) * t->n) >> 32);
     x >>= 1;
-    uint32_t k = t->guide[x >> (63 - t->gbits)];
-    while (t->thr[k] <= x) k++;
-    return k;
+    uint64_t j = x >> (63 - t->gbits);
+    uint32_t lo = t->guide[j], hi = t->guide[j + 1];
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (t->thr[mid] > x) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
 }
 
 /* ---- rejection-inversion Zipf ------------------------------------------- */
@@ -333,29 +396,30 @@ static inline double lntab_sample(const lntab *t, uint64_t x)
 static sf_status vcache_init(vcache *c, uint32_t n)
 {
     c->n = n;
-    c->code = calloc(n, sizeof *c->code);
-    c->stamp = calloc(n, sizeof *c->stamp);
-    SF_CHECK(c->code && c->stamp, SF_ERR_NOMEM, "out of memory (generator vocabulary)");
+    c->e = calloc(n, sizeof *c->e);
+    SF_CHECK(c->e != NULL, SF_ERR_NOMEM, "out of memory (generator vocabulary)");
     return SF_OK;
 }
 
 static void vcache_fini(vcache *c)
 {
-    free(c->code);
-    free(c->stamp);
+    free(c->e);
     memset(c, 0, sizeof *c);
 }
+
+static void vcache_forget(vcache *c) { memset(c->e, 0, sizeof *c->e * c->n); }
 
 /* The code of vocabulary entry i in dictionary d, interning it on the first
  * use in this fill. */
 static inline sf_status vcache_code(vcache *c, uint32_t epoch, uint32_t i, sf_dict *d, const char *s,
                                     size_t len, uint32_t *code)
 {
-    if (c->stamp[i] != epoch) {
-        SF_CALL(sf_dict_intern(d, s, len, &c->code[i]));
-        c->stamp[i] = epoch;
+    ventry *e = &c->e[i];
+    if (e->stamp != epoch) {
+        SF_CALL(sf_dict_intern(d, s, len, &e->code));
+        e->stamp = epoch;
     }
-    *code = c->code[i];
+    *code = e->code;
     return SF_OK;
 }
 
@@ -478,6 +542,24 @@ static sf_status model_build(sf__gen_model *m, const sf_input_config *cfg)
     lntab_init(&m->ln_revenue, REVENUE_SIGMA);
     for (int k = 0; k < NSERVICES; k++) m->service_len[k] = (uint8_t)strlen(services[k].name);
     for (int k = 0; k < NREGIONS; k++) m->region_len[k] = (uint8_t)strlen(regions[k]);
+    for (int sv = 0; sv < NSERVICES; sv++)
+        for (int k = 0; k < NSTATUS; k++) {
+            outcome *o = &m->out[sv][k];
+            int st = status_codes[k];
+            /* Cached answers and refusals are fast, upstream failures slow. */
+            double f = 1.0;
+            if (st == 304 || st == 301) f = 0.4;
+            else if (st == 401 || st == 403 || st == 429) f = 0.3;
+            else if (st == 400 || st == 404) f = 0.5;
+            else if (st == 500) f = 2.0;
+            else if (st == 502) f = 3.0;
+            else if (st == 503) f = 0.2;
+            o->latency_median = services[sv].latency_median_ms * f;
+            o->bytes_null = st == 204 || st == 304;
+            o->bytes_ln = st < 300 ? &m->ln_bytes_ok : &m->ln_bytes_other;
+            o->bytes_median = st < 300 ? services[sv].bytes_median : st < 400 ? 180 : st < 500 ? 250 : 400;
+            o->revenue = (sv == SERVICE_CHECKOUT || sv == SERVICE_PAYMENTS) && st >= 200 && st < 300;
+        }
 
     SF_CALL(vcache_init(&m->c_service, NSERVICES));
     SF_CALL(vcache_init(&m->c_endpoint, nep));
@@ -527,6 +609,10 @@ static inline uint64_t sample_user(const sf__gen_model *m, uint64_t key)
     return 1;   /* unreachable in practice: each attempt is accepted with p > 0.5 */
 }
 
+/* Rows are generated in blocks: first the row keys and the fields others
+ * depend on (service, status), then one tight loop per wanted column. */
+#define BLOCK 512
+
 sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t nrows, const uint8_t *want,
                                 sf_batch *b)
 {
@@ -547,91 +633,105 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
 
     /* A new stamp for this fill; on wrap-around, forget all stamps. */
     if (++m->epoch == 0) {
-        memset(m->c_service.stamp, 0, sizeof(uint32_t) * m->c_service.n);
-        memset(m->c_endpoint.stamp, 0, sizeof(uint32_t) * m->c_endpoint.n);
-        memset(m->c_region.stamp, 0, sizeof(uint32_t) * m->c_region.n);
-        memset(m->c_ip.stamp, 0, sizeof(uint32_t) * m->c_ip.n);
+        vcache_forget(&m->c_service);
+        vcache_forget(&m->c_endpoint);
+        vcache_forget(&m->c_region);
+        vcache_forget(&m->c_ip);
         m->epoch = 1;
     }
     const uint32_t ep = m->epoch;
     sf_column *cols = b->cols;
     size_t bytes_nulls = 0, revenue_nulls = 0;
-    const uint64_t checkout = 6, payments = 8;   /* indices in services[] */
+    uint64_t key[BLOCK];
+    uint8_t svc[BLOCK], sti[BLOCK];
 
-    for (size_t r = 0; r < nrows; r++) {
-        uint64_t i = first_row + r;
-        uint64_t key = mix64(m->seed_key + i * GOLDEN);
+    for (uint64_t r0 = 0; r0 < nrows; r0 += BLOCK) {
+        size_t nb = nrows - r0 < BLOCK ? (size_t)(nrows - r0) : BLOCK;
+        uint64_t i0 = first_row + r0;
+        for (size_t k = 0; k < nb; k++) key[k] = mix64(m->seed_key + (i0 + k) * GOLDEN);
+        if (need_service)
+            for (size_t k = 0; k < nb; k++) svc[k] = (uint8_t)dtab_sample(&m->service_tab, draw(key[k], D_SERVICE));
+        if (need_status)
+            for (size_t k = 0; k < nb; k++)
+                sti[k] = (uint8_t)dtab_sample(&m->status_tab[svc[k]], draw(key[k], D_STATUS));
 
         if (on[SF__GEN_TIMESTAMP]) {
-            uint64_t jitter = ((draw(key, D_JITTER) >> 32) * 1000) >> 32;   /* 0..999 */
-            cols[SF__GEN_TIMESTAMP].i64[r] = SF__GEN_EPOCH_US + (int64_t)(i * 1000 + jitter);
+            int64_t *v = cols[SF__GEN_TIMESTAMP].i64 + r0;
+            for (size_t k = 0; k < nb; k++) {
+                uint64_t jitter = ((draw(key[k], D_JITTER) >> 32) * 1000) >> 32;   /* 0..999 */
+                v[k] = SF__GEN_EPOCH_US + (int64_t)((i0 + k) * 1000 + jitter);
+            }
         }
-        uint32_t sv = 0;
-        if (need_service) sv = dtab_sample(&m->service_tab, draw(key, D_SERVICE));
-        if (on[SF__GEN_SERVICE])
-            SF_CALL(vcache_code(&m->c_service, ep, sv, &cols[SF__GEN_SERVICE].dict, services[sv].name,
-                                m->service_len[sv], &cols[SF__GEN_SERVICE].code[r]));
+        if (on[SF__GEN_SERVICE]) {
+            sf_column *c = &cols[SF__GEN_SERVICE];
+            for (size_t k = 0; k < nb; k++)
+                SF_CALL(vcache_code(&m->c_service, ep, svc[k], &c->dict, services[svc[k]].name,
+                                    m->service_len[svc[k]], &c->code[r0 + k]));
+        }
         if (on[SF__GEN_ENDPOINT]) {
-            uint32_t e = m->ep_base[sv] + dtab_sample(&m->endpoint_tab[sv], draw(key, D_ENDPOINT));
-            SF_CALL(vcache_code(&m->c_endpoint, ep, e, &cols[SF__GEN_ENDPOINT].dict, m->ep_name[e],
-                                m->ep_len[e], &cols[SF__GEN_ENDPOINT].code[r]));
+            sf_column *c = &cols[SF__GEN_ENDPOINT];
+            for (size_t k = 0; k < nb; k++) {
+                uint32_t e = m->ep_base[svc[k]] + dtab_sample(&m->endpoint_tab[svc[k]], draw(key[k], D_ENDPOINT));
+                SF_CALL(vcache_code(&m->c_endpoint, ep, e, &c->dict, m->ep_name[e], m->ep_len[e], &c->code[r0 + k]));
+            }
         }
         if (on[SF__GEN_REGION]) {
-            uint32_t g = dtab_sample(&m->region_tab, draw(key, D_REGION));
-            SF_CALL(vcache_code(&m->c_region, ep, g, &cols[SF__GEN_REGION].dict, regions[g],
-                                m->region_len[g], &cols[SF__GEN_REGION].code[r]));
+            sf_column *c = &cols[SF__GEN_REGION];
+            for (size_t k = 0; k < nb; k++) {
+                uint32_t g = dtab_sample(&m->region_tab, draw(key[k], D_REGION));
+                SF_CALL(vcache_code(&m->c_region, ep, g, &c->dict, regions[g], m->region_len[g], &c->code[r0 + k]));
+            }
         }
-        if (on[SF__GEN_USER_ID]) cols[SF__GEN_USER_ID].i64[r] = (int64_t)sample_user(m, key);
+        if (on[SF__GEN_USER_ID]) {
+            int64_t *v = cols[SF__GEN_USER_ID].i64 + r0;
+            for (size_t k = 0; k < nb; k++) v[k] = (int64_t)sample_user(m, key[k]);
+        }
         if (on[SF__GEN_CLIENT_IP]) {
-            uint32_t a = dtab_sample(&m->ip_tab, draw(key, D_IP));
-            SF_CALL(vcache_code(&m->c_ip, ep, a, &cols[SF__GEN_CLIENT_IP].dict, m->ip_name[a],
-                                m->ip_len[a], &cols[SF__GEN_CLIENT_IP].code[r]));
+            sf_column *c = &cols[SF__GEN_CLIENT_IP];
+            for (size_t k = 0; k < nb; k++) {
+                uint32_t a = dtab_sample(&m->ip_tab, draw(key[k], D_IP));
+                SF_CALL(vcache_code(&m->c_ip, ep, a, &c->dict, m->ip_name[a], m->ip_len[a], &c->code[r0 + k]));
+            }
         }
-        if (!need_status) continue;
-        int status = status_codes[dtab_sample(&m->status_tab[sv], draw(key, D_STATUS))];
-        if (on[SF__GEN_STATUS]) cols[SF__GEN_STATUS].i64[r] = status;
-
+        if (on[SF__GEN_STATUS]) {
+            int64_t *v = cols[SF__GEN_STATUS].i64 + r0;
+            for (size_t k = 0; k < nb; k++) v[k] = status_codes[sti[k]];
+        }
         if (on[SF__GEN_LATENCY_MS]) {
-            /* Cached answers and refusals are fast, upstream failures slow. */
-            double f = 1.0;
-            if (status == 304 || status == 301) f = 0.4;
-            else if (status == 401 || status == 403 || status == 429) f = 0.3;
-            else if (status == 400 || status == 404) f = 0.5;
-            else if (status == 500) f = 2.0;
-            else if (status == 502) f = 3.0;
-            else if (status == 503) f = 0.2;
-            double x = services[sv].latency_median_ms * f * lntab_sample(&m->ln_latency, draw(key, D_LATENCY));
-            double lat = round(x * 1000) / 1000;
-            cols[SF__GEN_LATENCY_MS].f64[r] = lat > 0 ? lat : 0.001;
+            double *v = cols[SF__GEN_LATENCY_MS].f64 + r0;
+            for (size_t k = 0; k < nb; k++) {
+                const outcome *o = &m->out[svc[k]][sti[k]];
+                double x = o->latency_median * lntab_sample(&m->ln_latency, draw(key[k], D_LATENCY));
+                double lat = round_pos(x * 1000) / 1000;
+                v[k] = lat > 0 ? lat : 0.001;
+            }
         }
         if (on[SF__GEN_BYTES]) {
-            sf_column *c = &cols[SF__GEN_BYTES];
-            if (status == 204 || status == 304) {
-                c->i64[r] = 0;
-                c->valid[r] = 0;
-                bytes_nulls++;
-            } else {
-                uint64_t d = draw(key, D_BYTES);
-                double x;
-                if (status < 300) x = services[sv].bytes_median * lntab_sample(&m->ln_bytes_ok, d);
-                else if (status < 400) x = 180 * lntab_sample(&m->ln_bytes_other, d);
-                else if (status < 500) x = 250 * lntab_sample(&m->ln_bytes_other, d);
-                else x = 400 * lntab_sample(&m->ln_bytes_other, d);
-                int64_t v = (int64_t)llround(x);
-                c->i64[r] = v > 0 ? v : 1;
-                c->valid[r] = 1;
+            int64_t *v = cols[SF__GEN_BYTES].i64 + r0;
+            uint8_t *valid = cols[SF__GEN_BYTES].valid + r0;
+            for (size_t k = 0; k < nb; k++) {
+                const outcome *o = &m->out[svc[k]][sti[k]];
+                int64_t x = (int64_t)(o->bytes_median * lntab_sample(o->bytes_ln, draw(key[k], D_BYTES)) + 0.5);
+                x = x > 0 ? x : 1;
+                v[k] = o->bytes_null ? 0 : x;
+                valid[k] = !o->bytes_null;
+                bytes_nulls += o->bytes_null;
             }
         }
         if (on[SF__GEN_REVENUE]) {
-            sf_column *c = &cols[SF__GEN_REVENUE];
-            if ((sv == checkout || sv == payments) && status >= 200 && status < 300) {
-                double amount = round(REVENUE_MEDIAN * lntab_sample(&m->ln_revenue, draw(key, D_REVENUE)) * 100) / 100;
-                c->f64[r] = amount >= 0.01 ? amount : 0.01;
-                c->valid[r] = 1;
-            } else {
-                c->f64[r] = 0.0;
-                c->valid[r] = 0;
-                revenue_nulls++;
+            double *v = cols[SF__GEN_REVENUE].f64 + r0;
+            uint8_t *valid = cols[SF__GEN_REVENUE].valid + r0;
+            for (size_t k = 0; k < nb; k++) {
+                const outcome *o = &m->out[svc[k]][sti[k]];
+                if (o->revenue) {
+                    double x = round_pos(REVENUE_MEDIAN * lntab_sample(&m->ln_revenue, draw(key[k], D_REVENUE)) * 100) / 100;
+                    v[k] = x >= 0.01 ? x : 0.01;
+                    valid[k] = 1;
+                } else {
+                    v[k] = 0.0;
+                    valid[k] = 0;
+                    revenue_nulls++;
+                }
             }
         }
     }

@@ -79,6 +79,13 @@ __attribute__((format(printf, 3, 4))) static sf_status h5_fail(const char *src, 
     va_end(ap);
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_innermost, detail);
     H5Eclear2(H5E_DEFAULT);
+    /* A failed lock is the usual trouble on parallel file systems; say how
+     * to turn locking off. */
+    if (strstr(detail, "lock") != NULL)
+        return sf_error_set(SF_ERR_H5, src, line,
+                            "%s (HDF5: %s; on a file system without file locking set "
+                            "HDF5_USE_FILE_LOCKING=FALSE)",
+                            msg, detail);
     if (detail[0]) return sf_error_set(SF_ERR_H5, src, line, "%s (HDF5: %s)", msg, detail);
     return sf_error_set(SF_ERR_H5, src, line, "%s", msg);
 }

@@ -6,26 +6,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Inlined, so the 8-byte keys of int64, float64 and timestamp columns hash
+ * through a constant-length XXH64 without a library call. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "shard/plan_impl.h"
 
 uint64_t sf__shard_hash_bytes(const void *p, size_t n)
 {
-    /* XXH64 accepts (NULL, 0); keep the pointer valid anyway for clarity. */
     static const char empty[1] = {0};
     return (uint64_t)XXH64(n ? p : empty, n, 0);
 }
 
-uint64_t sf_shard_key_hash(const sf_column *c, size_t r)
+static inline uint64_t hash8(uint64_t v)
 {
     uint8_t bytes[8];
+    sf_store_u64(bytes, v);
+    return (uint64_t)XXH64(bytes, 8, 0);
+}
+
+uint64_t sf_shard_key_hash(const sf_column *c, size_t r)
+{
     if (sf_col_is_null(c, r)) return sf__shard_hash_bytes(NULL, 0);
     switch (c->type) {
     case SF_INT64:
     case SF_TIMESTAMP:
-        sf_store_u64(bytes, (uint64_t)c->i64[r]);
-        return sf__shard_hash_bytes(bytes, 8);
+        return hash8((uint64_t)c->i64[r]);
     case SF_FLOAT64: {
         double v = c->f64[r];
         uint64_t bits;
@@ -35,8 +42,7 @@ uint64_t sf_shard_key_hash(const sf_column *c, size_t r)
          * NaNs compare as one key for sharding) land on one shard whatever
          * payload the producer left in them. */
         if (v != v) bits = UINT64_C(0x7ff8000000000000);
-        sf_store_u64(bytes, bits);
-        return sf__shard_hash_bytes(bytes, 8);
+        return hash8(bits);
     }
     case SF_STRING: {
         size_t len;

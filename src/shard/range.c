@@ -5,7 +5,10 @@
  * splitmix64(seed, g), a bijection of g, and the sample is the m rows of
  * smallest priority. That set depends only on (seed, the rows' global
  * indices, their keys), never on how the rows were cut into batches or in
- * which order the batches came.
+ * which order the batches came. Candidates below a threshold collect in a
+ * buffer of 2m; when it fills, a selection keeps the m smallest and the
+ * threshold drops to the largest kept, so a row costs one hash and one
+ * comparison and the whole pre-pass O(rows + m log(rows / m)).
  *
  * Splitters: the sorted sample is collapsed into (key, weight) runs; the
  * smallest capacity C for which K contiguous ranges of runs hold every run
@@ -39,11 +42,12 @@ typedef struct heavy_key {
 
 typedef struct range_plan {
     bool is_float;
-    uint64_t want;          /* requested sample size */
+    uint64_t want;          /* requested sample size m */
     uint64_t seed;
     uint64_t seedkey;
-    sample_ent *heap;       /* max-heap on prio, nheap <= want */
-    size_t nheap, heap_cap;
+    sample_ent *cand;       /* candidates, ncand <= 2m */
+    size_t ncand, cand_cap;
+    uint64_t thresh;        /* rows with prio >= thresh cannot be in the sample */
     uint64_t rows;          /* observed non-null, non-NaN rows */
     uint64_t null_rows, nan_rows;
     /* Result of finish(). */
@@ -73,54 +77,76 @@ static sf_status range_init(sf_shard_plan *p, const sf_shard_config *cfg)
     r->want = cfg->sample;
     r->seed = cfg->seed;
     r->seedkey = sf__shard_mix64(cfg->seed ^ UINT64_C(0x5348415244524e47));
+    r->thresh = UINT64_MAX;
     return SF_OK;
 }
 
-static void sift_down(sample_ent *h, size_t n, size_t i)
+/* Reorders c[0..n) so that c[0..m) holds the m smallest priorities:
+ * quickselect with a three-way partition around a median-of-three pivot. */
+static void select_smallest(sample_ent *c, size_t n, size_t m)
 {
-    sample_ent x = h[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && h[c + 1].prio > h[c].prio) c++;
-        if (h[c].prio <= x.prio) break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = x;
-}
-
-static void sift_up(sample_ent *h, size_t i)
-{
-    sample_ent x = h[i];
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (h[parent].prio >= x.prio) break;
-        h[i] = h[parent];
-        i = parent;
-    }
-    h[i] = x;
-}
-
-static sf_status offer(range_plan *r, uint64_t g, key64 v)
-{
-    uint64_t pr = priority(r, g);
-    if (r->nheap < r->want) {
-        if (r->nheap == r->heap_cap) {
-            size_t cap = r->heap_cap ? 2 * r->heap_cap : 1024;
-            if (cap > r->want) cap = (size_t)r->want;
-            sample_ent *h = realloc(r->heap, cap * sizeof *h);
-            SF_CHECK(h != NULL, SF_ERR_NOMEM, "out of memory growing the range sample to %zu",
-                     cap);
-            r->heap = h;
-            r->heap_cap = cap;
+    size_t lo = 0, hi = n;   /* the boundary m lies in [lo, hi] */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t a = c[lo].prio, b = c[mid].prio, d = c[hi - 1].prio;
+        uint64_t pivot = a < b ? (b < d ? b : (a < d ? d : a)) : (a < d ? a : (b < d ? d : b));
+        /* [lo, lt) < pivot, [lt, gt) == pivot, [gt, hi) > pivot */
+        size_t lt = lo, i = lo, gt = hi;
+        while (i < gt) {
+            if (c[i].prio < pivot) {
+                sample_ent t = c[lt];
+                c[lt++] = c[i];
+                c[i++] = t;
+            } else if (c[i].prio > pivot) {
+                sample_ent t = c[--gt];
+                c[gt] = c[i];
+                c[i] = t;
+            } else {
+                i++;
+            }
         }
-        r->heap[r->nheap] = (sample_ent){pr, v};
-        sift_up(r->heap, r->nheap++);
-    } else if (pr < r->heap[0].prio) {
-        r->heap[0] = (sample_ent){pr, v};
-        sift_down(r->heap, r->nheap, 0);
+        if (m < lt)
+            hi = lt;
+        else if (m > gt)
+            lo = gt;
+        else
+            return;
     }
+}
+
+/* Keeps the m smallest candidates and lowers the threshold to the largest
+ * of them. */
+static void compact(range_plan *r)
+{
+    size_t m = (size_t)r->want;
+    if (r->ncand <= m) return;
+    select_smallest(r->cand, r->ncand, m);
+    uint64_t mx = 0;
+    for (size_t i = 0; i < m; i++)
+        if (r->cand[i].prio > mx) mx = r->cand[i].prio;
+    r->ncand = m;
+    r->thresh = mx;
+}
+
+static sf_status offer(range_plan *r, uint64_t pr, key64 v)
+{
+    if (r->ncand == r->cand_cap) {
+        size_t full = (size_t)(2 * r->want);
+        if (r->cand_cap == full) {
+            compact(r);
+        } else {
+            size_t cap = r->cand_cap ? 2 * r->cand_cap : 1024;
+            if (cap > full) cap = full;
+            sample_ent *c = realloc(r->cand, cap * sizeof *c);
+            SF_CHECK(c != NULL, SF_ERR_NOMEM,
+                     "out of memory growing the range sample to %zu keys", cap);
+            r->cand = c;
+            r->cand_cap = cap;
+        }
+        /* After a compaction this row may no longer qualify. */
+        if (pr >= r->thresh) return SF_OK;
+    }
+    r->cand[r->ncand++] = (sample_ent){pr, v};
     return SF_OK;
 }
 
@@ -144,9 +170,8 @@ static sf_status range_observe(sf_shard_plan *p, const sf_batch *b, const sf_col
             v.i = key->i64[i];
         }
         r->rows++;
-        /* The root check inline keeps the common no-replacement case cheap. */
-        if (r->nheap == r->want && priority(r, b->first_row + i) >= r->heap[0].prio) continue;
-        SF_CALL(offer(r, b->first_row + i, v));
+        uint64_t pr = priority(r, b->first_row + i);
+        if (pr < r->thresh) SF_CALL(offer(r, pr, v));
     }
     return SF_OK;
 }
@@ -202,7 +227,8 @@ static sf_status range_finish(sf_shard_plan *p, uint64_t total_rows, uint64_t da
 {
     sf_status rc = SF_OK;
     range_plan *r = p->impl;
-    size_t m = r->nheap, n = 0;
+    compact(r);
+    size_t m = r->ncand, n = 0;
     uint64_t k = (uint64_t)p->k;
     key64 *vals = NULL, *runs = NULL;
     uint64_t *P = NULL;
@@ -218,7 +244,7 @@ static sf_status range_finish(sf_shard_plan *p, uint64_t total_rows, uint64_t da
     P = malloc((m + 1) * sizeof *P);
     SF_CHECK_GOTO(vals && runs && P, SF_ERR_NOMEM, done,
                   "out of memory sorting the range sample (%zu keys)", m);
-    for (size_t i = 0; i < m; i++) vals[i] = r->heap[i].v;
+    for (size_t i = 0; i < m; i++) vals[i] = r->cand[i].v;
     /* key64 is one 8-byte member wide, so the array sorts as int64 or double. */
     qsort(vals, m, sizeof *vals, r->is_float ? cmp_f64 : cmp_i64);
 
@@ -319,10 +345,36 @@ done:
     free(P);
     free(need);
     /* The sample is no longer needed once the splitters exist. */
-    free(r->heap);
-    r->heap = NULL;
-    r->nheap = r->heap_cap = 0;
+    free(r->cand);
+    r->cand = NULL;
+    r->ncand = r->cand_cap = 0;
     return rc;
+}
+
+/* Number of splitters <= v, without data-dependent branches (the step is
+ * masked, not taken), so random keys route at a steady rate. */
+static inline size_t count_le_i64(const key64 *s, size_t n, int64_t v)
+{
+    if (n == 0) return 0;
+    const key64 *base = s;
+    while (n > 1) {
+        size_t half = n / 2;
+        base += half & (0 - (size_t)(base[half - 1].i <= v));
+        n -= half;
+    }
+    return (size_t)(base - s) + (base->i <= v);
+}
+
+static inline size_t count_le_f64(const key64 *s, size_t n, double v)
+{
+    if (n == 0) return 0;
+    const key64 *base = s;
+    while (n > 1) {
+        size_t half = n / 2;
+        base += half & (0 - (size_t)(base[half - 1].f <= v));
+        n -= half;
+    }
+    return (size_t)(base - s) + (base->f <= v);
 }
 
 static sf_status range_route(const sf_shard_plan *p, const sf_batch *b, const sf_column *key,
@@ -333,43 +385,17 @@ static sf_status range_route(const sf_shard_plan *p, const sf_batch *b, const sf
     const uint32_t last = (uint32_t)p->k - 1;
     if (r->is_float) {
         for (size_t i = 0; i < b->nrows; i++) {
-            if (sf_col_is_null(key, i)) {
-                shard[i] = 0;
-                continue;
-            }
             double v = key->f64[i];
-            if (v != v) {
-                shard[i] = last;
-                continue;
-            }
-            /* Number of splitters <= v. */
-            size_t lo = 0, hi = ns;
-            while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (r->split[mid].f <= v)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            shard[i] = (uint32_t)lo;
+            if (sf_col_is_null(key, i))
+                shard[i] = 0;
+            else if (v != v)
+                shard[i] = last;   /* NaN */
+            else
+                shard[i] = (uint32_t)count_le_f64(r->split, ns, v);
         }
     } else {
-        for (size_t i = 0; i < b->nrows; i++) {
-            if (sf_col_is_null(key, i)) {
-                shard[i] = 0;
-                continue;
-            }
-            int64_t v = key->i64[i];
-            size_t lo = 0, hi = ns;
-            while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (r->split[mid].i <= v)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            shard[i] = (uint32_t)lo;
-        }
+        for (size_t i = 0; i < b->nrows; i++)
+            shard[i] = sf_col_is_null(key, i) ? 0 : (uint32_t)count_le_i64(r->split, ns, key->i64[i]);
     }
     return SF_OK;
 }
@@ -403,7 +429,7 @@ static void range_describe(const sf_shard_plan *p, sf_json *j)
     sf_json_key(j, "requested");
     sf_json_uint(j, r->want);
     sf_json_key(j, "size");
-    sf_json_uint(j, p->finished ? r->m : (uint64_t)r->nheap);
+    sf_json_uint(j, p->finished ? r->m : (uint64_t)(r->ncand < r->want ? r->ncand : r->want));
     sf_json_key(j, "seed");
     sf_json_uint(j, r->seed);
     sf_json_key(j, "distinct_keys");
@@ -450,7 +476,7 @@ static void range_describe(const sf_shard_plan *p, sf_json *j)
 static void range_destroy(sf_shard_plan *p)
 {
     range_plan *r = p->impl;
-    free(r->heap);
+    free(r->cand);
     free(r->split);
     free(r->shard_weight);
     free(r->heavy);

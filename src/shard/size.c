@@ -44,6 +44,42 @@ static uint32_t block_of(uint64_t x, uint64_t n, uint32_t k)
     return s >= k ? k - 1 : (uint32_t)s;
 }
 
+/* First position of shard s (s <= K): ceil(s * n / K), as s * q + ceil(s * r
+ * / K) with n = q * K + r, which cannot overflow since r < K < 2^32. */
+static uint64_t block_start(uint64_t s, uint64_t n, uint32_t k)
+{
+    uint64_t q = n / k, r = n % k;
+    return s * q + (s * r + k - 1) / k;
+}
+
+/* Positions usually grow row by row, so the current shard's bounds answer
+ * most rows without a division; any other position recomputes them. */
+typedef struct block_walk {
+    uint64_t n;
+    uint32_t k;
+    uint32_t s;
+    uint64_t lo, hi;   /* shard s holds [lo, hi) */
+} block_walk;
+
+static void walk_init(block_walk *w, uint64_t n, uint32_t k)
+{
+    w->n = n;
+    w->k = k;
+    w->s = 0;
+    w->lo = 1;
+    w->hi = 0;   /* empty: the first position recomputes */
+}
+
+static inline uint32_t walk(block_walk *w, uint64_t x)
+{
+    if (x < w->lo || x >= w->hi) {
+        w->s = block_of(x, w->n, w->k);
+        w->lo = block_start(w->s, w->n, w->k);
+        w->hi = w->s + 1 == w->k ? UINT64_MAX : block_start(w->s + 1, w->n, w->k);
+    }
+    return w->s;
+}
+
 static sf_status size_init(sf_shard_plan *p, const sf_shard_config *cfg)
 {
     size_plan *s = calloc(1, sizeof *s);
@@ -71,21 +107,23 @@ static sf_status size_route(const sf_shard_plan *p, const sf_batch *b, const sf_
 {
     const size_plan *s = p->impl;
     uint32_t k = (uint32_t)p->k;
+    block_walk w;
     if (b->row_offset != NULL && s->data_bytes > 0) {
+        walk_init(&w, s->data_bytes, k);
         for (size_t i = 0; i < b->nrows; i++) {
             int64_t off = b->row_offset[i];
             uint64_t x = off <= 0 || (uint64_t)off <= s->data_start
                              ? 0
                              : (uint64_t)off - s->data_start;
-            shard[i] = block_of(x, s->data_bytes, k);
+            shard[i] = walk(&w, x);
         }
         return SF_OK;
     }
     SF_CHECK(s->total_rows != UINT64_MAX, SF_ERR_ARG,
              "%s: size sharding by rows needs the row count of the input, which is not known "
              "(and the batches carry no byte offsets)", p->file);
-    for (size_t i = 0; i < b->nrows; i++)
-        shard[i] = block_of(b->first_row + i, s->total_rows, k);
+    walk_init(&w, s->total_rows, k);
+    for (size_t i = 0; i < b->nrows; i++) shard[i] = walk(&w, b->first_row + i);
     return SF_OK;
 }
 

@@ -815,6 +815,8 @@ static void test_set_errors(void **state)
          "index 1 is out of range ('stages.0.agents' has 1 item)"},
         {"stages.first.name=x", "--set stages.first.name: ", "'stages' is a sequence; index it by number"},
         {"name.first=x", "--set name.first: ", "'name' is a scalar ('demo'); it has no key 'first'"},
+        {"input=x", "--set input: input: ", "expected a mapping with format and path, found a scalar"},
+        {"input={format: csv}", "--set input: input.path: ", "missing required key 'path' for format csv"},
         {"shard.shards", "--set shard.shards: ", "expected KEY.PATH=VALUE"},
         {"=3", "--set =3: ", "expected KEY.PATH=VALUE"},
         {"shard..shards=3", "--set shard..shards: ", "empty key component"},

@@ -16,6 +16,7 @@
 
 #include "shardflow/agent.h"
 #include "shardflow/config.h"
+#include "shardflow/xsum.h"
 
 #include "agents/builtin.h"
 
@@ -422,6 +423,79 @@ static void test_against_exact_and_two_pass(void **st)
     free(rows);
 }
 
+/* The exact sums inside an ungrouped state's encoding (format 1: version,
+ * key count, group count, then key, count, nulls, min, max, sum, squares). */
+static void decode_sums(const void *s, sf_xsum *sum, sf_xsum *sq)
+{
+    sf_buf b = encoded(s);
+    sf_rd r;
+    sf_rd_init(&r, b.data, b.len);
+    uint8_t version, nby;
+    uint64_t ng, u;
+    const char *key;
+    size_t klen;
+    assert_int_equal(sf_rd_u8(&r, &version), SF_OK);
+    assert_int_equal(version, 1);
+    assert_int_equal(sf_rd_u8(&r, &nby), SF_OK);
+    assert_int_equal(sf_rd_u64(&r, &ng), SF_OK);
+    assert_int_equal(ng, 1);
+    assert_int_equal(sf_rd_str(&r, &key, &klen), SF_OK);
+    for (int i = 0; i < 4; i++) assert_int_equal(sf_rd_u64(&r, &u), SF_OK);
+    assert_int_equal(sf_xsum_decode(sum, &r), SF_OK);
+    assert_int_equal(sf_xsum_decode(sq, &r), SF_OK);
+    assert_int_equal(r.off, b.len);
+    sf_buf_fini(&b);
+}
+
+static void assert_same_xsum(const sf_xsum *a, const sf_xsum *b)
+{
+    sf_buf ea, eb;
+    sf_buf_init(&ea);
+    sf_buf_init(&eb);
+    assert_int_equal(sf_xsum_encode(a, &ea), SF_OK);
+    assert_int_equal(sf_xsum_encode(b, &eb), SF_OK);
+    assert_int_equal(ea.len, eb.len);
+    assert_memory_equal(ea.data, eb.data, ea.len);
+    sf_buf_fini(&ea);
+    sf_buf_fini(&eb);
+}
+
+/* The sum of squares is x*x + fma(x, x, -x*x) per value, over the whole
+ * exponent range (tiny values whose square underflows, huge ones whose
+ * square overflows), against a reference accumulated here. */
+static void test_squares_exact(void **st)
+{
+    (void)st;
+    static const int ranges[][2] = {{-20, 20}, {-600, -400}, {-1074, -500}, {400, 520}, {-1, 1}};
+    rng_state = 24;
+    for (size_t k = 0; k < sizeof ranges / sizeof ranges[0]; k++) {
+        enum { N = 3000 };
+        row *rows = calloc(N, sizeof *rows);
+        assert_non_null(rows);
+        sf_xsum want_sum, want_sq, got_sum, got_sq;
+        sf_xsum_init(&want_sum);
+        sf_xsum_init(&want_sq);
+        for (int i = 0; i < N; i++) {
+            int e = ranges[k][0] + (int)(rnd() % (uint64_t)(ranges[k][1] - ranges[k][0] + 1));
+            double x = ldexp(1.0 + (double)(rnd() >> 11) * 0x1p-53, e);
+            if (rnd() & 1) x = -x;
+            rows[i].v = x;
+            sf_xsum_add(&want_sum, x);
+            double p = x * x;
+            sf_xsum_add(&want_sq, p);
+            if (isfinite(p)) sf_xsum_add(&want_sq, fma(x, x, -p));
+        }
+        sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
+        void *s = new_state(&cfg);
+        feed(s, rows, N, 777);
+        decode_sums(s, &got_sum, &got_sq);
+        assert_same_xsum(&got_sum, &want_sum);
+        assert_same_xsum(&got_sq, &want_sq);
+        free_state(s);
+        free(rows);
+    }
+}
+
 static const char *const services[] = {"auth", "search", "cart", "", "pay", "img", "api"};
 enum { NSERVICES = sizeof services / sizeof services[0] };
 
@@ -755,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_grouped_by_float_key),
         cmocka_unit_test(test_alike_keys_combined),
         cmocka_unit_test(test_against_exact_and_two_pass),
+        cmocka_unit_test(test_squares_exact),
         cmocka_unit_test(test_grouped_against_filtered),
         cmocka_unit_test(test_code_cache_across_batches),
         cmocka_unit_test(test_merge_laws),

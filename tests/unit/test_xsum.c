@@ -179,6 +179,11 @@ static void test_ties_to_even(void **st)
     /* Anything above the tie rounds up. */
     double b[] = {1.0, 0x1p-53, 0x1p-400};
     assert_same_double(sum_of(b, 3), 1.0 + 0x1p-52);
+    /* Even when the excess is the lowest bit of all. */
+    double b2[] = {1.0, 0x1p-53, 0x1p-1074};
+    assert_same_double(sum_of(b2, 3), 1.0 + 0x1p-52);
+    double b3[] = {-0x1p-1074, -1.0, -0x1p-53};
+    assert_same_double(sum_of(b3, 3), -1.0 - 0x1p-52);
     /* And anything below it rounds down. */
     double c[] = {1.0, 0x1p-53, -0x1p-1074};
     assert_same_double(sum_of(c, 3), 1.0);
