@@ -202,26 +202,46 @@ static sf_status worker_static(worker *w)
     return comm != SF_OK ? comm : rc;
 }
 
+/* Requests each worker keeps outstanding in dynamic mode. Rank 0 answers
+ * every request; once it answers END (or ABORT) it answers every later one
+ * the same way, so each worker receives exactly PREFETCH final replies. */
+#define PREFETCH 2
+
 static sf_status worker_dynamic(worker *w)
 {
+    /* Asking for the next units before working on the current one hides
+     * rank 0's answer time (it answers between reading rounds). */
     sf_buf msg;
     sf_buf_init(&msg);
     sf_status rc = SF_OK, comm = SF_OK;
-    for (;;) {
-        uint32_t req = (uint32_t)rc;
-        double t0 = sf_comm_wtime();
+    uint32_t req = 0;
+    int outstanding = 0;
+    for (int i = 0; i < PREFETCH && comm == SF_OK; i++, outstanding++)
         comm = sf_comm_send(0, SF_TAG_REQUEST, &req, sizeof req);
-        if (comm == SF_OK) comm = sf_comm_recv(0, SF_TAG_PIECE, &msg, NULL);
+    bool done = false;
+    while (comm == SF_OK && outstanding > 0) {
+        double t0 = sf_comm_wtime();
+        comm = sf_comm_recv(0, SF_TAG_PIECE, &msg, NULL);
         w->st->t_wait += sf_comm_wtime() - t0;
+        outstanding--;
         if (comm != SF_OK) break;
         uint32_t kind = UNIT_DATA;
-        if (rc == SF_OK) {
-            rc = work_on(w, msg.data, msg.len, &kind);
-        } else {
-            size_t nv;
-            sf_unit_parse(msg.data, msg.len, w->schema, &kind, &w->views, &nv, &w->cap);
+        size_t nv;
+        if (msg.len >= 8) memcpy(&kind, msg.data + 4, 4);
+        if (kind != UNIT_DATA) {
+            done = true; /* drain the remaining final replies */
+            continue;
         }
-        if (kind != UNIT_DATA) break;
+        if (done) continue;
+        /* A failure is reported with the next request; rank 0 then stops. */
+        req = (uint32_t)rc;
+        comm = sf_comm_send(0, SF_TAG_REQUEST, &req, sizeof req);
+        if (comm != SF_OK) break;
+        outstanding++;
+        if (rc == SF_OK)
+            rc = work_on(w, msg.data, msg.len, &kind);
+        else
+            sf_unit_parse(msg.data, msg.len, w->schema, &kind, &w->views, &nv, &w->cap);
     }
     sf_buf_fini(&msg);
     return comm != SF_OK ? comm : rc;
@@ -233,6 +253,14 @@ typedef struct inflight {
     sf_comm_req *req;
     sf_buf buf;
 } inflight;
+
+/* Rank 0's non-blocking sends, oldest first; their buffers go back to the
+ * pool when they complete. */
+typedef struct sender {
+    inflight *fl;
+    size_t head, n, cap;
+    uint64_t bytes;
+} sender;
 
 typedef struct root {
     sf_reader *reader;
@@ -247,7 +275,83 @@ typedef struct root {
     worker w;
     sf_dist_stats *st;
     int count_stats;
+    sender snd;
 } root;
+
+static void note_peak(root *r, uint64_t bytes)
+{
+    if (bytes > r->st->peak_inflight) r->st->peak_inflight = bytes;
+}
+
+/* Completes finished sends; with block, waits for the oldest one first. */
+static sf_status sender_retire(root *r, bool block)
+{
+    sender *s = &r->snd;
+    sf_status rc = SF_OK;
+    while (s->head < s->n) {
+        inflight *f = &s->fl[s->head];
+        if (block) {
+            rc = sf_comm_wait(&f->req);
+            block = false;
+        } else {
+            bool fin = false;
+            rc = sf_comm_test(&f->req, &fin);
+            if (rc == SF_OK && !fin) break;
+        }
+        s->bytes -= f->buf.len;
+        pool_put(&r->pl, f->buf);
+        s->head++;
+        if (rc != SF_OK) return rc;
+    }
+    if (s->head == s->n) s->head = s->n = 0;
+    return SF_OK;
+}
+
+/* Sends a unit without blocking; the sender owns the buffer from here on. */
+static sf_status sender_post(root *r, int dest, sf_buf unit)
+{
+    sender *s = &r->snd;
+    if (s->n == s->cap) {
+        if (s->head > 0) {
+            memmove(s->fl, s->fl + s->head, (s->n - s->head) * sizeof *s->fl);
+            s->n -= s->head;
+            s->head = 0;
+        }
+        if (s->n == s->cap) {
+            size_t cap = s->cap ? s->cap * 2 : 16;
+            inflight *nf = realloc(s->fl, cap * sizeof *nf);
+            if (nf == NULL) {
+                pool_put(&r->pl, unit);
+                return sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (in-flight list)");
+            }
+            s->fl = nf;
+            s->cap = cap;
+        }
+    }
+    sf_status rc = sf_comm_isend(dest, SF_TAG_PIECE, unit.data, unit.len, &s->fl[s->n].req);
+    if (rc != SF_OK) {
+        pool_put(&r->pl, unit);
+        return rc;
+    }
+    s->fl[s->n++].buf = unit;
+    s->bytes += unit.len;
+    r->st->units_sent++;
+    r->st->bytes_sent += unit.len;
+    return SF_OK;
+}
+
+/* Waits for every send; returns the first failure. */
+static sf_status sender_drain(root *r)
+{
+    sf_status rc = SF_OK;
+    while (r->snd.head < r->snd.n) {
+        sf_status e = sender_retire(r, true);
+        if (rc == SF_OK) rc = e;
+    }
+    free(r->snd.fl);
+    memset(&r->snd, 0, sizeof r->snd);
+    return rc;
+}
 
 /* Reads and routes the next round; *eof at the end. */
 static sf_status next_round(root *r, bool *eof)
@@ -274,9 +378,6 @@ static sf_status root_static(root *r)
 {
     sf_status rc = SF_OK;
     int P = r->P;
-    size_t nfl = 0, flcap = 0, flhead = 0;
-    inflight *fl = NULL;
-    uint64_t inflight_bytes = 0;
     sf_buf local = pool_get(&r->pl);
     for (;;) {
         bool eof = false;
@@ -287,77 +388,30 @@ static sf_status root_static(root *r)
             sf_buf unit = pool_get(&r->pl);
             rc = sf_unit_begin(&unit, UNIT_DATA);
             for (int s = dest; s < r->rt.k && rc == SF_OK; s += P) rc = append_shard(r, &unit, s);
+            /* Keep the bytes in flight under the budget: wait for the oldest. */
+            while (rc == SF_OK && r->snd.head < r->snd.n && r->snd.bytes + unit.len > r->cfg->memory_budget)
+                rc = sender_retire(r, true);
             if (rc != SF_OK) {
                 pool_put(&r->pl, unit);
                 goto done;
             }
-            /* Keep the bytes in flight under the budget: wait for the oldest. */
-            while (flhead < nfl && inflight_bytes + unit.len > r->cfg->memory_budget) {
-                rc = sf_comm_wait(&fl[flhead].req);
-                inflight_bytes -= fl[flhead].buf.len;
-                pool_put(&r->pl, fl[flhead].buf);
-                flhead++;
-                if (rc != SF_OK) {
-                    pool_put(&r->pl, unit);
-                    goto done;
-                }
-            }
-            if (nfl == flcap) {
-                /* Compact finished entries, then grow. */
-                if (flhead > 0) {
-                    memmove(fl, fl + flhead, (nfl - flhead) * sizeof *fl);
-                    nfl -= flhead;
-                    flhead = 0;
-                }
-                if (nfl == flcap) {
-                    size_t cap = flcap ? flcap * 2 : 16;
-                    inflight *nf = realloc(fl, cap * sizeof *nf);
-                    if (nf == NULL) {
-                        pool_put(&r->pl, unit);
-                        rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (in-flight list)");
-                        goto done;
-                    }
-                    fl = nf;
-                    flcap = cap;
-                }
-            }
-            fl[nfl].buf = unit;
-            rc = sf_comm_isend(dest, SF_TAG_PIECE, unit.data, unit.len, &fl[nfl].req);
-            nfl++;
-            if (rc != SF_OK) goto done;
-            inflight_bytes += unit.len;
-            if (inflight_bytes > r->st->peak_inflight) r->st->peak_inflight = inflight_bytes;
-            r->st->units_sent++;
-            r->st->bytes_sent += unit.len;
+            SF_CALL_GOTO(sender_post(r, dest, unit), done);
+            note_peak(r, r->snd.bytes);
         }
         SF_CALL_GOTO(sf_unit_begin(&local, UNIT_DATA), done);
         for (int s = 0; s < r->rt.k; s += P) SF_CALL_GOTO(append_shard(r, &local, s), done);
         r->st->t_route += sf_comm_wtime() - t0;
         uint32_t kind;
         SF_CALL_GOTO(work_on(&r->w, local.data, local.len, &kind), done);
-        /* Retire finished sends without blocking. */
-        while (flhead < nfl) {
-            bool fin = false;
-            SF_CALL_GOTO(sf_comm_test(&fl[flhead].req, &fin), done);
-            if (!fin) break;
-            inflight_bytes -= fl[flhead].buf.len;
-            pool_put(&r->pl, fl[flhead].buf);
-            flhead++;
-        }
+        SF_CALL_GOTO(sender_retire(r, false), done);
     }
 done:;
     /* Whatever happened, every worker gets exactly one END or ABORT. */
-    sf_status end = SF_OK;
-    for (size_t i = flhead; i < nfl; i++) {
-        sf_status e = sf_comm_wait(&fl[i].req);
-        if (end == SF_OK) end = e;
-        pool_put(&r->pl, fl[i].buf);
-    }
+    sf_status end = sender_drain(r);
     for (int dest = 1; dest < P; dest++) {
         sf_status e = send_control(dest, rc == SF_OK ? UNIT_END : UNIT_ABORT);
         if (end == SF_OK) end = e;
     }
-    free(fl);
     pool_put(&r->pl, local);
     return rc != SF_OK ? rc : end;
 }
@@ -426,8 +480,10 @@ static sf_status root_dynamic(root *r)
 {
     sf_status rc = SF_OK, comm = SF_OK;
     queue q = {0};
-    int P = r->P, finished = 0;
-    int *waiting = calloc((size_t)P, sizeof *waiting);
+    int P = r->P;
+    /* Every worker gets exactly PREFETCH final (END/ABORT) replies. */
+    int finals = 0, want_finals = PREFETCH * (P - 1);
+    int *waiting = calloc((size_t)want_finals + 1, sizeof *waiting);
     int nwaiting = 0;
     bool eof = false, failed = false;
     sf_buf req;
@@ -435,11 +491,13 @@ static sf_status root_dynamic(root *r)
     SF_CHECK(waiting != NULL, SF_ERR_NOMEM, "out of memory (work queue)");
 
     for (;;) {
-        /* Answer every request that is waiting. */
+        comm = sender_retire(r, false);
+        if (comm != SF_OK) goto done;
+        /* Take every request that has arrived, answer what can be answered. */
         for (;;) {
             bool flag = false;
             int src = -1;
-            if (finished + nwaiting < P - 1) {
+            if (finals + nwaiting < want_finals) {
                 comm = sf_comm_iprobe(SF_TAG_REQUEST, &flag, &src);
                 if (comm != SF_OK) goto done;
             }
@@ -455,18 +513,15 @@ static sf_status root_dynamic(root *r)
             int dest = waiting[0];
             if (failed || rc != SF_OK) {
                 comm = send_control(dest, UNIT_ABORT);
-                finished++;
+                finals++;
             } else if (q.n > 0) {
-                sf_buf unit = queue_pop(&q);
-                comm = sf_comm_send(dest, SF_TAG_PIECE, unit.data, unit.len);
-                r->st->units_sent++;
-                r->st->bytes_sent += unit.len;
-                pool_put(&r->pl, unit);
+                comm = sender_post(r, dest, queue_pop(&q));
             } else if (eof) {
                 comm = send_control(dest, UNIT_END);
-                finished++;
+                finals++;
             } else {
-                break; /* nothing to give yet: produce below */
+                if (!flag) break; /* nothing to give yet: produce below */
+                continue;
             }
             if (comm != SF_OK) goto done;
             memmove(waiting, waiting + 1, sizeof *waiting * (size_t)(--nwaiting));
@@ -475,18 +530,20 @@ static sf_status root_dynamic(root *r)
             while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
             eof = true;
         }
-        if (finished == P - 1 && eof && q.n == 0) break;
-        if (!eof && (q.bytes < r->cfg->memory_budget / 2 || q.n == 0)) {
+        if (finals == want_finals && eof && q.n == 0) break;
+        uint64_t held = q.bytes + r->snd.bytes;
+        note_peak(r, held);
+        if (!eof && (held < r->cfg->memory_budget / 2 || q.n == 0)) {
             rc = next_round(r, &eof);
             if (rc == SF_OK && !eof) rc = enqueue_round(r, &q);
-            if (q.bytes > r->st->peak_inflight) r->st->peak_inflight = q.bytes;
-        } else if (q.n > 0) {
+        } else if (q.n > 0 && (nwaiting == 0 || eof)) {
+            /* Nobody is asking: rank 0 works on a unit itself. */
             sf_buf unit = queue_pop(&q);
             uint32_t kind;
             rc = work_on(&r->w, unit.data, unit.len, &kind);
             pool_put(&r->pl, unit);
-        } else {
-            /* Input done, queue empty: block for the remaining workers' requests. */
+        } else if (q.n == 0) {
+            /* Input done, queue empty: block for the remaining requests. */
             int src = -1;
             comm = sf_comm_recv(-1, SF_TAG_REQUEST, &req, &src);
             if (comm != SF_OK) goto done;
@@ -498,6 +555,10 @@ static sf_status root_dynamic(root *r)
     }
 done:
     while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
+    {
+        sf_status e = sender_drain(r);
+        if (comm == SF_OK) comm = e;
+    }
     free(q.items);
     free(waiting);
     sf_buf_fini(&req);

@@ -127,15 +127,25 @@ static char *dup_str(const char *s)
 
 static void path_key(char *dst, const char *parent, const char *key)
 {
-    if (parent[0] == '\0')
-        (void)snprintf(dst, PATH_LEN, "%s", key);
-    else
-        (void)snprintf(dst, PATH_LEN, "%s.%s", parent, key);
+    /* Key paths are for messages; a path longer than PATH_LEN is cut short. */
+    size_t np = strlen(parent), nk = strlen(key);
+    if (np > PATH_LEN - 2) np = PATH_LEN - 2;
+    memcpy(dst, parent, np);
+    size_t at = np;
+    if (np > 0) dst[at++] = '.';
+    if (nk > PATH_LEN - 1 - at) nk = PATH_LEN - 1 - at;
+    memcpy(dst + at, key, nk);
+    dst[at + nk] = '\0';
 }
 
 static void path_idx(char *dst, const char *parent, size_t i)
 {
-    (void)snprintf(dst, PATH_LEN, "%s[%zu]", parent, i);
+    char idx[32];
+    int n = snprintf(idx, sizeof idx, "[%zu]", i);
+    size_t np = strlen(parent);
+    if (np > PATH_LEN - 1 - (size_t)n) np = PATH_LEN - 1 - (size_t)n;
+    memcpy(dst, parent, np);
+    memcpy(dst + np, idx, (size_t)n + 1);
 }
 
 const sf_cfg_node *sf_cfg_get(const sf_cfg_node *map, const char *key)

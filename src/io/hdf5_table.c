@@ -15,9 +15,8 @@
  *    microseconds since 1970-01-01T00:00:00 UTC. Anything else (compound,
  *    enum, and so booleans from h5py, arrays, references, opaque) is an error
  *    naming the dataset.
- *  - Nulls are not represented in HDF5 input: every value is present, and a
- *    float NaN is an ordinary float64 value. (A dataset named "x.valid" is
- *    just another integer column.)
+ *  - Nulls: see "Validity masks" below. A float NaN is an ordinary float64
+ *    value, never a null.
  *  - Every next() reads one hyperslab of at most batch_rows rows per column
  *    and never the whole dataset; unloaded (projected-away) columns are not
  *    read at all.
@@ -31,8 +30,29 @@
  * the dataset is created: it is the longest string of the first batch written,
  * at least SF__H5_FIXED_WIDTH_MIN bytes, rounded up to a multiple of 8; a
  * longer string in a later batch is an error that suggests variable-length
- * strings. Nulls cannot be stored: they are written as 0 (int64 and
- * timestamp), NaN (float64) and "" (strings).
+ * strings. Columns named "_valid" are refused (the name of the mask group).
+ *
+ * Validity masks (nulls). The table group may hold a subgroup named "_valid".
+ * A 1-D integer dataset "_valid/<column>" with as many elements as the column
+ * is that column's validity mask: 1 = present, 0 = null (any other value is
+ * an error). A column without a mask has no nulls. The "_valid" group is never
+ * a column itself (no subgroup is), and links in it that are not datasets are
+ * ignored. A mask whose length differs from the table's, that names no column
+ * of the table, or that is not 1-D integer, is an error naming the file and
+ * the mask dataset, raised when the table is opened.
+ *  - The reader reads each loaded column's mask with the same hyperslab as the
+ *    column (projected-away columns read neither) and marks the nulls with
+ *    sf_batch_set_null, so a null holds 0, 0.0 or "" in its value slot,
+ *    whatever the file stored there, exactly as in CSV input.
+ *  - The writer writes masks as chunked, extendible uint8 datasets (chunked
+ *    like the data datasets). A column's mask is created at the first batch in
+ *    which the column has a null, with 1s back-filled for the rows already
+ *    written, and then grows with every batch (all 1s for a batch without
+ *    nulls), so it always has the column's length. A column that never holds
+ *    a null gets no mask, and a table without nulls no "_valid" group. The
+ *    value slots of nulls are written as 0 (int64 and timestamp), NaN
+ *    (float64) and "" (strings), so a program that ignores the masks sees the
+ *    usual "missing" values.
  *
  * HDF5's automatic error printing is turned off; every failure becomes
  * SF_ERR_H5 with a message naming the file and object, plus HDF5's innermost
@@ -57,6 +77,7 @@
 #define SF__H5_CHUNK_ROWS_MAX 65536
 #define SF__H5_CHUNK_ROWS_MIN 1024
 #define SF__H5_TYPE_ATTR "shardflow_type"
+#define SF__H5_VALID_GROUP "_valid"
 
 /* ---- errors --------------------------------------------------------------- */
 
@@ -166,6 +187,9 @@ typedef struct h5col {
     size_t width;      /* fixed strings */
     bool spacepad;     /* fixed strings padded with spaces */
     char *path;        /* "/table/x", for messages */
+    hid_t vdset;       /* validity mask "_valid/x", or H5I_INVALID_HID */
+    hid_t vfspace;
+    char *vpath;       /* "/table/_valid/x", for messages */
 } h5col;
 
 typedef struct h5reader {
@@ -177,6 +201,8 @@ typedef struct h5reader {
     uint64_t next_row;
     void *scratch;
     size_t scratch_cap;
+    int64_t *mask;     /* one column's mask values for the current batch */
+    size_t mask_cap;   /* bytes */
 } h5reader;
 
 static void h5reader_free(h5reader *h)
@@ -187,12 +213,16 @@ static void h5reader_free(h5reader *h)
         h5_close_id(&k->fspace);
         if (k->own_mtype) h5_close_id(&k->mtype);
         h5_close_id(&k->dset);
+        h5_close_id(&k->vfspace);
+        h5_close_id(&k->vdset);
         free(k->path);
+        free(k->vpath);
     }
     free(h->cols);
     h5_close_id(&h->group);
     h5_close_id(&h->file);
     free(h->scratch);
+    free(h->mask);
     free(h);
 }
 
@@ -308,6 +338,71 @@ static sf_status h5_rewind(sf_reader *r);
 static void h5_destroy(sf_reader *r);
 static const sf__reader_ops h5_ops = {h5_next, h5_rewind, h5_destroy};
 
+/* Opens the validity masks in the table's "_valid" group and attaches each
+ * to its column, checking name, shape, type and length. */
+static sf_status open_masks(sf_reader *r, h5reader *h, const char *file, const char *gname)
+{
+    sf_status rc = SF_OK;
+    hid_t vg = H5I_INVALID_HID, obj = H5I_INVALID_HID, ftype = H5I_INVALID_HID;
+    char *lname = NULL;
+    char vgpath[1024], mpath[1024];
+    object_path(vgpath, sizeof vgpath, gname, SF__H5_VALID_GROUP);
+    SF_CALL_H5(vg = H5Gopen2(h->group, SF__H5_VALID_GROUP, H5P_DEFAULT), done, "%s: cannot open group '%s'",
+               file, vgpath);
+    H5G_info_t info;
+    SF_CALL_H5(H5Gget_info(vg, &info), done, "%s: group '%s'", file, vgpath);
+    for (hsize_t i = 0; i < info.nlinks; i++) {
+        ssize_t len = H5Lget_name_by_idx(vg, ".", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
+        SF_CALL_H5(len, done, "%s: group '%s': cannot list link %llu", file, vgpath, (unsigned long long)i);
+        free(lname);
+        lname = malloc((size_t)len + 1);
+        SF_CHECK_GOTO(lname != NULL, SF_ERR_NOMEM, done, "out of memory (HDF5 reader)");
+        SF_CALL_H5(H5Lget_name_by_idx(vg, ".", H5_INDEX_NAME, H5_ITER_INC, i, lname, (size_t)len + 1, H5P_DEFAULT),
+                   done, "%s: group '%s': cannot list link %llu", file, vgpath, (unsigned long long)i);
+        object_path(mpath, sizeof mpath, vgpath, lname);
+        SF_CALL_H5(obj = H5Oopen(vg, lname, H5P_DEFAULT), done, "%s: cannot open '%s'", file, mpath);
+        if (H5Iget_type(obj) != H5I_DATASET) {
+            h5_close_id(&obj);
+            continue;
+        }
+        int c = sf_schema_find(&r->schema, lname);
+        SF_CHECK_GOTO(c >= 0, SF_ERR_PARSE, done,
+                      "%s: validity mask '%s' names no column of group '%s' (no dataset '%s' there)", file, mpath,
+                      gname, lname);
+        h5col *k = &h->cols[c];
+        k->vdset = obj;
+        obj = H5I_INVALID_HID;
+        k->vpath = strdup(mpath);
+        SF_CHECK_GOTO(k->vpath != NULL, SF_ERR_NOMEM, done, "out of memory (HDF5 reader)");
+        SF_CALL_H5(k->vfspace = H5Dget_space(k->vdset), done, "%s: validity mask '%s': cannot read its shape",
+                   file, mpath);
+        int ndims = H5Sget_simple_extent_ndims(k->vfspace);
+        SF_CALL_H5(ndims, done, "%s: validity mask '%s': cannot read its shape", file, mpath);
+        SF_CHECK_GOTO(ndims == 1, SF_ERR_PARSE, done,
+                      "%s: validity mask '%s' has %d dimensions; masks must be 1-D datasets", file, mpath, ndims);
+        hsize_t dim;
+        SF_CALL_H5(H5Sget_simple_extent_dims(k->vfspace, &dim, NULL), done, "%s: validity mask '%s'", file, mpath);
+        SF_CHECK_GOTO((uint64_t)dim == h->nrows, SF_ERR_PARSE, done,
+                      "%s: validity mask '%s' has %llu elements but column '%s' has %llu rows; a mask must "
+                      "have the length of its column",
+                      file, mpath, (unsigned long long)dim, k->path, (unsigned long long)h->nrows);
+        SF_CALL_H5(ftype = H5Dget_type(k->vdset), done, "%s: validity mask '%s': cannot read its type", file,
+                   mpath);
+        H5T_class_t cls = H5Tget_class(ftype);
+        SF_CHECK_GOTO(cls == H5T_INTEGER, SF_ERR_PARSE, done,
+                      "%s: validity mask '%s' is a %s dataset; masks must be integer datasets (1 = present, "
+                      "0 = null; with h5py write numpy uint8, not bool)",
+                      file, mpath, class_name(cls));
+        h5_close_id(&ftype);
+    }
+done:
+    free(lname);
+    h5_close_id(&ftype);
+    h5_close_id(&obj);
+    h5_close_id(&vg);
+    return rc;
+}
+
 sf_status sf__hdf5_open(sf_reader *r)
 {
     sf_status rc = SF_OK;
@@ -318,6 +413,7 @@ sf_status sf__hdf5_open(sf_reader *r)
     h5reader *h = NULL;
     uint64_t first_len = 0;
     const char *first_path = NULL;
+    bool has_masks = false;
 
     SF_CHECK(file != NULL && file[0] != '\0', SF_ERR_CONFIG, "input.path: missing for an HDF5 input");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -357,14 +453,15 @@ sf_status sf__hdf5_open(sf_reader *r)
         char opath[1024];
         object_path(opath, sizeof opath, gname, lname);
         SF_CALL_H5(obj = H5Oopen(h->group, lname, H5P_DEFAULT), done, "%s: cannot open '%s'", file, opath);
-        if (H5Iget_type(obj) != H5I_DATASET) {   /* subgroups, named datatypes */
+        if (H5Iget_type(obj) != H5I_DATASET) {   /* subgroups (the masks among them), named datatypes */
+            if (H5Iget_type(obj) == H5I_GROUP && strcmp(lname, SF__H5_VALID_GROUP) == 0) has_masks = true;
             h5_close_id(&obj);
             continue;
         }
         h5col *k = &h->cols[h->ncols];
         k->dset = obj;
         obj = H5I_INVALID_HID;
-        k->fspace = k->mtype = H5I_INVALID_HID;
+        k->fspace = k->mtype = k->vdset = k->vfspace = H5I_INVALID_HID;
         h->ncols++;
         k->path = strdup(opath);
         SF_CHECK_GOTO(k->path != NULL, SF_ERR_NOMEM, done, "out of memory (HDF5 reader)");
@@ -392,6 +489,7 @@ sf_status sf__hdf5_open(sf_reader *r)
     SF_CHECK_GOTO(h->ncols > 0, SF_ERR_PARSE, done, "%s: group '%s' holds no datasets (no columns)", file,
                   gname);
     h->nrows = first_len;
+    if (has_masks) SF_CALL_GOTO(open_masks(r, h, file, gname), done);
     r->total_rows = h->nrows;
     r->data_bytes = 0;
     r->data_start = 0;
@@ -410,10 +508,51 @@ done:
     return rc;
 }
 
-/* Interns n fixed-width strings from buf into the column's dictionary. */
-static sf_status intern_fixed(sf_column *col, const char *buf, size_t n, size_t width, bool spacepad)
+/* Reads rows row0..row0+n of column k's validity mask into h->mask (the same
+ * hyperslab as the column's); every value must be 0 or 1. */
+static sf_status read_mask(sf_reader *r, h5reader *h, h5col *k, uint64_t row0, size_t n, hid_t mspace)
 {
+    sf_status rc = SF_OK;
+    const char *file = r->cfg.path;
+    hsize_t start = row0, count = n;
+    SF_CALL(grow_scratch((void **)&h->mask, &h->mask_cap, n * sizeof(int64_t)));
+    SF_CALL_H5(H5Sselect_hyperslab(k->vfspace, H5S_SELECT_SET, &start, NULL, &count, NULL), done,
+               "%s: validity mask '%s': cannot select rows %llu..%llu", file, k->vpath, (unsigned long long)row0,
+               (unsigned long long)(row0 + n));
+    SF_CALL_H5(H5Dread(k->vdset, H5T_NATIVE_INT64, mspace, k->vfspace, H5P_DEFAULT, h->mask), done,
+               "%s: validity mask '%s': cannot read rows %llu..%llu", file, k->vpath, (unsigned long long)row0,
+               (unsigned long long)(row0 + n));
+    for (size_t i = 0; i < n; i++)
+        SF_CHECK_GOTO(h->mask[i] == 0 || h->mask[i] == 1, SF_ERR_PARSE, done,
+                      "%s: validity mask '%s', element %llu: value %" PRId64
+                      " is neither 1 (present) nor 0 (null)",
+                      file, k->vpath, (unsigned long long)(row0 + i), h->mask[i]);
+done:
+    return rc;
+}
+
+/* Marks the rows whose mask value is 0 null (the value slot as
+ * sf_batch_set_null sets it). */
+static sf_status apply_mask(sf_batch *b, int c, const int64_t *mask, size_t n)
+{
+    if (mask == NULL) return SF_OK;
+    for (size_t i = 0; i < n; i++)
+        if (mask[i] == 0) SF_CALL(sf_batch_set_null(b, c, i));
+    return SF_OK;
+}
+
+/* Interns n fixed-width strings from buf into column c's dictionary; rows
+ * whose mask value is 0 become nulls instead (mask may be NULL), in row order,
+ * so the dictionary grows as the CSV reader's does. */
+static sf_status intern_fixed(sf_batch *b, int c, const int64_t *mask, const char *buf, size_t n, size_t width,
+                              bool spacepad)
+{
+    sf_column *col = &b->cols[c];
     for (size_t i = 0; i < n; i++) {
+        if (mask != NULL && mask[i] == 0) {
+            SF_CALL(sf_batch_set_null(b, c, i));
+            continue;
+        }
         const char *s = buf + i * width;
         size_t len;
         if (spacepad) {
@@ -427,27 +566,38 @@ static sf_status intern_fixed(sf_column *col, const char *buf, size_t n, size_t 
     return SF_OK;
 }
 
-static sf_status read_column(sf_reader *r, h5reader *h, h5col *k, sf_column *col, uint64_t row0, size_t n)
+/* Reads rows row0..row0+n of column c (and its mask, if any) into b. */
+static sf_status read_column(sf_reader *r, h5reader *h, int c, sf_batch *b, uint64_t row0, size_t n)
 {
     sf_status rc = SF_OK;
     const char *file = r->cfg.path;
+    h5col *k = &h->cols[c];
+    sf_column *col = &b->cols[c];
     hid_t mspace = H5I_INVALID_HID;
     bool vlen_held = false;
+    const int64_t *mask = NULL;
     hsize_t start = row0, count = n;
+    SF_CALL_H5(mspace = H5Screate_simple(1, &count, NULL), done, "%s: dataset '%s'", file, k->path);
+    /* The mask first: values under a null are neither checked nor interned. */
+    if (k->vdset >= 0) {
+        SF_CALL_GOTO(read_mask(r, h, k, row0, n, mspace), done);
+        mask = h->mask;
+    }
     SF_CALL_H5(H5Sselect_hyperslab(k->fspace, H5S_SELECT_SET, &start, NULL, &count, NULL), done,
                "%s: dataset '%s': cannot select rows %llu..%llu", file, k->path, (unsigned long long)row0,
                (unsigned long long)(row0 + n));
-    SF_CALL_H5(mspace = H5Screate_simple(1, &count, NULL), done, "%s: dataset '%s'", file, k->path);
     switch (k->kind) {
     case K_INT:
         SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, col->i64), done,
                    "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
                    (unsigned long long)(row0 + n));
+        SF_CALL_GOTO(apply_mask(b, c, mask, n), done);
         break;
     case K_FLOAT:
         SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, col->f64), done,
                    "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
                    (unsigned long long)(row0 + n));
+        SF_CALL_GOTO(apply_mask(b, c, mask, n), done);
         break;
     case K_UINT64: {
         SF_CALL_GOTO(grow_scratch(&h->scratch, &h->scratch_cap, n * sizeof(uint64_t)), done);
@@ -456,6 +606,10 @@ static sf_status read_column(sf_reader *r, h5reader *h, h5col *k, sf_column *col
                    "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
                    (unsigned long long)(row0 + n));
         for (size_t i = 0; i < n; i++) {
+            if (mask != NULL && mask[i] == 0) {
+                SF_CALL_GOTO(sf_batch_set_null(b, c, i), done);
+                continue;
+            }
             SF_CHECK_GOTO(u[i] <= (uint64_t)INT64_MAX, SF_ERR_PARSE, done,
                           "%s: dataset '%s', element %llu: value %" PRIu64 " does not fit int64", file,
                           k->path, (unsigned long long)(row0 + i), u[i]);
@@ -468,7 +622,7 @@ static sf_status read_column(sf_reader *r, h5reader *h, h5col *k, sf_column *col
         SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, h->scratch), done,
                    "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
                    (unsigned long long)(row0 + n));
-        SF_CALL_GOTO(intern_fixed(col, h->scratch, n, k->width, k->spacepad), done);
+        SF_CALL_GOTO(intern_fixed(b, c, mask, h->scratch, n, k->width, k->spacepad), done);
         break;
     case K_VSTR: {
         SF_CALL_GOTO(grow_scratch(&h->scratch, &h->scratch_cap, n * sizeof(char *)), done);
@@ -479,6 +633,10 @@ static sf_status read_column(sf_reader *r, h5reader *h, h5col *k, sf_column *col
                    (unsigned long long)(row0 + n));
         vlen_held = true;
         for (size_t i = 0; i < n; i++) {
+            if (mask != NULL && mask[i] == 0) {
+                SF_CALL_GOTO(sf_batch_set_null(b, c, i), done);
+                continue;
+            }
             const char *s = v[i] ? v[i] : "";
             SF_CALL_GOTO(sf_dict_intern(&col->dict, s, strlen(s), &col->code[i]), done);
         }
@@ -512,7 +670,13 @@ static sf_status h5_next(sf_reader *r, sf_batch *b, bool *eof)
              h->ncols);
     for (int c = 0; c < h->ncols; c++) {
         if (!b->cols[c].loaded || (r->want != NULL && !r->want[c])) continue;
-        SF_CALL(read_column(r, h, &h->cols[c], &b->cols[c], h->next_row, n));
+        sf_status rc = read_column(r, h, c, b, h->next_row, n);
+        if (rc != SF_OK) {
+            /* Leave the batch empty, with the nulls marked so far undone. */
+            b->nrows = n;
+            sf_batch_clear(b);
+            return rc;
+        }
     }
     b->first_row = h->next_row;
     b->nrows = n;
@@ -540,6 +704,7 @@ typedef struct h5wcol {
     hid_t dset;
     hid_t ftype;    /* file type (also the memory type for strings) */
     size_t width;   /* fixed strings */
+    hid_t vdset;    /* validity mask, created at the column's first null */
 } h5wcol;
 
 typedef struct h5writer {
@@ -556,22 +721,27 @@ typedef struct h5writer {
     size_t scratch_cap;
     char *sbuf;
     size_t sbuf_cap;
+    hid_t vgroup;   /* "_valid", created with the first mask */
+    uint8_t *ones;  /* SF__H5_CHUNK_ROWS_MAX 1s, for masks of rows without nulls */
 } h5writer;
 
 static void h5writer_free(h5writer *h)
 {
     if (h == NULL) return;
-    for (int c = 0; c < h->ncols; c++) {
+    for (int c = 0; h->cols != NULL && c < h->ncols; c++) {
         h5_close_id(&h->cols[c].dset);
+        h5_close_id(&h->cols[c].vdset);
         h5_close_id(&h->cols[c].ftype);
     }
     free(h->cols);
+    h5_close_id(&h->vgroup);
     h5_close_id(&h->group);
     h5_close_id(&h->file);
     free(h->path);
     free(h->group_name);
     free(h->scratch);
     free(h->sbuf);
+    free(h->ones);
     free(h);
 }
 
@@ -662,6 +832,83 @@ done:
     h5_close_id(&dcpl);
     h5_close_id(&space);
     return rc;
+}
+
+/* Writes mask values for rows start..start+n of column k's mask, extending it
+ * first: valid[0..n) or, when valid is NULL, 1s (in pieces of at most
+ * SF__H5_CHUNK_ROWS_MAX rows from one small buffer, however many rows). */
+static sf_status write_mask_rows(h5writer *h, h5wcol *k, const char *obj, uint64_t start, uint64_t n,
+                                 const uint8_t *valid)
+{
+    sf_status rc = SF_OK;
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    hsize_t total = start + n;
+    if (n == 0) return SF_OK;
+    if (valid == NULL && h->ones == NULL) {
+        h->ones = malloc(SF__H5_CHUNK_ROWS_MAX);
+        SF_CHECK(h->ones != NULL, SF_ERR_NOMEM, "out of memory (HDF5 mask buffer)");
+        memset(h->ones, 1, SF__H5_CHUNK_ROWS_MAX);
+    }
+    SF_CALL_H5(H5Dset_extent(k->vdset, &total), done, "%s: validity mask '%s': cannot extend to %llu rows",
+               h->path, obj, (unsigned long long)total);
+    SF_CALL_H5(fspace = H5Dget_space(k->vdset), done, "%s: validity mask '%s'", h->path, obj);
+    uint64_t piece = valid != NULL ? n : SF__H5_CHUNK_ROWS_MAX;
+    for (uint64_t off = 0; off < n; off += piece) {
+        hsize_t at = start + off, count = n - off < piece ? n - off : piece;
+        SF_CALL_H5(mspace = H5Screate_simple(1, &count, NULL), done, "%s: dataspace", h->path);
+        SF_CALL_H5(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &at, NULL, &count, NULL), done,
+                   "%s: validity mask '%s': cannot select rows", h->path, obj);
+        SF_CALL_H5(H5Dwrite(k->vdset, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, valid ? valid : h->ones),
+                   done, "%s: validity mask '%s': cannot write rows %llu..%llu", h->path, obj,
+                   (unsigned long long)at, (unsigned long long)(at + count));
+        h5_close_id(&mspace);
+    }
+done:
+    h5_close_id(&mspace);
+    h5_close_id(&fspace);
+    return rc;
+}
+
+/* Creates column `name`'s mask (and the "_valid" group with the first mask),
+ * with 1s for the h->nrows rows already written. */
+static sf_status create_mask(h5writer *h, h5wcol *k, const char *name, const char *obj)
+{
+    sf_status rc = SF_OK;
+    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, gcpl = H5I_INVALID_HID;
+    hsize_t zero = 0, unlimited = H5S_UNLIMITED, chunk = chunk_rows(1);
+    if (h->vgroup < 0) {
+        char gpath[1024];
+        object_path(gpath, sizeof gpath, h->group_name, SF__H5_VALID_GROUP);
+        SF_CALL_H5(gcpl = H5Pcreate(H5P_GROUP_CREATE), done, "%s: property list", h->path);
+        SF_CALL_H5(H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), done,
+                   "%s: property list", h->path);
+        SF_CALL_H5(h->vgroup = H5Gcreate2(h->group, SF__H5_VALID_GROUP, H5P_DEFAULT, gcpl, H5P_DEFAULT), done,
+                   "%s: cannot create group '%s'", h->path, gpath);
+    }
+    SF_CALL_H5(space = H5Screate_simple(1, &zero, &unlimited), done, "%s: dataspace", h->path);
+    SF_CALL_H5(dcpl = H5Pcreate(H5P_DATASET_CREATE), done, "%s: property list", h->path);
+    SF_CALL_H5(H5Pset_chunk(dcpl, 1, &chunk), done, "%s: validity mask '%s': chunking", h->path, obj);
+    SF_CALL_H5(k->vdset = H5Dcreate2(h->vgroup, name, H5T_STD_U8LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), done,
+               "%s: cannot create validity mask '%s'", h->path, obj);
+    SF_CALL_GOTO(write_mask_rows(h, k, obj, 0, h->nrows, NULL), done);
+done:
+    h5_close_id(&gcpl);
+    h5_close_id(&dcpl);
+    h5_close_id(&space);
+    return rc;
+}
+
+/* Appends this batch's part of column c's mask, creating the mask at the
+ * column's first null. */
+static sf_status write_mask(h5writer *h, h5wcol *k, const char *name, const sf_column *col, size_t n)
+{
+    bool has_null = col->valid != NULL && (col->nulls > 0 || memchr(col->valid, 0, n) != NULL);
+    if (k->vdset < 0 && !has_null) return SF_OK;
+    char vgpath[1024], obj[1024];
+    object_path(vgpath, sizeof vgpath, h->group_name, SF__H5_VALID_GROUP);
+    object_path(obj, sizeof obj, vgpath, name);
+    if (k->vdset < 0) SF_CALL(create_mask(h, k, name, obj));
+    return write_mask_rows(h, k, obj, h->nrows, n, col->valid);
 }
 
 static sf_status h5w_write(sf_table_writer *w, const sf_batch *b)
@@ -763,6 +1010,7 @@ static sf_status h5w_write(sf_table_writer *w, const sf_batch *b)
                    "%s: dataset '%s/%s': cannot write rows %llu..%llu", h->path, h->group_name, name,
                    (unsigned long long)start, (unsigned long long)total);
         h5_close_id(&fspace);
+        SF_CALL_GOTO(write_mask(h, k, name, col, n), done);
     }
     h->nrows = total;
 done:
@@ -782,7 +1030,14 @@ static sf_status h5w_close(sf_table_writer *w)
         if (h->cols[c].dset >= 0 && H5Dclose(h->cols[c].dset) < 0 && rc == SF_OK)
             rc = h5_fail(__FILE__, __LINE__, "%s: cannot close dataset '%s'", h->path, w->schema.fields[c].name);
         h->cols[c].dset = H5I_INVALID_HID;
+        if (h->cols[c].vdset >= 0 && H5Dclose(h->cols[c].vdset) < 0 && rc == SF_OK)
+            rc = h5_fail(__FILE__, __LINE__, "%s: cannot close the validity mask of '%s'", h->path,
+                         w->schema.fields[c].name);
+        h->cols[c].vdset = H5I_INVALID_HID;
     }
+    if (h->vgroup >= 0 && H5Gclose(h->vgroup) < 0 && rc == SF_OK)
+        rc = h5_fail(__FILE__, __LINE__, "%s: cannot close group '%s'", h->path, SF__H5_VALID_GROUP);
+    h->vgroup = H5I_INVALID_HID;
     if (h->group >= 0 && H5Gclose(h->group) < 0 && rc == SF_OK)
         rc = h5_fail(__FILE__, __LINE__, "%s: cannot close group '%s'", h->path, h->group_name);
     h->group = H5I_INVALID_HID;
@@ -807,17 +1062,20 @@ sf_status sf__hdf5_writer_create(sf_table_writer *w, const char *path, const cha
         SF_CHECK(name[0] != '\0' && strchr(name, '/') == NULL && strcmp(name, ".") != 0, SF_ERR_ARG,
                  "%s: column name '%s' cannot be an HDF5 dataset name (empty, '.' or containing '/')", path,
                  name);
+        SF_CHECK(strcmp(name, SF__H5_VALID_GROUP) != 0, SF_ERR_ARG,
+                 "%s: column name '%s' is reserved in HDF5 tables (the group of the validity masks)", path, name);
     }
     h5writer *h = calloc(1, sizeof *h);
     SF_CHECK(h != NULL, SF_ERR_NOMEM, "out of memory (HDF5 writer)");
-    h->file = h->group = H5I_INVALID_HID;
+    h->file = h->group = h->vgroup = H5I_INVALID_HID;
     h->vlen = vlen_strings;
     h->ncols = w->schema.ncols;
     h->path = strdup(path);
     h->group_name = strdup(gname);
     h->cols = calloc(h->ncols ? (size_t)h->ncols : 1, sizeof *h->cols);
+    for (int c = 0; h->cols != NULL && c < h->ncols; c++)
+        h->cols[c].dset = h->cols[c].ftype = h->cols[c].vdset = H5I_INVALID_HID;
     SF_CHECK_GOTO(h->path && h->group_name && h->cols, SF_ERR_NOMEM, done, "out of memory (HDF5 writer)");
-    for (int c = 0; c < h->ncols; c++) h->cols[c].dset = h->cols[c].ftype = H5I_INVALID_HID;
 
     /* Track creation order everywhere (the root group too), so readers see
      * the columns in schema order. */

@@ -2,7 +2,8 @@
  *
  * Tables are written with the writer and read back through the public reader
  * API, and other files are built directly with the HDF5 C API (other integer
- * widths, float32, padded fixed strings, error cases). Every expected value
+ * widths, float32, padded fixed strings, validity masks, error cases).
+ * Every expected value
  * comes from a formula in this file, evaluated independently of the code
  * under test. */
 #define _POSIX_C_SOURCE 200809L
@@ -167,7 +168,7 @@ static void check_table(const char *path, uint64_t nrows, size_t batch_rows, con
             assert_int_equal(b.nrows, left < batch_rows ? left : batch_rows);
             for (int c = 0; c < 4; c++) {
                 assert_int_equal(b.cols[c].loaded, want == NULL || want[c]);
-                assert_null(b.cols[c].valid);   /* no nulls in HDF5 input */
+                assert_null(b.cols[c].valid);   /* nothing null was written: no masks */
             }
             char buf[512];
             for (size_t k = 0; k < b.nrows; k++) {
@@ -231,6 +232,7 @@ static void test_roundtrip_fixed(void **state)
     d = H5Dopen2(f, "/data/zeta", H5P_DEFAULT);
     assert_true(H5Aexists(d, "shardflow_type") > 0);
     H5Dclose(d);
+    assert_int_equal(H5Lexists(f, "/data/_valid", H5P_DEFAULT), 0);   /* no nulls, no mask group */
     H5Fclose(f);
 }
 
@@ -299,6 +301,18 @@ static void test_projection(void **state)
     check_table(path, 1554, 500, want_b);
 }
 
+/* Reads a whole 1-D dataset of n elements as mtype into buf. */
+static void read_all(hid_t f, const char *obj, hid_t mtype, void *buf)
+{
+    hid_t d = H5Dopen2(f, obj, H5P_DEFAULT);
+    assert_true(d >= 0);
+    assert_true(H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    H5Dclose(d);
+}
+
+/* One batch with nulls at rows 2 and 5 of every column: the file holds the
+ * documented placeholders and a uint8 mask per column; the reader gives back
+ * the nulls with the value slots sf_batch_set_null leaves. */
 static void test_nulls_written(void **state)
 {
     (void)state;
@@ -315,35 +329,298 @@ static void test_nulls_written(void **state)
         assert_int_equal(sf_batch_set_null(&b, c, 2), SF_OK);
         assert_int_equal(sf_batch_set_null(&b, c, 5), SF_OK);
     }
+    b.cols[1].i64[5] = 4242;    /* whatever a null's slot holds is not written */
+    b.cols[2].f64[2] = 42.5;
     assert_int_equal(sf_table_writer_write(w, &b), SF_OK);
     assert_int_equal(sf_table_writer_close(&w), SF_OK);
     sf_batch_fini(&b);
+
+    /* The file as another program sees it. */
+    static const uint8_t mask_exp[10] = {1, 1, 0, 1, 1, 0, 1, 1, 1, 1};
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    static const char *names[4] = {"zeta", "alpha", "mid", "beta"};
+    for (int c = 0; c < 4; c++) {
+        char obj[64];
+        snprintf(obj, sizeof obj, "/table/_valid/%s", names[c]);
+        hid_t d = H5Dopen2(f, obj, H5P_DEFAULT);
+        assert_true(d >= 0);
+        hid_t t = H5Dget_type(d);
+        assert_true(H5Tequal(t, H5T_STD_U8LE) > 0);
+        H5Tclose(t);
+        H5Dclose(d);
+        uint8_t m[10];
+        read_all(f, obj, H5T_NATIVE_UINT8, m);
+        assert_memory_equal(m, mask_exp, 10);
+    }
+    int64_t iv[10];
+    double fv[10];
+    read_all(f, "/table/alpha", H5T_NATIVE_INT64, iv);
+    read_all(f, "/table/mid", H5T_NATIVE_DOUBLE, fv);
+    assert_int_equal(iv[2], 0);
+    assert_int_equal(iv[5], 0);
+    assert_int_equal(iv[4], int_of(104));
+    assert_true(isnan(fv[2]) && isnan(fv[5]));
+    assert_true(fv[3] == float_of(103));
+    H5Fclose(f);
 
     sf_input_config cfg;
     h5_config(&cfg, path, NULL, 100);   /* the default group, /table */
     sf_reader *r = NULL;
     assert_int_equal(sf_reader_open(&cfg, &r), SF_OK);
+    assert_int_equal(sf_reader_schema(r)->ncols, 4);   /* _valid is not a column */
     assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
     bool eof;
     assert_int_equal(sf_reader_next(r, &b, &eof), SF_OK);
     assert_int_equal(b.nrows, 10);
     char buf[64];
+    for (int c = 0; c < 4; c++) assert_int_equal(b.cols[c].nulls, 2);
     for (size_t k = 0; k < 10; k++) {
         uint64_t i = 100 + k;
         bool null = k == 2 || k == 5;
+        for (int c = 0; c < 4; c++) assert_int_equal(sf_col_is_null(&b.cols[c], k), null);
         assert_int_equal(b.cols[0].i64[k], null ? 0 : ts_of(i));
         assert_int_equal(b.cols[1].i64[k], null ? 0 : int_of(i));
-        if (null) assert_true(isnan(b.cols[2].f64[k]));
-        else assert_true(b.cols[2].f64[k] == float_of(i));
+        assert_true(b.cols[2].f64[k] == (null ? 0.0 : float_of(i)));
         size_t len = null ? 0 : str_of(i, buf), got;
         const char *str = sf_dict_str(&b.cols[3].dict, b.cols[3].code[k], &got);
         assert_int_equal(got, len);
         assert_memory_equal(str, buf, len);
     }
+    assert_int_equal(sf_reader_next(r, &b, &eof), SF_OK);
+    assert_true(eof);
     sf_batch_fini(&b);
     sf_reader_destroy(&r);
     sf_input_config_fini(&cfg);
     sf_schema_fini(&s);
+}
+
+/* ---- nulls over many batches ----------------------------------------------- */
+
+/* Written as batches of 40000, 30000, 25000 and 5000 rows. Column 1 (alpha)
+ * has its first nulls in the third batch, so its mask is created there with
+ * 70000 back-filled 1s (more than one piece of the 1s buffer); alpha and beta
+ * have no nulls in the fourth batch, which is written from a fresh batch
+ * without validity arrays; "clean" never has a null and gets no mask. */
+#define NT_ROWS 100000
+#define NT_B3 70000   /* first row of the third batch */
+#define NT_B4 95000   /* first row of the fourth batch */
+#define NT_COLS 5
+static const size_t nt_sizes[] = {40000, 30000, 25000, 5000};
+static const char *nt_names[NT_COLS] = {"zeta", "alpha", "mid", "beta", "clean"};
+/* Nulls of each column over the whole table, counted by hand from nt_null:
+ * i % 7 == 3 below 100000; multiples of 11 in [70000, 95000) (6364*11 ..
+ * 8636*11); i % 5 == 1; i % 4 == 2 below 95000; none. */
+static const size_t nt_total_nulls[NT_COLS] = {14286, 2273, 20000, 23750, 0};
+
+static bool nt_null(int c, uint64_t i)
+{
+    switch (c) {
+    case 0: return i % 7 == 3;
+    case 1: return i >= NT_B3 && i < NT_B4 && i % 11 == 0;
+    case 2: return i % 5 == 1;
+    case 3: return i < NT_B4 && i % 4 == 2;
+    default: return false;
+    }
+}
+
+/* NaN at every 13th row, besides float_of's own at row 5: values, not nulls. */
+static double nt_float(uint64_t i) { return i % 13 == 0 ? NAN : float_of(i); }
+
+static void nt_schema(sf_schema *s)
+{
+    sf_schema_init(s);
+    assert_int_equal(sf_schema_add(s, "zeta", SF_TIMESTAMP), SF_OK);
+    assert_int_equal(sf_schema_add(s, "alpha", SF_INT64), SF_OK);
+    assert_int_equal(sf_schema_add(s, "mid", SF_FLOAT64), SF_OK);
+    assert_int_equal(sf_schema_add(s, "beta", SF_STRING), SF_OK);
+    assert_int_equal(sf_schema_add(s, "clean", SF_INT64), SF_OK);
+}
+
+static void nt_fill(sf_batch *b, uint64_t first, size_t n)
+{
+    sf_batch_clear(b);
+    char buf[64];
+    for (size_t r = 0; r < n; r++) {
+        uint64_t i = first + r;
+        b->cols[0].i64[r] = ts_of(i);
+        b->cols[1].i64[r] = int_of(i);
+        b->cols[2].f64[r] = nt_float(i);
+        b->cols[4].i64[r] = (int64_t)i * 3 - 1;
+        if (!nt_null(3, i)) {
+            size_t len = str_of(i, buf);
+            assert_int_equal(sf_dict_intern(&b->cols[3].dict, buf, len, &b->cols[3].code[r]), SF_OK);
+        }
+        for (int c = 0; c < NT_COLS; c++)
+            if (nt_null(c, i)) assert_int_equal(sf_batch_set_null(b, c, r), SF_OK);
+    }
+    b->nrows = n;
+    b->first_row = first;
+}
+
+static void nt_write(const char *path, bool vlen)
+{
+    sf_schema s;
+    nt_schema(&s);
+    sf_table_writer *w = NULL;
+    assert_int_equal(sf_table_writer_create(path, SF_OUTPUT_HDF5, "/t", &s, vlen, &w), SF_OK);
+    sf_batch b, fresh;
+    assert_int_equal(sf_batch_init(&b, &s, NULL, 40000), SF_OK);
+    assert_int_equal(sf_batch_init(&fresh, &s, NULL, 5000), SF_OK);
+    uint64_t first = 0;
+    for (int k = 0; k < 4; k++) {
+        sf_batch *use = k == 3 ? &fresh : &b;
+        nt_fill(use, first, nt_sizes[k]);
+        if (k == 3) {
+            assert_null(use->cols[1].valid);
+            assert_null(use->cols[3].valid);
+        }
+        assert_int_equal(sf_table_writer_write(w, use), SF_OK);
+        first += nt_sizes[k];
+    }
+    assert_int_equal(first, NT_ROWS);
+    assert_int_equal(sf_table_writer_close(&w), SF_OK);
+    sf_batch_fini(&fresh);
+    sf_batch_fini(&b);
+    sf_schema_fini(&s);
+}
+
+/* Reads the table in batches of batch_rows and checks every null position,
+ * every value and the null counts of every batch and of the whole table. */
+static void nt_check(const char *path, size_t batch_rows, const uint8_t *want)
+{
+    sf_input_config cfg;
+    h5_config(&cfg, path, "/t", batch_rows);
+    sf_reader *r = NULL;
+    assert_int_equal(sf_reader_open(&cfg, &r), SF_OK);
+    const sf_schema *s = sf_reader_schema(r);
+    assert_int_equal(s->ncols, NT_COLS);
+    for (int c = 0; c < NT_COLS; c++) assert_string_equal(s->fields[c].name, nt_names[c]);
+    assert_int_equal(sf_reader_total_rows(r), NT_ROWS);
+    if (want) assert_int_equal(sf_reader_set_projection(r, want), SF_OK);
+    sf_batch b;
+    assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
+    size_t total[NT_COLS] = {0};
+    uint64_t seen = 0;
+    bool eof = false;
+    char buf[64];
+    for (;;) {
+        assert_int_equal(sf_reader_next(r, &b, &eof), SF_OK);
+        if (eof) break;
+        assert_int_equal(b.first_row, seen);
+        for (int c = 0; c < NT_COLS; c++) {
+            const sf_column *col = &b.cols[c];
+            bool loaded = want == NULL || want[c];
+            assert_int_equal(col->loaded, loaded);
+            if (!loaded || c == 4) {
+                assert_null(col->valid);   /* unread, or no mask */
+                if (!loaded) continue;
+            }
+            size_t nulls = 0;
+            for (size_t k = 0; k < b.nrows; k++) {
+                uint64_t i = seen + k;
+                bool null = nt_null(c, i);
+                nulls += null;
+                if (sf_col_is_null(col, k) != null)
+                    fail_msg("column %s, row %llu: null %d, expected %d", nt_names[c], (unsigned long long)i,
+                             (int)sf_col_is_null(col, k), (int)null);
+                switch (c) {
+                case 0: assert_int_equal(col->i64[k], null ? 0 : ts_of(i)); break;
+                case 1: assert_int_equal(col->i64[k], null ? 0 : int_of(i)); break;
+                case 2: {
+                    double e = null ? 0.0 : nt_float(i), v = col->f64[k];
+                    if (isnan(e)) assert_true(isnan(v));
+                    else assert_true(v == e);
+                    break;
+                }
+                case 3: {
+                    size_t len = null ? 0 : str_of(i, buf), got;
+                    const char *str = sf_dict_str(&col->dict, col->code[k], &got);
+                    assert_int_equal(got, len);
+                    assert_memory_equal(str, buf, len);
+                    break;
+                }
+                default: assert_int_equal(col->i64[k], (int64_t)i * 3 - 1);
+                }
+            }
+            assert_int_equal(col->nulls, nulls);
+            total[c] += col->nulls;
+        }
+        seen += b.nrows;
+    }
+    assert_int_equal(seen, NT_ROWS);
+    for (int c = 0; c < NT_COLS; c++) assert_int_equal(total[c], want == NULL || want[c] ? nt_total_nulls[c] : 0);
+    sf_batch_fini(&b);
+    sf_reader_destroy(&r);
+    sf_input_config_fini(&cfg);
+}
+
+/* The masks on disk: uint8, chunked like the data (64 Ki rows of 1 byte),
+ * extendible, the column's length, 1 exactly where the row is present. */
+static void nt_check_layout(const char *path)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t g = H5Gopen2(f, "/t", H5P_DEFAULT);
+    H5G_info_t info;
+    assert_true(H5Gget_info(g, &info) >= 0);
+    assert_int_equal(info.nlinks, NT_COLS + 1);   /* the columns and _valid */
+    H5Gclose(g);
+    assert_int_equal(H5Lexists(f, "/t/_valid/clean", H5P_DEFAULT), 0);
+    uint8_t *m = malloc(NT_ROWS);
+    assert_non_null(m);
+    for (int c = 0; c < 4; c++) {
+        char obj[64];
+        snprintf(obj, sizeof obj, "/t/_valid/%s", nt_names[c]);
+        hid_t d = H5Dopen2(f, obj, H5P_DEFAULT);
+        assert_true(d >= 0);
+        hid_t t = H5Dget_type(d);
+        assert_true(H5Tequal(t, H5T_STD_U8LE) > 0);
+        H5Tclose(t);
+        hid_t sp = H5Dget_space(d);
+        hsize_t dim, maxdim;
+        H5Sget_simple_extent_dims(sp, &dim, &maxdim);
+        assert_int_equal(dim, NT_ROWS);
+        assert_true(maxdim == H5S_UNLIMITED);
+        H5Sclose(sp);
+        hid_t pl = H5Dget_create_plist(d);
+        hsize_t chunk = 0;
+        assert_int_equal(H5Pget_layout(pl), H5D_CHUNKED);
+        assert_int_equal(H5Pget_chunk(pl, 1, &chunk), 1);
+        assert_int_equal(chunk, 65536);
+        H5Pclose(pl);
+        H5Dclose(d);
+        read_all(f, obj, H5T_NATIVE_UINT8, m);
+        for (uint64_t i = 0; i < NT_ROWS; i++)
+            if (m[i] != !nt_null(c, i))
+                fail_msg("%s[%llu] = %u, expected %d", obj, (unsigned long long)i, m[i], !nt_null(c, i));
+    }
+    free(m);
+    H5Fclose(f);
+}
+
+static void test_nulls_roundtrip(void **state)
+{
+    (void)state;
+    char path[128];
+    for (int vlen = 0; vlen < 2; vlen++) {
+        tmp_path(path, sizeof path, vlen ? "nt_vlen.h5" : "nt_fixed.h5");
+        nt_write(path, vlen);
+        nt_check_layout(path);
+        nt_check(path, 6000, NULL);    /* batches that straddle the written ones */
+        nt_check(path, 65536, NULL);
+    }
+}
+
+static void test_nulls_projection(void **state)
+{
+    (void)state;
+    char path[128];
+    tmp_path(path, sizeof path, "nt_fixed.h5");   /* written by test_nulls_roundtrip */
+    static const uint8_t want_a[NT_COLS] = {0, 1, 0, 1, 1};
+    static const uint8_t want_b[NT_COLS] = {1, 0, 1, 0, 0};
+    nt_check(path, 7777, want_a);
+    nt_check(path, 7777, want_b);
 }
 
 static void test_empty_table(void **state)
