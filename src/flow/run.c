@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "shardflow/agent.h"
@@ -334,7 +335,11 @@ static sf_status encode_rank_stats(const run *R, sf_buf *out)
     SF_CALL(sf_buf_put_u64(out, units));
     SF_CALL(sf_buf_put_u64(out, rows));
     SF_CALL(sf_buf_put_f64(out, tp));
-    return sf_buf_put_f64(out, tw);
+    SF_CALL(sf_buf_put_f64(out, tw));
+    struct rusage ru;
+    uint64_t rss = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) rss = (uint64_t)ru.ru_maxrss * 1024; /* Linux: KiB */
+    return sf_buf_put_u64(out, rss);
 }
 
 static sf_status gather_cb(int rank, const uint8_t *bytes, size_t n, void *ctx)
@@ -348,6 +353,8 @@ static sf_status gather_cb(int rank, const uint8_t *bytes, size_t n, void *ctx)
     SF_CALL(sf_rd_u64(&rd, &rows));
     SF_CALL(sf_rd_f64(&rd, &tp));
     SF_CALL(sf_rd_f64(&rd, &tw));
+    uint64_t rss;
+    SF_CALL(sf_rd_u64(&rd, &rss));
     sf_json_obj_begin(g->j);
     sf_json_key(g->j, "rank");
     sf_json_int(g->j, rank);
@@ -359,6 +366,8 @@ static sf_status gather_cb(int rank, const uint8_t *bytes, size_t n, void *ctx)
     sf_json_num(g->j, tp);
     sf_json_key(g->j, "wait_seconds");
     sf_json_num(g->j, tw);
+    sf_json_key(g->j, "peak_rss_bytes");
+    sf_json_uint(g->j, rss);
     sf_json_obj_end(g->j);
     return g->j->rc;
 }
@@ -556,6 +565,7 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
     if (rc == SF_ERR_IO) rc = SF_ERR_CONFIG;
     SF_CALL_GOTO(sf_comm_agree(rc), done);
     if (o->threads > 0) R.w->threads = o->threads;
+    sf_comm_set_chunk_limit((size_t)R.w->distribute.chunk_bytes);
     R.threads = R.w->threads > 0 ? R.w->threads : sf_exec_default_threads(sf_comm_local_size());
     sf_exec_set_threads(R.threads);
     if (o->out_dir)

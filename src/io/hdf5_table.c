@@ -156,6 +156,13 @@ static void object_path(char *out, size_t n, const char *group, const char *name
     snprintf(out, n, "%s%s%s", group, gl > 0 && group[gl - 1] == '/' ? "" : "/", name);
 }
 
+/* "/table" + "x" -> "/table/_valid/x" (root: "/_valid/x"), column x's mask. */
+static void mask_path(char *out, size_t n, const char *group, const char *name)
+{
+    size_t gl = strlen(group);
+    snprintf(out, n, "%s%s%s/%s", group, gl > 0 && group[gl - 1] == '/' ? "" : "/", SF__H5_VALID_GROUP, name);
+}
+
 static const char *class_name(H5T_class_t c)
 {
     switch (c) {
@@ -359,7 +366,7 @@ static sf_status open_masks(sf_reader *r, h5reader *h, const char *file, const c
         SF_CHECK_GOTO(lname != NULL, SF_ERR_NOMEM, done, "out of memory (HDF5 reader)");
         SF_CALL_H5(H5Lget_name_by_idx(vg, ".", H5_INDEX_NAME, H5_ITER_INC, i, lname, (size_t)len + 1, H5P_DEFAULT),
                    done, "%s: group '%s': cannot list link %llu", file, vgpath, (unsigned long long)i);
-        object_path(mpath, sizeof mpath, vgpath, lname);
+        mask_path(mpath, sizeof mpath, gname, lname);
         SF_CALL_H5(obj = H5Oopen(vg, lname, H5P_DEFAULT), done, "%s: cannot open '%s'", file, mpath);
         if (H5Iget_type(obj) != H5I_DATASET) {
             h5_close_id(&obj);
@@ -904,9 +911,8 @@ static sf_status write_mask(h5writer *h, h5wcol *k, const char *name, const sf_c
 {
     bool has_null = col->valid != NULL && (col->nulls > 0 || memchr(col->valid, 0, n) != NULL);
     if (k->vdset < 0 && !has_null) return SF_OK;
-    char vgpath[1024], obj[1024];
-    object_path(vgpath, sizeof vgpath, h->group_name, SF__H5_VALID_GROUP);
-    object_path(obj, sizeof obj, vgpath, name);
+    char obj[1024];
+    mask_path(obj, sizeof obj, h->group_name, name);
     if (k->vdset < 0) SF_CALL(create_mask(h, k, name, obj));
     return write_mask_rows(h, k, obj, h->nrows, n, col->valid);
 }

@@ -135,8 +135,10 @@ def main():
     outputs = {}
     for np_, threads, mode in itertools.product((1, 2, 3, 4), (1, 2), ("static", "dynamic")):
         out = os.path.join(tmp, f"out-{np_}-{threads}-{mode}")
+        # Dynamic runs also split every message into chunks of 777 bytes.
+        chunk = ["--set", "distribute.chunk_bytes=777"] if mode == "dynamic" else []
         run([MPIEXEC, "-np", str(np_), "--oversubscribe", "--bind-to", "none", "-x", f"OMP_NUM_THREADS={threads}",
-             BINARY, "run", wf, "--out", out, "--set", f"distribute.mode={mode}"])
+             BINARY, "run", wf, "--out", out, "--set", f"distribute.mode={mode}"] + chunk)
         with open(os.path.join(out, "result.json"), "rb") as f:
             outputs[(np_, threads, mode)] = f.read()
         with open(os.path.join(out, "run.json")) as f:

@@ -616,7 +616,8 @@ static void test_nulls_projection(void **state)
 {
     (void)state;
     char path[128];
-    tmp_path(path, sizeof path, "nt_fixed.h5");   /* written by test_nulls_roundtrip */
+    tmp_path(path, sizeof path, "nt_proj.h5");
+    nt_write(path, false);
     static const uint8_t want_a[NT_COLS] = {0, 1, 0, 1, 1};
     static const uint8_t want_b[NT_COLS] = {1, 0, 1, 0, 0};
     nt_check(path, 7777, want_a);
@@ -921,6 +922,225 @@ static void test_uint64_overflow_and_projection(void **state)
     }
 }
 
+/* ---- masks in files made with the HDF5 C API -------------------------------- */
+
+/* A group without creation order (columns in name order), masks of several
+ * integer types, placeholders under the nulls that are not 0 / "" (and one
+ * that does not even fit int64), a NaN that is a value, a column without a
+ * mask, a subgroup inside _valid that is ignored; read in batches of 4 and 2
+ * rows so the masks' hyperslabs move with the columns'. */
+static void test_handmade_masks(void **state)
+{
+    (void)state;
+    char path[128];
+    tmp_path(path, sizeof path, "masks.h5");
+    static const int32_t a_int[6] = {10, 20, 999, 40, 50, 999};
+    static const uint8_t a_mask[6] = {1, 1, 0, 1, 1, 0};
+    static const char b_str[6][8] = {"x", "garbage", "", "yy", "garbage", "z"};
+    static const int32_t b_mask[6] = {1, 0, 1, 1, 0, 1};
+    static const double c_f64[6] = {1.5, NAN, 2.5, NAN, -0.0, 7};
+    static const int16_t c_mask[6] = {1, 1, 0, 0, 1, 1};
+    static const uint64_t d_u64[6] = {1, UINT64_C(9223372036854775813), 3, 4, 5, 6};
+    static const uint8_t d_mask[6] = {1, 0, 1, 1, 1, 1};
+    const char *e_vstr[6] = {"p", "q", "garbage", "s", "", "u"};
+    static const int8_t e_mask[6] = {1, 1, 0, 1, 1, 1};
+    static const int8_t f_plain[6] = {1, 2, 3, 4, 5, 6};
+
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, "/h", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t v = H5Gcreate2(g, "_valid", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    put(g, "f_plain", H5T_STD_I8LE, H5T_NATIVE_INT8, 6, f_plain);
+    put(g, "a_int", H5T_STD_I32LE, H5T_NATIVE_INT32, 6, a_int);
+    put(v, "a_int", H5T_STD_U8LE, H5T_NATIVE_UINT8, 6, a_mask);
+    hid_t np8 = fixed_str(8, H5T_STR_NULLPAD);
+    put(g, "b_str", np8, np8, 6, b_str);
+    H5Tclose(np8);
+    put(v, "b_str", H5T_STD_I32LE, H5T_NATIVE_INT32, 6, b_mask);
+    put(g, "c_f64", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 6, c_f64);
+    put(v, "c_f64", H5T_STD_I16BE, H5T_NATIVE_INT16, 6, c_mask);
+    put(g, "d_u64", H5T_STD_U64LE, H5T_NATIVE_UINT64, 6, d_u64);
+    put(v, "d_u64", H5T_STD_U8LE, H5T_NATIVE_UINT8, 6, d_mask);
+    hid_t vs = H5Tcopy(H5T_C_S1);
+    H5Tset_size(vs, H5T_VARIABLE);
+    put(g, "e_vstr", vs, vs, 6, e_vstr);
+    H5Tclose(vs);
+    put(v, "e_vstr", H5T_STD_I8LE, H5T_NATIVE_INT8, 6, e_mask);
+    hid_t sub = H5Gcreate2(v, "notes", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);   /* ignored */
+    put(sub, "zzz", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, a_mask);
+    H5Gclose(sub);
+    H5Gclose(v);
+    H5Gclose(g);
+    H5Fclose(f);
+
+    sf_input_config cfg;
+    h5_config(&cfg, path, "/h", 4);
+    sf_reader *r = NULL;
+    assert_int_equal(sf_reader_open(&cfg, &r), SF_OK);
+    const sf_schema *s = sf_reader_schema(r);
+    static const char *names[] = {"a_int", "b_str", "c_f64", "d_u64", "e_vstr", "f_plain"};
+    assert_int_equal(s->ncols, 6);
+    for (int c = 0; c < 6; c++) assert_string_equal(s->fields[c].name, names[c]);
+    sf_batch b;
+    assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
+    size_t row = 0;
+    bool eof = false;
+    for (;;) {
+        assert_int_equal(sf_reader_next(r, &b, &eof), SF_OK);
+        if (eof) break;
+        size_t n = b.nrows;
+        assert_int_equal(n, row == 0 ? 4 : 2);
+        size_t nulls[6] = {0};
+        for (size_t k = 0; k < n; k++) {
+            size_t i = row + k;
+            nulls[0] += !a_mask[i];
+            nulls[1] += !b_mask[i];
+            nulls[2] += !c_mask[i];
+            nulls[3] += !d_mask[i];
+            nulls[4] += !e_mask[i];
+            assert_int_equal(sf_col_is_null(&b.cols[0], k), !a_mask[i]);
+            assert_int_equal(sf_col_is_null(&b.cols[1], k), !b_mask[i]);
+            assert_int_equal(sf_col_is_null(&b.cols[2], k), !c_mask[i]);
+            assert_int_equal(sf_col_is_null(&b.cols[3], k), !d_mask[i]);
+            assert_int_equal(sf_col_is_null(&b.cols[4], k), !e_mask[i]);
+            assert_false(sf_col_is_null(&b.cols[5], k));
+            assert_int_equal(b.cols[0].i64[k], a_mask[i] ? a_int[i] : 0);
+            size_t len;
+            const char *str = sf_dict_str(&b.cols[1].dict, b.cols[1].code[k], &len);
+            const char *bexp = b_mask[i] ? b_str[i] : "";
+            assert_int_equal(len, strlen(bexp));
+            assert_memory_equal(str, bexp, len);
+            if (!c_mask[i]) assert_true(b.cols[2].f64[k] == 0.0 && !signbit(b.cols[2].f64[k]));
+            else if (isnan(c_f64[i])) assert_true(isnan(b.cols[2].f64[k]));   /* a value, not a null */
+            else assert_true(b.cols[2].f64[k] == c_f64[i]);
+            assert_int_equal(b.cols[3].i64[k], d_mask[i] ? (int64_t)d_u64[i] : 0);
+            str = sf_dict_str(&b.cols[4].dict, b.cols[4].code[k], &len);
+            const char *eexp = e_mask[i] ? e_vstr[i] : "";
+            assert_int_equal(len, strlen(eexp));
+            assert_memory_equal(str, eexp, len);
+            assert_int_equal(b.cols[5].i64[k], f_plain[i]);
+        }
+        for (int c = 0; c < 5; c++) assert_int_equal(b.cols[c].nulls, nulls[c]);
+        assert_null(b.cols[5].valid);
+        /* What lay under a null never reaches the dictionaries. */
+        for (int c = 1; c < 5; c += 3)
+            for (uint32_t code = 0; code < b.cols[c].dict.n; code++) {
+                size_t len;
+                const char *str = sf_dict_str(&b.cols[c].dict, code, &len);
+                assert_false(len == 7 && memcmp(str, "garbage", 7) == 0);
+            }
+        row += n;
+    }
+    assert_int_equal(row, 6);
+    sf_batch_fini(&b);
+    sf_reader_destroy(&r);
+    sf_input_config_fini(&cfg);
+}
+
+/* Bad masks: caught at open (length, orphan, shape, type) or, for values,
+ * when their rows are read, and only for loaded columns. */
+static void test_mask_errors(void **state)
+{
+    (void)state;
+    char path[128];
+    tmp_path(path, sizeof path, "badmask.h5");
+    static const int32_t vals[5] = {1, 2, 3, 4, 5};
+    static const uint8_t ones[5] = {1, 1, 1, 1, 1};
+    static const uint8_t badv[5] = {1, 1, 0, 2, 1};
+    static const double fmask[5] = {1, 1, 1, 1, 1};
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, "/len", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t v = H5Gcreate2(g, "_valid", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    put(g, "a", H5T_STD_I32LE, H5T_NATIVE_INT32, 5, vals);
+    put(v, "a", H5T_STD_U8LE, H5T_NATIVE_UINT8, 4, ones);
+    H5Gclose(v);
+    H5Gclose(g);
+    g = H5Gcreate2(f, "/orphan", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    v = H5Gcreate2(g, "_valid", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    put(g, "a", H5T_STD_I32LE, H5T_NATIVE_INT32, 5, vals);
+    put(v, "a", H5T_STD_U8LE, H5T_NATIVE_UINT8, 5, ones);
+    put(v, "zzz", H5T_STD_U8LE, H5T_NATIVE_UINT8, 5, ones);
+    H5Gclose(v);
+    H5Gclose(g);
+    g = H5Gcreate2(f, "/ftype", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    v = H5Gcreate2(g, "_valid", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    put(g, "a", H5T_STD_I32LE, H5T_NATIVE_INT32, 5, vals);
+    put(v, "a", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 5, fmask);
+    H5Gclose(v);
+    H5Gclose(g);
+    g = H5Gcreate2(f, "/twod", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    v = H5Gcreate2(g, "_valid", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    put(g, "a", H5T_STD_I32LE, H5T_NATIVE_INT32, 4, vals);
+    hsize_t dims[2] = {2, 2};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t d = H5Dcreate2(v, "a", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dclose(d);
+    H5Sclose(sp);
+    H5Gclose(v);
+    H5Gclose(g);
+    g = H5Gcreate2(f, "/value", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    v = H5Gcreate2(g, "_valid", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    put(g, "a", H5T_STD_I32LE, H5T_NATIVE_INT32, 5, vals);
+    put(g, "b", H5T_STD_I32LE, H5T_NATIVE_INT32, 5, vals);
+    put(v, "a", H5T_STD_U8LE, H5T_NATIVE_UINT8, 5, badv);
+    H5Gclose(v);
+    H5Gclose(g);
+    H5Fclose(f);
+
+    expect_open_error(path, "/len", SF_ERR_PARSE, path, "validity mask '/len/_valid/a' has 4 elements",
+                      "column '/len/a' has 5 rows");
+    expect_open_error(path, "/orphan", SF_ERR_PARSE, path, "validity mask '/orphan/_valid/zzz'",
+                      "names no column of group '/orphan'");
+    expect_open_error(path, "/ftype", SF_ERR_PARSE, path, "validity mask '/ftype/_valid/a' is a float dataset",
+                      "integer");
+    expect_open_error(path, "/twod", SF_ERR_PARSE, path, "validity mask '/twod/_valid/a' has 2 dimensions", NULL);
+
+    /* A value other than 0 or 1 fails where its rows are read (batches of 2:
+     * element 3 is in the second), unless the column is projected away. */
+    for (int projected = 0; projected < 2; projected++) {
+        sf_input_config cfg;
+        h5_config(&cfg, path, "/value", 2);
+        sf_reader *r = NULL;
+        assert_int_equal(sf_reader_open(&cfg, &r), SF_OK);
+        static const uint8_t only_b[2] = {0, 1};
+        if (projected) assert_int_equal(sf_reader_set_projection(r, only_b), SF_OK);
+        sf_batch b;
+        assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
+        bool eof = false;
+        uint64_t rows = 0;
+        sf_status rc = SF_OK;
+        while (!eof) {
+            rc = sf_reader_next(r, &b, &eof);
+            if (rc != SF_OK) break;
+            rows += b.nrows;
+        }
+        if (projected) {
+            assert_int_equal(rc, SF_OK);
+            assert_int_equal(rows, 5);
+        } else {
+            assert_int_equal(rc, SF_ERR_PARSE);
+            assert_int_equal(rows, 2);
+            assert_int_equal(b.nrows, 0);   /* the failed batch is left empty */
+            const char *msg = sf_error_message();
+            assert_non_null(strstr(msg, path));
+            assert_non_null(strstr(msg, "validity mask '/value/_valid/a', element 3: value 2"));
+        }
+        sf_batch_fini(&b);
+        sf_reader_destroy(&r);
+        sf_input_config_fini(&cfg);
+    }
+
+    /* The writer keeps the name of the mask group for the masks. */
+    sf_schema s;
+    sf_schema_init(&s);
+    assert_int_equal(sf_schema_add(&s, "_valid", SF_INT64), SF_OK);
+    sf_table_writer *w = NULL;
+    tmp_path(path, sizeof path, "reserved.h5");
+    assert_int_equal(sf_table_writer_create(path, SF_OUTPUT_HDF5, NULL, &s, false, &w), SF_ERR_ARG);
+    assert_null(w);
+    assert_non_null(strstr(sf_error_message(), "column name '_valid' is reserved"));
+    sf_schema_fini(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -929,6 +1149,10 @@ int main(void)
         cmocka_unit_test(test_fixed_width),
         cmocka_unit_test(test_projection),
         cmocka_unit_test(test_nulls_written),
+        cmocka_unit_test(test_nulls_roundtrip),
+        cmocka_unit_test(test_nulls_projection),
+        cmocka_unit_test(test_handmade_masks),
+        cmocka_unit_test(test_mask_errors),
         cmocka_unit_test(test_empty_table),
         cmocka_unit_test(test_native_types),
         cmocka_unit_test(test_errors),
