@@ -30,6 +30,12 @@ void sf_exec_destroy(sf_exec **x);
  * master thread. */
 sf_status sf_exec_process(sf_exec *x, const sf_batch *const *batches, int nb);
 
+/* The same, while the master thread also runs side(ctx) (not MPI: the
+ * next round's reading) concurrently with the other threads' morsels; it
+ * joins the morsels when side returns. Returns the first failure of either. */
+sf_status sf_exec_process_overlap(sf_exec *x, const sf_batch *const *batches, int nb,
+                                  sf_status (*side)(void *ctx), void *ctx);
+
 /* Merges the thread states (in thread order) and appends the encoded state of
  * every agent to out. */
 sf_status sf_exec_encode(sf_exec *x, sf_buf *out);

@@ -68,6 +68,9 @@ const sf_schema *sf_reader_schema(const sf_reader *r);
  * unloaded in the batches. want == NULL loads all. Call before the first next.
  * The array is copied. */
 sf_status sf_reader_set_projection(sf_reader *r, const uint8_t *want);
+/* Changes the rows per batch for batches initialised after this call. */
+void sf_reader_set_batch_rows(sf_reader *r, size_t rows);
+size_t sf_reader_batch_rows(const sf_reader *r);
 /* Initialises a batch suitable for this reader (schema, projection, offsets). */
 sf_status sf_reader_batch_init(sf_reader *r, sf_batch *b);
 /* Reads the next rows into b (cleared first). At the end, b->nrows == 0 and

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
 #include <mpi.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,7 +93,12 @@ sf_status sf_comm_bcast(sf_buf *buf, int root)
     SF_CALL_MPI(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD));
     if (world_rank != root) {
         sf_buf_clear(buf);
-        SF_CALL(sf_buf_reserve(buf, (size_t)n));
+        if (sf_buf_reserve(buf, (size_t)n) != SF_OK) {
+            /* The other ranks are already in the broadcast: nothing to agree on. */
+            fprintf(stderr, "shardflow: rank %d: out of memory receiving a %llu-byte broadcast\n",
+                    world_rank, n);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
         buf->len = (size_t)n;
     }
     size_t count = sf__comm_chunk_count((size_t)n, chunk_limit);
@@ -147,16 +154,17 @@ sf_status sf_comm_isend(int dest, int tag, const void *data, size_t n, sf_comm_r
     sf_comm_req *r = malloc(sizeof *r + sizeof(MPI_Request) * (count + 1));
     SF_CHECK(r != NULL, SF_ERR_NOMEM, "out of memory (send request)");
     r->header = n;
-    r->n = (int)count + 1;
+    r->n = 0;
     int e = MPI_Isend(&r->header, 1, MPI_UINT64_T, dest, HDR_TAG(tag), MPI_COMM_WORLD, &r->reqs[0]);
+    if (e == MPI_SUCCESS) r->n = 1;
     for (size_t i = 0; i < count && e == MPI_SUCCESS; i++) {
         size_t sz = sf__comm_chunk_size(n, chunk_limit, i);
         e = MPI_Isend((const char *)data + i * chunk_limit, (int)sz, MPI_BYTE, dest, DATA_TAG(tag),
                       MPI_COMM_WORLD, &r->reqs[i + 1]);
-        if (e != MPI_SUCCESS) r->n = (int)i + 1;
+        if (e == MPI_SUCCESS) r->n++;
     }
     if (e != MPI_SUCCESS) {
-        MPI_Waitall(r->n, r->reqs, MPI_STATUSES_IGNORE);
+        if (r->n > 0) MPI_Waitall(r->n, r->reqs, MPI_STATUSES_IGNORE);
         free(r);
         return mpi_fail(e, "MPI_Isend", __FILE__, __LINE__);
     }
@@ -198,8 +206,16 @@ sf_status sf_comm_recv(int src, int tag, sf_buf *out, int *from)
     int source = st.MPI_SOURCE;
     if (from) *from = source;
     sf_buf_clear(out);
-    SF_CALL(sf_buf_reserve(out, (size_t)n));
     size_t count = sf__comm_chunk_count((size_t)n, chunk_limit);
+    sf_status rc = sf_buf_reserve(out, (size_t)n);
+    if (rc != SF_OK) {
+        /* Consume the chunks anyway (a zero-count receive truncates and
+         * discards), so the sender is never left blocked. */
+        char dummy;
+        for (size_t i = 0; i < count; i++)
+            MPI_Recv(&dummy, 0, MPI_BYTE, source, DATA_TAG(tag), MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        return rc;
+    }
     for (size_t i = 0; i < count; i++) {
         size_t sz = sf__comm_chunk_size((size_t)n, chunk_limit, i);
         SF_CALL_MPI(MPI_Recv(out->data + i * chunk_limit, (int)sz, MPI_BYTE, source, DATA_TAG(tag),
@@ -221,23 +237,40 @@ sf_status sf_comm_iprobe(int tag, bool *flag, int *from)
 
 sf_status sf_comm_reduce(sf_buf *buf, sf_comm_merge_fn merge, void *ctx)
 {
-    /* Binomial tree: at step k, ranks with bit k set send to rank - 2^k. */
+    /* Binomial tree: at step k, ranks with bit k set send to rank - 2^k.
+     * Every edge carries a status byte first, then the bytes only if the
+     * subtree succeeded, so a failure anywhere still completes the tree and
+     * no rank is left waiting; the caller agrees on the status afterwards. */
     sf_buf tmp;
     sf_buf_init(&tmp);
-    sf_status rc = SF_OK;
-    for (int step = 1; step < world_size; step <<= 1) {
+    sf_status rc = SF_OK, comm = SF_OK;
+    bool subtree_ok = true; /* a failed child returns its own error; we pass the mark up */
+    for (int step = 1; step < world_size && comm == SF_OK; step <<= 1) {
         if (world_rank & step) {
-            rc = sf_comm_send(world_rank - step, SF_TAG_REDUCE, buf->data, buf->len);
+            uint8_t ok = rc == SF_OK && subtree_ok;
+            comm = sf_comm_send(world_rank - step, SF_TAG_REDUCE, &ok, 1);
+            if (comm == SF_OK && ok) comm = sf_comm_send(world_rank - step, SF_TAG_REDUCE, buf->data, buf->len);
             break;
         }
         int child = world_rank + step;
-        if (child < world_size) {
-            SF_CALL_GOTO(sf_comm_recv(child, SF_TAG_REDUCE, &tmp, NULL), done);
-            SF_CALL_GOTO(merge(buf, tmp.data, tmp.len, ctx), done);
+        if (child >= world_size) continue;
+        comm = sf_comm_recv(child, SF_TAG_REDUCE, &tmp, NULL);
+        if (comm != SF_OK) break;
+        bool child_ok = tmp.len == 1 && tmp.data[0] == 1;
+        if (!child_ok) {
+            subtree_ok = false;
+            continue;
         }
+        comm = sf_comm_recv(child, SF_TAG_REDUCE, &tmp, NULL);
+        if (comm == SF_ERR_NOMEM) {
+            rc = comm;
+            comm = SF_OK;
+            continue;
+        }
+        if (comm == SF_OK && rc == SF_OK && subtree_ok) rc = merge(buf, tmp.data, tmp.len, ctx);
     }
-done:
     sf_buf_fini(&tmp);
+    if (comm != SF_OK) return comm;
     return rc;
 }
 

@@ -295,10 +295,17 @@ bool sf_timestamp_parse(const char *s, size_t len, int64_t *us)
 
 size_t sf_timestamp_format(int64_t us, char *buf, size_t n)
 {
-    int64_t secs = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
-    int64_t frac = us - secs * 1000000;
-    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
-    int64_t rem = secs - days * 86400;
+    /* Floor division without negation (which overflows at INT64_MIN). */
+    int64_t secs = us / 1000000, frac = us % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        secs -= 1;
+    }
+    int64_t days = secs / 86400, rem = secs % 86400;
+    if (rem < 0) {
+        rem += 86400;
+        days -= 1;
+    }
     int64_t y;
     int m, d;
     civil_from_days(days, &y, &m, &d);

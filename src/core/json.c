@@ -49,7 +49,10 @@ static void open_(sf_json *j, char c)
     before_value(j);
     put(j, &c, 1);
     if (j->depth + 1 >= SF_JSON_MAX_DEPTH) {
+        /* The document is already failed (sticky rc); keep depth consistent. */
         if (j->rc == SF_OK) j->rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "JSON nesting too deep");
+        j->depth++;
+        if (j->depth >= SF_JSON_MAX_DEPTH) j->depth = SF_JSON_MAX_DEPTH - 1;
         return;
     }
     j->depth++;
@@ -58,6 +61,10 @@ static void open_(sf_json *j, char c)
 
 static void close_(sf_json *j, char c)
 {
+    if (j->depth <= 0) {
+        if (j->rc == SF_OK) j->rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "unbalanced JSON close");
+        return;
+    }
     bool empty = j->first[j->depth];
     j->depth--;
     if (!empty) newline(j);
@@ -69,13 +76,47 @@ void sf_json_obj_end(sf_json *j) { close_(j, '}'); }
 void sf_json_arr_begin(sf_json *j) { open_(j, '['); }
 void sf_json_arr_end(sf_json *j) { close_(j, ']'); }
 
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return len;
+}
+
+/* Writes a JSON string; bytes that are not valid UTF-8 become U+FFFD, so
+ * the output is always valid JSON (and still deterministic). */
 static void escaped(sf_json *j, const char *s, size_t n)
 {
     put(j, "\"", 1);
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t start = 0, i = 0;
+    while (i < n) {
+        unsigned char c = u[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t len = utf8_len(u + i, n - i);
+            if (len > 0) {
+                i += len;
+                continue;
+            }
+        }
         put(j, s + start, i - start);
         char tmp[8];
         switch (c) {
@@ -85,10 +126,15 @@ static void escaped(sf_json *j, const char *s, size_t n)
         case '\r': put(j, "\\r", 2); break;
         case '\t': put(j, "\\t", 2); break;
         default:
-            snprintf(tmp, sizeof tmp, "\\u%04x", c);
-            put(j, tmp, 6);
+            if (c >= 0x80) {
+                put(j, "\\ufffd", 6);
+            } else {
+                snprintf(tmp, sizeof tmp, "\\u%04x", c);
+                put(j, tmp, 6);
+            }
         }
-        start = i + 1;
+        i++;
+        start = i;
     }
     put(j, s + start, n - start);
     put(j, "\"", 1);

@@ -137,7 +137,16 @@ typedef struct worker {
     sf_dist_stats *st;
 } worker;
 
+static sf_status work_on_side(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
+                              sf_status (*side)(void *), void *ctx);
+
 static sf_status work_on(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind)
+{
+    return work_on_side(w, bytes, n, kind, NULL, NULL);
+}
+
+static sf_status work_on_side(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
+                              sf_status (*side)(void *), void *ctx)
 {
     size_t nv = 0;
     SF_CALL(sf_unit_parse(bytes, n, w->schema, kind, &w->views, &nv, &w->cap));
@@ -153,7 +162,8 @@ static sf_status work_on(worker *w, const uint8_t *bytes, size_t n, uint32_t *ki
         w->st->rows_done += w->views[i].batch.nrows;
     }
     double t0 = sf_comm_wtime();
-    sf_status rc = sf_exec_process(w->x, w->list, (int)nv);
+    sf_status rc = side ? sf_exec_process_overlap(w->x, w->list, (int)nv, side, ctx)
+                        : sf_exec_process(w->x, w->list, (int)nv);
     w->st->t_process += sf_comm_wtime() - t0;
     w->st->units_done++;
     return rc;
@@ -177,26 +187,47 @@ static sf_status send_control(int dest, uint32_t kind)
 
 /* ---- workers (rank > 0) ---- */
 
+static uint32_t unit_kind(const sf_buf *msg)
+{
+    uint32_t kind = UNIT_ABORT;
+    if (msg->len >= 16) memcpy(&kind, msg->data + 4, 4);
+    return kind;
+}
+
+/* Static mode: every worker sends rank 0 exactly one status message per
+ * pass on SF_TAG_REQUEST: at its first failure (so rank 0 stops the pass
+ * early) or, if it never failed, after END. */
 static sf_status worker_static(worker *w)
 {
     sf_buf msg;
     sf_buf_init(&msg);
     sf_status rc = SF_OK, comm = SF_OK;
+    bool told = false;
     for (;;) {
         double t0 = sf_comm_wtime();
         comm = sf_comm_recv(0, SF_TAG_PIECE, &msg, NULL);
         w->st->t_wait += sf_comm_wtime() - t0;
-        if (comm != SF_OK) break;
-        uint32_t kind = UNIT_DATA;
-        if (rc == SF_OK) {
-            rc = work_on(w, msg.data, msg.len, &kind);
+        if (comm == SF_ERR_NOMEM) {
+            /* The unit was consumed and dropped: a local failure. */
+            if (rc == SF_OK) rc = comm;
+            comm = SF_OK;
+        } else if (comm != SF_OK) {
+            break;
         } else {
-            /* After a failure keep draining so that rank 0 never blocks. */
-            size_t nv;
-            sf_unit_parse(msg.data, msg.len, w->schema, &kind, &w->views, &nv, &w->cap);
-            if (kind == UNIT_DATA) continue;
+            uint32_t kind = unit_kind(&msg);
+            if (kind != UNIT_DATA) break;
+            if (rc == SF_OK) rc = work_on(w, msg.data, msg.len, &kind);
         }
-        if (kind != UNIT_DATA) break;
+        if (rc != SF_OK && !told) {
+            uint32_t code = (uint32_t)rc;
+            comm = sf_comm_send(0, SF_TAG_REQUEST, &code, sizeof code);
+            told = true;
+            if (comm != SF_OK) break;
+        }
+    }
+    if (comm == SF_OK && !told) {
+        uint32_t code = (uint32_t)rc;
+        comm = sf_comm_send(0, SF_TAG_REQUEST, &code, sizeof code);
     }
     sf_buf_fini(&msg);
     return comm != SF_OK ? comm : rc;
@@ -224,10 +255,18 @@ static sf_status worker_dynamic(worker *w)
         comm = sf_comm_recv(0, SF_TAG_PIECE, &msg, NULL);
         w->st->t_wait += sf_comm_wtime() - t0;
         outstanding--;
-        if (comm != SF_OK) break;
         uint32_t kind = UNIT_DATA;
         size_t nv;
-        if (msg.len >= 8) memcpy(&kind, msg.data + 4, 4);
+        if (comm == SF_ERR_NOMEM) {
+            /* A data unit we could not hold: fail locally, keep the protocol. */
+            if (rc == SF_OK) rc = comm;
+            comm = SF_OK;
+            msg.len = 0;
+        } else if (comm != SF_OK) {
+            break;
+        } else {
+            kind = unit_kind(&msg);
+        }
         if (kind != UNIT_DATA) {
             done = true; /* drain the remaining final replies */
             continue;
@@ -238,10 +277,8 @@ static sf_status worker_dynamic(worker *w)
         comm = sf_comm_send(0, SF_TAG_REQUEST, &req, sizeof req);
         if (comm != SF_OK) break;
         outstanding++;
-        if (rc == SF_OK)
-            rc = work_on(w, msg.data, msg.len, &kind);
-        else
-            sf_unit_parse(msg.data, msg.len, w->schema, &kind, &w->views, &nv, &w->cap);
+        if (rc == SF_OK) rc = work_on(w, msg.data, msg.len, &kind);
+        (void)nv;
     }
     sf_buf_fini(&msg);
     return comm != SF_OK ? comm : rc;
@@ -276,6 +313,7 @@ typedef struct root {
     sf_dist_stats *st;
     int count_stats;
     sender snd;
+    int *waiting;          /* dynamic: requests not yet answered */
 } root;
 
 static void note_peak(root *r, uint64_t bytes)
@@ -374,17 +412,56 @@ static sf_status append_shard(root *r, sf_buf *unit, int s)
     return sf_piece_append(unit, &r->batch, r->cols, r->ncols, (uint32_t)s, r->rt.order + r->rt.start[s], n);
 }
 
+/* The next round, read while this rank's threads work on the current one. */
+typedef struct ahead {
+    root *r;
+    bool eof;
+} ahead;
+
+static sf_status read_ahead(void *ctx)
+{
+    ahead *a = ctx;
+    return next_round(a->r, &a->eof);
+}
+
+/* Receives one status message from worker src (static mode). */
+static sf_status take_status(sf_buf *tmp, int src, bool *failed)
+{
+    sf_status comm = sf_comm_recv(src, SF_TAG_REQUEST, tmp, NULL);
+    uint32_t code = 0;
+    if (comm == SF_OK && tmp->len >= 4) memcpy(&code, tmp->data, 4);
+    if (code != 0) *failed = true;
+    return comm;
+}
+
 static sf_status root_static(root *r)
 {
     sf_status rc = SF_OK;
     int P = r->P;
-    sf_buf local = pool_get(&r->pl);
-    for (;;) {
-        bool eof = false;
-        SF_CALL_GOTO(next_round(r, &eof), done);
-        if (eof) break;
+    sf_buf local = pool_get(&r->pl), tmp;
+    sf_buf_init(&tmp);
+    bool remote_failed = false;
+    uint8_t *reported = calloc((size_t)P, 1);
+    ahead next = {r, false};
+    SF_CHECK_GOTO(reported != NULL, SF_ERR_NOMEM, done, "out of memory (distribution)");
+    SF_CALL_GOTO(next_round(r, &next.eof), done);
+    while (!next.eof) {
+        /* A worker that failed says so at once: stop reading. */
+        bool flag = true;
+        while (flag && !remote_failed) {
+            int src = -1;
+            SF_CALL_GOTO(sf_comm_iprobe(SF_TAG_REQUEST, &flag, &src), done);
+            if (flag) {
+                SF_CALL_GOTO(take_status(&tmp, src, &remote_failed), done);
+                reported[src] = 1;
+            }
+        }
+        if (remote_failed) break;
         double t0 = sf_comm_wtime();
         for (int dest = 1; dest < P; dest++) {
+            size_t rows = 0;
+            for (int s = dest; s < r->rt.k; s += P) rows += r->rt.start[s + 1] - r->rt.start[s];
+            if (rows == 0) continue; /* no empty messages */
             sf_buf unit = pool_get(&r->pl);
             rc = sf_unit_begin(&unit, UNIT_DATA);
             for (int s = dest; s < r->rt.k && rc == SF_OK; s += P) rc = append_shard(r, &unit, s);
@@ -401,17 +478,25 @@ static sf_status root_static(root *r)
         SF_CALL_GOTO(sf_unit_begin(&local, UNIT_DATA), done);
         for (int s = 0; s < r->rt.k; s += P) SF_CALL_GOTO(append_shard(r, &local, s), done);
         r->st->t_route += sf_comm_wtime() - t0;
+        /* The round is packed: its batch may be overwritten by the next read,
+         * which the master thread does while the other threads process. */
         uint32_t kind;
-        SF_CALL_GOTO(work_on(&r->w, local.data, local.len, &kind), done);
+        SF_CALL_GOTO(work_on_side(&r->w, local.data, local.len, &kind, read_ahead, &next), done);
         SF_CALL_GOTO(sender_retire(r, false), done);
     }
 done:;
-    /* Whatever happened, every worker gets exactly one END or ABORT. */
+    /* Whatever happened, every worker gets exactly one END or ABORT and
+     * rank 0 takes exactly one status message from each. */
     sf_status end = sender_drain(r);
+    bool abort_all = rc != SF_OK || remote_failed;
     for (int dest = 1; dest < P; dest++) {
-        sf_status e = send_control(dest, rc == SF_OK ? UNIT_END : UNIT_ABORT);
+        sf_status e = send_control(dest, abort_all ? UNIT_ABORT : UNIT_END);
         if (end == SF_OK) end = e;
     }
+    for (int src = 1; src < P && end == SF_OK; src++)
+        if (!reported || !reported[src]) end = take_status(&tmp, src, &remote_failed);
+    free(reported);
+    sf_buf_fini(&tmp);
     pool_put(&r->pl, local);
     return rc != SF_OK ? rc : end;
 }
@@ -483,12 +568,11 @@ static sf_status root_dynamic(root *r)
     int P = r->P;
     /* Every worker gets exactly PREFETCH final (END/ABORT) replies. */
     int finals = 0, want_finals = PREFETCH * (P - 1);
-    int *waiting = calloc((size_t)want_finals + 1, sizeof *waiting);
+    int *waiting = r->waiting; /* room for want_finals entries */
     int nwaiting = 0;
     bool eof = false, failed = false;
     sf_buf req;
     sf_buf_init(&req);
-    SF_CHECK(waiting != NULL, SF_ERR_NOMEM, "out of memory (work queue)");
 
     for (;;) {
         comm = sender_retire(r, false);
@@ -560,7 +644,6 @@ done:
         if (comm == SF_OK) comm = e;
     }
     free(q.items);
-    free(waiting);
     sf_buf_fini(&req);
     return comm != SF_OK ? comm : rc;
 }
@@ -580,26 +663,34 @@ sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
               .P = sf_comm_size(), .w = w, .st = stats, .count_stats = 1};
     r.rt.k = sf_shard_plan_count(plan);
     r.rt.start = calloc((size_t)r.rt.k + 1, sizeof(size_t));
-    SF_CHECK(r.rt.start != NULL, SF_ERR_NOMEM, "out of memory (routing)");
-    sf_status rc = sf_reader_batch_init(reader, &r.batch);
+    r.waiting = calloc((size_t)(PREFETCH * r.P + 1), sizeof(int));
+    sf_status rc = SF_OK;
+    if (r.rt.start == NULL || r.waiting == NULL)
+        rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (distribution)");
+    if (rc == SF_OK) rc = sf_reader_batch_init(reader, &r.batch);
     if (rc == SF_OK) {
-        rc = cfg->mode == SF_DIST_DYNAMIC ? root_dynamic(&r) : root_static(&r);
+        /* On one rank a work queue has nobody to serve: both modes read ahead. */
+        rc = cfg->mode == SF_DIST_DYNAMIC && r.P > 1 ? root_dynamic(&r) : root_static(&r);
         sf_batch_fini(&r.batch);
+    } else if (cfg->mode == SF_DIST_STATIC) {
+        /* Workers wait for their first unit: release them, take their status. */
+        sf_buf tmp;
+        sf_buf_init(&tmp);
+        bool ignored = false;
+        for (int d = 1; d < r.P; d++) send_control(d, UNIT_ABORT);
+        for (int d = 1; d < r.P; d++) take_status(&tmp, d, &ignored);
+        sf_buf_fini(&tmp);
     } else {
-        /* Workers are waiting for their first unit: release them. */
-        for (int d = 1; d < r.P; d++)
-            if (cfg->mode == SF_DIST_STATIC) send_control(d, UNIT_ABORT);
-        if (cfg->mode == SF_DIST_DYNAMIC) {
-            r.rt.k = 0;
-            sf_buf req;
-            sf_buf_init(&req);
-            for (int d = 1; d < r.P; d++) {
-                int src;
-                if (sf_comm_recv(-1, SF_TAG_REQUEST, &req, &src) == SF_OK) send_control(src, UNIT_ABORT);
-            }
-            sf_buf_fini(&req);
+        /* Answer each worker's PREFETCH requests with ABORT. */
+        sf_buf req;
+        sf_buf_init(&req);
+        for (int i = 0; i < PREFETCH * (r.P - 1); i++) {
+            int src;
+            if (sf_comm_recv(-1, SF_TAG_REQUEST, &req, &src) == SF_OK) send_control(src, UNIT_ABORT);
         }
+        sf_buf_fini(&req);
     }
+    free(r.waiting);
     worker_fini(&r.w);
     pool_fini(&r.pl);
     free(r.rt.start);

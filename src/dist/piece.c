@@ -166,14 +166,16 @@ static sf_status view_reserve(sf_piece_view **views, size_t *cap, size_t need, i
     while (nc < need) nc *= 2;
     sf_piece_view *v = realloc(*views, nc * sizeof *v);
     SF_CHECK(v != NULL, SF_ERR_NOMEM, "out of memory (piece views)");
+    /* Stored at once: realloc may have moved the old array. Entries are
+     * counted in *cap only when complete, so a failure leaves a valid set. */
+    *views = v;
     for (size_t i = *cap; i < nc; i++) {
         memset(&v[i], 0, sizeof v[i]);
         v[i].batch.ncols = ncols;
         v[i].batch.cols = calloc((size_t)(ncols ? ncols : 1), sizeof(sf_column));
         SF_CHECK(v[i].batch.cols != NULL, SF_ERR_NOMEM, "out of memory (piece views)");
+        *cap = i + 1;
     }
-    *views = v;
-    *cap = nc;
     return SF_OK;
 }
 

@@ -95,6 +95,12 @@ fail:
 
 sf_status sf_exec_process(sf_exec *x, const sf_batch *const *batches, int nb)
 {
+    return sf_exec_process_overlap(x, batches, nb, NULL, NULL);
+}
+
+sf_status sf_exec_process_overlap(sf_exec *x, const sf_batch *const *batches, int nb,
+                                  sf_status (*side)(void *ctx), void *side_ctx)
+{
     x->nmorsels = 0;
     for (int i = 0; i < nb; i++) {
         for (size_t b = 0; b < batches[i]->nrows; b += x->morsel_rows) {
@@ -110,25 +116,44 @@ sf_status sf_exec_process(sf_exec *x, const sf_batch *const *batches, int nb)
         }
         x->rows += batches[i]->nrows;
     }
-    if (x->nmorsels == 0) return SF_OK;
+    if (x->nmorsels == 0 && side == NULL) return SF_OK;
     x->merged = false;
 
     /* Sticky first error (SQLite's p->rc): no thread leaves the region early. */
-    sf_status first = SF_OK;
-    char msg[2048] = "";
+    sf_status first = SF_OK, side_rc = SF_OK;
+    char msg[2048] = "", side_msg[2048] = "";
     int nthreads = x->nthreads;
-    if ((size_t)nthreads > x->nmorsels) nthreads = (int)x->nmorsels;
+    if (side == NULL && (size_t)nthreads > x->nmorsels) nthreads = (int)x->nmorsels;
+    if (nthreads < 1) nthreads = 1;
     long nm = (long)x->nmorsels;
 #pragma omp parallel num_threads(nthreads)
     {
         int t = omp_get_thread_num();
         sf_status mine = SF_OK;
+        if (side != NULL) {
+            /* The master thread does the side work (reading the next round)
+             * first, then joins the others; morsels go to whoever is free.
+             * Which thread takes which morsel does not change any result:
+             * every agent merges exactly order-independently. */
+            if (t == 0) {
+                side_rc = side(side_ctx);
+                if (side_rc != SF_OK) strncpy(side_msg, sf_error_message(), sizeof side_msg - 1);
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (long m = 0; m < nm; m++) {
+                if (mine != SF_OK) continue;
+                const struct morsel *mo = &x->morsels[m];
+                for (int a = 0; a < x->nagents && mine == SF_OK; a++)
+                    mine = x->agents[a].ops->process(state_at(x, t, a), batches[mo->batch], mo->begin, mo->end);
+            }
+        } else {
 #pragma omp for schedule(static)
-        for (long m = 0; m < nm; m++) {
-            if (mine != SF_OK) continue;
-            const struct morsel *mo = &x->morsels[m];
-            for (int a = 0; a < x->nagents && mine == SF_OK; a++)
-                mine = x->agents[a].ops->process(state_at(x, t, a), batches[mo->batch], mo->begin, mo->end);
+            for (long m = 0; m < nm; m++) {
+                if (mine != SF_OK) continue;
+                const struct morsel *mo = &x->morsels[m];
+                for (int a = 0; a < x->nagents && mine == SF_OK; a++)
+                    mine = x->agents[a].ops->process(state_at(x, t, a), batches[mo->batch], mo->begin, mo->end);
+            }
         }
         if (mine != SF_OK) {
 #pragma omp critical(sf_exec_error)
@@ -140,8 +165,12 @@ sf_status sf_exec_process(sf_exec *x, const sf_batch *const *batches, int nb)
             }
         }
     }
-    if (first != SF_OK) sf_error_set_message(msg);
-    return first;
+    if (first != SF_OK) {
+        sf_error_set_message(msg);
+        return first;
+    }
+    if (side_rc != SF_OK) sf_error_set_message(side_msg);
+    return side_rc;
 }
 
 static sf_status merge_threads(sf_exec *x)

@@ -64,6 +64,7 @@ typedef struct run {
     double t_load, t_schema, t_plan, t_write;
     uint64_t total_rows;
     uint64_t bad_rows;
+    size_t batch_rows;        /* rank 0: rows per round after clamping */
     sf_json plan_json;        /* rank 0: plan description */
     sf_buf rank_stats;        /* rank 0: gathered per-rank figures (JSON fragments) */
 } run;
@@ -257,6 +258,27 @@ static sf_status build_levels(run *R)
     return SF_OK;
 }
 
+/* A round (one batch) must fit in a quarter of distribute.memory_budget
+ * once packed, so that the budget really bounds what rank 0 holds in flight:
+ * estimate the packed bytes of a row and lower input.batch_rows if needed. */
+static void clamp_batch_rows(run *R)
+{
+    uint8_t seen[4096] = {0};
+    uint64_t width = 16;
+    for (int l = 0; l < R->nlevels; l++)
+        for (int c = 0; c < R->levels[l].ncols; c++) {
+            int col = R->levels[l].cols[c];
+            if (col < (int)sizeof seen && seen[col]) continue;
+            if (col < (int)sizeof seen) seen[col] = 1;
+            width += R->schema.fields[col].type == SF_STRING ? 4 + 24 : 8;
+            width += 1;
+        }
+    uint64_t cap = R->w->distribute.memory_budget / 4 / width;
+    if (cap < 256) cap = 256;
+    if (sf_reader_batch_rows(R->reader) > cap) sf_reader_set_batch_rows(R->reader, (size_t)cap);
+    R->batch_rows = sf_reader_batch_rows(R->reader);
+}
+
 static sf_status merge_cb(sf_buf *into, const uint8_t *from, size_t n, void *ctx)
 {
     return sf_exec_merge_encoded((sf_exec *)ctx, into, from, n);
@@ -437,6 +459,8 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
     sf_json_obj_begin(&j);
     sf_json_key(&j, "rows");
     sf_json_uint(&j, R->levels[0].st.rows_read);
+    sf_json_key(&j, "batch_rows");
+    sf_json_uint(&j, R->batch_rows);
     sf_json_key(&j, "bad_rows");
     sf_json_uint(&j, sf_reader_bad_rows(R->reader));
     sf_json_key(&j, "bad_row_samples");
@@ -596,6 +620,7 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
     SF_CALL_GOTO(sf_comm_agree(rc), done);
     if (o->validate_only) goto done;
 
+    if (rank == 0) clamp_batch_rows(&R);
     t0 = sf_comm_wtime();
     rc = rank == 0 ? plan_shards(&R) : SF_OK;
     if (rank == 0 && rc == SF_OK) {
@@ -632,7 +657,10 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
         gather_ctx g = {&rj};
         sf_buf_clear(&buf);
         rc = encode_rank_stats(&R, &buf);
-        if (rc == SF_OK) rc = sf_comm_gather(&buf, gather_cb, &g);
+        /* Every rank takes part in the gather, even after a local failure. */
+        if (rc != SF_OK) sf_buf_clear(&buf);
+        sf_status rg = sf_comm_gather(&buf, gather_cb, &g);
+        if (rc == SF_OK) rc = rg;
         sf_json_arr_end(&rj);
         SF_CALL_GOTO(sf_comm_agree(rc), done);
         sf_buf raw = {0};

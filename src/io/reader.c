@@ -79,6 +79,9 @@ sf_status sf_reader_set_projection(sf_reader *r, const uint8_t *want)
     return SF_OK;
 }
 
+void sf_reader_set_batch_rows(sf_reader *r, size_t rows) { r->cfg.batch_rows = rows ? rows : 1; }
+size_t sf_reader_batch_rows(const sf_reader *r) { return r->cfg.batch_rows; }
+
 sf_status sf_reader_batch_init(sf_reader *r, sf_batch *b)
 {
     SF_CALL(sf_batch_init(b, &r->schema, r->want, r->cfg.batch_rows));
