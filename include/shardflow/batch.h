@@ -47,6 +47,9 @@ sf_status sf_schema_add(sf_schema *s, const char *name, sf_type type);
 /* Index of a column by name, -1 if absent. */
 int sf_schema_find(const sf_schema *s, const char *name);
 sf_status sf_schema_copy(sf_schema *dst, const sf_schema *src);
+/* Writes the column names as "a, b, c" into buf (cut with "..." if too
+ * long), for messages. */
+void sf_schema_format_columns(const sf_schema *s, char *buf, size_t n);
 
 /* A string dictionary with a hash index for interning. */
 typedef struct sf_dict {

@@ -73,6 +73,19 @@ sf_status sf_schema_copy(sf_schema *dst, const sf_schema *src)
     return SF_OK;
 }
 
+void sf_schema_format_columns(const sf_schema *s, char *buf, size_t n)
+{
+    if (n == 0) return;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < s->ncols && used + 1 < n; i++) {
+        int w = snprintf(buf + used, n - used, "%s%s", i ? ", " : "", s->fields[i].name);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    if (used >= n && n > 4) memcpy(buf + n - 4, "...", 4);
+}
+
 static sf_status grow(void **p, size_t elem, size_t cap)
 {
     void *q = realloc(*p, elem * (cap ? cap : 1));

@@ -121,17 +121,6 @@ static sf_status decode_schema(const sf_buf *in, sf_schema *s)
     return SF_OK;
 }
 
-/* Names of the input columns, for messages. */
-static void column_list(const sf_schema *s, char *buf, size_t n)
-{
-    size_t at = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < s->ncols && at + 1 < n; i++) {
-        int k = snprintf(buf + at, n - at, "%s%s", i ? ", " : "", s->fields[i].name);
-        if (k < 0) break;
-        at += (size_t)k;
-    }
-}
 
 static sf_status resolve_column(const run *R, const char *name, int si, int ai, const char *key,
                                 int line, int *out)
@@ -139,7 +128,7 @@ static sf_status resolve_column(const run *R, const char *name, int si, int ai, 
     *out = sf_schema_find(&R->schema, name);
     if (*out >= 0) return SF_OK;
     char cols[1024];
-    column_list(&R->schema, cols, sizeof cols);
+    sf_schema_format_columns(&R->schema, cols, sizeof cols);
     return sf_error_set(SF_ERR_CONFIG, __FILE__, __LINE__,
                         "%s:%d: stages[%d].agents[%d].%s: no column '%s' in the input (columns: %s)",
                         R->w->file, line, si, ai, key, name, cols);

@@ -97,18 +97,6 @@ static void where(const char *file, int line, char *buf, size_t n)
         snprintf(buf, n, "%s: ", file);
 }
 
-/* Lists the schema's columns ("a, b, c") for a message. */
-static void column_list(const sf_schema *s, char *buf, size_t n)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < s->ncols && used + 1 < n; i++) {
-        int w = snprintf(buf + used, n - used, "%s%s", i ? ", " : "", s->fields[i].name);
-        if (w < 0) break;
-        used += (size_t)w;
-    }
-    if (used >= n && n > 4) memcpy(buf + n - 4, "...", 4);
-}
 
 sf_status sf_shard_plan_create(const sf_shard_config *cfg, const sf_schema *schema,
                                const char *file, sf_shard_plan **out)
@@ -154,7 +142,7 @@ sf_status sf_shard_plan_create(const sf_shard_config *cfg, const sf_schema *sche
         int c = sf_schema_find(schema, cfg->key);
         if (c < 0) {
             char cols[400];
-            column_list(schema, cols, sizeof cols);
+            sf_schema_format_columns(schema, cols, sizeof cols);
             SF_CHECK_GOTO(false, SF_ERR_CONFIG, done,
                           "%sshard.key: column '%s' is not in the input (columns: %s)", loc,
                           cfg->key, cols);
