@@ -49,12 +49,15 @@ sf_status sf_piece_append(sf_buf *out, const sf_batch *src, const int *cols, int
                           uint32_t shard, const uint32_t *rows, size_t n);
 /* Begins a work unit message (kind 0 = data, 1 = end, 2 = abort). */
 sf_status sf_unit_begin(sf_buf *out, uint32_t kind);
-/* Reads a work unit: its kind and pieces as batches that borrow out of the
- * bytes (valid while bytes live). views must hold room for *npieces; call
- * with views == NULL to learn the count. ncols is the pass schema's width. */
+/* Reads a work unit: its kind and its pieces as batches that borrow from the
+ * bytes (valid while the bytes live). *views / *cap are a reusable array
+ * (start with NULL / 0); it grows as needed, for any pass schema; *nviews
+ * gets the number of pieces. Malformed units are rejected. ncols is the pass
+ * schema's width. */
 typedef struct sf_piece_view {
     sf_batch batch;
     uint32_t shard;
+    int cols_cap;      /* columns allocated in batch.cols */
 } sf_piece_view;
 sf_status sf_unit_parse(const uint8_t *bytes, size_t n, const sf_schema *pass_schema,
                         uint32_t *kind, sf_piece_view **views, size_t *nviews, size_t *cap);

@@ -13,8 +13,8 @@ static inline size_t sf__comm_chunk_count(size_t n, size_t limit)
 static inline size_t sf__comm_chunk_size(size_t n, size_t limit, size_t i)
 {
     if (limit == 0) limit = 1;
+    if (i >= sf__comm_chunk_count(n, limit)) return 0; /* also keeps i * limit from overflowing */
     size_t start = i * limit;
-    if (start >= n) return 0;
     return n - start < limit ? n - start : limit;
 }
 #endif

@@ -9,6 +9,7 @@
  * on a unit itself when nobody is asking). Bytes in flight (static) or
  * queued (dynamic) are bounded by distribute.memory_budget plus one round. */
 #define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -648,6 +649,18 @@ done:
     return comm != SF_OK ? comm : rc;
 }
 
+/* An MPI failure mid-protocol leaves peers waiting for messages that will
+ * never come; no agreement can be reached, so the job ends here (the one
+ * place where shardflow aborts). */
+static sf_status comm_broken(sf_status rc)
+{
+    if (rc == SF_ERR_MPI) {
+        fprintf(stderr, "shardflow: error: %s\n", sf_error_message());
+        sf_comm_abort(1);
+    }
+    return rc;
+}
+
 sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
                            const sf_distribute_config *cfg, const int *pass_cols, int npass,
                            const sf_schema *pass_schema, sf_exec *x, sf_dist_stats *stats)
@@ -657,7 +670,7 @@ sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
     if (rank != 0) {
         sf_status rc = cfg->mode == SF_DIST_DYNAMIC ? worker_dynamic(&w) : worker_static(&w);
         worker_fini(&w);
-        return rc;
+        return comm_broken(rc);
     }
     root r = {.reader = reader, .plan = plan, .cfg = cfg, .cols = pass_cols, .ncols = npass,
               .P = sf_comm_size(), .w = w, .st = stats, .count_stats = 1};
@@ -696,5 +709,5 @@ sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
     free(r.rt.start);
     free(r.rt.shard);
     free(r.rt.order);
-    return rc;
+    return comm_broken(rc);
 }

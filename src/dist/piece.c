@@ -158,24 +158,39 @@ sf_status sf_piece_append(sf_buf *out, const sf_batch *src, const int *cols, int
     SF_CHECK((k) <= n - off, SF_ERR_INTERNAL, "malformed work unit (%zu bytes at %zu of %zu)", \
              (size_t)(k), off, n)
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
+/* count elements of size elem (padded to 8) fit in what is left, checked
+ * without overflow. */
+#define NEED_ARRAY(count, elem)                                                        \
+    SF_CHECK((uint64_t)(count) <= (uint64_t)(n - off) / (elem) &&                    \
+                 ALIGN8((size_t)(count) * (elem)) <= n - off,                          \
+             SF_ERR_INTERNAL, "malformed work unit (%llu elements of %d bytes at %zu of %zu)", \
+             (unsigned long long)(count), (int)(elem), off, n)
 
-static sf_status view_reserve(sf_piece_view **views, size_t *cap, size_t need, int ncols)
+static sf_status view_reserve(sf_piece_view **views, size_t *cap, size_t need)
 {
     if (need <= *cap) return SF_OK;
     size_t nc = *cap ? *cap : 8;
     while (nc < need) nc *= 2;
     sf_piece_view *v = realloc(*views, nc * sizeof *v);
     SF_CHECK(v != NULL, SF_ERR_NOMEM, "out of memory (piece views)");
-    /* Stored at once: realloc may have moved the old array. Entries are
-     * counted in *cap only when complete, so a failure leaves a valid set. */
+    /* Stored at once: realloc may have moved the old array. */
     *views = v;
-    for (size_t i = *cap; i < nc; i++) {
-        memset(&v[i], 0, sizeof v[i]);
-        v[i].batch.ncols = ncols;
-        v[i].batch.cols = calloc((size_t)(ncols ? ncols : 1), sizeof(sf_column));
-        SF_CHECK(v[i].batch.cols != NULL, SF_ERR_NOMEM, "out of memory (piece views)");
-        *cap = i + 1;
+    for (size_t i = *cap; i < nc; i++) memset(&v[i], 0, sizeof v[i]);
+    *cap = nc;
+    return SF_OK;
+}
+
+/* Gives a view room for ncols columns (views are reused across passes). */
+static sf_status view_columns(sf_piece_view *v, int ncols)
+{
+    if (v->cols_cap < ncols || v->batch.cols == NULL) {
+        int want = ncols ? ncols : 1;
+        sf_column *c = realloc(v->batch.cols, sizeof(sf_column) * (size_t)want);
+        SF_CHECK(c != NULL, SF_ERR_NOMEM, "out of memory (piece views)");
+        v->batch.cols = c;
+        v->cols_cap = want;
     }
+    v->batch.ncols = ncols;
     return SF_OK;
 }
 
@@ -197,10 +212,17 @@ sf_status sf_unit_parse(const uint8_t *p, size_t n, const sf_schema *schema, uin
     memcpy(&np, p + 8, 4);
     SF_CHECK(magic == UNIT_MAGIC, SF_ERR_INTERNAL, "work unit has a bad magic number");
     off = 16;
-    if (*kind != 0) return SF_OK;
-    SF_CALL(view_reserve(views, cap, np, schema->ncols));
+    SF_CHECK(*kind <= 2, SF_ERR_INTERNAL, "work unit has an unknown kind %u", *kind);
+    if (*kind != 0) {
+        SF_CHECK(np == 0 && n == 16, SF_ERR_INTERNAL, "control unit has %zu extra bytes", n - 16);
+        return SF_OK;
+    }
+    /* Each piece takes at least 16 bytes: a count beyond that is corrupt. */
+    SF_CHECK(np <= (n - off) / 16, SF_ERR_INTERNAL, "work unit claims %u pieces in %zu bytes", np, n);
+    SF_CALL(view_reserve(views, cap, np));
     for (uint32_t k = 0; k < np; k++) {
         sf_piece_view *v = &(*views)[k];
+        SF_CALL(view_columns(v, schema->ncols));
         NEED(16);
         uint32_t ncols;
         uint64_t rows;
@@ -233,20 +255,27 @@ sf_status sf_unit_parse(const uint8_t *p, size_t n, const sf_schema *schema, uin
                 uint32_t nd;
                 memcpy(&nd, p + off, 4);
                 off += 8;
-                NEED(ALIGN8(rows * 4));
+                NEED_ARRAY(rows, 4);
                 col->code = (uint32_t *)(p + off);
                 off += ALIGN8(rows * 4);
-                NEED(ALIGN8(((size_t)nd + 1) * 4));
+                NEED_ARRAY((uint64_t)nd + 1, 4);
                 col->dict.off = (uint32_t *)(p + off);
                 col->dict.n = nd;
                 off += ALIGN8(((size_t)nd + 1) * 4);
                 size_t blen = col->dict.off[nd];
                 NEED(ALIGN8(blen));
+                /* Offsets ascend from 0 and codes index the dictionary. */
+                SF_CHECK(col->dict.off[0] == 0, SF_ERR_INTERNAL, "work unit dictionary does not start at 0");
+                for (uint32_t d = 0; d < nd; d++)
+                    SF_CHECK(col->dict.off[d] <= col->dict.off[d + 1], SF_ERR_INTERNAL,
+                             "work unit dictionary offsets descend");
+                for (uint64_t i = 0; i < rows; i++)
+                    SF_CHECK(col->code[i] < nd, SF_ERR_INTERNAL, "work unit string code out of range");
                 col->dict.bytes = (char *)(p + off);
                 col->dict.bytes_len = blen;
                 off += ALIGN8(blen);
             } else {
-                NEED(rows * 8);
+                NEED_ARRAY(rows, 8);
                 if (col->type == SF_FLOAT64)
                     col->f64 = (double *)(p + off);
                 else
@@ -254,7 +283,7 @@ sf_status sf_unit_parse(const uint8_t *p, size_t n, const sf_schema *schema, uin
                 off += rows * 8;
             }
             if (has_valid) {
-                NEED(ALIGN8(rows));
+                NEED_ARRAY(rows, 1);
                 col->valid = (uint8_t *)(p + off);
                 off += ALIGN8(rows);
             }

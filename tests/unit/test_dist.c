@@ -1,0 +1,946 @@
+/* Unit tests of work units (dist/piece.c) and of one pass on one rank
+ * (dist/distribute.c, linked with the serial communication layer).
+ *
+ * Pieces are cut from a random source batch whose values, nulls and strings
+ * the test also keeps in plain arrays of its own; every parsed value is
+ * compared with those arrays through the test's own row lists. A pass over a
+ * synthetic input is compared with the same agents fed directly from the
+ * same reader's batches, and its shard counts with counts computed here with
+ * sf_shard_route. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shardflow/agent.h"
+#include "shardflow/dist.h"
+#include "shardflow/exec.h"
+#include "shardflow/io.h"
+#include "shardflow/shard.h"
+
+/* ---- the source batch ------------------------------------------------------ */
+
+enum { C_ID, C_NAME, C_X, C_AT, C_TAG, NCOLS };
+#define NROWS 700
+#define NVOCAB 40
+#define NTAGS 5
+
+static sf_schema schema;
+static sf_batch src;
+
+/* The test's own copy of the data. */
+static int64_t ref_id[NROWS], ref_at[NROWS];
+static double ref_x[NROWS];
+static int ref_name[NROWS], ref_tag[NROWS]; /* indices into vocab / tags */
+static bool ref_null[NCOLS][NROWS];
+static char vocab[NVOCAB][320];
+static const char *const tags[NTAGS] = {"red", "", "green", "blue\xc3\xa9", "a,b"};
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static const char *ref_text(int col, size_t r)
+{
+    return col == C_NAME ? vocab[ref_name[r]] : tags[ref_tag[r]];
+}
+
+static int setup(void **st)
+{
+    (void)st;
+    sf_schema_init(&schema);
+    if (sf_schema_add(&schema, "id", SF_INT64) != SF_OK) return -1;
+    if (sf_schema_add(&schema, "name", SF_STRING) != SF_OK) return -1;
+    if (sf_schema_add(&schema, "x", SF_FLOAT64) != SF_OK) return -1;
+    if (sf_schema_add(&schema, "at", SF_TIMESTAMP) != SF_OK) return -1;
+    if (sf_schema_add(&schema, "tag", SF_STRING) != SF_OK) return -1;
+
+    rng_state = 2024;
+    for (int v = 0; v < NVOCAB; v++) {
+        /* Lengths 0 to 12, and one long string, so offsets are exercised. */
+        size_t len = v == 7 ? 300 : (size_t)(rnd() % 13);
+        int k = snprintf(vocab[v], sizeof vocab[v], "n%d-", v);
+        if (v == 3) k = 0, len = 0; /* the empty string */
+        for (size_t i = 0; i < len && (size_t)k + 1 < sizeof vocab[v]; i++)
+            vocab[v][k++] = (char)('a' + rnd() % 26);
+        vocab[v][k] = '\0';
+    }
+    if (sf_batch_init(&src, &schema, NULL, NROWS) != SF_OK) return -1;
+    for (size_t r = 0; r < NROWS; r++) {
+        ref_id[r] = (int64_t)rnd();
+        uint64_t u = rnd();
+        double x = ldexp((double)(int64_t)(u >> 11) - (double)(1ull << 52), (int)(rnd() % 200) - 100);
+        if (u % 50 == 1) x = -0.0;
+        if (u % 50 == 2) x = NAN;
+        if (u % 50 == 3) x = -INFINITY;
+        ref_x[r] = x;
+        ref_at[r] = INT64_C(1700000000000000) + (int64_t)(rnd() % 100000000000ull) - 50000000000;
+        ref_name[r] = (int)(rnd() % NVOCAB);
+        ref_tag[r] = (int)(rnd() % NTAGS);
+        src.cols[C_ID].i64[r] = ref_id[r];
+        src.cols[C_X].f64[r] = ref_x[r];
+        src.cols[C_AT].i64[r] = ref_at[r];
+        uint32_t code;
+        const char *name = vocab[ref_name[r]];
+        if (sf_dict_intern(&src.cols[C_NAME].dict, name, strlen(name), &code) != SF_OK) return -1;
+        src.cols[C_NAME].code[r] = code;
+        if (sf_dict_intern(&src.cols[C_TAG].dict, tags[ref_tag[r]], strlen(tags[ref_tag[r]]), &code) != SF_OK)
+            return -1;
+        src.cols[C_TAG].code[r] = code;
+    }
+    src.nrows = NROWS;
+    /* Nulls in every column, about one row in six; rows 0..19 have none. */
+    for (int c = 0; c < NCOLS; c++)
+        for (size_t r = 20; r < NROWS; r++)
+            if (rnd() % 6 == 0) {
+                ref_null[c][r] = true;
+                if (sf_batch_set_null(&src, c, r) != SF_OK) return -1;
+            }
+    /* Rows 600..609 are null in every column. */
+    for (int c = 0; c < NCOLS; c++)
+        for (size_t r = 600; r < 610; r++)
+            if (!ref_null[c][r]) {
+                ref_null[c][r] = true;
+                if (sf_batch_set_null(&src, c, r) != SF_OK) return -1;
+            }
+    return 0;
+}
+
+static int teardown(void **st)
+{
+    (void)st;
+    sf_batch_fini(&src);
+    sf_schema_fini(&schema);
+    return 0;
+}
+
+/* The pass schema of a projection: the source columns in cols[] order. */
+static void pass_schema_of(const int *cols, int ncols, sf_schema *out)
+{
+    sf_schema_init(out);
+    for (int k = 0; k < ncols; k++)
+        assert_int_equal(sf_schema_add(out, schema.fields[cols[k]].name, schema.fields[cols[k]].type), SF_OK);
+}
+
+/* ---- row lists ------------------------------------------------------------- */
+
+typedef struct piece_spec {
+    uint32_t shard;
+    uint32_t *rows;
+    size_t n;
+} piece_spec;
+
+enum { PICK_SUBSET, PICK_SHUFFLED, PICK_REPEATS, PICK_ALL, PICK_NONE, PICK_ALL_NULL, PICK_NO_NULL, NPICKS };
+
+static void pick_rows(piece_spec *p, int how)
+{
+    p->rows = malloc(sizeof *p->rows * NROWS * 2);
+    assert_non_null(p->rows);
+    p->n = 0;
+    switch (how) {
+    case PICK_SUBSET:
+        for (uint32_t r = 0; r < NROWS; r++)
+            if (rnd() % 3 == 0) p->rows[p->n++] = r;
+        break;
+    case PICK_SHUFFLED:
+        for (uint32_t r = 0; r < NROWS; r++)
+            if (rnd() % 2 == 0) p->rows[p->n++] = r;
+        for (size_t i = p->n; i > 1; i--) {
+            size_t j = rnd() % i;
+            uint32_t t = p->rows[i - 1];
+            p->rows[i - 1] = p->rows[j];
+            p->rows[j] = t;
+        }
+        break;
+    case PICK_REPEATS:
+        for (size_t i = 0; i < 900; i++) p->rows[p->n++] = (uint32_t)(rnd() % NROWS);
+        break;
+    case PICK_ALL:
+        for (uint32_t r = 0; r < NROWS; r++) p->rows[p->n++] = r;
+        break;
+    case PICK_NONE: break;
+    case PICK_ALL_NULL:
+        for (uint32_t r = 600; r < 610; r++) p->rows[p->n++] = r;
+        break;
+    case PICK_NO_NULL:
+        for (uint32_t r = 0; r < 20; r += 3) p->rows[p->n++] = r;
+        break;
+    }
+}
+
+/* ---- checking a view ------------------------------------------------------- */
+
+static void check_view(const sf_piece_view *v, const piece_spec *p, const int *cols, int ncols)
+{
+    assert_int_equal(v->shard, p->shard);
+    const sf_batch *b = &v->batch;
+    assert_int_equal(b->nrows, p->n);
+    assert_int_equal(b->ncols, ncols);
+    for (int k = 0; k < ncols; k++) {
+        int c = cols[k];
+        const sf_column *col = &b->cols[k];
+        assert_int_equal(col->type, schema.fields[c].type);
+        assert_true(col->loaded);
+        size_t nulls = 0;
+        for (size_t i = 0; i < p->n; i++) {
+            uint32_t r = p->rows[i];
+            bool null = ref_null[c][r];
+            nulls += null;
+            if (sf_col_is_null(col, i) != null)
+                fail_msg("piece of shard %u, column %d, row %zu (source %u): null is %d, want %d", p->shard,
+                         k, i, r, (int)sf_col_is_null(col, i), (int)null);
+            if (col->type == SF_STRING) {
+                /* Every code is valid, also for nulls. */
+                assert_true(col->code[i] < col->dict.n);
+            }
+            if (null) continue;
+            switch (col->type) {
+            case SF_INT64: assert_int_equal(col->i64[i], ref_id[r]); break;
+            case SF_TIMESTAMP: assert_int_equal(col->i64[i], ref_at[r]); break;
+            case SF_FLOAT64: {
+                uint64_t a, e;
+                memcpy(&a, &col->f64[i], 8);
+                memcpy(&e, &ref_x[r], 8);
+                if (a != e)
+                    fail_msg("row %zu (source %u): x is %.17g, want %.17g", i, r, col->f64[i], ref_x[r]);
+                break;
+            }
+            case SF_STRING: {
+                size_t len;
+                const char *s = sf_dict_str(&col->dict, col->code[i], &len);
+                const char *want = ref_text(c, r);
+                if (len != strlen(want) || memcmp(s, want, len) != 0)
+                    fail_msg("row %zu (source %u), column %d: '%.*s', want '%s'", i, r, k, (int)len, s, want);
+                break;
+            }
+            default: fail_msg("unexpected type %d", (int)col->type);
+            }
+        }
+        assert_int_equal(col->nulls, nulls);
+        if (col->type == SF_STRING) {
+            /* Compact: exactly the distinct source strings of these rows,
+             * each once, each used. */
+            const sf_column *sc = &src.cols[c];
+            uint8_t *seen_src = calloc(sc->dict.n + 1, 1);
+            uint8_t *used = calloc(col->dict.n + 1, 1);
+            assert_non_null(seen_src);
+            assert_non_null(used);
+            size_t distinct = 0;
+            for (size_t i = 0; i < p->n; i++) {
+                if (!seen_src[sc->code[p->rows[i]]]) distinct++;
+                seen_src[sc->code[p->rows[i]]] = 1;
+                used[col->code[i]] = 1;
+            }
+            assert_int_equal(col->dict.n, distinct);
+            size_t bytes = 0;
+            for (uint32_t d = 0; d < col->dict.n; d++) {
+                if (!used[d]) fail_msg("dictionary entry %u of column %d is not used by the piece", d, k);
+                size_t la, lb;
+                const char *a = sf_dict_str(&col->dict, d, &la);
+                bytes += la;
+                for (uint32_t e = d + 1; e < col->dict.n; e++) {
+                    const char *bb = sf_dict_str(&col->dict, e, &lb);
+                    if (la == lb && memcmp(a, bb, la) == 0)
+                        fail_msg("entries %u and %u of column %d are equal", d, e, k);
+                }
+            }
+            assert_int_equal(col->dict.bytes_len, bytes);
+            /* The same code means the same source string, within the piece. */
+            for (size_t i = 0; i + 1 < p->n; i++)
+                if (col->code[i] == col->code[i + 1])
+                    assert_int_equal(sc->code[p->rows[i]], sc->code[p->rows[i + 1]]);
+            free(seen_src);
+            free(used);
+        }
+    }
+}
+
+static void free_specs(piece_spec *ps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(ps[i].rows);
+}
+
+/* Builds a unit of the given pieces, parses it, checks every view. */
+static void round_trip(const int *cols, int ncols, piece_spec *ps, size_t np, sf_buf *unit,
+                       sf_piece_view **views, size_t *cap)
+{
+    sf_schema ps_schema;
+    pass_schema_of(cols, ncols, &ps_schema);
+    assert_int_equal(sf_unit_begin(unit, 0), SF_OK);
+    for (size_t i = 0; i < np; i++)
+        assert_int_equal(sf_piece_append(unit, &src, cols, ncols, ps[i].shard, ps[i].rows, ps[i].n), SF_OK);
+    uint32_t kind = 99;
+    size_t nv = 12345;
+    if (sf_unit_parse(unit->data, unit->len, &ps_schema, &kind, views, &nv, cap) != SF_OK)
+        fail_msg("parse: %s", sf_error_message());
+    assert_int_equal(kind, 0);
+    assert_int_equal(nv, np);
+    assert_true(*cap >= np);
+    for (size_t i = 0; i < np; i++) check_view(&(*views)[i], &ps[i], cols, ncols);
+    sf_schema_fini(&ps_schema);
+}
+
+static const int proj_a[] = {C_AT, C_NAME, C_X}; /* 3 of 5, not in schema order */
+static const int proj_all[] = {C_ID, C_NAME, C_X, C_AT, C_TAG};
+static const int proj_rev[] = {C_TAG, C_AT, C_X, C_NAME, C_ID};
+static const int proj_one[] = {C_TAG};
+
+/* ---- tests: pieces ------------------------------------------------------------ */
+
+static void test_pieces_round_trip(void **st)
+{
+    (void)st;
+    struct {
+        const int *cols;
+        int n;
+    } projs[] = {{proj_a, 3}, {proj_all, 5}, {proj_rev, 5}, {proj_one, 1}};
+    enum { NPROJ = sizeof projs / sizeof projs[0] };
+    sf_buf unit;
+    sf_buf_init(&unit);
+    /* Views are reused from unit to unit of one pass schema (see
+     * test_views_across_schemas for different schemas). */
+    sf_piece_view *views[NPROJ] = {NULL};
+    size_t cap[NPROJ] = {0};
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        rng_state = seed * 1000;
+        for (size_t pj = 0; pj < NPROJ; pj++) {
+            /* One piece of every kind, shards chosen at random (repeats
+             * allowed, the top of the range included). */
+            piece_spec ps[NPICKS];
+            for (int k = 0; k < NPICKS; k++) {
+                pick_rows(&ps[k], (k + (int)seed) % NPICKS);
+                ps[k].shard = k == 0 ? UINT32_MAX : (uint32_t)(rnd() % 9);
+            }
+            round_trip(projs[pj].cols, projs[pj].n, ps, NPICKS, &unit, &views[pj], &cap[pj]);
+            free_specs(ps, NPICKS);
+        }
+    }
+    /* More pieces than the views first held: the array grows and the
+     * earlier views stay right. */
+    piece_spec many[19];
+    for (int k = 0; k < 19; k++) {
+        pick_rows(&many[k], k % NPICKS);
+        many[k].shard = (uint32_t)k * 1000u;
+    }
+    round_trip(proj_all, 5, many, 19, &unit, &views[1], &cap[1]);
+    assert_true(cap[1] >= 19);
+    /* Then fewer again, reusing the views. */
+    round_trip(proj_all, 5, many + 3, 2, &unit, &views[1], &cap[1]);
+    free_specs(many, 19);
+    for (size_t pj = 0; pj < NPROJ; pj++) sf_unit_views_free(views[pj], cap[pj]);
+    sf_buf_fini(&unit);
+}
+
+/* Runs fn in a child process and fails if the child does not exit with 0:
+ * for checks that may end in a sanitizer abort, which must not take the
+ * other tests down with it. */
+static void in_child(int (*fn)(void), const char *what)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(fn());
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) fail_msg("%s: the child died of signal %d", what, WTERMSIG(status));
+    if (WEXITSTATUS(status) != 0) fail_msg("%s: the child exited with %d", what, WEXITSTATUS(status));
+}
+
+/* Checks one parsed view against a piece of the first rows of src, in
+ * plain C (for a child process): 0 if right. */
+static int view_matches(const sf_piece_view *v, const int *cols, int ncols, size_t n)
+{
+    if (v->batch.ncols != ncols || v->batch.nrows != n) return 10;
+    for (int k = 0; k < ncols; k++) {
+        const sf_column *col = &v->batch.cols[k];
+        if (col->type != schema.fields[cols[k]].type) return 11;
+        for (size_t r = 0; r < n; r++) {
+            if (sf_col_is_null(col, r) != ref_null[cols[k]][r]) return 12;
+            if (ref_null[cols[k]][r]) continue;
+            if (col->type == SF_INT64 && col->i64[r] != ref_id[r]) return 13;
+            if (col->type == SF_STRING) {
+                size_t len;
+                const char *s = sf_dict_str(&col->dict, col->code[r], &len);
+                const char *want = ref_text(cols[k], r);
+                if (len != strlen(want) || memcmp(s, want, len) != 0) return 14;
+            }
+        }
+    }
+    return 0;
+}
+
+static int parse_widening_then_narrowing(void)
+{
+    static const uint32_t rows[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19};
+    const size_t n = sizeof rows / sizeof rows[0];
+    sf_schema one, all;
+    pass_schema_of(proj_one, 1, &one);
+    pass_schema_of(proj_all, 5, &all);
+    sf_buf u1, u5;
+    sf_buf_init(&u1);
+    sf_buf_init(&u5);
+    if (sf_unit_begin(&u1, 0) || sf_piece_append(&u1, &src, proj_one, 1, 0, rows, n)) return 2;
+    if (sf_unit_begin(&u5, 0) || sf_piece_append(&u5, &src, proj_all, 5, 0, rows, n)) return 2;
+    sf_piece_view *views = NULL;
+    size_t cap = 0, nv;
+    uint32_t kind;
+    /* One column, then five, then one again, with the same views. */
+    if (sf_unit_parse(u1.data, u1.len, &one, &kind, &views, &nv, &cap) != SF_OK || nv != 1) return 3;
+    if (view_matches(&views[0], proj_one, 1, n)) return 4;
+    if (sf_unit_parse(u5.data, u5.len, &all, &kind, &views, &nv, &cap) != SF_OK || nv != 1) return 5;
+    int bad = view_matches(&views[0], proj_all, 5, n);
+    if (bad) return bad;
+    if (sf_unit_parse(u1.data, u1.len, &one, &kind, &views, &nv, &cap) != SF_OK || nv != 1) return 6;
+    bad = view_matches(&views[0], proj_one, 1, n);
+    if (bad) return 20 + bad;
+    sf_unit_views_free(views, cap);
+    sf_buf_fini(&u1);
+    sf_buf_fini(&u5);
+    sf_schema_fini(&one);
+    sf_schema_fini(&all);
+    return 0;
+}
+
+/* sf_unit_parse takes the pass schema on every call, and nothing in dist.h
+ * ties a set of views to one schema: views made for a narrow schema must
+ * still be right (and in bounds) for a wider one, and the other way. */
+static void test_views_across_schemas(void **st)
+{
+    (void)st;
+    in_child(parse_widening_then_narrowing, "views reused for a wider, then a narrower pass schema");
+}
+
+/* A unit with no pieces, and control units: zero views, the kind read back;
+ * sf_unit_begin starts over whatever the buffer held. */
+static void test_control_units(void **st)
+{
+    (void)st;
+    sf_schema ps_schema;
+    pass_schema_of(proj_a, 3, &ps_schema);
+    sf_buf unit;
+    sf_buf_init(&unit);
+    sf_piece_view *views = NULL;
+    size_t cap = 0;
+    for (uint32_t kind = 0; kind <= 2; kind++) {
+        assert_int_equal(sf_buf_append(&unit, "garbage!", 8), SF_OK);
+        assert_int_equal(sf_unit_begin(&unit, kind), SF_OK);
+        uint32_t got = 77;
+        size_t nv = 5;
+        assert_int_equal(sf_unit_parse(unit.data, unit.len, &ps_schema, &got, &views, &nv, &cap), SF_OK);
+        assert_int_equal(got, kind);
+        assert_int_equal(nv, 0);
+    }
+    sf_unit_views_free(views, cap);
+    sf_buf_fini(&unit);
+    sf_schema_fini(&ps_schema);
+}
+
+static sf_status parse_copy(const uint8_t *bytes, size_t n, const sf_schema *s, sf_piece_view **views,
+                            size_t *cap)
+{
+    /* An exact-size copy, so that the sanitizer sees any read past the end. */
+    uint8_t *t = malloc(n ? n : 1);
+    assert_non_null(t);
+    memcpy(t, bytes, n);
+    uint32_t kind;
+    size_t nv;
+    sf_error_clear();
+    sf_status rc = sf_unit_parse(t, n, s, &kind, views, &nv, cap);
+    if (rc != SF_OK && sf_error_message()[0] == '\0') fail_msg("parse failed without a message");
+    free(t);
+    return rc;
+}
+
+/* Bad magic, every truncated prefix, trailing bytes: rejected, never read
+ * past the end. */
+static void test_malformed_units(void **st)
+{
+    (void)st;
+    sf_schema ps_schema;
+    pass_schema_of(proj_all, 5, &ps_schema);
+    sf_buf unit;
+    sf_buf_init(&unit);
+    sf_piece_view *views = NULL;
+    size_t cap = 0;
+    rng_state = 99;
+    piece_spec ps[4];
+    const int picks[4] = {PICK_SUBSET, PICK_NONE, PICK_ALL_NULL, PICK_NO_NULL};
+    for (int k = 0; k < 4; k++) {
+        pick_rows(&ps[k], picks[k]);
+        if (k == 0) ps[k].n = 40; /* keep the unit small: each prefix is parsed */
+        ps[k].shard = (uint32_t)k;
+    }
+    round_trip(proj_all, 5, ps, 4, &unit, &views, &cap);
+    assert_int_equal(parse_copy(unit.data, unit.len, &ps_schema, &views, &cap), SF_OK);
+
+    for (size_t len = 0; len < unit.len; len++)
+        if (parse_copy(unit.data, len, &ps_schema, &views, &cap) == SF_OK)
+            fail_msg("a %zu-byte prefix of a %zu-byte unit was accepted", len, unit.len);
+
+    uint8_t *bad = malloc(unit.len + 9);
+    assert_non_null(bad);
+    memcpy(bad, unit.data, unit.len);
+    memset(bad + unit.len, 0, 9);
+    assert_int_not_equal(parse_copy(bad, unit.len + 8, &ps_schema, &views, &cap), SF_OK);
+    assert_int_not_equal(parse_copy(bad, unit.len + 1, &ps_schema, &views, &cap), SF_OK);
+    for (int byte = 0; byte < 4; byte++) {
+        memcpy(bad, unit.data, unit.len);
+        bad[byte] ^= 0x20;
+        assert_int_not_equal(parse_copy(bad, unit.len, &ps_schema, &views, &cap), SF_OK);
+    }
+    /* A control unit with a bad magic. */
+    sf_buf ctl;
+    sf_buf_init(&ctl);
+    assert_int_equal(sf_unit_begin(&ctl, 1), SF_OK);
+    ctl.data[0] ^= 1;
+    assert_int_not_equal(parse_copy(ctl.data, ctl.len, &ps_schema, &views, &cap), SF_OK);
+    for (size_t len = 0; len < ctl.len; len++) {
+        assert_int_equal(sf_unit_begin(&ctl, 2), SF_OK);
+        assert_int_not_equal(parse_copy(ctl.data, len, &ps_schema, &views, &cap), SF_OK);
+    }
+    sf_buf_fini(&ctl);
+    free(bad);
+    free_specs(ps, 4);
+    sf_unit_views_free(views, cap);
+    sf_buf_fini(&unit);
+    sf_schema_fini(&ps_schema);
+}
+
+/* A control unit followed by stray bytes is as malformed as a data unit
+ * with trailing bytes. */
+static void test_control_unit_trailing_bytes(void **st)
+{
+    (void)st;
+    sf_schema ps_schema;
+    pass_schema_of(proj_a, 3, &ps_schema);
+    sf_piece_view *views = NULL;
+    size_t cap = 0;
+    sf_buf ctl;
+    sf_buf_init(&ctl);
+    int accepted = 0;
+    for (uint32_t kind = 1; kind <= 2; kind++) {
+        assert_int_equal(sf_unit_begin(&ctl, kind), SF_OK);
+        assert_int_equal(sf_buf_put_u64(&ctl, 0), SF_OK);
+        if (parse_copy(ctl.data, ctl.len, &ps_schema, &views, &cap) == SF_OK) {
+            print_error("a control unit of kind %u with 8 trailing bytes was accepted\n", kind);
+            accepted++;
+        }
+    }
+    sf_buf_fini(&ctl);
+    sf_unit_views_free(views, cap);
+    sf_schema_fini(&ps_schema);
+    assert_int_equal(accepted, 0);
+}
+
+/* A unit whose row count makes rows * 8 (or rows * 4) wrap around must not
+ * pass the length checks: a receiver would read far past the message. The
+ * unit is a real one-piece unit of zero rows with the row count patched
+ * (piece layout: dist/piece.c). */
+static void test_huge_row_count_rejected(void **st)
+{
+    (void)st;
+    const int one_int[] = {C_ID};
+    const int one_str[] = {C_NAME};
+    struct {
+        const int *cols;
+        uint64_t rows;
+    } cases[] = {{one_int, (uint64_t)1 << 61}, {one_str, (uint64_t)1 << 62}};
+    int accepted = 0;
+    for (size_t i = 0; i < 2; i++) {
+        sf_schema s1;
+        pass_schema_of(cases[i].cols, 1, &s1);
+        sf_buf unit;
+        sf_buf_init(&unit);
+        assert_int_equal(sf_unit_begin(&unit, 0), SF_OK);
+        assert_int_equal(sf_piece_append(&unit, &src, cases[i].cols, 1, 0, NULL, 0), SF_OK);
+        sf_piece_view *views = NULL;
+        size_t cap = 0;
+        assert_int_equal(parse_copy(unit.data, unit.len, &s1, &views, &cap), SF_OK);
+        sf_store_u64(unit.data + 16 + 8, cases[i].rows);
+        sf_status rc = parse_copy(unit.data, unit.len, &s1, &views, &cap);
+        if (rc == SF_OK) {
+            print_error("a %zu-byte unit claiming %llu rows of %s was accepted\n", unit.len,
+                        (unsigned long long)cases[i].rows, sf_type_name(s1.fields[0].type));
+            accepted++;
+        }
+        sf_unit_views_free(views, cap);
+        sf_buf_fini(&unit);
+        sf_schema_fini(&s1);
+    }
+    assert_int_equal(accepted, 0);
+}
+
+/* A piece whose columns do not match the pass schema (type or count). */
+static void test_schema_mismatch(void **st)
+{
+    (void)st;
+    sf_buf unit;
+    sf_buf_init(&unit);
+    sf_piece_view *views = NULL;
+    size_t cap = 0;
+    rng_state = 5;
+    piece_spec ps[2];
+    pick_rows(&ps[0], PICK_SUBSET);
+    pick_rows(&ps[1], PICK_NO_NULL);
+    ps[0].shard = 1;
+    ps[1].shard = 2;
+    round_trip(proj_all, 5, ps, 2, &unit, &views, &cap);
+    const sf_type types[] = {SF_INT64, SF_FLOAT64, SF_STRING, SF_TIMESTAMP};
+    for (int k = 0; k < 5; k++)
+        for (int t = 0; t < 4; t++) {
+            if (types[t] == schema.fields[proj_all[k]].type) continue;
+            sf_schema other;
+            sf_schema_init(&other);
+            for (int j = 0; j < 5; j++)
+                assert_int_equal(sf_schema_add(&other, schema.fields[proj_all[j]].name,
+                                               j == k ? types[t] : schema.fields[proj_all[j]].type),
+                                 SF_OK);
+            if (parse_copy(unit.data, unit.len, &other, &views, &cap) == SF_OK)
+                fail_msg("column %d of type %s parsed as %s", k,
+                         sf_type_name(schema.fields[proj_all[k]].type), sf_type_name(types[t]));
+            sf_schema_fini(&other);
+        }
+    /* Fewer and more columns than the pieces carry. */
+    sf_schema four, six;
+    pass_schema_of(proj_all, 4, &four);
+    pass_schema_of(proj_all, 5, &six);
+    assert_int_equal(sf_schema_add(&six, "extra", SF_INT64), SF_OK);
+    assert_int_not_equal(parse_copy(unit.data, unit.len, &four, &views, &cap), SF_OK);
+    assert_int_not_equal(parse_copy(unit.data, unit.len, &six, &views, &cap), SF_OK);
+    sf_schema_fini(&four);
+    sf_schema_fini(&six);
+    free_specs(ps, 2);
+    sf_unit_views_free(views, cap);
+    sf_buf_fini(&unit);
+}
+
+/* ---- tests: a pass on one rank -------------------------------------------------- */
+
+#define PASS_ROWS 50000
+#define PASS_K 7
+#define NAGENTS 5
+
+typedef struct pass_fixture {
+    sf_input_config ic;
+    sf_reader *rd;
+    const sf_schema *rs;
+    sf_shard_plan *plan;
+    int pass_cols[6];
+    int npass;
+    sf_schema pass;
+    int user_col;
+    /* Agents in pass-schema indices and in reader-schema indices. */
+    sf_agent_config cfg[NAGENTS], rcfg[NAGENTS];
+    int by[NAGENTS][2], rby[NAGENTS][2];
+    char *want_report;
+    uint64_t want_shard_rows[PASS_K];
+} pass_fixture;
+
+static pass_fixture F;
+
+static char *json_text(sf_json *j)
+{
+    assert_int_equal(j->rc, SF_OK);
+    char *t = malloc(j->out.len + 1);
+    assert_non_null(t);
+    memcpy(t, j->out.data, j->out.len);
+    t[j->out.len] = '\0';
+    return t;
+}
+
+/* The second path: every agent fed directly from the reader's batches, and
+ * the shard of every row from sf_shard_route. */
+static void reference_pass(void)
+{
+    const sf_agent_ops *ops = sf_agent_find("stats");
+    void *states[NAGENTS];
+    for (int a = 0; a < NAGENTS; a++) {
+        states[a] = calloc(1, ops->state_size);
+        assert_non_null(states[a]);
+        assert_int_equal(ops->init(states[a], &F.rcfg[a]), SF_OK);
+    }
+    memset(F.want_shard_rows, 0, sizeof F.want_shard_rows);
+    assert_int_equal(sf_reader_rewind(F.rd), SF_OK);
+    sf_batch b;
+    assert_int_equal(sf_reader_batch_init(F.rd, &b), SF_OK);
+    uint32_t *shard = malloc(sizeof *shard * 65536);
+    assert_non_null(shard);
+    uint64_t rows = 0;
+    for (;;) {
+        bool eof = false;
+        assert_int_equal(sf_reader_next(F.rd, &b, &eof), SF_OK);
+        if (eof) break;
+        assert_true(b.nrows <= 65536);
+        rows += b.nrows;
+        for (int a = 0; a < NAGENTS; a++) assert_int_equal(ops->process(states[a], &b, 0, b.nrows), SF_OK);
+        assert_int_equal(sf_shard_route(F.plan, &b, shard), SF_OK);
+        for (size_t r = 0; r < b.nrows; r++) {
+            assert_true(shard[r] < PASS_K);
+            F.want_shard_rows[shard[r]]++;
+        }
+    }
+    assert_int_equal(rows, PASS_ROWS);
+    sf_json j;
+    sf_json_init(&j, false);
+    sf_json_obj_begin(&j);
+    for (int a = 0; a < NAGENTS; a++) {
+        sf_json_key(&j, F.rcfg[a].id);
+        assert_int_equal(ops->report(states[a], &j), SF_OK);
+        ops->destroy(states[a]);
+        free(states[a]);
+    }
+    sf_json_obj_end(&j);
+    F.want_report = json_text(&j);
+    sf_json_fini(&j);
+    free(shard);
+    sf_batch_fini(&b);
+}
+
+static int pass_setup(void **st)
+{
+    (void)st;
+    memset(&F, 0, sizeof F);
+    sf_input_config_defaults(&F.ic);
+    F.ic.format = SF_INPUT_SYNTHETIC;
+    F.ic.generator = strdup("requests");
+    F.ic.rows = PASS_ROWS;
+    F.ic.batch_rows = 3000;
+    if (F.ic.generator == NULL || sf_reader_open(&F.ic, &F.rd) != SF_OK) return -1;
+    F.rs = sf_reader_schema(F.rd);
+    const char *names[] = {"latency_ms", "service", "region", "bytes", "revenue", "timestamp"};
+    F.npass = 6;
+    sf_schema_init(&F.pass);
+    for (int k = 0; k < F.npass; k++) {
+        F.pass_cols[k] = sf_schema_find(F.rs, names[k]);
+        if (F.pass_cols[k] < 0) return -1;
+        if (sf_schema_add(&F.pass, names[k], F.rs->fields[F.pass_cols[k]].type) != SF_OK) return -1;
+    }
+    F.user_col = sf_schema_find(F.rs, "user_id");
+    if (F.user_col < 0) return -1;
+    /* Load the pass columns and the shard key only. */
+    uint8_t want[64] = {0};
+    if (F.rs->ncols > 64) return -1;
+    for (int k = 0; k < F.npass; k++) want[F.pass_cols[k]] = 1;
+    want[F.user_col] = 1;
+    if (sf_reader_set_projection(F.rd, want) != SF_OK) return -1;
+
+    char key[] = "user_id";
+    sf_shard_config sc;
+    memset(&sc, 0, sizeof sc);
+    sc.strategy = SF_SHARD_HASH;
+    sc.key = key;
+    sc.shards = PASS_K;
+    sc.sample = 100000;
+    sc.seed = 1;
+    if (sf_shard_plan_create(&sc, F.rs, "test.yaml", &F.plan) != SF_OK) return -1;
+    if (sf_shard_plan_needs_prepass(F.plan)) return -1;
+    if (sf_shard_plan_finish(F.plan, sf_reader_total_rows(F.rd), sf_reader_data_start(F.rd),
+                             sf_reader_data_bytes(F.rd)) != SF_OK)
+        return -1;
+    if (sf_shard_plan_count(F.plan) != PASS_K) return -1;
+
+    /* Agents: (id, column, by...) in pass-schema indices. */
+    static const struct {
+        const char *id;
+        int col, nby, by[2];
+    } agents[NAGENTS] = {{"lat_by_service", 0, 1, {1, 0}}, {"bytes_by_region_service", 3, 2, {2, 1}},
+                         {"revenue", 4, 0, {0, 0}},        {"ts", 5, 0, {0, 0}},
+                         {"lat_by_region", 0, 1, {2, 0}}};
+    sf_agents_register_builtin();
+    const sf_agent_ops *ops = sf_agent_find("stats");
+    if (ops == NULL) return -1;
+    for (int a = 0; a < NAGENTS; a++) {
+        sf_agent_config *c = &F.cfg[a], *r = &F.rcfg[a];
+        memset(c, 0, sizeof *c);
+        c->agent = "stats";
+        c->id = agents[a].id;
+        c->col = agents[a].col;
+        c->column = F.pass.fields[c->col].name;
+        c->nby = agents[a].nby;
+        for (int k = 0; k < c->nby; k++) {
+            F.by[a][k] = agents[a].by[k];
+            F.rby[a][k] = F.pass_cols[agents[a].by[k]];
+        }
+        c->by_col = c->nby ? F.by[a] : NULL;
+        c->schema = &F.pass;
+        c->file = "test.yaml";
+        c->line = 10 + a;
+        *r = *c;
+        r->col = F.pass_cols[c->col];
+        r->by_col = c->nby ? F.rby[a] : NULL;
+        r->schema = F.rs;
+        if (ops->check(c) != SF_OK || ops->check(r) != SF_OK) return -1;
+    }
+    reference_pass();
+    return 0;
+}
+
+static int pass_teardown(void **st)
+{
+    (void)st;
+    free(F.want_report);
+    sf_shard_plan_destroy(&F.plan);
+    sf_reader_destroy(&F.rd);
+    sf_input_config_fini(&F.ic);
+    sf_schema_fini(&F.pass);
+    return 0;
+}
+
+static void run_pass(sf_dist_mode mode, int threads, size_t morsel)
+{
+    sf_exec_agent xa[NAGENTS];
+    for (int a = 0; a < NAGENTS; a++) {
+        xa[a].ops = sf_agent_find("stats");
+        xa[a].cfg = &F.cfg[a];
+    }
+    sf_exec *x = NULL;
+    assert_int_equal(sf_exec_create(xa, NAGENTS, threads, morsel, &x), SF_OK);
+    sf_distribute_config dc = {.mode = mode, .memory_budget = (uint64_t)1 << 20, .morsel_rows = morsel,
+                               .chunk_bytes = INT_MAX};
+    sf_dist_stats st;
+    assert_int_equal(sf_dist_stats_init(&st, PASS_K), SF_OK);
+    assert_int_equal(sf_reader_rewind(F.rd), SF_OK);
+    sf_status rc = sf_dist_run_pass(F.rd, F.plan, &dc, F.pass_cols, F.npass, &F.pass, x, &st);
+    if (rc != SF_OK) fail_msg("pass failed: %s", sf_error_message());
+
+    sf_buf enc;
+    sf_buf_init(&enc);
+    assert_int_equal(sf_exec_encode(x, &enc), SF_OK);
+    sf_json j;
+    sf_json_init(&j, false);
+    sf_json_obj_begin(&j);
+    assert_int_equal(sf_exec_report(x, enc.data, enc.len, 0, NAGENTS, &j), SF_OK);
+    sf_json_obj_end(&j);
+    char *got = json_text(&j);
+    if (strcmp(got, F.want_report) != 0) {
+        size_t i = 0;
+        while (got[i] && got[i] == F.want_report[i]) i++;
+        fail_msg("mode %d, %d threads: report differs from the direct path at byte %zu:\n got  ...%.120s\n "
+                 "want ...%.120s",
+                 (int)mode, threads, i, got + (i > 40 ? i - 40 : 0), F.want_report + (i > 40 ? i - 40 : 0));
+    }
+    free(got);
+    sf_json_fini(&j);
+
+    assert_int_equal(st.k, PASS_K);
+    assert_int_equal(st.rows_read, PASS_ROWS);
+    assert_int_equal(st.rows_done, PASS_ROWS);
+    assert_int_equal(sf_exec_rows(x), PASS_ROWS);
+    uint64_t sum = 0;
+    for (int s = 0; s < PASS_K; s++) {
+        sum += st.shard_rows[s];
+        if (st.shard_rows[s] != F.want_shard_rows[s])
+            fail_msg("shard %d: %llu rows, routed %llu", s, (unsigned long long)st.shard_rows[s],
+                     (unsigned long long)F.want_shard_rows[s]);
+        /* Bytes go where rows go. */
+        assert_int_equal(st.shard_bytes[s] > 0, st.shard_rows[s] > 0);
+    }
+    assert_int_equal(sum, PASS_ROWS);
+    /* One rank: nothing goes over the wire; it processes every unit itself. */
+    assert_int_equal(st.units_sent, 0);
+    assert_int_equal(st.bytes_sent, 0);
+    assert_true(st.units_done >= 1);
+    assert_true(st.units_done <= (PASS_ROWS + 2999) / 3000 * PASS_K);
+    sf_dist_stats_fini(&st);
+    sf_buf_fini(&enc);
+    sf_exec_destroy(&x);
+}
+
+static void test_pass_static(void **st)
+{
+    (void)st;
+    run_pass(SF_DIST_STATIC, 1, 1000);
+    run_pass(SF_DIST_STATIC, 3, 1000);
+}
+
+static void test_pass_dynamic(void **st)
+{
+    (void)st;
+    run_pass(SF_DIST_DYNAMIC, 2, 1000);
+    run_pass(SF_DIST_DYNAMIC, 4, 777);
+}
+
+/* Shard counts are spread out: the hash puts rows in more than one shard,
+ * so the per-shard comparison above is not trivially all in shard 0. */
+static void test_pass_reference_sane(void **st)
+{
+    (void)st;
+    int nonempty = 0;
+    uint64_t sum = 0;
+    for (int s = 0; s < PASS_K; s++) {
+        nonempty += F.want_shard_rows[s] > 0;
+        sum += F.want_shard_rows[s];
+    }
+    assert_int_equal(sum, PASS_ROWS);
+    assert_true(nonempty >= 5);
+    assert_non_null(strstr(F.want_report, "\"lat_by_service\""));
+}
+
+/* A pass schema that does not describe the columns sent fails the pass
+ * with a message; nothing crashes. */
+static void test_pass_schema_mismatch(void **st)
+{
+    (void)st;
+    sf_schema wrong;
+    sf_schema_init(&wrong);
+    for (int k = 0; k < F.npass; k++)
+        assert_int_equal(sf_schema_add(&wrong, F.pass.fields[k].name,
+                                       k == 1 ? SF_INT64 : F.pass.fields[k].type),
+                         SF_OK);
+    sf_agent_config c = F.cfg[2]; /* revenue, ungrouped */
+    c.schema = &wrong;
+    sf_exec_agent xa = {sf_agent_find("stats"), &c};
+    sf_exec *x = NULL;
+    assert_int_equal(sf_exec_create(&xa, 1, 2, 1000, &x), SF_OK);
+    sf_distribute_config dc = {.mode = SF_DIST_STATIC, .memory_budget = (uint64_t)1 << 20,
+                               .morsel_rows = 1000, .chunk_bytes = INT_MAX};
+    sf_dist_stats ds;
+    assert_int_equal(sf_dist_stats_init(&ds, PASS_K), SF_OK);
+    assert_int_equal(sf_reader_rewind(F.rd), SF_OK);
+    sf_error_clear();
+    assert_int_not_equal(sf_dist_run_pass(F.rd, F.plan, &dc, F.pass_cols, F.npass, &wrong, x, &ds), SF_OK);
+    assert_true(sf_error_message()[0] != '\0');
+    assert_int_equal(sf_exec_rows(x), 0);
+    sf_dist_stats_fini(&ds);
+    sf_exec_destroy(&x);
+    sf_schema_fini(&wrong);
+    sf_error_clear();
+}
+
+int main(void)
+{
+    const struct CMUnitTest piece_tests[] = {
+        cmocka_unit_test(test_pieces_round_trip),
+        cmocka_unit_test(test_views_across_schemas),
+        cmocka_unit_test(test_control_units),
+        cmocka_unit_test(test_malformed_units),
+        cmocka_unit_test(test_control_unit_trailing_bytes),
+        cmocka_unit_test(test_huge_row_count_rejected),
+        cmocka_unit_test(test_schema_mismatch),
+    };
+    const struct CMUnitTest pass_tests[] = {
+        cmocka_unit_test(test_pass_reference_sane),
+        cmocka_unit_test(test_pass_static),
+        cmocka_unit_test(test_pass_dynamic),
+        cmocka_unit_test(test_pass_schema_mismatch),
+    };
+    int failed = cmocka_run_group_tests_name("pieces", piece_tests, setup, teardown);
+    failed += cmocka_run_group_tests_name("pass", pass_tests, pass_setup, pass_teardown);
+    return failed;
+}
