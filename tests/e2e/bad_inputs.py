@@ -7,6 +7,7 @@ usage: bad_inputs.py MPIEXEC SHARDFLOW csv|yaml CORPUS_DIR NP
 """
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,8 @@ def main():
         else:
             print(f"ok   {name}: exit {p.returncode}: {err.strip().splitlines()[0][:160]}")
     print(f"{cases - failures}/{cases} {KIND} cases handled at -np {NP}")
+    if not failures:
+        shutil.rmtree(tmp, ignore_errors=True)  # kept for a look when something failed
     sys.exit(1 if failures else 0)
 
 

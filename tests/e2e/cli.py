@@ -106,4 +106,6 @@ p = sh([MPIEXEC, "-np", "2", BINARY, "run", os.path.join(SRC, "inputs/demo.yaml"
 expect(p.returncode == 1 and p.stderr.count("shardflow: error:") == 1, "unwritable --out: exit 1, one message")
 
 print(f"{len(failures)} failures")
+if not failures:
+    shutil.rmtree(tmp, ignore_errors=True)  # kept for a look when something failed
 sys.exit(1 if failures else 0)

@@ -7,6 +7,7 @@ usage: skip_bad_rows.py MPIEXEC SHARDFLOW SOURCE_DIR
 """
 import json
 import os
+import shutil
 import random
 import subprocess
 import sys
@@ -73,4 +74,6 @@ if p.returncode != 4 or f"data.csv:{bad_lines[0]}:" not in p.stderr:
     print(f"FAIL: fail policy: exit {p.returncode}, stderr {p.stderr!r}, first bad line {bad_lines[0]}")
     failures += 1
 print(f"{len(bad_lines)} bad rows; {failures} failures")
+if not failures:
+    shutil.rmtree(tmp, ignore_errors=True)  # kept for a look when something failed
 sys.exit(1 if failures else 0)

@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -171,6 +172,7 @@ def main():
                     if f.read() != base:
                         sys.exit(f"FAIL: {name} input at -np {np_} gives a different result.json than CSV")
         print(f"{STRATEGY}: CSV, HDF5 and synthetic inputs give the same result.json")
+    shutil.rmtree(tmp, ignore_errors=True)  # kept for a look when something failed
 
 
 main()

@@ -7,6 +7,7 @@ count.   usage: failures.py MPIEXEC TEST_FAILURES_BINARY
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -86,4 +87,6 @@ for np_ in (1, 2, 3, 4):
                     print("   ", err.strip()[-400:])
                     failures += 1
 print(f"{cases - failures}/{cases} failure cases handled")
+if not failures:
+    shutil.rmtree(tmp, ignore_errors=True)  # kept for a look when something failed
 sys.exit(1 if failures else 0)
