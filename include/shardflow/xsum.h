@@ -103,6 +103,14 @@ double sf_xsum_round(const sf_xsum *x);
  * When the result is not finite, *hi is it and *lo is 0. */
 void sf_xsum_round2(const sf_xsum *x, double *hi /* out */, double *lo /* out */);
 
+/* The sample variance (n - 1 in the denominator) of n values whose exact
+ * sum and exact sum of squares are given: (n Q - S^2) / (n (n - 1)), with
+ * the numerator computed exactly in integer arithmetic and one final
+ * double-double division (so the result is correctly rounded in all but
+ * rare near-ties). NaN if n < 2 or either sum holds a non-finite value;
+ * clamped at 0. Not collective. */
+double sf_xsum_variance(const sf_xsum *sum, const sf_xsum *sumsq, uint64_t n);
+
 /* True if the exact sum is zero and no non-finite value was added. */
 bool sf_xsum_is_zero(const sf_xsum *x);
 

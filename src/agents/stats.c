@@ -292,6 +292,7 @@ static sf_status row_key(stats_state *s, const sf_batch *b, size_t r, size_t *le
             double v = c->f64[r];
             uint64_t bits;
             if (isnan(v)) v = NAN; /* one key for every NaN payload */
+            if (v == 0.0) v = 0.0; /* -0 and +0 are one key, as in sharding */
             memcpy(&bits, &v, sizeof bits);
             p = put_u64(p, bits);
         } else {
@@ -329,6 +330,10 @@ static sf_status stats_check(const sf_agent_config *cfg)
             for (size_t a = 0; a < sizeof allowed / sizeof allowed[0]; a++)
                 if (strcmp(node->keys[i], allowed[a]) == 0) ok = true;
             int line = node->key_lines ? node->key_lines[i] : cfg->line;
+            /* A key added with --set has no line in the file. */
+            SF_CHECK(ok || line > 0, SF_ERR_CONFIG,
+                     "--set %s: agent '%s': unknown option '%s' (stats accepts agent, id, column, by)",
+                     node->keys[i], cfg_id(cfg), node->keys[i]);
             SF_CHECK(ok, SF_ERR_CONFIG,
                      "%s:%d: agent '%s': unknown option '%s' (stats accepts agent, id, column, by)",
                      cfg_file(cfg), line, cfg_id(cfg), node->keys[i]);
@@ -696,24 +701,6 @@ static inline dd two_sum(double a, double b)
     return (dd){s, (a - (s - bb)) + (b - bb)};
 }
 
-static dd dd_mul(dd a, dd b)
-{
-    double p = a.hi * b.hi;
-    double e = fma(a.hi, b.hi, -p);
-    e += a.hi * b.lo + a.lo * b.hi;
-    return quick_two_sum(p, e);
-}
-
-static dd dd_sub(dd a, dd b)
-{
-    dd s = two_sum(a.hi, -b.hi);
-    dd t = two_sum(a.lo, -b.lo);
-    s.lo += t.hi;
-    s = quick_two_sum(s.hi, s.lo);
-    s.lo += t.lo;
-    return quick_two_sum(s.hi, s.lo);
-}
-
 static dd dd_div(dd a, double b)
 {
     double q1 = a.hi / b;
@@ -733,9 +720,8 @@ typedef struct moments {
 static moments compute(const group *g)
 {
     moments m;
-    dd S, Q;
+    dd S;
     sf_xsum_round2(&g->sum, &S.hi, &S.lo);
-    sf_xsum_round2(&g->sq, &Q.hi, &Q.lo);
     double n = (double)g->count;
     m.sum = S.hi;
     m.mean = m.variance = m.stddev = m.min = m.max = NAN;
@@ -743,10 +729,9 @@ static moments compute(const group *g)
     m.mean = isfinite(S.hi) ? dd_div(S, n).hi : S.hi;
     if (g->min_key != MIN_NONE) m.min = from_order_key(g->min_key);
     if (g->max_key != MAX_NONE) m.max = from_order_key(g->max_key);
-    if (g->count >= 2 && isfinite(S.hi) && isfinite(Q.hi)) {
-        dd v = dd_div(dd_sub(Q, dd_div(dd_mul(S, S), n)), n - 1.0);
-        double var = v.hi;
-        if (var < 0.0) var = 0.0;
+    if (g->count >= 2 && isfinite(S.hi)) {
+        /* Exact numerator n Q - S^2 in integers: no cancellation, no overflow of S^2. */
+        double var = sf_xsum_variance(&g->sum, &g->sq, g->count);
         m.variance = var;
         m.stddev = sqrt(var);
     }
@@ -783,13 +768,23 @@ static sf_status key_text(const stats_state *s, const uint8_t *k, size_t n, sf_b
     size_t off = 0;
     for (int i = 0; i < s->nby; i++) {
         if (i > 0) SF_CALL(sf_buf_put_u8(out, '|'));
-        if (off >= n || k[off++] == 0) continue;
+        if (off >= n || k[off++] == 0) {
+            /* A null key part is \N, which no value prints as (see below). */
+            SF_CALL(sf_buf_append(out, "\\N", 2));
+            continue;
+        }
         sf_type t = by_type(s, i);
         if (t == SF_STRING) {
             uint32_t len = (uint32_t)k[off] | (uint32_t)k[off + 1] << 8 |
                            (uint32_t)k[off + 2] << 16 | (uint32_t)k[off + 3] << 24;
             off += 4;
-            SF_CALL(sf_buf_append(out, k + off, len));
+            /* Escape the separator and the escape character, so that
+             * different keys never print alike. */
+            for (uint32_t b = 0; b < len; b++) {
+                uint8_t ch = k[off + b];
+                if (ch == '|' || ch == '\\') SF_CALL(sf_buf_put_u8(out, '\\'));
+                SF_CALL(sf_buf_put_u8(out, ch));
+            }
             off += len;
             continue;
         }
@@ -847,8 +842,8 @@ static sf_status stats_report(const void *state, sf_json *j)
     sf_json_key(j, "groups");
     sf_json_obj_begin(j);
     for (uint32_t i = 0; i < s->ng;) {
-        /* Distinct keys can print alike (a null and an empty string, or a
-         * '|' inside a string); such groups are reported as one. */
+        /* Keys print uniquely (escaped strings, \N for null, round-trip
+         * numbers); should two ever print alike they are reported as one. */
         uint32_t e = i + 1;
         while (e < s->ng && ref_cmp(&refs[i], &refs[e]) == 0) e++;
         group g = s->g[refs[i].idx];

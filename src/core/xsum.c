@@ -249,3 +249,166 @@ sf_status sf_xsum_decode(sf_xsum *x, sf_rd *r)
     }
     return SF_OK;
 }
+
+/* ---- the exact variance numerator ------------------------------------
+ * Big unsigned integers in 32-bit digits, least significant first. */
+#define BIG_DIGITS 144
+
+typedef struct big {
+    uint32_t d[BIG_DIGITS];
+    int n; /* digits in use (no leading zeros beyond n) */
+} big;
+
+static void big_trim(big *a)
+{
+    while (a->n > 0 && a->d[a->n - 1] == 0) a->n--;
+}
+
+/* The magnitude of an exact sum, in units of 2^-1074; false if beyond 2^1102. */
+static bool big_from_xsum(const sf_xsum *x, big *b)
+{
+    sf_xsum m;
+    (void)magnitude(x, &m);
+    if ((uint64_t)m.limb[TOP] > DIGIT_MASK) return false;
+    memset(b, 0, sizeof *b);
+    for (int i = 0; i < SF_XSUM_LIMBS; i++) b->d[i] = (uint32_t)m.limb[i];
+    b->n = SF_XSUM_LIMBS;
+    big_trim(b);
+    return true;
+}
+
+static void big_mul(const big *a, const big *b, big *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < a->n; i++) {
+        uint64_t carry = 0;
+        for (int j = 0; j < b->n; j++) {
+            uint64_t t = (uint64_t)a->d[i] * b->d[j] + out->d[i + j] + carry;
+            out->d[i + j] = (uint32_t)t;
+            carry = t >> 32;
+        }
+        for (int k = i + b->n; carry != 0; k++) {
+            uint64_t t = (uint64_t)out->d[k] + carry;
+            out->d[k] = (uint32_t)t;
+            carry = t >> 32;
+        }
+    }
+    out->n = a->n + b->n;
+    big_trim(out);
+}
+
+static void big_mul_u32(big *a, uint32_t k)
+{
+    uint64_t carry = 0;
+    for (int i = 0; i < a->n; i++) {
+        uint64_t t = (uint64_t)a->d[i] * k + carry;
+        a->d[i] = (uint32_t)t;
+        carry = t >> 32;
+    }
+    if (carry) a->d[a->n++] = (uint32_t)carry;
+}
+
+static void big_shl(big *a, unsigned bits)
+{
+    unsigned dw = bits / 32, sh = bits % 32;
+    int n = a->n + (int)dw + 1;
+    for (int i = n - 1; i >= 0; i--) {
+        int src = i - (int)dw;
+        uint64_t hi = src >= 0 && src < a->n ? a->d[src] : 0;
+        uint64_t lo = src - 1 >= 0 && src - 1 < a->n ? a->d[src - 1] : 0;
+        a->d[i] = (uint32_t)(sh ? (hi << sh) | (lo >> (32 - sh)) : hi);
+    }
+    a->n = n;
+    big_trim(a);
+}
+
+static int big_cmp(const big *a, const big *b)
+{
+    if (a->n != b->n) return a->n < b->n ? -1 : 1;
+    for (int i = a->n - 1; i >= 0; i--)
+        if (a->d[i] != b->d[i]) return a->d[i] < b->d[i] ? -1 : 1;
+    return 0;
+}
+
+/* a -= b, with a >= b. */
+static void big_sub(big *a, const big *b)
+{
+    int64_t borrow = 0;
+    for (int i = 0; i < a->n; i++) {
+        int64_t t = (int64_t)a->d[i] - (i < b->n ? (int64_t)b->d[i] : 0) - borrow;
+        borrow = t < 0;
+        a->d[i] = (uint32_t)(t + (borrow ? ((int64_t)1 << 32) : 0));
+    }
+    big_trim(a);
+}
+
+/* a as a double-double times 2^*e2 (about 106 good bits; hi carries the
+ * leading 53). */
+static void big_to_dd(const big *a, double *hi, double *lo, int *e2)
+{
+    int t = a->n - 1;
+    uint64_t d0 = a->d[t], d1 = t >= 1 ? a->d[t - 1] : 0, d2 = t >= 2 ? a->d[t - 2] : 0,
+             d3 = t >= 3 ? a->d[t - 3] : 0, d4 = t >= 4 ? a->d[t - 4] : 0;
+    int lz = clz32((uint32_t)d0);
+    /* 128 bits with the leading one at the top: w1 (high) and w2 (low). */
+    uint64_t w1 = (d0 << 32) | d1, w2 = (d2 << 32) | d3;
+    if (lz) {
+        w1 = (w1 << lz) | (w2 >> (64 - lz));
+        w2 = (w2 << lz) | (d4 >> (32 - lz));
+    }
+    /* value ~ (w1 * 2^64 + w2) * 2^(32 (t - 3) - lz); split w1 so that hi is exact. */
+    double h = (double)(w1 >> 11);            /* 53 bits, exact */
+    double l = (double)(w1 & 0x7FFu) * 18446744073709551616.0 + (double)w2;
+    *hi = h * 37778931862957161709568.0;       /* 2^75 */
+    *lo = l;
+    *e2 = 32 * (t - 3) - lz;
+}
+
+double sf_xsum_variance(const sf_xsum *sum, const sf_xsum *sumsq, uint64_t n)
+{
+    if (n < 2) return NAN;
+    bool special;
+    (void)special_value(sum, &special);
+    if (special) return NAN;
+    (void)special_value(sumsq, &special);
+    if (special) return NAN;
+    big s, q, s2, qs;
+    if (!big_from_xsum(sum, &s) || !big_from_xsum(sumsq, &q)) return NAN;
+    /* Numerator in units of 2^-2148: n * Q * 2^1074 - S^2, exact. */
+    qs = q;
+    big_mul_u32(&qs, (uint32_t)n);
+    if (n >> 32) {
+        big hi = q;
+        big_mul_u32(&hi, (uint32_t)(n >> 32));
+        big_shl(&hi, 32);
+        /* qs = q * lo32 + q * hi32 * 2^32 */
+        big sum_ = qs;
+        uint64_t carry = 0;
+        int m = sum_.n > hi.n ? sum_.n : hi.n;
+        for (int i = 0; i < m; i++) {
+            uint64_t t = (uint64_t)(i < sum_.n ? sum_.d[i] : 0) + (i < hi.n ? hi.d[i] : 0) + carry;
+            sum_.d[i] = (uint32_t)t;
+            carry = t >> 32;
+        }
+        sum_.n = m;
+        if (carry) sum_.d[sum_.n++] = (uint32_t)carry;
+        qs = sum_;
+    }
+    big_shl(&qs, 1074);
+    big_mul(&s, &s, &s2);
+    /* Cauchy-Schwarz makes it non-negative for exact sums; squares that lost
+     * bits (|x| below 2^-511 or beyond 2^511) may tip it: clamp at 0. */
+    if (big_cmp(&qs, &s2) <= 0) return 0.0;
+    big_sub(&qs, &s2);
+    double nh, nl;
+    int e2;
+    big_to_dd(&qs, &nh, &nl, &e2);
+    /* Divide the double-double by d = n (n - 1), itself a double-double. */
+    double dn = (double)n, dm = (double)(n - 1);
+    double dh = dn * dm, dl = fma(dn, dm, -dh);
+    double q1 = nh / dh;
+    double p = q1 * dh, pe = fma(q1, dh, -p);
+    double r = ((nh - p) - pe + nl) - q1 * dl;
+    double q2 = r / dh;
+    return ldexp(q1 + q2, e2 - 2148);
+}

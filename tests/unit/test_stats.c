@@ -302,9 +302,9 @@ static void test_grouped_by_hand(void **st)
                   {.v = 10.0, .service = "a"}, {.v = 3.0, .service = "b"},
                   {.v = 0.0, .service = "a", .v_null = true}};
     feed(s, rows, 5, 2);
-    /* Keys in byte order: "" (the null key) < "a" < "b". */
+    /* Keys in byte order: "\N" (the null key) < "a" < "b". */
     assert_report(s, "{\"groups\":{"
-                     "\"\":{\"count\":1,\"nulls\":0,\"sum\":4,\"mean\":4,\"variance\":null,"
+                     "\"\\\\N\":{\"count\":1,\"nulls\":0,\"sum\":4,\"mean\":4,\"variance\":null,"
                      "\"stddev\":null,\"min\":4,\"max\":4},"
                      "\"a\":{\"count\":1,\"nulls\":1,\"sum\":10,\"mean\":10,\"variance\":null,"
                      "\"stddev\":null,\"min\":10,\"max\":10},"
@@ -331,13 +331,14 @@ static void test_grouped_composite_keys(void **st)
                   {.v = 5.0, .service = "web", .n = -3, .ts = 0},
                   {.v = 7.0, .service = NULL, .n = 12, .ts = 0}};
     feed(s, rows, 4, 3);
+    /* A null part prints as \N (JSON "\\N"), which sorts before letters. */
     assert_report(s, "{\"groups\":{"
+                     "\"\\\\N|12|1970-01-01T00:00:00\":{\"count\":1,\"nulls\":0,\"sum\":7,"
+                     "\"mean\":7,\"variance\":null,\"stddev\":null,\"min\":7,\"max\":7},"
                      "\"web|-3|1970-01-01T00:00:00\":{\"count\":1,\"nulls\":0,\"sum\":5,"
                      "\"mean\":5,\"variance\":null,\"stddev\":null,\"min\":5,\"max\":5},"
                      "\"web|12|1970-01-02T00:00:00\":{\"count\":2,\"nulls\":0,\"sum\":8,"
-                     "\"mean\":4,\"variance\":8,\"stddev\":2.8284271247461903,\"min\":2,\"max\":6},"
-                     "\"|12|1970-01-01T00:00:00\":{\"count\":1,\"nulls\":0,\"sum\":7,"
-                     "\"mean\":7,\"variance\":null,\"stddev\":null,\"min\":7,\"max\":7}}}");
+                     "\"mean\":4,\"variance\":8,\"stddev\":2.8284271247461903,\"min\":2,\"max\":6}}}");
     free_state(s);
 }
 
@@ -357,21 +358,78 @@ static void test_grouped_by_float_key(void **st)
     free_state(s);
 }
 
-/* Keys that print alike (a null and an empty string) are reported as one. */
-static void test_alike_keys_combined(void **st)
+/* Distinct keys never print alike: a null is \N, an empty string is "",
+ * and '|' or '\' inside a string is escaped with '\'. */
+static void test_keys_never_alike(void **st)
 {
     (void)st;
     int by[] = {COL_SERVICE};
     sf_agent_config cfg = make_cfg(COL_V, 1, by);
     void *s = new_state(&cfg);
-    row rows[] = {{.v = 1.0, .service = ""}, {.v = 3.0, .service = NULL}};
-    feed(s, rows, 2, 2);
-    assert_report(s, "{\"groups\":{\"\":{\"count\":2,\"nulls\":0,\"sum\":4,\"mean\":2,"
-                     "\"variance\":2,\"stddev\":1.4142135623730951,\"min\":1,\"max\":3}}}");
+    row rows[] = {{.v = 1.0, .service = ""}, {.v = 3.0, .service = NULL}, {.v = 5.0, .service = "a|b"},
+                  {.v = 7.0, .service = "a\\"}};
+    feed(s, rows, 4, 2);
+    /* JSON text: "" < "\\N" < "a\\\\" < "a\\|b" (bytes: '"' then '\\' ...). */
+    assert_report(s, "{\"groups\":{"
+                     "\"\":{\"count\":1,\"nulls\":0,\"sum\":1,\"mean\":1,\"variance\":null,"
+                     "\"stddev\":null,\"min\":1,\"max\":1},"
+                     "\"\\\\N\":{\"count\":1,\"nulls\":0,\"sum\":3,\"mean\":3,\"variance\":null,"
+                     "\"stddev\":null,\"min\":3,\"max\":3},"
+                     "\"a\\\\\\\\\":{\"count\":1,\"nulls\":0,\"sum\":7,\"mean\":7,\"variance\":null,"
+                     "\"stddev\":null,\"min\":7,\"max\":7},"
+                     "\"a\\\\|b\":{\"count\":1,\"nulls\":0,\"sum\":5,\"mean\":5,\"variance\":null,"
+                     "\"stddev\":null,\"min\":5,\"max\":5}}}");
     free_state(s);
+
+    /* Composite keys: ("x|y", "z") and ("x", "y|z") stay two groups. */
+    int by2[] = {COL_SERVICE, COL_SERVICE};
+    sf_agent_config cfg2 = make_cfg(COL_V, 2, by2);
+    void *s2 = new_state(&cfg2);
+    row r2[] = {{.v = 1.0, .service = "x|y"}, {.v = 2.0, .service = "x"}};
+    feed(s2, r2, 2, 2);
+    char *text = report_text(s2);
+    assert_non_null(strstr(text, "\"x\\\\|y|x\\\\|y\""));
+    assert_non_null(strstr(text, "\"x|x\""));
+    free(text);
+    free_state(s2);
 }
 
 /* ---- references ------------------------------------------------------------ */
+
+/* The variance is exact even where a double-double would cancel or
+ * overflow: x = 2^52 + k and x = k * 2^500 (k = i mod 7) have the variance
+ * of k (times 2^1000 for the second), whose exact value is a ratio of two
+ * integers below 2^53, so one double division gives the correctly rounded
+ * reference. */
+static void test_variance_offset_and_scale(void **st)
+{
+    (void)st;
+    enum { N = 1000 };
+    int64_t sk = 0, sk2 = 0;
+    for (int i = 0; i < N; i++) {
+        sk += i % 7;
+        sk2 += (int64_t)(i % 7) * (i % 7);
+    }
+    double want = (double)((int64_t)N * sk2 - sk * sk) / (double)((int64_t)N * (N - 1));
+    for (int variant = 0; variant < 2; variant++) {
+        sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
+        void *s = new_state(&cfg);
+        row *rows = calloc(N, sizeof *rows);
+        assert_non_null(rows);
+        for (int i = 0; i < N; i++)
+            rows[i].v = variant == 0 ? 4503599627370496.0 + (double)(i % 7) : ldexp((double)(i % 7), 500);
+        feed(s, rows, N, 128);
+        char *text = report_text(s);
+        const char *p = strstr(text, "\"variance\":");
+        assert_non_null(p);
+        double got = strtod(p + 11, NULL);
+        double expect = variant == 0 ? want : ldexp(want, 1000);
+        if (got != expect) fail_msg("variant %d: variance %.17g, exact %.17g", variant, got, expect);
+        free(text);
+        free(rows);
+        free_state(s);
+    }
+}
 
 /* Values m * 2^-10 with |m| < 2^16, n = 4096: the sums are exact in double
  * and n * sum(m^2) - (sum m)^2 is exact in int64, so the variance has an
@@ -533,7 +591,9 @@ static void check_grouped_against_filtered(const int *by, int nby, const row *ro
         char key[128] = "";
         for (int k = 0; k < nby; k++) {
             char part[64] = "";
-            if (by[k] == COL_SERVICE && rows[i].service) snprintf(part, sizeof part, "%s", rows[i].service);
+            /* A null key part prints as \N, in JSON "\\N". */
+            if (by[k] == COL_SERVICE)
+                snprintf(part, sizeof part, "%s", rows[i].service ? rows[i].service : "\\\\N");
             if (by[k] == COL_N) snprintf(part, sizeof part, "%lld", (long long)rows[i].n);
             if (by[k] == COL_TS) snprintf(part, sizeof part, "1970-01-01T00:00:%02lld",
                                           (long long)(rows[i].ts / 1000000));
@@ -545,9 +605,9 @@ static void check_grouped_against_filtered(const int *by, int nby, const row *ro
             bool same = true;
             for (int k = 0; k < nby; k++) {
                 if (by[k] == COL_SERVICE) {
-                    const char *a = rows[i].service ? rows[i].service : "";
-                    const char *b = rows[j].service ? rows[j].service : "";
-                    same = same && strcmp(a, b) == 0;
+                    /* A null and an empty string are different keys. */
+                    const char *a = rows[i].service, *b = rows[j].service;
+                    same = same && (a && b ? strcmp(a, b) == 0 : a == b);
                 }
                 if (by[k] == COL_N) same = same && rows[i].n == rows[j].n;
                 if (by[k] == COL_TS) same = same && rows[i].ts == rows[j].ts;
@@ -827,7 +887,8 @@ int main(void)
         cmocka_unit_test(test_grouped_by_hand),
         cmocka_unit_test(test_grouped_composite_keys),
         cmocka_unit_test(test_grouped_by_float_key),
-        cmocka_unit_test(test_alike_keys_combined),
+        cmocka_unit_test(test_keys_never_alike),
+        cmocka_unit_test(test_variance_offset_and_scale),
         cmocka_unit_test(test_against_exact_and_two_pass),
         cmocka_unit_test(test_squares_exact),
         cmocka_unit_test(test_grouped_against_filtered),
