@@ -437,6 +437,8 @@ static sf_status parse_enum(const load_ctx *c, const sf_cfg_node *node, const ch
                 near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "", list);
 }
 
+static bool is_json_number(const char *s);
+
 static sf_status parse_float(const load_ctx *c, const sf_cfg_node *node, const char *path, double min,
                              double *out)
 {
@@ -444,7 +446,8 @@ static sf_status parse_float(const load_ctx *c, const sf_cfg_node *node, const c
     const char *s = node->scalar;
     char *end = NULL;
     double v = strtod(s, &end);
-    if (end == s || *end != '\0' || !isfinite(v))
+    /* Plain decimals only: strtod alone would also take hex and spaces. */
+    if (end == s || *end != '\0' || !isfinite(v) || !is_json_number(s))
         return FAIL(c, node, 0, path, "expected a number, found '%s'", s);
     if (v < min) return FAIL(c, node, 0, path, "must be at least %g, found '%s'", min, s);
     *out = v;
