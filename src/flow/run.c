@@ -290,6 +290,12 @@ static sf_status plan_shards(run *R)
         uint8_t *want = calloc((size_t)(ncols ? ncols : 1), 1);
         SF_CHECK(want != NULL, SF_ERR_NOMEM, "out of memory (projection)");
         want[sf_shard_plan_key_column(R->plan)] = 1;
+        /* With on_bad_row: skip, a row is skipped for a bad value in any
+         * column that is read: read the same columns as the passes, so the
+         * pre-pass sees exactly the rows they will see. */
+        if (R->w->input.on_bad_row == SF_BAD_ROW_SKIP)
+            for (int l = 0; l < R->nlevels; l++)
+                for (int c = 0; c < R->levels[l].ncols; c++) want[R->levels[l].cols[c]] = 1;
         sf_status rc = sf_reader_set_projection(rd, want);
         free(want);
         SF_CALL(rc);

@@ -67,6 +67,7 @@ typedef struct csv_impl {
     int fd;
     const char *path;
     char delim;
+    bool fast_ok;       /* the delimiter cannot occur inside a number */
     size_t block;       /* bytes per read */
     size_t maxlen;      /* longest record, line end excluded */
     char *buf;
@@ -869,7 +870,10 @@ static sf_status csv_next(sf_reader *r, sf_batch *b, bool *eof)
         if (c->pos < c->len) {
             int nnull = 0;
             size_t end = 0;
-            if (fast_record(c, b, n, &nnull, &end)) {
+            /* The fast path scans numbers without looking for the
+             * delimiter inside them: only for delimiters that cannot be
+             * part of a number. */
+            if (c->fast_ok && fast_record(c, b, n, &nnull, &end)) {
                 SF_CALL(commit_row(c, b, n, nnull, c->pos, end));
                 c->pos = end;
                 c->line++;
@@ -1075,6 +1079,7 @@ sf_status sf__csv_open(sf_reader *r)
     c->delim = cfg->delimiter ? cfg->delimiter : ',';
     SF_CHECK_GOTO(c->delim != '"' && c->delim != '\n' && c->delim != '\r', SF_ERR_ARG, done,
                   "%s: input.delimiter cannot be a quote or a line end", c->path);
+    c->fast_ok = strchr("0123456789.+-eE", c->delim) == NULL;
     c->maxlen = cfg->max_line_length ? cfg->max_line_length : (size_t)1 << 20;
     c->block = cfg->block_size ? cfg->block_size : (size_t)4 << 20;
     SF_CHECK_GOTO(c->maxlen < SIZE_MAX / 4 && c->block < SIZE_MAX / 4, SF_ERR_ARG, done,

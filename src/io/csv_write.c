@@ -1,6 +1,9 @@
 /* CSV writer: a header line, then one line per row, LF line ends.
  *
- * The output reads back through the CSV reader to the same values and types:
+ * The output reads back through the CSV reader to the same values; the same
+ * types too, except where inference cannot know them: a string column whose
+ * values all look like numbers or timestamps, or a column that is entirely
+ * null, is inferred differently (give input.schema to read such a file):
  * - int64 in decimal; timestamps in ISO-8601 (sf_timestamp_format);
  * - float64 in the shortest of %.15g, %.16g and %.17g that converts back to
  *   the same double, with ".0" appended when the text would otherwise look

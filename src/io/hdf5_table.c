@@ -935,6 +935,26 @@ static sf_status h5w_write(sf_table_writer *w, const sf_batch *b)
     if (!h->created) SF_CALL(create_datasets(w, h, b));
     size_t n = b->nrows;
     if (n == 0) return SF_OK;
+    /* Check every string before extending any dataset, so that a batch that
+     * cannot be written leaves the file as it was (all columns one length).
+     * HDF5 strings end at a NUL byte: refuse values that hold one. */
+    for (int c = 0; c < h->ncols; c++) {
+        const sf_column *col = &b->cols[c];
+        if (col->type != SF_STRING) continue;
+        for (size_t r = 0; r < n; r++) {
+            if (sf_col_is_null(col, r)) continue;
+            size_t len;
+            const char *s = sf_dict_str(&col->dict, col->code[r], &len);
+            SF_CHECK(memchr(s, '\0', len) == NULL, SF_ERR_ARG,
+                     "%s: column '%s', row %llu: a string with a NUL byte cannot be stored in HDF5",
+                     h->path, w->schema.fields[c].name, (unsigned long long)(h->nrows + r));
+            SF_CHECK(h->vlen || len <= h->cols[c].width, SF_ERR_ARG,
+                     "%s: column '%s', row %llu: a string of %zu bytes does not fit the fixed width of %zu "
+                     "bytes chosen from the first batch; write variable-length strings instead",
+                     h->path, w->schema.fields[c].name, (unsigned long long)(h->nrows + r), len,
+                     h->cols[c].width);
+        }
+    }
     hsize_t start = h->nrows, count = n, total = h->nrows + n;
     SF_CALL_H5(mspace = H5Screate_simple(1, &count, NULL), done, "%s: dataspace", h->path);
     for (int c = 0; c < h->ncols; c++) {

@@ -260,6 +260,22 @@ static sf_status check_header(const char *path, const sf_schema *sch)
                         found);
 }
 
+/* 1-based line number of the byte at offset off of the file at path (only
+ * used to word an error, so reading the file again is fine). */
+static uint64_t line_at(const char *path, uint64_t off)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return 0;
+    uint64_t line = 1, pos = 0;
+    int ch;
+    while (pos < off && (ch = fgetc(f)) != EOF) {
+        if (ch == '\n') line++;
+        pos++;
+    }
+    fclose(f);
+    return line;
+}
+
 static sf_status load_map(sf_shard_plan *p, sem_plan *s)
 {
     sf_status rc = SF_OK;
@@ -311,8 +327,9 @@ static sf_status load_map(sf_shard_plan *p, sem_plan *s)
         if (eof || b.nrows == 0) break;
         const sf_column *kc = &b.cols[ck], *gc = &b.cols[cg];
         for (size_t i = 0; i < b.nrows; i++) {
-            /* The header is line 1 and a map has one record per line. */
-            uint64_t line = b.first_row + i + 2;
+            /* The record's line, counted from its byte offset (quoted
+             * fields may span lines; blank lines are skipped). */
+            uint64_t line = b.row_offset ? line_at(path, (uint64_t)b.row_offset[i]) : b.first_row + i + 2;
             size_t klen = 0, glen = 0;
             const char *kstr = "", *gstr = "";
             if (!sf_col_is_null(kc, i)) kstr = sf_dict_str(&kc->dict, kc->code[i], &klen);
