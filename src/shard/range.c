@@ -16,6 +16,7 @@
  * left to right, each as close to an equal share of what is left as C and
  * the remaining shards allow. A run is never cut, so a key never spans two
  * shards. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -403,7 +404,13 @@ static sf_status range_route(const sf_shard_plan *p, const sf_batch *b, const sf
 static void key_json(const sf_shard_plan *p, sf_json *j, key64 v)
 {
     if (p->key_type == SF_FLOAT64) {
-        sf_json_num(j, v.f);
+        /* JSON has no infinities: name them rather than print null. */
+        if (isinf(v.f))
+            sf_json_str(j, v.f > 0 ? "inf" : "-inf");
+        else if (isnan(v.f))
+            sf_json_str(j, "nan");
+        else
+            sf_json_num(j, v.f);
     } else if (p->key_type == SF_TIMESTAMP) {
         char buf[64];
         size_t n = sf_timestamp_format(v.i, buf, sizeof buf);
