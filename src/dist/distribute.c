@@ -257,7 +257,6 @@ static sf_status worker_dynamic(worker *w)
         w->st->t_wait += sf_comm_wtime() - t0;
         outstanding--;
         uint32_t kind = UNIT_DATA;
-        size_t nv;
         if (comm == SF_ERR_NOMEM) {
             /* A data unit we could not hold: fail locally, keep the protocol. */
             if (rc == SF_OK) rc = comm;
@@ -279,7 +278,6 @@ static sf_status worker_dynamic(worker *w)
         if (comm != SF_OK) break;
         outstanding++;
         if (rc == SF_OK) rc = work_on(w, msg.data, msg.len, &kind);
-        (void)nv;
     }
     sf_buf_fini(&msg);
     return comm != SF_OK ? comm : rc;

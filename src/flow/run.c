@@ -62,8 +62,6 @@ typedef struct run {
     level_pass *levels;
     int threads;
     double t_load, t_schema, t_plan, t_write;
-    uint64_t total_rows;
-    uint64_t bad_rows;
     size_t batch_rows;        /* rank 0: rows per round after clamping */
     sf_json plan_json;        /* rank 0: plan description */
     sf_buf rank_stats;        /* rank 0: gathered per-rank figures (JSON fragments) */
@@ -496,6 +494,8 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
     sf_json_num(&j, R->t_schema);
     sf_json_key(&j, "plan_seconds");
     sf_json_num(&j, R->t_plan);
+    sf_json_key(&j, "write_result_seconds");
+    sf_json_num(&j, R->t_write);
     sf_json_key(&j, "passes");
     sf_json_arr_begin(&j);
     for (int l = 0; l < R->nlevels; l++) {
