@@ -68,6 +68,9 @@ void sf_dict_fini(sf_dict *d);
 void sf_dict_clear(sf_dict *d);
 /* Returns the code of s, adding it if new. */
 sf_status sf_dict_intern(sf_dict *d, const char *s, size_t len, uint32_t *code /* out */);
+/* Finds the code of s without adding it; false if absent. Const (safe for
+ * concurrent readers); works on dictionaries without an index too. */
+bool sf_dict_find(const sf_dict *d, const char *s, size_t len, uint32_t *code /* out */);
 /* The bytes of string `code` (not terminated) and their length. */
 static inline const char *sf_dict_str(const sf_dict *d, uint32_t code, size_t *len /* out */)
 {

@@ -77,6 +77,24 @@ sf_status sf_comm_iprobe(int tag, bool *flag, int *from);
  * Collective; O(log P) steps. */
 typedef sf_status (*sf_comm_merge_fn)(sf_buf *into, const uint8_t *from, size_t n, void *ctx);
 sf_status sf_comm_reduce(sf_buf *buf, sf_comm_merge_fn merge, void *ctx);
+/* Messages of the last reduction on this rank: sent (all) and sent to a
+ * rank of another node (inter-node). */
+typedef struct sf_comm_reduce_stats {
+    uint64_t messages;
+    uint64_t internode_messages;
+    uint64_t bytes;
+} sf_comm_reduce_stats;
+/* The same result as sf_comm_reduce, reduced in two levels: a binomial tree
+ * inside each node (MPI_COMM_TYPE_SHARED; the node's lowest rank leads),
+ * then a binomial tree over the node leaders (rank 0 leads the cluster).
+ * Every merge is order-independent, so the bytes equal the flat result.
+ * The environment variable SF_RANKS_PER_NODE=N (N >= 1) pretends that nodes
+ * hold N consecutive ranks each (for tests and bench/reduce on one
+ * machine). st may be NULL. Collective. */
+sf_status sf_comm_reduce_hier(sf_buf *buf, sf_comm_merge_fn merge, void *ctx,
+                              sf_comm_reduce_stats *st);
+/* Counts of the last sf_comm_reduce on this rank (flat tree). */
+void sf_comm_reduce_last_stats(sf_comm_reduce_stats *st);
 /* Gathers every rank's bytes to rank 0, calling on_rank(rank, bytes, n, ctx)
  * there in rank order (rank 0 included). Collective. */
 typedef sf_status (*sf_comm_gather_fn)(int rank, const uint8_t *bytes, size_t n, void *ctx);

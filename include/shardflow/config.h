@@ -47,8 +47,14 @@ typedef struct sf_shard_config {
 
 typedef enum sf_dist_mode { SF_DIST_STATIC = 1, SF_DIST_DYNAMIC = 2 } sf_dist_mode;
 
+typedef enum sf_reduce_mode { SF_REDUCE_HIERARCHICAL = 1, SF_REDUCE_FLAT = 2 } sf_reduce_mode;
+
+typedef enum sf_aspect_schedule { SF_ASPECTS_CONCURRENT = 1, SF_ASPECTS_SEQUENTIAL = 2 } sf_aspect_schedule;
+
 typedef struct sf_distribute_config {
     sf_dist_mode mode;            /* default static */
+    sf_reduce_mode reduce;        /* default hierarchical (node, then cluster) */
+    sf_aspect_schedule aspects;   /* default concurrent (aspects x morsels as tasks) */
     uint64_t memory_budget;       /* bytes; default 256 MiB; "256MiB", "1GiB", "4096" */
     size_t morsel_rows;           /* rows per morsel, default 16384 */
     uint64_t chunk_bytes;         /* largest single MPI message, default INT_MAX */
@@ -60,9 +66,22 @@ typedef struct sf_agent_spec {
     char *column;                 /* NULL if absent */
     int nby;
     char **by;
+    char *where;                  /* where: filter expression, NULL if absent */
+    int nbaseline;
+    char **baseline;              /* baseline: STAGE.AGENT_ID, or a list of them */
+    int aspect;                   /* index into the stage's aspects, -1 for plain agents: */
     const sf_cfg_node *node;      /* the agent's map, for agent options */
     int line;
 } sf_agent_spec;
+
+/* An aspect: a group of agents of one stage (run concurrently with the
+ * stage's other aspects) and the finding rules over their results. */
+typedef struct sf_aspect_config {
+    char *name;                   /* unique within the stage */
+    int agent0, nagents;          /* its agents: stage->agents[agent0 .. agent0 + nagents) */
+    const sf_cfg_node *findings;  /* the findings: sequence, NULL if absent (checked by src/synth) */
+    int line;
+} sf_aspect_config;
 
 typedef struct sf_stage_config {
     char *name;
@@ -70,7 +89,9 @@ typedef struct sf_stage_config {
     char **after;
     int *after_idx;               /* indices into stages */
     int nagents;
-    sf_agent_spec *agents;
+    sf_agent_spec *agents;        /* plain agents: first, then each aspect's in order */
+    int naspects;
+    sf_aspect_config *aspects;
     int line;
 } sf_stage_config;
 
@@ -86,6 +107,10 @@ typedef struct sf_workflow {
     int *level;                   /* level[i]: longest path from a root to stage i */
     char *out_dir;                /* output.dir, default NULL */
     int threads;                  /* threads:, 0 = automatic */
+    uint64_t seed;                /* seed:, default 1 (agents that hash or sample) */
+    const sf_cfg_node *synthesis; /* the synthesis: mapping, NULL if absent (checked by src/synth) */
+    int nplugins;
+    char **plugins;               /* plugins: shared objects to load (paths resolved like input.path) */
     sf_cfg_node *root;            /* the resolved tree */
     char config_hash[17];         /* xxh64 of the canonical resolved tree, hex */
 } sf_workflow;

@@ -9,19 +9,37 @@
 #include "shardflow/agent.h"
 #include "shardflow/batch.h"
 #include "shardflow/buf.h"
+#include "shardflow/filter.h"
 #include "shardflow/status.h"
 
 typedef struct sf_exec sf_exec;
 
-/* One agent instance of a pass. cfg and ops must outlive the executor. */
+/* One agent instance of a pass. cfg, ops and where must outlive the
+ * executor. */
 typedef struct sf_exec_agent {
     const sf_agent_ops *ops;
     const sf_agent_config *cfg;
+    const sf_filter *where;   /* bound to the pass schema, or NULL */
+    int group;                /* aspect group, 0 .. ngroups - 1 (agents of a group are adjacent) */
 } sf_exec_agent;
+
+/* How the groups (aspects) of a pass share the threads: as tasks over
+ * groups x morsels (concurrent), or one group after the other, each over
+ * all morsels (sequential). Both give identical states. */
+typedef enum sf_exec_schedule { SF_EXEC_CONCURRENT = 0, SF_EXEC_SEQUENTIAL = 1 } sf_exec_schedule;
 
 /* Creates states for n agents on nthreads threads. Not collective. */
 sf_status sf_exec_create(const sf_exec_agent *agents, int n, int nthreads, size_t morsel_rows,
                          sf_exec **out);
+/* Sets the schedule of the groups (default concurrent). */
+void sf_exec_set_schedule(sf_exec *x, sf_exec_schedule s);
+/* Decodes agent a's state from an sf_exec_encode output into a new state
+ * (init'ed with the agent's cfg) that the caller owns: free it with
+ * sf_exec_state_destroy. */
+sf_status sf_exec_decode_agent(sf_exec *x, const uint8_t *bytes, size_t n, int a, void **state);
+void sf_exec_state_destroy(sf_exec *x, int a, void **state);
+/* Rows agent a was given (after its where: filter) by this executor. */
+uint64_t sf_exec_agent_rows(const sf_exec *x, int a);
 void sf_exec_destroy(sf_exec **x);
 
 /* Processes every row of nb batches: all their morsels are shared among the

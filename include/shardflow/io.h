@@ -36,6 +36,7 @@ typedef struct sf_input_config {
     uint64_t seed;            /* synthetic */
     double zipf;              /* synthetic: Zipf exponent of keys (0 = uniform) */
     uint64_t users;           /* synthetic: number of distinct user ids */
+    bool incidents;           /* synthetic: inject the five incidents (default false) */
     char delimiter;           /* csv, default ',' */
     sf_bad_row_policy on_bad_row;
     size_t max_line_length;   /* csv: longest record in bytes (default 1 MiB) */
@@ -45,6 +46,11 @@ typedef struct sf_input_config {
     int nhints;
     sf_type_hint *hints;      /* input.schema */
 } sf_input_config;
+
+/* Writes the ground truth of a synthetic input (the injected incidents, see
+ * the README) as JSON to path (via a temporary file and rename). Fails for
+ * inputs that are not synthetic. Not collective. */
+sf_status sf_gen_truth_write(const sf_input_config *c, const char *path);
 
 /* Fills the defaults above (format unset). */
 void sf_input_config_defaults(sf_input_config *c);

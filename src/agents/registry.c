@@ -61,6 +61,18 @@ sf_status sf_agent_register(const sf_agent_ops *ops)
     return add(ops);
 }
 
+int sf_agent_count(void)
+{
+    sf_agents_register_builtin();
+    return nregistered;
+}
+
+const sf_agent_ops *sf_agent_at(int i)
+{
+    sf_agents_register_builtin();
+    return i >= 0 && i < nregistered ? registry[i] : NULL;
+}
+
 const sf_agent_ops *sf_agent_find(const char *name)
 {
     if (name == NULL) return NULL;

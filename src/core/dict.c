@@ -94,3 +94,28 @@ sf_status sf_dict_intern(sf_dict *d, const char *s, size_t len, uint32_t *code)
     if ((uint64_t)d->n * 2 > d->nslots) SF_CALL(dict_rehash(d, d->nslots * 2));
     return SF_OK;
 }
+
+bool sf_dict_find(const sf_dict *d, const char *s, size_t len, uint32_t *code)
+{
+    if (d->n == 0) return false;
+    if (d->nslots != 0 && d->slots != NULL && d->hashes != NULL) {
+        uint64_t h = XXH3_64bits(s, len);
+        uint32_t mask = d->nslots - 1;
+        for (uint32_t i = (uint32_t)h & mask; d->slots[i] != 0; i = (i + 1) & mask) {
+            uint32_t c = d->slots[i] - 1;
+            if (d->hashes[c] == h && d->off[c + 1] - d->off[c] == len &&
+                (len == 0 || memcmp(d->bytes + d->off[c], s, len) == 0)) {
+                *code = c;
+                return true;
+            }
+        }
+        return false;
+    }
+    /* A dictionary viewed in place (a received work unit) has no index. */
+    for (uint32_t c = 0; c < d->n; c++)
+        if (d->off[c + 1] - d->off[c] == len && (len == 0 || memcmp(d->bytes + d->off[c], s, len) == 0)) {
+            *code = c;
+            return true;
+        }
+    return false;
+}

@@ -16,6 +16,10 @@ struct sf_exec {
     bool merged;
     void **scratch;         /* two states per agent for merging encodings */
     uint64_t rows;
+    int ngroups;
+    sf_exec_schedule schedule;
+    uint32_t **sel;         /* per thread: selection of a where: filter, morsel_rows entries */
+    uint64_t *agent_rows;   /* nthreads * nagents rows given to each agent */
     /* Morsel list reused across calls. */
     size_t nmorsels, morsel_cap;
     struct morsel { int batch; size_t begin, end; } *morsels;
@@ -45,6 +49,10 @@ void sf_exec_destroy(sf_exec **px)
             }
         }
     }
+    if (x->sel)
+        for (int t = 0; t < x->nthreads; t++) free(x->sel[t]);
+    free(x->sel);
+    free(x->agent_rows);
     free(x->scratch);
     free(x->states);
     free(x->agents);
@@ -82,6 +90,19 @@ sf_status sf_exec_create(const sf_exec_agent *agents, int n, int nthreads, size_
     x->scratch = calloc((size_t)(2 * n + 1), sizeof(void *));
     SF_CHECK_GOTO(x->agents && x->states && x->scratch, SF_ERR_NOMEM, fail, "out of memory (executor)");
     memcpy(x->agents, agents, sizeof *agents * (size_t)n);
+    x->ngroups = 1;
+    for (int a = 0; a < n; a++) {
+        SF_CHECK_GOTO(agents[a].group >= 0 && (a == 0 || agents[a].group >= agents[a - 1].group), SF_ERR_INTERNAL,
+                      fail, "executor: agents of a group must be adjacent");
+        if (agents[a].group + 1 > x->ngroups) x->ngroups = agents[a].group + 1;
+    }
+    x->sel = calloc((size_t)x->nthreads, sizeof *x->sel);
+    x->agent_rows = calloc((size_t)x->nthreads * (size_t)(n ? n : 1), sizeof *x->agent_rows);
+    SF_CHECK_GOTO(x->sel && x->agent_rows, SF_ERR_NOMEM, fail, "out of memory (executor)");
+    for (int t = 0; t < x->nthreads; t++) {
+        x->sel[t] = malloc(x->morsel_rows * sizeof(uint32_t));
+        SF_CHECK_GOTO(x->sel[t] != NULL, SF_ERR_NOMEM, fail, "out of memory (executor selection)");
+    }
     for (int t = 0; t < x->nthreads; t++)
         for (int a = 0; a < n; a++)
             SF_CALL_GOTO(new_state(&x->agents[a], &x->states[(size_t)t * (size_t)n + (size_t)a]), fail);
@@ -93,9 +114,39 @@ fail:
     return rc;
 }
 
+void sf_exec_set_schedule(sf_exec *x, sf_exec_schedule sch) { x->schedule = sch; }
+
 sf_status sf_exec_process(sf_exec *x, const sf_batch *const *batches, int nb)
 {
     return sf_exec_process_overlap(x, batches, nb, NULL, NULL);
+}
+
+/* Runs the agents of group g (all agents when g < 0) of thread t over one
+ * morsel. A where: filter is evaluated once per morsel and reused by the
+ * following agents with the same filter. */
+static sf_status run_morsel(sf_exec *x, int t, int g, const sf_batch *b, size_t begin, size_t end)
+{
+    const sf_filter *last = NULL;
+    sf_rows all = {begin, end - begin, NULL}, picked = {begin, 0, NULL};
+    for (int a = 0; a < x->nagents; a++) {
+        const sf_exec_agent *ag = &x->agents[a];
+        if (g >= 0 && ag->group != g) continue;
+        const sf_rows *rows = &all;
+        if (ag->where != NULL) {
+            if (ag->where != last) {
+                size_t n = 0;
+                SF_CALL(sf_filter_eval(ag->where, b, begin, end, x->sel[t], &n));
+                picked.n = n;
+                picked.sel = x->sel[t];
+                last = ag->where;
+            }
+            rows = &picked;
+        }
+        x->agent_rows[(size_t)t * (size_t)x->nagents + (size_t)a] += rows->n;
+        if (rows->n == 0) continue;
+        SF_CALL(ag->ops->process(state_at(x, t, a), b, rows));
+    }
+    return SF_OK;
 }
 
 sf_status sf_exec_process_overlap(sf_exec *x, const sf_batch *const *batches, int nb,
@@ -122,37 +173,35 @@ sf_status sf_exec_process_overlap(sf_exec *x, const sf_batch *const *batches, in
     /* Sticky first error (SQLite's p->rc): no thread leaves the region early. */
     sf_status first = SF_OK, side_rc = SF_OK;
     char msg[2048] = "", side_msg[2048] = "";
+    /* Tasks: one per morsel, or one per (morsel, group) when the groups run
+     * concurrently; the sequential schedule runs a task loop per group. */
+    int ng = x->ngroups;
+    bool concurrent = x->schedule == SF_EXEC_CONCURRENT && ng > 1;
+    long ntasks = (long)x->nmorsels * (concurrent ? ng : 1);
+    int rounds = x->schedule == SF_EXEC_SEQUENTIAL && ng > 1 ? ng : 1;
     int nthreads = x->nthreads;
-    if (side == NULL && (size_t)nthreads > x->nmorsels) nthreads = (int)x->nmorsels;
+    if (side == NULL && (long)nthreads > ntasks) nthreads = (int)ntasks;
     if (nthreads < 1) nthreads = 1;
-    long nm = (long)x->nmorsels;
 #pragma omp parallel num_threads(nthreads)
     {
         int t = omp_get_thread_num();
         sf_status mine = SF_OK;
-        if (side != NULL) {
-            /* The master thread does the side work (reading the next round)
-             * first, then joins the others; morsels go to whoever is free.
-             * Which thread takes which morsel does not change any result:
-             * every agent merges exactly order-independently. */
-            if (t == 0) {
-                side_rc = side(side_ctx);
-                if (side_rc != SF_OK) strncpy(side_msg, sf_error_message(), sizeof side_msg - 1);
-            }
+        /* The master thread does the side work (reading the next round)
+         * first, then joins the others; tasks go to whoever is free. Which
+         * thread takes which task does not change any result: every agent
+         * merges exactly order-independently. */
+        if (side != NULL && t == 0) {
+            side_rc = side(side_ctx);
+            if (side_rc != SF_OK) strncpy(side_msg, sf_error_message(), sizeof side_msg - 1);
+        }
+        for (int round = 0; round < rounds; round++) {
 #pragma omp for schedule(dynamic, 1)
-            for (long m = 0; m < nm; m++) {
+            for (long k = 0; k < ntasks; k++) {
                 if (mine != SF_OK) continue;
+                long m = concurrent ? k / ng : k;
+                int g = concurrent ? (int)(k % ng) : rounds > 1 ? round : -1;
                 const struct morsel *mo = &x->morsels[m];
-                for (int a = 0; a < x->nagents && mine == SF_OK; a++)
-                    mine = x->agents[a].ops->process(state_at(x, t, a), batches[mo->batch], mo->begin, mo->end);
-            }
-        } else {
-#pragma omp for schedule(static)
-            for (long m = 0; m < nm; m++) {
-                if (mine != SF_OK) continue;
-                const struct morsel *mo = &x->morsels[m];
-                for (int a = 0; a < x->nagents && mine == SF_OK; a++)
-                    mine = x->agents[a].ops->process(state_at(x, t, a), batches[mo->batch], mo->begin, mo->end);
+                mine = run_morsel(x, t, g, batches[mo->batch], mo->begin, mo->end);
             }
         }
         if (mine != SF_OK) {
@@ -255,6 +304,45 @@ sf_status sf_exec_report(sf_exec *x, const uint8_t *bytes, size_t n, int a0, int
 }
 
 uint64_t sf_exec_rows(const sf_exec *x) { return x->rows; }
+
+uint64_t sf_exec_agent_rows(const sf_exec *x, int a)
+{
+    uint64_t n = 0;
+    for (int t = 0; t < x->nthreads; t++) n += x->agent_rows[(size_t)t * (size_t)x->nagents + (size_t)a];
+    return n;
+}
+
+sf_status sf_exec_decode_agent(sf_exec *x, const uint8_t *bytes, size_t n, int a, void **state)
+{
+    *state = NULL;
+    SF_CHECK(a >= 0 && a < x->nagents, SF_ERR_INTERNAL, "executor: no agent %d", a);
+    sf_rd rd;
+    sf_rd_init(&rd, bytes, n);
+    for (int i = 0; i < a; i++) {
+        uint64_t len;
+        const uint8_t *p;
+        SF_CALL(sf_rd_u64(&rd, &len));
+        SF_CALL(sf_rd_bytes(&rd, (size_t)len, &p));
+    }
+    void *s;
+    SF_CALL(new_state(&x->agents[a], &s));
+    sf_status rc = decode_into(x, a, s, &rd);
+    if (rc != SF_OK) {
+        x->agents[a].ops->destroy(s);
+        free(s);
+        return rc;
+    }
+    *state = s;
+    return SF_OK;
+}
+
+void sf_exec_state_destroy(sf_exec *x, int a, void **state)
+{
+    if (state == NULL || *state == NULL) return;
+    x->agents[a].ops->destroy(*state);
+    free(*state);
+    *state = NULL;
+}
 
 int sf_exec_default_threads(int local_ranks)
 {

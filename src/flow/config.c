@@ -79,6 +79,7 @@
  * part of it, so adding a key with its default value changes the hash. */
 #define _POSIX_C_SOURCE 200809L
 #include "shardflow/config.h"
+#include "shardflow/plugin.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -437,6 +438,15 @@ static sf_status parse_enum(const load_ctx *c, const sf_cfg_node *node, const ch
                 near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "", list);
 }
 
+static sf_status parse_bool(const load_ctx *c, const sf_cfg_node *node, const char *path, bool *out)
+{
+    static const char *const names[] = {"false", "true", "no", "yes", "off", "on", NULL};
+    int k;
+    SF_CALL(parse_enum(c, node, path, names, &k));
+    *out = (k % 2) == 1;
+    return SF_OK;
+}
+
 static bool is_json_number(const char *s);
 
 static sf_status parse_float(const load_ctx *c, const sf_cfg_node *node, const char *path, double min,
@@ -499,13 +509,16 @@ static sf_status resolve_path(const load_ctx *c, const sf_cfg_node *node, char *
 
 static const char *const input_keys_all[] = {
     "format", "path", "group", "delimiter", "on_bad_row", "max_line_length", "block_size", "infer_rows",
-    "schema", "generator", "rows", "seed", "zipf", "users", "batch_rows", NULL};
+    "schema", "generator", "rows", "seed", "zipf", "users", "incidents", "batch_rows", NULL};
 static const char *const input_keys_csv[] = {"format",     "path",       "delimiter",  "on_bad_row",
                                              "max_line_length", "block_size", "infer_rows", "batch_rows",
                                              "schema",     NULL};
 static const char *const input_keys_hdf5[] = {"format", "path", "group", "batch_rows", "schema", NULL};
-static const char *const input_keys_synth[] = {"format", "generator", "rows", "seed",
-                                               "zipf",   "users",     "batch_rows", NULL};
+static const char *const input_keys_synth[] = {"format", "generator", "rows",       "seed",
+                                               "zipf",   "users",     "incidents", "batch_rows", NULL};
+
+/* true/false (yes/no, on/off) into *out. */
+static sf_status parse_bool(const load_ctx *c, const sf_cfg_node *node, const char *path, bool *out);
 
 /* A required key: its node, or an error at the line of the map's key. */
 static sf_status need(const load_ctx *c, const sf_cfg_node *map, int map_line, const char *path, const char *key,
@@ -625,6 +638,7 @@ static sf_status load_input(const load_ctx *c, sf_workflow *w, const sf_cfg_node
         if ((v = sf_cfg_get(node, "zipf")) != NULL) SF_CALL(parse_float(c, v, "input.zipf", 0.0, &in->zipf));
         if ((v = sf_cfg_get(node, "users")) != NULL)
             SF_CALL(parse_uint(c, v, "input.users", 1, UINT64_MAX, &in->users));
+        if ((v = sf_cfg_get(node, "incidents")) != NULL) SF_CALL(parse_bool(c, v, "input.incidents", &in->incidents));
     }
     if ((v = sf_cfg_get(node, "batch_rows")) != NULL) {
         SF_CALL(parse_uint(c, v, "input.batch_rows", 1, INT_MAX, &u));
@@ -674,8 +688,11 @@ static sf_status load_shard(const load_ctx *c, sf_workflow *w, const sf_cfg_node
 
 static sf_status load_distribute(const load_ctx *c, sf_workflow *w, const sf_cfg_node *root)
 {
-    static const char *const keys[] = {"mode", "memory_budget", "morsel_rows", "chunk_bytes", NULL};
+    static const char *const keys[] = {"mode", "memory_budget", "morsel_rows", "chunk_bytes", "reduce",
+                                       "aspects", NULL};
     static const char *const modes[] = {"static", "dynamic", NULL};
+    static const char *const reduces[] = {"hierarchical", "flat", NULL};
+    static const char *const schedules[] = {"concurrent", "sequential", NULL};
     sf_distribute_config *d = &w->distribute;
     const sf_cfg_node *map, *v;
     SF_CALL(opt_map(c, sf_cfg_get(root, "distribute"), "distribute", NULL, &map));
@@ -694,6 +711,14 @@ static sf_status load_distribute(const load_ctx *c, sf_workflow *w, const sf_cfg
     }
     if ((v = sf_cfg_get(map, "chunk_bytes")) != NULL)
         SF_CALL(parse_size(c, v, "distribute.chunk_bytes", 1, INT_MAX, &d->chunk_bytes));
+    if ((v = sf_cfg_get(map, "reduce")) != NULL) {
+        SF_CALL(parse_enum(c, v, "distribute.reduce", reduces, &m));
+        d->reduce = m == 0 ? SF_REDUCE_HIERARCHICAL : SF_REDUCE_FLAT;
+    }
+    if ((v = sf_cfg_get(map, "aspects")) != NULL) {
+        SF_CALL(parse_enum(c, v, "distribute.aspects", schedules, &m));
+        d->aspects = m == 0 ? SF_ASPECTS_CONCURRENT : SF_ASPECTS_SEQUENTIAL;
+    }
     return SF_OK;
 }
 
@@ -724,6 +749,20 @@ static sf_status load_agent(const load_ctx *c, sf_stage_config *st, int j, const
         path_key(sub, path, "by");
         SF_CALL(parse_str_list(c, v, sub, &a->nby, &a->by));
     }
+    if ((v = sf_cfg_get(node, "where")) != NULL) {
+        path_key(sub, path, "where");
+        SF_CALL(parse_string(c, v, sub, &a->where));
+    }
+    if ((v = sf_cfg_get(node, "baseline")) != NULL) {
+        path_key(sub, path, "baseline");
+        SF_CALL(parse_str_list(c, v, sub, &a->nbaseline, &a->baseline));
+        for (int k = 0; k < a->nbaseline; k++) {
+            const char *dot = strchr(a->baseline[k], '.');
+            if (dot == NULL || dot == a->baseline[k] || dot[1] == '\0')
+                return FAIL(c, v->kind == SF_NODE_SEQ ? v->items[k] : v, 0, sub,
+                            "'%s' is not STAGE.AGENT_ID (an agent of an earlier stage)", a->baseline[k]);
+        }
+    }
     for (int k = 0; k < j; k++) {
         if (strcmp(st->agents[k].id, a->id) == 0) {
             const sf_cfg_node *at = idnode ? idnode : sf_cfg_get(node, "agent");
@@ -737,9 +776,67 @@ static sf_status load_agent(const load_ctx *c, sf_stage_config *st, int j, const
     return SF_OK;
 }
 
+/* Loads the agents of list v (path sub) into st->agents[at ...], aspect index asp. */
+static sf_status load_agent_list(const load_ctx *c, sf_stage_config *st, const sf_cfg_node *v, int kl,
+                                 const char *sub, int asp)
+{
+    if (sf__cfg_is_null(v) || (v->kind == SF_NODE_SEQ && v->n == 0))
+        return FAIL(c, v, kl, sub, "at least one agent is required");
+    if (v->kind != SF_NODE_SEQ)
+        return FAIL(c, v, kl, sub, "expected a sequence of agents, found %s", sf__cfg_kind_name(v));
+    SF_CHECK(v->n < INT_MAX / 2 && (size_t)st->nagents + v->n < INT_MAX / 2, SF_ERR_CONFIG, "%s: too many agents", sub);
+    sf_agent_spec *ag = realloc(st->agents, ((size_t)st->nagents + v->n) * sizeof *ag);
+    SF_CHECK(ag != NULL, SF_ERR_NOMEM, "out of memory (workflow)");
+    memset(ag + st->nagents, 0, v->n * sizeof *ag);
+    st->agents = ag;
+    int at = st->nagents;
+    for (size_t j = 0; j < v->n; j++) {
+        char apath[PATH_LEN];
+        path_idx(apath, sub, j);
+        st->nagents = at + (int)j + 1;
+        st->agents[at + (int)j].aspect = asp;
+        SF_CALL(load_agent(c, st, at + (int)j, v->items[j], apath));
+    }
+    return SF_OK;
+}
+
+static sf_status load_aspect(const load_ctx *c, sf_stage_config *st, int k, const sf_cfg_node *node,
+                             const char *path)
+{
+    static const char *const keys[] = {"name", "agents", "findings", NULL};
+    char sub[PATH_LEN];
+    sf_aspect_config *as = &st->aspects[k];
+    if (node->kind != SF_NODE_MAP)
+        return FAIL(c, node, 0, path, "expected a mapping with name, agents and findings, found %s",
+                    sf__cfg_kind_name(node));
+    as->line = node->line;
+    SF_CALL(check_keys(c, node, path, keys, NULL));
+    const sf_cfg_node *v;
+    SF_CALL(need(c, node, node->line, path, "name", "(performance, security, ... or your own)", &v, NULL));
+    path_key(sub, path, "name");
+    SF_CALL(parse_string(c, v, sub, &as->name));
+    for (int m = 0; m < k; m++)
+        if (strcmp(st->aspects[m].name, as->name) == 0)
+            return FAIL(c, v, 0, sub, "duplicate aspect '%s' in stage '%s'", as->name, st->name);
+    int kl;
+    SF_CALL(need(c, node, node->line, path, "agents", "(a list of agents)", &v, &kl));
+    path_key(sub, path, "agents");
+    as->agent0 = st->nagents;
+    SF_CALL(load_agent_list(c, st, v, kl, sub, k));
+    as->nagents = st->nagents - as->agent0;
+    v = sf_cfg_get(node, "findings");
+    if (v != NULL && !sf__cfg_is_null(v)) {
+        path_key(sub, path, "findings");
+        if (v->kind != SF_NODE_SEQ)
+            return FAIL(c, v, 0, sub, "expected a sequence of finding rules, found %s", sf__cfg_kind_name(v));
+        as->findings = v;
+    }
+    return SF_OK;
+}
+
 static sf_status load_stage(const load_ctx *c, sf_workflow *w, int i)
 {
-    static const char *const keys[] = {"name", "after", "agents", NULL};
+    static const char *const keys[] = {"name", "after", "agents", "aspects", NULL};
     const sf_cfg_node *node = c->stages->items[i], *v;
     sf_stage_config *st = &w->stages[i];
     char path[PATH_LEN], sub[PATH_LEN];
@@ -763,20 +860,27 @@ static sf_status load_stage(const load_ctx *c, sf_workflow *w, int i)
         SF_CALL(parse_str_list(c, v, sub, &st->nafter, &st->after));
     }
     int kl;
-    SF_CALL(need(c, node, node->line, path, "agents", "(a list of agents)", &v, &kl));
-    path_key(sub, path, "agents");
-    if (sf__cfg_is_null(v) || (v->kind == SF_NODE_SEQ && v->n == 0))
-        return FAIL(c, v, kl, sub, "at least one agent is required");
-    if (v->kind != SF_NODE_SEQ)
-        return FAIL(c, v, kl, sub, "expected a sequence of agents, found %s", sf__cfg_kind_name(v));
-    SF_CHECK(v->n < INT_MAX, SF_ERR_CONFIG, "%s: too many agents", sub);
-    st->agents = calloc(v->n, sizeof *st->agents);
-    SF_CHECK(st->agents != NULL, SF_ERR_NOMEM, "out of memory (workflow)");
-    st->nagents = (int)v->n;
-    for (size_t j = 0; j < v->n; j++) {
-        char apath[PATH_LEN];
-        path_idx(apath, sub, j);
-        SF_CALL(load_agent(c, st, (int)j, v->items[j], apath));
+    const sf_cfg_node *asp = get_at(node, "aspects", &kl);
+    if (asp == NULL || sf_cfg_get(node, "agents") != NULL) {
+        SF_CALL(need(c, node, node->line, path, "agents", "(a list of agents, or aspects:)", &v, &kl));
+        path_key(sub, path, "agents");
+        SF_CALL(load_agent_list(c, st, v, kl, sub, -1));
+    }
+    if (asp != NULL) {
+        path_key(sub, path, "aspects");
+        if (sf__cfg_is_null(asp) || (asp->kind == SF_NODE_SEQ && asp->n == 0))
+            return FAIL(c, asp, kl, sub, "at least one aspect is required (or leave aspects: out)");
+        if (asp->kind != SF_NODE_SEQ)
+            return FAIL(c, asp, kl, sub, "expected a sequence of aspects, found %s", sf__cfg_kind_name(asp));
+        SF_CHECK(asp->n < 1000, SF_ERR_CONFIG, "%s: too many aspects", sub);
+        st->aspects = calloc(asp->n, sizeof *st->aspects);
+        SF_CHECK(st->aspects != NULL, SF_ERR_NOMEM, "out of memory (workflow)");
+        st->naspects = (int)asp->n;
+        for (size_t k = 0; k < asp->n; k++) {
+            char apath[PATH_LEN];
+            path_idx(apath, sub, k);
+            SF_CALL(load_aspect(c, st, (int)k, asp->items[k], apath));
+        }
     }
     return SF_OK;
 }
@@ -918,7 +1022,8 @@ static sf_status load_stages(load_ctx *c, sf_workflow *w, const sf_cfg_node *roo
 
 static sf_status validate(load_ctx *c, sf_workflow *w)
 {
-    static const char *const keys[] = {"name", "input", "shard", "distribute", "threads", "output", "stages", NULL};
+    static const char *const keys[] = {"name",   "input",  "shard",     "distribute", "threads", "output",
+                                       "stages", "seed",   "synthesis", "plugins",    NULL};
     const sf_cfg_node *root = w->root, *v;
     if (root == NULL)
         return FAIL(c, NULL, 1, "", "the workflow is empty; it needs at least name, input and stages");
@@ -941,6 +1046,28 @@ static sf_status validate(load_ctx *c, sf_workflow *w)
     static const char *const out_keys[] = {"dir", NULL};
     SF_CALL(check_keys(c, out, "output", out_keys, NULL));
     if ((v = sf_cfg_get(out, "dir")) != NULL) SF_CALL(parse_string(c, v, "output.dir", &w->out_dir));
+    if ((v = sf_cfg_get(root, "seed")) != NULL) SF_CALL(parse_uint(c, v, "seed", 0, UINT64_MAX, &w->seed));
+    int kl;
+    if ((v = get_at(root, "synthesis", &kl)) != NULL && !sf__cfg_is_null(v)) {
+        if (v->kind != SF_NODE_MAP)
+            return FAIL(c, v, kl, "synthesis", "expected a mapping (combine:, conflicts:), found %s",
+                        sf__cfg_kind_name(v));
+        w->synthesis = v;
+    }
+    if ((v = sf_cfg_get(root, "plugins")) != NULL) {
+        SF_CALL(parse_str_list(c, v, "plugins", &w->nplugins, &w->plugins));
+        for (int k = 0; k < w->nplugins; k++) {
+            const sf_cfg_node *item = v->kind == SF_NODE_SEQ ? v->items[k] : v;
+            SF_CALL(resolve_path(c, item, &w->plugins[k]));
+            /* Agents of plugins must exist before the stages name them. */
+            sf_status rc = sf_plugin_load(w->plugins[k]);
+            if (rc != SF_OK) {
+                char msg[2048];
+                snprintf(msg, sizeof msg, "%s", sf_error_message());
+                return FAIL(c, item, 0, "plugins", "%s", msg);
+            }
+        }
+    }
     return load_stages(c, w, root);
 }
 
@@ -1218,13 +1345,20 @@ void sf_workflow_destroy(sf_workflow **pw)
             free(a->column);
             for (int m = 0; m < a->nby && a->by; m++) free(a->by[m]);
             free(a->by);
+            free(a->where);
+            for (int m = 0; m < a->nbaseline && a->baseline; m++) free(a->baseline[m]);
+            free(a->baseline);
         }
         free(st->agents);
+        for (int k = 0; k < st->naspects && st->aspects; k++) free(st->aspects[k].name);
+        free(st->aspects);
     }
     free(w->stages);
     free(w->order);
     free(w->level);
     free(w->out_dir);
+    for (int k = 0; k < w->nplugins && w->plugins; k++) free(w->plugins[k]);
+    free(w->plugins);
     sf__cfg_node_free(w->root);
     free(w);
     *pw = NULL;
@@ -1245,6 +1379,9 @@ sf_status sf_workflow_load(const char *path, int nsets, const char *const *sets,
     w->shard.sample = 100000;
     w->shard.seed = 1;
     w->distribute.mode = SF_DIST_STATIC;
+    w->distribute.reduce = SF_REDUCE_HIERARCHICAL;
+    w->distribute.aspects = SF_ASPECTS_CONCURRENT;
+    w->seed = 1;
     w->distribute.memory_budget = UINT64_C(256) << 20;
     w->distribute.morsel_rows = 16384;
     w->distribute.chunk_bytes = INT_MAX;

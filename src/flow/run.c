@@ -22,19 +22,32 @@
 #include "shardflow/io.h"
 #include "shardflow/json.h"
 #include "shardflow/shard.h"
+#include "shardflow/synth.h"
 
 #ifndef SF_VERSION
 #define SF_VERSION "0.0.0"
 #endif
 
+#define MAX_EXTRA_COLS 32
+
 /* A resolved agent instance. */
 typedef struct agent_inst {
     const sf_agent_ops *ops;
     sf_agent_config cfg;
+    const sf_agent_spec *sp;
     int col_in;          /* column index in the input schema, -1 */
     int *by_in;          /* by columns in the input schema */
     int *by_pass;        /* by columns in the pass schema */
     int stage;
+    int level, index;    /* its pass and its index among the pass's agents */
+    int group;           /* aspect group within the pass */
+    sf_filter *where;    /* bound to the pass schema */
+    int nextra;
+    int extra_in[MAX_EXTRA_COLS]; /* other columns it reads (input indices) */
+    sf_agent_prior *priors;       /* cfg.baseline */
+    int *prior_of;       /* agent index (into run.agents) of each prior */
+    void *final;         /* decoded reduced state, where needed */
+    bool needed_later;   /* an agent of a later pass uses it as a baseline */
 } agent_inst;
 
 typedef struct level_pass {
@@ -49,6 +62,8 @@ typedef struct level_pass {
     sf_buf result;        /* reduced encoded states (rank 0) */
     double seconds, reduce_seconds;
     sf_dist_stats st;
+    sf_comm_reduce_stats red; /* this rank's messages of the reduction */
+    uint64_t rows_processed;  /* all ranks (after the pass) */
 } level_pass;
 
 typedef struct run {
@@ -157,6 +172,7 @@ static sf_status resolve_agents(run *R)
             SF_CHECK(ai->by_in && ai->by_pass, SF_ERR_NOMEM, "out of memory (agents)");
             for (int b = 0; b < sp->nby; b++) SF_CALL(resolve_column(R, sp->by[b], s, a, "by", sp->line, &ai->by_in[b]));
             sf_agent_config *c = &ai->cfg;
+            ai->sp = sp;
             c->agent = sp->agent;
             c->id = sp->id ? sp->id : sp->agent;
             c->column = sp->column;
@@ -166,7 +182,94 @@ static sf_status resolve_agents(run *R)
             c->node = sp->node;
             c->file = w->file;
             c->line = sp->line;
+            c->stage = st->name;
+            c->aspect = sp->aspect >= 0 ? st->aspects[sp->aspect].name : ai->ops->aspect;
+            static const char *const strategies[] = {"", "size", "hash", "range", "semantic"};
+            c->shard_strategy = strategies[w->shard.strategy];
+            c->shard_key = w->shard.key;
+            c->where = sp->where;
+            c->seed = w->seed;
+            c->col = -1;
+            c->schema = &R->schema;
+            if (sp->where) {
+                SF_CALL(sf_filter_parse(sp->where, w->file, sp->line, "where", &ai->where));
+                for (int fc = 0; fc < sf_filter_ncolumns(ai->where); fc++) {
+                    SF_CHECK(ai->nextra < MAX_EXTRA_COLS, SF_ERR_CONFIG, "%s:%d: agent '%s': too many columns",
+                             w->file, sp->line, c->id);
+                    SF_CALL(resolve_column(R, sf_filter_column(ai->where, fc), s, a, "where", sp->line,
+                                           &ai->extra_in[ai->nextra++]));
+                }
+            }
+            if (ai->ops->columns) {
+                const char *names[MAX_EXTRA_COLS];
+                int nn = 0;
+                SF_CALL(ai->ops->columns(c, names, MAX_EXTRA_COLS - ai->nextra, &nn));
+                for (int e = 0; e < nn; e++) {
+                    int col = sf_schema_find(&R->schema, names[e]);
+                    if (col < 0) {
+                        char cols[1024];
+                        sf_schema_format_columns(&R->schema, cols, sizeof cols);
+                        return sf_error_set(SF_ERR_CONFIG, __FILE__, __LINE__,
+                                            "%s:%d: agent '%s': no column '%s' in the input (columns: %s)",
+                                            w->file, sp->line, c->id, names[e], cols);
+                    }
+                    ai->extra_in[ai->nextra++] = col;
+                }
+            }
         }
+    }
+    return SF_OK;
+}
+
+/* Whether stage a is stage b or one of its ancestors (through after:). */
+static bool is_ancestor(const sf_workflow *w, int a, int b)
+{
+    if (a == b) return true;
+    const sf_stage_config *st = &w->stages[b];
+    for (int k = 0; k < st->nafter; k++)
+        if (is_ancestor(w, a, st->after_idx[k])) return true;
+    return false;
+}
+
+/* Resolves the baseline: references of every agent to agents of earlier
+ * stages (ancestors of its stage, so of an earlier pass). */
+static sf_status resolve_priors(run *R)
+{
+    const sf_workflow *w = R->w;
+    for (int i = 0; i < R->nagents; i++) {
+        agent_inst *ai = &R->agents[i];
+        const sf_agent_spec *sp = ai->sp;
+        if (sp->nbaseline == 0) continue;
+        ai->priors = calloc((size_t)sp->nbaseline, sizeof *ai->priors);
+        ai->prior_of = calloc((size_t)sp->nbaseline, sizeof *ai->prior_of);
+        SF_CHECK(ai->priors && ai->prior_of, SF_ERR_NOMEM, "out of memory (baselines)");
+        for (int k = 0; k < sp->nbaseline; k++) {
+            const char *ref = sp->baseline[k];
+            const char *dot = strchr(ref, '.');
+            size_t slen = (size_t)(dot - ref);
+            int found = -1;
+            for (int j = 0; j < R->nagents && found < 0; j++) {
+                const agent_inst *bj = &R->agents[j];
+                const char *sname = w->stages[bj->stage].name;
+                if (strlen(sname) == slen && strncmp(sname, ref, slen) == 0 && strcmp(bj->cfg.id, dot + 1) == 0)
+                    found = j;
+            }
+            SF_CHECK(found >= 0, SF_ERR_CONFIG, "%s:%d: agent '%s': baseline '%s': no agent '%s' in a stage '%.*s'",
+                     w->file, sp->line, ai->cfg.id, ref, dot + 1, (int)slen, ref);
+            agent_inst *b = &R->agents[found];
+            SF_CHECK(b->stage != ai->stage && is_ancestor(w, b->stage, ai->stage), SF_ERR_CONFIG,
+                     "%s:%d: agent '%s': baseline '%s' must be an agent of an earlier stage this stage depends on "
+                     "(add '%s' to stage '%s''s after:)",
+                     w->file, sp->line, ai->cfg.id, ref, w->stages[b->stage].name, w->stages[ai->stage].name);
+            ai->priors[k].ref = ref;
+            ai->priors[k].ops = b->ops;
+            ai->priors[k].cfg = &b->cfg;
+            ai->priors[k].state = NULL;
+            ai->prior_of[k] = found;
+            b->needed_later = true;
+        }
+        ai->cfg.nbaseline = sp->nbaseline;
+        ai->cfg.baseline = ai->priors;
     }
     return SF_OK;
 }
@@ -210,6 +313,7 @@ static sf_status build_levels(run *R)
         for (int a = 0; a < L->nagents; a++) {
             if (L->agents[a].col_in >= 0) need[L->agents[a].col_in] = 1;
             for (int b = 0; b < L->agents[a].cfg.nby; b++) need[L->agents[a].by_in[b]] = 1;
+            for (int b = 0; b < L->agents[a].nextra; b++) need[L->agents[a].extra_in[b]] = 1;
         }
         L->cols = calloc((size_t)(ncols ? ncols : 1), sizeof(int));
         SF_CHECK(L->cols != NULL, SF_ERR_NOMEM, "out of memory (levels)");
@@ -222,8 +326,18 @@ static sf_status build_levels(run *R)
         free(need);
         L->xa = calloc((size_t)(L->nagents ? L->nagents : 1), sizeof *L->xa);
         SF_CHECK(L->xa != NULL, SF_ERR_NOMEM, "out of memory (levels)");
+        int group = -1, gstage = -1, gaspect = -2;
         for (int a = 0; a < L->nagents; a++) {
             agent_inst *ai = &L->agents[a];
+            ai->level = l;
+            ai->index = a;
+            /* One group per (stage, aspect); a stage's plain agents form one. */
+            if (ai->stage != gstage || ai->sp->aspect != gaspect) {
+                group++;
+                gstage = ai->stage;
+                gaspect = ai->sp->aspect;
+            }
+            ai->group = group;
             int *pos;
             ai->cfg.schema = &L->schema;
             ai->cfg.col = -1;
@@ -236,12 +350,51 @@ static sf_status build_levels(run *R)
                 ai->by_pass[b] = (int)(pos - L->cols);
             }
             ai->cfg.by_col = ai->by_pass;
-            if (ai->ops->check) SF_CALL(ai->ops->check(&ai->cfg));
+            if (ai->where) SF_CALL(sf_filter_bind(ai->where, &L->schema));
             L->xa[a].ops = ai->ops;
             L->xa[a].cfg = &ai->cfg;
+            L->xa[a].where = ai->where;
+            L->xa[a].group = ai->group;
         }
         sf_buf_init(&L->result);
     }
+    SF_CALL(resolve_priors(R));
+    for (int i = 0; i < R->nagents; i++)
+        if (R->agents[i].ops->check) SF_CALL(R->agents[i].ops->check(&R->agents[i].cfg));
+    return SF_OK;
+}
+
+/* The synthesis view of every agent, in stage then declaration order. */
+static sf_status synth_input(const run *R, sf_synth_agent **out, sf_synth_input *in)
+{
+    const sf_workflow *w = R->w;
+    sf_synth_agent *sa = calloc((size_t)(R->nagents ? R->nagents : 1), sizeof *sa);
+    SF_CHECK(sa != NULL, SF_ERR_NOMEM, "out of memory (synthesis)");
+    int k = 0;
+    for (int s = 0; s < w->nstages; s++)
+        for (int d = 0; d < w->stages[s].nagents; d++)
+            for (int i = 0; i < R->nagents; i++) {
+                const agent_inst *ai = &R->agents[i];
+                if (ai->stage != s || ai->sp != &w->stages[s].agents[d]) continue;
+                sf_synth_agent *x = &sa[k++];
+                x->stage = w->stages[s].name;
+                x->aspect = ai->sp->aspect >= 0 ? w->stages[s].aspects[ai->sp->aspect].name : NULL;
+                x->id = ai->cfg.id;
+                x->agent = ai->cfg.agent;
+                x->column = ai->cfg.column;
+                x->where = ai->cfg.where;
+                x->nby = ai->cfg.nby;
+                x->by = ai->cfg.by;
+                x->line = ai->cfg.line;
+                x->ops = ai->ops;
+                x->cfg = &ai->cfg;
+                x->state = ai->final;
+            }
+    memset(in, 0, sizeof *in);
+    in->w = w;
+    in->nagents = k;
+    in->agents = sa;
+    *out = sa;
     return SF_OK;
 }
 
@@ -316,6 +469,8 @@ static sf_status plan_shards(run *R)
 static sf_status prepare_pass(run *R, level_pass *L)
 {
     SF_CALL(sf_exec_create(L->xa, L->nagents, R->threads, R->w->distribute.morsel_rows, &L->x));
+    sf_exec_set_schedule(L->x, R->w->distribute.aspects == SF_ASPECTS_SEQUENTIAL ? SF_EXEC_SEQUENTIAL
+                                                                               : SF_EXEC_CONCURRENT);
     SF_CALL(sf_dist_stats_init(&L->st, R->w->shard.shards));
     if (sf_comm_rank() != 0) return SF_OK;
     int ncols = R->schema.ncols;
@@ -387,34 +542,93 @@ static sf_status gather_cb(int rank, const uint8_t *bytes, size_t n, void *ctx)
     return g->j->rc;
 }
 
+/* Decodes the reduced state of every agent of pass L that `want` selects
+ * (on ranks that hold L->result). */
+static sf_status decode_finals(run *R, level_pass *L, bool all)
+{
+    for (int a = 0; a < L->nagents; a++) {
+        agent_inst *ai = &L->agents[a];
+        if (ai->final != NULL || !(all || ai->needed_later)) continue;
+        SF_CALL(sf_exec_decode_agent(L->x, L->result.data, L->result.len, a, &ai->final));
+    }
+    return SF_OK;
+}
+
+/* Points every baseline at the decoded state of the agent it names. */
+static void bind_priors(run *R)
+{
+    for (int i = 0; i < R->nagents; i++) {
+        agent_inst *ai = &R->agents[i];
+        for (int k = 0; k < ai->cfg.nbaseline; k++) ai->priors[k].state = R->agents[ai->prior_of[k]].final;
+    }
+}
+
 static sf_status write_result(run *R, const char *dir)
 {
     sf_json j;
     sf_json_init(&j, true);
+    sf_synth_agent *sa = NULL;
+    sf_synth_input in;
+    sf_buf texts;
+    sf_buf_init(&texts);
+    size_t *toff = NULL, *tlen = NULL;
+    sf_status rc = SF_OK;
+    for (int l = 0; l < R->nlevels && rc == SF_OK; l++) rc = decode_finals(R, &R->levels[l], true);
+    SF_CALL_GOTO(rc, done);
+    SF_CALL_GOTO(synth_input(R, &sa, &in), done);
+    /* Each result once as compact text, for the synthesis. */
+    toff = calloc((size_t)in.nagents + 1, sizeof *toff);
+    tlen = calloc((size_t)in.nagents + 1, sizeof *tlen);
+    SF_CHECK_GOTO(toff && tlen, SF_ERR_NOMEM, done, "out of memory (results)");
+    for (int i = 0; i < in.nagents; i++) {
+        sf_json one;
+        sf_json_init(&one, false);
+        rc = sa[i].ops->report(sa[i].state, &one);
+        if (rc == SF_OK) rc = one.rc;
+        toff[i] = texts.len;
+        if (rc == SF_OK) rc = sf_buf_append(&texts, one.out.data, one.out.len);
+        tlen[i] = one.out.len;
+        sf_json_fini(&one);
+        SF_CALL_GOTO(rc, done);
+    }
+    for (int i = 0; i < in.nagents; i++) {
+        sa[i].json = (const char *)texts.data + toff[i];
+        sa[i].json_len = tlen[i];
+    }
+    for (int l = 0; l < R->nlevels; l++) {
+        in.coverage.rows_done += R->levels[l].rows_processed;
+        in.coverage.rows_total += R->levels[l].st.rows_read;
+        in.coverage.shards_total += (uint64_t)R->levels[l].st.k;
+        for (int k = 0; k < R->levels[l].st.k; k++)
+            in.coverage.shards_done += 1; /* every shard of a completed pass was processed */
+    }
+
     sf_json_obj_begin(&j);
     sf_json_key(&j, "workflow");
     sf_json_str(&j, R->w->name);
     sf_json_key(&j, "results");
     sf_json_obj_begin(&j);
-    sf_status rc = SF_OK;
-    for (int s = 0; s < R->w->nstages && rc == SF_OK; s++) {
+    for (int s = 0, i = 0; s < R->w->nstages; s++) {
         sf_json_key(&j, R->w->stages[s].name);
         sf_json_obj_begin(&j);
-        level_pass *L = &R->levels[R->w->level[s]];
-        int a0 = -1, a1 = -1;
-        for (int a = 0; a < L->nagents; a++)
-            if (L->agents[a].stage == s) {
-                if (a0 < 0) a0 = a;
-                a1 = a + 1;
-            }
-        if (a0 >= 0) rc = sf_exec_report(L->x, L->result.data, L->result.len, a0, a1, &j);
+        for (; i < in.nagents && strcmp(sa[i].stage, R->w->stages[s].name) == 0; i++) {
+            sf_json_key(&j, sa[i].id);
+            SF_CALL_GOTO(sa[i].ops->report(sa[i].state, &j), done);
+        }
         sf_json_obj_end(&j);
     }
     sf_json_obj_end(&j);
+    SF_CALL_GOTO(sf_synth_write(&in, &j), done);
     sf_json_obj_end(&j);
     char path[4200];
     snprintf(path, sizeof path, "%s/result.json", dir);
+    rc = j.rc;
     if (rc == SF_OK) rc = sf_json_write_file(&j, path);
+done:
+    free(sa);
+    free(toff);
+    free(tlen);
+    sf_buf_fini(&texts);
     sf_json_fini(&j);
     return rc;
 }
@@ -542,6 +756,12 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
 
 static void run_fini(run *R)
 {
+    /* Decoded states first: the executors know how to destroy them. */
+    for (int a = 0; a < R->nagents; a++) {
+        agent_inst *ai = &R->agents[a];
+        if (ai->final && R->nlevels > ai->level && R->levels[ai->level].x)
+            sf_exec_state_destroy(R->levels[ai->level].x, ai->index, &ai->final);
+    }
     for (int l = 0; l < R->nlevels; l++) {
         level_pass *L = &R->levels[l];
         sf_exec_destroy(&L->x);
@@ -553,9 +773,13 @@ static void run_fini(run *R)
     }
     free(R->levels);
     for (int a = 0; a < R->nagents; a++) {
+        agent_inst *ai = &R->agents[a];
         /* by arrays are shared between the sorted copy and nothing else. */
-        free(R->agents[a].by_in);
-        free(R->agents[a].by_pass);
+        free(ai->by_in);
+        free(ai->by_pass);
+        sf_filter_destroy(&ai->where);
+        free(ai->priors);
+        free(ai->prior_of);
     }
     free(R->agents);
     sf_shard_plan_destroy(&R->plan);
@@ -612,6 +836,13 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
     /* Agents and passes are checked before any data moves. */
     rc = resolve_agents(&R);
     if (rc == SF_OK) rc = build_levels(&R);
+    if (rc == SF_OK) {
+        sf_synth_agent *sa = NULL;
+        sf_synth_input in;
+        rc = synth_input(&R, &sa, &in);
+        if (rc == SF_OK) rc = sf_synth_check(&in);
+        free(sa);
+    }
     SF_CALL_GOTO(sf_comm_agree(rc), done);
     if (o->validate_only) goto done;
 
@@ -636,13 +867,36 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
         t0 = sf_comm_wtime();
         rc = sf_exec_encode(L->x, &L->result);
         SF_CALL_GOTO(sf_comm_agree(rc), done);
-        rc = sf_comm_reduce(&L->result, merge_cb, L->x);
+        if (R.w->distribute.reduce == SF_REDUCE_HIERARCHICAL) {
+            rc = sf_comm_reduce_hier(&L->result, merge_cb, L->x, &L->red);
+        } else {
+            rc = sf_comm_reduce(&L->result, merge_cb, L->x);
+            sf_comm_reduce_last_stats(&L->red);
+        }
         SF_CALL_GOTO(sf_comm_agree(rc), done);
         L->reduce_seconds = sf_comm_wtime() - t0;
+        L->rows_processed = sf_exec_rows(L->x);
+        rc = sf_comm_allreduce_sum_u64(&L->rows_processed, 1);
+        SF_CALL_GOTO(sf_comm_agree(rc), done);
+        /* States that later passes use as baselines go to every rank. */
+        bool later = false;
+        for (int a = 0; a < L->nagents; a++) later = later || L->agents[a].needed_later;
+        if (later) {
+            rc = sf_comm_bcast(&L->result, 0);
+            SF_CALL_GOTO(sf_comm_agree(rc), done);
+            rc = decode_finals(&R, L, false);
+            SF_CALL_GOTO(sf_comm_agree(rc), done);
+            bind_priors(&R);
+        }
     }
 
     t0 = sf_comm_wtime();
     rc = rank == 0 ? write_result(&R, dir) : SF_OK;
+    if (rc == SF_OK && rank == 0 && R.w->input.format == SF_INPUT_SYNTHETIC && R.w->input.incidents) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/truth.json", dir);
+        rc = sf_gen_truth_write(&R.w->input, path);
+    }
     SF_CALL_GOTO(sf_comm_agree(rc), done);
     R.t_write = sf_comm_wtime() - t0;
     {

@@ -21,10 +21,11 @@ static _Atomic unsigned long long seen = 0; /* rows seen by this rank, all threa
 
 static int hit(const char *w) { return my == frank && strcmp(what, w) == 0; }
 static sf_status f_init(void *s, const sf_agent_config *c) { (void)c; memset(s, 0, sizeof(st)); return SF_OK; }
-static sf_status f_process(void *s, const sf_batch *b, size_t lo, size_t hi)
+static sf_status f_process(void *s, const sf_batch *b, const sf_rows *r)
 {
-    ((st *)s)->rows += hi - lo;
-    seen += hi - lo;
+    (void)b;
+    ((st *)s)->rows += r->n;
+    seen += r->n;
     if (hit("process") && seen > after)
         return sf_error_set(SF_ERR_PARSE, __FILE__, __LINE__, "failer: process failed on rank %d after %llu rows", my, seen);
     return SF_OK;
@@ -48,8 +49,10 @@ static sf_status f_report(const void *s, sf_json *j)
     return j->rc;
 }
 static void f_destroy(void *s) { (void)s; }
-static const sf_agent_ops ops = {SF_AGENT_ABI_VERSION, "failer", "test", sizeof(st), NULL, f_init, f_process,
-                                 f_merge, f_encode, f_decode, f_report, f_destroy};
+static const sf_agent_ops ops = {.abi_version = SF_AGENT_ABI_VERSION, .name = "failer", .aspect = "test",
+                                 .state_size = sizeof(st), .init = f_init, .process = f_process,
+                                 .merge = f_merge, .encode = f_encode, .decode = f_decode,
+                                 .report = f_report, .destroy = f_destroy};
 
 int main(int argc, char **argv)
 {

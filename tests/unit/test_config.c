@@ -513,7 +513,7 @@ static const edit_case edit_cases[] = {
     {"  strategy: hash\n", "  stratgy: hash\n", "stratgy", "shard.stratgy",
      "unknown key 'stratgy'; did you mean 'strategy'? (allowed: strategy, key, shards, map, sample, seed)"},
     {"  - name: detail\n", "  - name: detail\n    color: red\n", "color: red", "stages[1].color",
-     "unknown key 'color' (allowed: name, after, agents)"},
+     "unknown key 'color' (allowed: name, after, agents, aspects)"},
     {"  format: csv\n", "  format: hdf5\n  delimiter: \";\"\n", "delimiter", "input.delimiter",
      "key 'delimiter' does not apply to format hdf5"},
     {"  path: data.csv\n", "  path: data.csv\n  colour: x\n", "colour", "input.colour", "unknown key 'colour'"},

@@ -688,7 +688,7 @@ static void reference_pass(void)
         if (eof) break;
         assert_true(b.nrows <= 65536);
         rows += b.nrows;
-        for (int a = 0; a < NAGENTS; a++) assert_int_equal(ops->process(states[a], &b, 0, b.nrows), SF_OK);
+        for (int a = 0; a < NAGENTS; a++) assert_int_equal(ops->process(states[a], &b, &(sf_rows){0, b.nrows, NULL}), SF_OK);
         assert_int_equal(sf_shard_route(F.plan, &b, shard), SF_OK);
         for (size_t r = 0; r < b.nrows; r++) {
             assert_true(shard[r] < PASS_K);
@@ -805,6 +805,7 @@ static int pass_teardown(void **st)
 static void run_pass(sf_dist_mode mode, int threads, size_t morsel)
 {
     sf_exec_agent xa[NAGENTS];
+    memset(xa, 0, sizeof xa);
     for (int a = 0; a < NAGENTS; a++) {
         xa[a].ops = sf_agent_find("stats");
         xa[a].cfg = &F.cfg[a];
@@ -905,7 +906,7 @@ static void test_pass_schema_mismatch(void **st)
                          SF_OK);
     sf_agent_config c = F.cfg[2]; /* revenue, ungrouped */
     c.schema = &wrong;
-    sf_exec_agent xa = {sf_agent_find("stats"), &c};
+    sf_exec_agent xa = {sf_agent_find("stats"), &c, NULL, 0};
     sf_exec *x = NULL;
     assert_int_equal(sf_exec_create(&xa, 1, 2, 1000, &x), SF_OK);
     sf_distribute_config dc = {.mode = SF_DIST_STATIC, .memory_budget = (uint64_t)1 << 20,

@@ -89,9 +89,12 @@ static sf_status count_init(void *s, const sf_agent_config *cfg)
     return SF_OK;
 }
 
-static sf_status count_process(void *st, const sf_batch *b, size_t begin, size_t end)
+static sf_status count_process(void *st, const sf_batch *b, const sf_rows *rows)
 {
     count_state *s = st;
+    if (rows->sel != NULL)
+        return sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "count: unexpected selection");
+    size_t begin = rows->begin, end = rows->begin + rows->n;
     if (end < begin || end > b->nrows)
         return sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "count: bad morsel [%zu, %zu) of %zu",
                             begin, end, b->nrows);
@@ -289,6 +292,7 @@ static uint64_t want_max_morsel(const batches *bs, size_t m)
 static sf_exec *new_exec(const sf_agent_config *const *cfgs, int n, int threads, size_t morsel)
 {
     sf_exec_agent a[8];
+    memset(a, 0, sizeof a);
     assert_true(n <= 8);
     for (int i = 0; i < n; i++) {
         a[i].cfg = cfgs[i];
@@ -341,7 +345,7 @@ static char *report_by_hand(const sf_agent_config *const *cfgs, int n, const bat
         /* The executor makes no morsel of an empty batch; neither do we. */
         for (int i = 0; i < bs->nb; i++)
             if (bs->b[i].nrows > 0)
-                assert_int_equal(ops->process(s, &bs->b[i], 0, bs->b[i].nrows), SF_OK);
+                assert_int_equal(ops->process(s, &bs->b[i], &(sf_rows){0, bs->b[i].nrows, NULL}), SF_OK);
         if (a >= a0 && a < a1) {
             sf_json_key(&j, cfgs[a]->id);
             assert_int_equal(ops->report(s, &j), SF_OK);

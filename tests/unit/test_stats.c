@@ -125,9 +125,9 @@ static void feed(void *s, const row *rows, size_t n, size_t morsel)
     fill_batch(&b, rows, n);
     for (size_t at = 0; at < n; at += morsel) {
         size_t end = at + morsel < n ? at + morsel : n;
-        assert_int_equal(ops->process(s, &b, at, end), SF_OK);
+        assert_int_equal(ops->process(s, &b, &(sf_rows){at, end - at, NULL}), SF_OK);
     }
-    if (n == 0) assert_int_equal(ops->process(s, &b, 0, 0), SF_OK);
+    if (n == 0) assert_int_equal(ops->process(s, &b, &(sf_rows){0, 0, NULL}), SF_OK);
     sf_batch_fini(&b);
 }
 
@@ -830,7 +830,7 @@ static void test_check_rejects_unknown_option(void **st)
     cfg.node = &node;
     assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
     assert_string_equal(sf_error_message(), "wf.yaml:11: agent 'lat': unknown option 'bins' "
-                                            "(stats accepts agent, id, column, by)");
+                                            "(stats accepts agent, id, column, by, where, baseline)");
     node.n = 4; /* without "bins" every key is known */
     assert_int_equal(ops->check(&cfg), SF_OK);
 }
@@ -838,9 +838,9 @@ static void test_check_rejects_unknown_option(void **st)
 /* ---- registry ------------------------------------------------------------------ */
 
 static sf_status noop_init(void *s, const sf_agent_config *c) { (void)s; (void)c; return SF_OK; }
-static sf_status noop_process(void *s, const sf_batch *b, size_t x, size_t y)
+static sf_status noop_process(void *s, const sf_batch *b, const sf_rows *r)
 {
-    (void)s; (void)b; (void)x; (void)y;
+    (void)s; (void)b; (void)r;
     return SF_OK;
 }
 static sf_status noop_merge(void *a, const void *b) { (void)a; (void)b; return SF_OK; }

@@ -1,0 +1,437 @@
+/* Group tables and canonical row keys (see agents/groups.h and the group
+ * key section of shardflow/agent.h). */
+#include "agents/groups.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+/* ---- canonical keys ------------------------------------------------------ */
+
+static inline uint8_t *put_u64(uint8_t *p, uint64_t v)
+{
+    sf_store_u64(p, v);
+    return p + 8;
+}
+
+static sf_status reserve(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap && *buf != NULL) return SF_OK;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    uint8_t *p = realloc(*buf, c);
+    SF_CHECK(p != NULL, SF_ERR_NOMEM, "out of memory for a %zu-byte group key", c);
+    *buf = p;
+    *cap = c;
+    return SF_OK;
+}
+
+sf_status sf_agent_row_key(const sf_batch *b, const int *by_col, int nby, size_t r, uint8_t **key,
+                           size_t *cap, size_t *len)
+{
+    size_t need = 1;
+    for (int i = 0; i < nby; i++) {
+        const sf_column *c = &b->cols[by_col[i]];
+        need += 9;
+        if (c->type == SF_STRING && !sf_col_is_null(c, r))
+            need += (size_t)(c->dict.off[c->code[r] + 1] - c->dict.off[c->code[r]]);
+    }
+    SF_CALL(reserve(key, cap, need));
+    uint8_t *p = *key;
+    for (int i = 0; i < nby; i++) {
+        const sf_column *c = &b->cols[by_col[i]];
+        if (sf_col_is_null(c, r)) {
+            *p++ = 0;
+            continue;
+        }
+        *p++ = 1;
+        if (c->type == SF_STRING) {
+            size_t n;
+            const char *str = sf_dict_str(&c->dict, c->code[r], &n);
+            uint32_t n32 = (uint32_t)n;
+            for (int k = 0; k < 4; k++) *p++ = (uint8_t)(n32 >> (8 * k));
+            if (n != 0) memcpy(p, str, n); /* an empty dictionary may have no bytes */
+            p += n;
+        } else if (c->type == SF_FLOAT64) {
+            double v = c->f64[r];
+            uint64_t bits;
+            if (isnan(v)) v = NAN; /* one key for every NaN payload */
+            if (v == 0.0) v = 0.0; /* -0 and +0 are one key, as in sharding */
+            memcpy(&bits, &v, sizeof bits);
+            p = put_u64(p, bits);
+        } else {
+            p = put_u64(p, (uint64_t)c->i64[r]);
+        }
+    }
+    *len = (size_t)(p - *key);
+    return SF_OK;
+}
+
+static inline uint32_t rd_len32(const uint8_t *k)
+{
+    return (uint32_t)k[0] | (uint32_t)k[1] << 8 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 24;
+}
+
+bool sf_agent_key_valid(const sf_schema *s, const int *by_col, int nby, const uint8_t *k, size_t n)
+{
+    size_t off = 0;
+    for (int i = 0; i < nby; i++) {
+        if (off >= n) return false;
+        uint8_t tag = k[off++];
+        if (tag == 0) continue;
+        if (tag != 1) return false;
+        if (s->fields[by_col[i]].type == SF_STRING) {
+            if (n - off < 4) return false;
+            uint32_t len = rd_len32(k + off);
+            off += 4;
+            if (n - off < len) return false;
+            off += len;
+        } else {
+            if (n - off < 8) return false;
+            off += 8;
+        }
+    }
+    return off == n;
+}
+
+sf_status sf_agent_key_text(const sf_schema *s, const int *by_col, int nby, const uint8_t *k,
+                            size_t n, sf_buf *out)
+{
+    SF_CHECK(sf_agent_key_valid(s, by_col, nby, k, n), SF_ERR_INTERNAL, "malformed group key");
+    size_t off = 0;
+    for (int i = 0; i < nby; i++) {
+        if (i > 0) SF_CALL(sf_buf_put_u8(out, '|'));
+        if (k[off++] == 0) {
+            /* A null key part is \N, which no value prints as (see below). */
+            SF_CALL(sf_buf_append(out, "\\N", 2));
+            continue;
+        }
+        sf_type t = s->fields[by_col[i]].type;
+        if (t == SF_STRING) {
+            uint32_t len = rd_len32(k + off);
+            off += 4;
+            /* Escape the separator and the escape character, so that
+             * different keys never print alike. */
+            for (uint32_t b = 0; b < len; b++) {
+                uint8_t ch = k[off + b];
+                if (ch == '|' || ch == '\\') SF_CALL(sf_buf_put_u8(out, '\\'));
+                SF_CALL(sf_buf_put_u8(out, ch));
+            }
+            off += len;
+            continue;
+        }
+        /* A one-row column, so that numbers print exactly as elsewhere. */
+        uint64_t bits = sf_load_u64(k + off);
+        off += 8;
+        int64_t iv = (int64_t)bits;
+        double dv;
+        memcpy(&dv, &bits, sizeof dv);
+        sf_column c;
+        memset(&c, 0, sizeof c);
+        c.type = t;
+        c.loaded = true;
+        c.i64 = &iv;
+        c.f64 = &dv;
+        char text[64];
+        size_t len = sf_col_format(&c, 0, text, sizeof text);
+        SF_CALL(sf_buf_append(out, text, len));
+    }
+    return SF_OK;
+}
+
+/* ---- the table ------------------------------------------------------------ */
+
+static uint64_t key_hash(const uint8_t *k, size_t n)
+{
+    return XXH3_64bits(k, n);
+}
+
+static sf_status rehash(sf__groups *g, uint32_t nslots)
+{
+    uint32_t *slots = calloc(nslots, sizeof *slots);
+    SF_CHECK(slots != NULL, SF_ERR_NOMEM, "out of memory for %u group hash slots", nslots);
+    uint32_t mask = nslots - 1;
+    for (uint32_t i = 0; i < g->n; i++) {
+        uint32_t h = (uint32_t)g->hash[i] & mask;
+        while (slots[h] != 0) h = (h + 1) & mask;
+        slots[h] = i + 1;
+    }
+    free(g->slots);
+    g->slots = slots;
+    g->nslots = nslots;
+    return SF_OK;
+}
+
+static sf_status new_group(sf__groups *g, const uint8_t *key, size_t len, uint64_t hash,
+                           uint32_t *out)
+{
+    SF_CHECK(g->n < SF__NO_GROUP - 1 && len <= UINT32_MAX, SF_ERR_NOMEM, "too many groups");
+    if (g->n == g->cap) {
+        uint32_t cap = g->cap ? g->cap * 2 : 16;
+        size_t *off = realloc(g->off, (size_t)cap * sizeof *off);
+        if (off) g->off = off;
+        uint32_t *ln = realloc(g->len, (size_t)cap * sizeof *ln);
+        if (ln) g->len = ln;
+        uint64_t *hs = realloc(g->hash, (size_t)cap * sizeof *hs);
+        if (hs) g->hash = hs;
+        SF_CHECK(off && ln && hs, SF_ERR_NOMEM, "out of memory for %u groups", cap);
+        g->cap = cap;
+    }
+    if (g->keys == NULL || g->keys_cap - g->keys_len < len) {
+        size_t cap = g->keys_cap ? g->keys_cap : 256;
+        while (cap - g->keys_len < len) cap *= 2;
+        uint8_t *k = realloc(g->keys, cap);
+        SF_CHECK(k != NULL, SF_ERR_NOMEM, "out of memory for %zu bytes of group keys", cap);
+        g->keys = k;
+        g->keys_cap = cap;
+    }
+    if ((size_t)(g->n + 1) * 2 > g->nslots) SF_CALL(rehash(g, g->nslots ? g->nslots * 2 : 32));
+    uint32_t i = g->n++;
+    if (len != 0) memcpy(g->keys + g->keys_len, key, len);
+    g->off[i] = g->keys_len;
+    g->len[i] = (uint32_t)len;
+    g->hash[i] = hash;
+    g->keys_len += len;
+    uint32_t mask = g->nslots - 1;
+    uint32_t h = (uint32_t)hash & mask;
+    while (g->slots[h] != 0) h = (h + 1) & mask;
+    g->slots[h] = i + 1;
+    *out = i;
+    return SF_OK;
+}
+
+static uint32_t lookup_hashed(const sf__groups *g, const uint8_t *key, size_t len, uint64_t hash)
+{
+    if (g->nslots == 0) return SF__NO_GROUP;
+    uint32_t mask = g->nslots - 1;
+    for (uint32_t h = (uint32_t)hash & mask; g->slots[h] != 0; h = (h + 1) & mask) {
+        uint32_t i = g->slots[h] - 1;
+        if (g->hash[i] == hash && g->len[i] == len &&
+            (len == 0 || memcmp(g->keys + g->off[i], key, len) == 0))
+            return i;
+    }
+    return SF__NO_GROUP;
+}
+
+uint32_t sf__groups_lookup(const sf__groups *g, const uint8_t *key, size_t len)
+{
+    return lookup_hashed(g, key, len, key_hash(key, len));
+}
+
+sf_status sf__groups_find(sf__groups *g, const uint8_t *key, size_t len, uint32_t *idx,
+                          bool *created)
+{
+    uint64_t hash = key_hash(key, len);
+    if (created) *created = false;
+    uint32_t i = lookup_hashed(g, key, len, hash);
+    if (i != SF__NO_GROUP) {
+        *idx = i;
+        return SF_OK;
+    }
+    if (created) *created = true;
+    return new_group(g, key, len, hash, idx);
+}
+
+sf_status sf__groups_init(sf__groups *g, const sf_schema *schema, const int *by_col, int nby)
+{
+    memset(g, 0, sizeof *g);
+    SF_CHECK(nby >= 0 && nby <= 255 && (nby == 0 || by_col != NULL), SF_ERR_ARG,
+             "group keys take 0 to 255 columns");
+    g->schema = schema;
+    g->by_col = by_col;
+    g->nby = nby;
+    g->null_grp = SF__NO_GROUP;
+    return sf__groups_clear(g);
+}
+
+sf_status sf__groups_clear(sf__groups *g)
+{
+    g->n = 0;
+    g->keys_len = 0;
+    if (g->slots) memset(g->slots, 0, (size_t)g->nslots * sizeof *g->slots);
+    g->cache_col = NULL;
+    g->null_grp = SF__NO_GROUP;
+    if (g->nby == 0) {
+        uint32_t i;
+        sf_status rc = sf__groups_find(g, (const uint8_t *)"", 0, &i, NULL);
+        if (rc != SF_OK) {
+            sf__groups_fini(g);
+            return rc;
+        }
+    }
+    return SF_OK;
+}
+
+void sf__groups_fini(sf__groups *g)
+{
+    free(g->off);
+    free(g->len);
+    free(g->hash);
+    free(g->keys);
+    free(g->slots);
+    free(g->scratch);
+    free(g->cache);
+    memset(g, 0, sizeof *g);
+}
+
+void sf__groups_batch(sf__groups *g, const sf_batch *b)
+{
+    g->cache_col = NULL;
+    g->null_grp = SF__NO_GROUP;
+    if (g->nby != 1) return;
+    const sf_column *kc = &b->cols[g->by_col[0]];
+    if (kc->type != SF_STRING) return;
+    uint32_t ncodes = kc->dict.n;
+    if (g->cache_cap < ncodes) {
+        size_t cap = g->cache_cap ? g->cache_cap : 64;
+        while (cap < ncodes) cap *= 2;
+        struct sf__code_cache *cc = realloc(g->cache, cap * sizeof *cc);
+        if (cc == NULL) return; /* no cache: every row takes the hashed path */
+        memset(cc + g->cache_cap, 0, (cap - g->cache_cap) * sizeof *cc);
+        g->cache = cc;
+        g->cache_cap = cap;
+    }
+    if (++g->gen == 0) {
+        memset(g->cache, 0, g->cache_cap * sizeof *g->cache);
+        g->gen = 1;
+    }
+    g->cache_col = kc;
+}
+
+sf_status sf__groups_row(sf__groups *g, const sf_batch *b, size_t r, uint32_t *idx, bool *created)
+{
+    if (created) *created = false;
+    if (g->nby == 0) {
+        *idx = 0;
+        return SF_OK;
+    }
+    const sf_column *kc = g->cache_col;
+    if (kc != NULL && kc == &b->cols[g->by_col[0]]) {
+        if (sf_col_is_null(kc, r)) {
+            if (g->null_grp == SF__NO_GROUP) {
+                size_t len;
+                SF_CALL(sf_agent_row_key(b, g->by_col, g->nby, r, &g->scratch, &g->scratch_cap, &len));
+                SF_CALL(sf__groups_find(g, g->scratch, len, &g->null_grp, created));
+            }
+            *idx = g->null_grp;
+            return SF_OK;
+        }
+        uint32_t code = kc->code[r];
+        SF_CHECK(code < kc->dict.n, SF_ERR_INTERNAL, "dictionary code %u of %u", code, kc->dict.n);
+        struct sf__code_cache *e = &g->cache[code];
+        if (e->gen == g->gen) {
+            *idx = e->grp;
+            return SF_OK;
+        }
+        size_t len;
+        SF_CALL(sf_agent_row_key(b, g->by_col, g->nby, r, &g->scratch, &g->scratch_cap, &len));
+        SF_CALL(sf__groups_find(g, g->scratch, len, idx, created));
+        e->gen = g->gen;
+        e->grp = *idx;
+        return SF_OK;
+    }
+    size_t len;
+    SF_CALL(sf_agent_row_key(b, g->by_col, g->nby, r, &g->scratch, &g->scratch_cap, &len));
+    return sf__groups_find(g, g->scratch, len, idx, created);
+}
+
+/* ---- orders ----------------------------------------------------------------- */
+
+typedef struct ref {
+    const uint8_t *p;
+    size_t len;
+    uint32_t idx;
+} ref;
+
+static int bytes_cmp(const uint8_t *a, size_t na, const uint8_t *b, size_t nb)
+{
+    size_t n = na < nb ? na : nb;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c != 0) return c;
+    return na < nb ? -1 : na > nb ? 1 : 0;
+}
+
+static int ref_cmp(const void *x, const void *y)
+{
+    const ref *a = x, *b = y;
+    int c = bytes_cmp(a->p, a->len, b->p, b->len);
+    if (c != 0) return c;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+static sf_status sort_refs(ref *refs, uint32_t n, uint32_t **order)
+{
+    qsort(refs, n, sizeof *refs, ref_cmp);
+    uint32_t *o = malloc((size_t)n * sizeof *o);
+    SF_CHECK(o != NULL, SF_ERR_NOMEM, "out of memory sorting %u groups", n);
+    for (uint32_t i = 0; i < n; i++) o[i] = refs[i].idx;
+    *order = o;
+    return SF_OK;
+}
+
+sf_status sf__groups_sorted(const sf__groups *g, uint32_t **order)
+{
+    *order = NULL;
+    if (g->n == 0) return SF_OK;
+    ref *refs = malloc((size_t)g->n * sizeof *refs);
+    SF_CHECK(refs != NULL, SF_ERR_NOMEM, "out of memory sorting %u groups", g->n);
+    for (uint32_t i = 0; i < g->n; i++) refs[i] = (ref){g->keys + g->off[i], g->len[i], i};
+    sf_status rc = sort_refs(refs, g->n, order);
+    free(refs);
+    return rc;
+}
+
+sf_status sf__groups_text_order(const sf__groups *g, sf_buf *text, uint32_t **order, size_t **toff,
+                                size_t **tlen)
+{
+    *order = NULL;
+    *toff = NULL;
+    *tlen = NULL;
+    sf_status rc = SF_OK;
+    ref *refs = NULL;
+    size_t *off = NULL, *len = NULL;
+    SF_CALL(sf_buf_reserve(text, 1)); /* never a NULL base, even when every key prints empty */
+    if (g->n == 0) return SF_OK;
+    off = malloc((size_t)g->n * sizeof *off);
+    len = malloc((size_t)g->n * sizeof *len);
+    refs = malloc((size_t)g->n * sizeof *refs);
+    SF_CHECK_GOTO(off && len && refs, SF_ERR_NOMEM, fail, "out of memory printing %u group keys", g->n);
+    for (uint32_t i = 0; i < g->n; i++) {
+        off[i] = text->len;
+        SF_CALL_GOTO(sf_agent_key_text(g->schema, g->by_col, g->nby, g->keys + g->off[i], g->len[i], text),
+                     fail);
+        len[i] = text->len - off[i];
+    }
+    for (uint32_t i = 0; i < g->n; i++) refs[i] = (ref){text->data + off[i], len[i], i};
+    SF_CALL_GOTO(sort_refs(refs, g->n, order), fail);
+    free(refs);
+    *toff = off;
+    *tlen = len;
+    return SF_OK;
+fail:
+    free(refs);
+    free(off);
+    free(len);
+    return rc;
+}
+
+sf_status sf__groups_decode_key(sf__groups *g, sf_rd *rd, const uint8_t **prev,
+                                size_t *prev_len, uint32_t *idx)
+{
+    const char *key;
+    size_t klen;
+    SF_CALL(sf_rd_str(rd, &key, &klen));
+    const uint8_t *k = (const uint8_t *)key;
+    SF_CHECK(sf_agent_key_valid(g->schema, g->by_col, g->nby, k, klen), SF_ERR_PARSE,
+             "agent state: malformed group key");
+    SF_CHECK(*prev == NULL || bytes_cmp(*prev, *prev_len, k, klen) < 0, SF_ERR_PARSE,
+             "agent state: groups out of order");
+    *prev = k;
+    *prev_len = klen;
+    bool created;
+    SF_CALL(sf__groups_find(g, k, klen, idx, &created));
+    SF_CHECK(created || g->nby == 0, SF_ERR_PARSE, "agent state: duplicate group key");
+    return SF_OK;
+}

@@ -1,0 +1,84 @@
+/* A group table for grouped agents: canonical key bytes -> dense group index
+ * 0, 1, 2, ... in order of first appearance. The agent keeps its own
+ * per-group payload in arrays indexed by the group index (grow them when
+ * sf__groups_row/find report created).
+ *
+ * With a single string key column, a cache from the batch's dictionary code
+ * to the group makes most rows cost one array lookup; it is invalidated by
+ * sf__groups_batch at every process() call (codes are only meaningful
+ * inside one batch). Private to src/agents/. Not thread-safe (one table per
+ * state); const functions may be called concurrently. */
+#ifndef SF_AGENTS_GROUPS_H
+#define SF_AGENTS_GROUPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shardflow/agent.h"
+#include "shardflow/buf.h"
+
+#define SF__NO_GROUP UINT32_MAX
+
+typedef struct sf__groups {
+    int nby;
+    const int *by_col;       /* borrowed: key columns in the pass schema */
+    const sf_schema *schema; /* borrowed */
+    uint32_t n;              /* groups */
+    uint32_t cap;
+    size_t *off;             /* key of group i: keys + off[i], len[i] bytes */
+    uint32_t *len;
+    uint64_t *hash;
+    uint8_t *keys;
+    size_t keys_len, keys_cap;
+    uint32_t *slots;         /* group + 1, 0 = empty */
+    uint32_t nslots;         /* power of two */
+    uint8_t *scratch;        /* key of the current row */
+    size_t scratch_cap;
+    struct sf__code_cache { uint32_t gen, grp; } *cache;
+    size_t cache_cap;
+    uint32_t gen;
+    const sf_column *cache_col; /* the key column of the current batch */
+    uint32_t null_grp;          /* group of a null key in the current batch */
+} sf__groups;
+
+/* by_col/nby/schema are borrowed (normally from the agent's config). With
+ * nby == 0 every row is in the one group of the empty key, created here. */
+sf_status sf__groups_init(sf__groups *g, const sf_schema *schema, const int *by_col, int nby);
+void sf__groups_fini(sf__groups *g);
+/* Forgets every group (keeps allocations); with nby == 0 recreates the one group. */
+sf_status sf__groups_clear(sf__groups *g);
+
+/* Starts a batch: call once per process() before sf__groups_row. */
+void sf__groups_batch(sf__groups *g, const sf_batch *b);
+/* The group of row r of b (created if new: *created, which may be NULL). */
+sf_status sf__groups_row(sf__groups *g, const sf_batch *b, size_t r, uint32_t *idx, bool *created);
+/* The group of key bytes (created if new). */
+sf_status sf__groups_find(sf__groups *g, const uint8_t *key, size_t len, uint32_t *idx,
+                          bool *created);
+/* The group of key bytes without creating it: SF__NO_GROUP if absent. */
+uint32_t sf__groups_lookup(const sf__groups *g, const uint8_t *key, size_t len);
+static inline const uint8_t *sf__groups_key(const sf__groups *g, uint32_t i, size_t *len)
+{
+    *len = g->len[i];
+    return g->keys + g->off[i];
+}
+
+/* The groups in ascending byte order of their keys (for encode): a malloc'ed
+ * array of n indices in *order (NULL when n == 0). */
+sf_status sf__groups_sorted(const sf__groups *g, uint32_t **order);
+/* The groups in ascending byte order of their printed keys (for report):
+ * *order as above; text receives the printed keys, group i's at
+ * text->data + (*toff)[i] with length (*tlen)[i]. Free order, toff and tlen. */
+sf_status sf__groups_text_order(const sf__groups *g, sf_buf *text, uint32_t **order, size_t **toff,
+                                size_t **tlen);
+
+/* Encoding helpers: a key is written as sf_buf_put_str (keys in the order
+ * of sf__groups_sorted); decode reads one, checks that it is well formed
+ * for the columns and strictly greater than the previous one (prev/prev_len,
+ * NULL at the start), and adds its group. Call sf__groups_clear first; with
+ * nby == 0 the empty key is the existing group 0. */
+sf_status sf__groups_decode_key(sf__groups *g, sf_rd *rd, const uint8_t **prev,
+                                size_t *prev_len, uint32_t *idx);
+
+#endif
