@@ -5,6 +5,7 @@
 #include "shardflow/agent.h"
 
 #include "agents/builtin.h"
+#include "agents/detect.h"
 
 #define MAX_AGENTS 64
 
@@ -15,6 +16,11 @@ static bool builtin_done;
 /* The built-ins, in registration order. */
 static const sf_agent_ops *const builtins[] = {
     &sf__agent_stats,
+    &sf__agent_zscore,
+    &sf__agent_mad,
+    &sf__agent_iqr,
+    &sf__agent_ewma,
+    &sf__agent_vote,
 };
 
 static const sf_agent_ops *lookup(const char *name)
