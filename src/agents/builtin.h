@@ -9,4 +9,11 @@
  * optionally grouped by key columns (agents/stats.c). */
 extern const sf_agent_ops sf__agent_stats;
 
+/* Heavy hitters, exact or from Count-Min candidates (agents/topk.c). */
+extern const sf_agent_ops sf__agent_topk;
+extern const sf_agent_ops sf__agent_countmin;
+
+/* Counts, sums and means per time bucket (agents/window.c). */
+extern const sf_agent_ops sf__agent_window;
+
 #endif

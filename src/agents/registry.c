@@ -16,6 +16,9 @@ static bool builtin_done;
 /* The built-ins, in registration order. */
 static const sf_agent_ops *const builtins[] = {
     &sf__agent_stats,
+    &sf__agent_window,
+    &sf__agent_topk,
+    &sf__agent_countmin,
     &sf__agent_zscore,
     &sf__agent_mad,
     &sf__agent_iqr,
