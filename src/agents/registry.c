@@ -6,6 +6,7 @@
 
 #include "agents/builtin.h"
 #include "agents/detect.h"
+#include "agents/sessions.h"
 
 #define MAX_AGENTS 64
 
@@ -19,6 +20,7 @@ static const sf_agent_ops *const builtins[] = {
     &sf__agent_window,
     &sf__agent_topk,
     &sf__agent_countmin,
+    &sf__agent_sessions,
     &sf__agent_zscore,
     &sf__agent_mad,
     &sf__agent_iqr,

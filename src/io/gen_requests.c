@@ -38,7 +38,38 @@
  *
  * Strings are dictionary-encoded directly: the model keeps, per vocabulary
  * entry, the dictionary code assigned in the current fill and the fill's stamp,
- * so an entry is interned (hashed) once per batch and then reused. */
+ * so an entry is interned (hashed) once per batch and then reused.
+ *
+ * Incidents (input.incidents: true). Five incidents are injected into the
+ * natural rows, each in a window [a T, b T) of the span T = rows ms, both
+ * ends rounded down to whole minutes:
+ *  1. latency_regression [0.25, 0.35): latency_ms x 5 for the rows of one
+ *     mid-traffic service S1 (cart, recommendations, profile, inventory or
+ *     payments) in one of the 3 busiest regions R1;
+ *  2. error_burst [0.50, 0.55): each row of a busy service S2 (not S1, not
+ *     checkout, not auth; at least 1% of the traffic, so that a 5-minute
+ *     window holds thousands of its rows) becomes status 503 with probability
+ *     0.5, with the latency and bytes of a 503;
+ *  3. credential_stuffing [0.10, 0.30): each row becomes, with probability
+ *     0.03, a login attempt: the login endpoint of the service that has one
+ *     (auth), a uniformly random user, one of 3 addresses of 203.0.113.0/24
+ *     (natural addresses are all in 10.0.0.0/8), status 401 with probability
+ *     0.95 else 200, latency and bytes from the model;
+ *  4. checkout_failure [0.65, 0.75): each checkout row of a region R4 (not
+ *     R1) becomes status 500 with probability 0.9 (so it has no revenue);
+ *  5. slow_abandonment [0.80, 0.88): every row of a user of the slow set A
+ *     (a hash of (seed, user) selects about 4% of users) moves to a region R5
+ *     (not R1, not R4) with latency 3000 ms x lognormal(sigma 0.3); then for
+ *     10 minutes from 0.88 T the rows of A's users go to the next user id not
+ *     in A, so those users fall silent right after a slow page (these
+ *     reassigned rows are not marked: the marked rows are the slow ones).
+ * A window shorter than a minute after rounding (a span under 20 minutes) is
+ * extended to one minute, so that no incident vanishes.
+ * The first incident that applies to a row wins, in the order 3, 5, 1, 4, 2;
+ * a changed row carries its id in the `incident` column, others 0. Every
+ * decision reads further fixed draws of the row's stream (D_INC_*) or a hash
+ * of (seed, user), so rows stay a pure function of (seed, i, options), and
+ * with incidents off nothing changes: the same draws give the same rows. */
 #define _POSIX_C_SOURCE 200809L
 #include "io/gen_requests.h"
 
@@ -83,6 +114,16 @@ enum {
     D_USER_RETRY   /* rejection-inversion retries use D_USER_RETRY + attempt */
 };
 #define MAX_RETRIES 64
+/* Draws of the incidents, after the retries. */
+enum {
+    D_INC_LOGIN = D_USER_RETRY + MAX_RETRIES, /* 3: is the row a login attempt */
+    D_INC_LOGIN_USER,
+    D_INC_LOGIN_IP,
+    D_INC_LOGIN_STATUS,
+    D_INC_CHECKOUT,                           /* 4: does the checkout row fail */
+    D_INC_ERRORS,                             /* 2: does the row become a 503 */
+    D_INC_SLOW                                /* 5: the slow latency factor */
+};
 
 static const int status_codes[NSTATUS] = {200, 201, 204, 301, 304, 400, 401,
                                           403, 404, 429, 500, 502, 503};
@@ -185,6 +226,12 @@ typedef struct vcache {
 
 struct sf__gen_model {
     uint64_t seed_key;
+    sf__gen_incidents inc;          /* inc.on false: no incidents */
+    uint64_t win_lo[SF__GEN_NINCIDENTS + 1], win_hi[SF__GEN_NINCIDENTS + 1]; /* windows, then the silence */
+    uint32_t login_ep;              /* global endpoint index of incident 3's endpoint */
+    uint64_t free_user;             /* a user outside the slow set (the substitutes' last resort) */
+    uint8_t st_200, st_401, st_500, st_503; /* indices in status_codes */
+    lntab ln_slow;
     uint64_t users;
     double zipf;
     bool users_table;               /* else rejection-inversion (or uniform) */
@@ -440,6 +487,246 @@ sf_status sf__gen_requests_schema(sf_schema *s)
     return SF_OK;
 }
 
+sf_status sf__gen_requests_schema_of(const sf_input_config *cfg, sf_schema *s)
+{
+    SF_CALL(sf__gen_requests_schema(s));
+    if (cfg->incidents) SF_CALL(sf_schema_add(s, "incident", SF_INT64));
+    return SF_OK;
+}
+
+/* ---- incidents ------------------------------------------------------------ */
+
+/* Probabilities of the incidents' per-row decisions, as thresholds on a
+ * 64-bit draw (x < p 2^64). */
+#define P64(p) ((uint64_t)((p) * 0x1p64))
+#define P_LOGIN P64(0.03)
+#define P_LOGIN_401 P64(0.95)
+#define P_CHECKOUT_500 P64(0.9)
+#define P_ERRORS_503 P64(0.5)
+#define P_SLOW_USER P64(0.04)
+#define SLOW_LATENCY_MS 3000.0
+#define SLOW_SIGMA 0.3
+#define LATENCY_FACTOR 5
+#define SILENCE_ROWS UINT64_C(600000)   /* 10 minutes */
+#define MINUTE_ROWS UINT64_C(60000)
+
+/* Salts of the hashes that pick the keys from the seed. */
+#define SALT_S1 UINT64_C(0x5331)
+#define SALT_R1 UINT64_C(0x5231)
+#define SALT_S2 UINT64_C(0x5332)
+#define SALT_R4 UINT64_C(0x5234)
+#define SALT_R5 UINT64_C(0x5235)
+#define SALT_IP UINT64_C(0x4950)
+#define SALT_SLOW UINT64_C(0x534c4f57)
+
+static const struct {
+    const char *kind, *aspect, *effect;
+    unsigned lo_pct, hi_pct;   /* window [lo, hi) in percent of the span */
+} incident_specs[SF__GEN_NINCIDENTS] = {
+    {"latency_regression", "performance", "latency x5", 25, 35},
+    {"error_burst", "technical", "status 503 with probability 0.5 (latency and bytes of a 503)", 50, 55},
+    {"credential_stuffing", "security",
+     "3% of requests replaced by login attempts of uniformly random users from 3 addresses, "
+     "status 401 with probability 0.95",
+     10, 30},
+    {"checkout_failure", "business", "checkout status 500 with probability 0.9 (no revenue)", 65, 75},
+    {"slow_abandonment", "user_experience",
+     "about 4% of users moved to the region with latency 3000 ms x lognormal (sigma 0.3), then silent "
+     "for 10 minutes",
+     80, 88},
+};
+
+/* Mid-traffic services (popularity ranks 4 to 9, checkout left out) for
+ * incident 1, and the busiest regions for its region. */
+static const int s1_candidates[] = {3, 4, 5, 7, 8};
+#define R1_CANDIDATES 3
+
+/* floor(rows * pct / 100) rounded down to a whole minute, without overflow. */
+static uint64_t window_edge(uint64_t rows, unsigned pct)
+{
+    uint64_t ms = rows / 100 * pct + rows % 100 * pct / 100;
+    return ms / MINUTE_ROWS * MINUTE_ROWS;
+}
+
+/* A hash of the seed choosing among n candidates. */
+static uint64_t pick(uint64_t seed_key, uint64_t salt, uint64_t n)
+{
+    return mix64(seed_key ^ mix64(salt)) % n;
+}
+
+static uint64_t seed_key_of(uint64_t seed) { return mix64(seed ^ UINT64_C(0x7265717565737473)); } /* "requests" */
+
+static bool is_login_verb(const char *v) { return strcmp(v, "login") == 0 || strcmp(v, "auth") == 0; }
+
+bool sf__gen_requests_slow_user(const sf__gen_incidents *p, uint64_t user)
+{
+    return p->on && mix64(p->slow_key + user * GOLDEN) < p->slow_threshold;
+}
+
+/* The checks every use of a configuration starts with. */
+static sf_status validate(const sf_input_config *cfg)
+{
+    SF_CHECK(cfg->generator != NULL && strcmp(cfg->generator, "requests") == 0, SF_ERR_CONFIG,
+             "input.generator: unknown generator '%s' (known generators: requests)",
+             cfg->generator ? cfg->generator : "");
+    SF_CHECK(cfg->users >= 1, SF_ERR_CONFIG, "input.users: must be at least 1 (got %llu)",
+             (unsigned long long)cfg->users);
+    SF_CHECK(cfg->users <= ((uint64_t)1 << 53), SF_ERR_CONFIG,
+             "input.users: at most 2^53 distinct users are supported (got %llu)",
+             (unsigned long long)cfg->users);
+    SF_CHECK(isfinite(cfg->zipf) && cfg->zipf >= 0, SF_ERR_CONFIG,
+             "input.zipf: must be a finite number >= 0 (got %g)", cfg->zipf);
+    if (cfg->incidents) {
+        SF_CHECK(cfg->rows >= SF__GEN_INCIDENT_MIN_ROWS, SF_ERR_CONFIG,
+                 "input.incidents: needs input.rows >= %llu (10 minutes of requests, one per ms), "
+                 "got %llu",
+                 (unsigned long long)SF__GEN_INCIDENT_MIN_ROWS, (unsigned long long)cfg->rows);
+        SF_CHECK(cfg->users >= SF__GEN_INCIDENT_MIN_USERS, SF_ERR_CONFIG,
+                 "input.incidents: needs input.users >= %llu (incident 5 picks about 4%% of the "
+                 "users), got %llu",
+                 (unsigned long long)SF__GEN_INCIDENT_MIN_USERS, (unsigned long long)cfg->users);
+    }
+    return SF_OK;
+}
+
+sf_status sf__gen_requests_incidents(const sf_input_config *cfg, sf__gen_incidents *out)
+{
+    memset(out, 0, sizeof *out);
+    SF_CALL(validate(cfg));
+    out->rows = cfg->rows;
+    if (!cfg->incidents) return SF_OK;
+    out->on = true;
+    uint64_t sk = seed_key_of(cfg->seed);
+    for (int k = 0; k < SF__GEN_NINCIDENTS; k++) {
+        sf__gen_incident *x = &out->inc[k];
+        x->id = k + 1;
+        x->kind = incident_specs[k].kind;
+        x->aspect = incident_specs[k].aspect;
+        x->effect = incident_specs[k].effect;
+        x->first_row = window_edge(cfg->rows, incident_specs[k].lo_pct);
+        x->end_row = window_edge(cfg->rows, incident_specs[k].hi_pct);
+        /* A short span can round a window away (0.05 T is 30 s at 10
+         * minutes): every window lasts at least one minute. */
+        if (x->end_row < x->first_row + MINUTE_ROWS) x->end_row = x->first_row + MINUTE_ROWS;
+    }
+
+    /* 3: the first service with a login verb (the first service if none). */
+    out->login_service = 0;
+    out->login_endpoint = 0;
+    bool found = false;
+    for (int sv = 0; sv < NSERVICES && !found; sv++)
+        for (int v = 0; services[sv].verbs[v] && !found; v++)
+            if (is_login_verb(services[sv].verbs[v])) {
+                out->login_service = sv;
+                out->login_endpoint = v;
+                found = true;
+            }
+    out->login_service_name = services[out->login_service].name;
+    snprintf(out->login_endpoint_name, sizeof out->login_endpoint_name, "/api/%s/%s",
+             services[out->login_service].name, services[out->login_service].verbs[out->login_endpoint]);
+    uint32_t octet[3];
+    for (int j = 0, attempt = 0; j < 3; attempt++) {
+        uint32_t o = 1 + (uint32_t)pick(sk, SALT_IP + (uint64_t)attempt, 254);
+        bool dup = false;
+        for (int i = 0; i < j; i++) dup = dup || octet[i] == o;
+        if (!dup) octet[j++] = o;
+    }
+    for (int j = 0; j < 3; j++) snprintf(out->ip[j], sizeof out->ip[j], "203.0.113.%u", octet[j]);
+
+    /* 1: a mid-traffic service (never the login service or checkout) and a
+     * busy region. */
+    int nc1 = 0, c1[NSERVICES];
+    for (size_t i = 0; i < sizeof s1_candidates / sizeof s1_candidates[0]; i++)
+        if (s1_candidates[i] != out->login_service && s1_candidates[i] != SERVICE_CHECKOUT)
+            c1[nc1++] = s1_candidates[i];
+    out->s1 = c1[pick(sk, SALT_S1, (uint64_t)nc1)];
+    out->r1 = (int)pick(sk, SALT_R1, R1_CANDIDATES);
+
+    /* 2: a service with at least 1% of the traffic under the Zipf exponent
+     * (the most common service always qualifies: its share is >= 1/12). */
+    double h = 0;
+    for (int k = NSERVICES; k >= 1; k--) h += pow((double)k, -cfg->zipf);
+    int nc2 = 0, c2[NSERVICES];
+    for (int k = 0; k < NSERVICES; k++)
+        if (k != out->s1 && k != SERVICE_CHECKOUT && k != out->login_service &&
+            pow((double)(k + 1), -cfg->zipf) / h >= 0.01)
+            c2[nc2++] = k;
+    out->s2 = c2[pick(sk, SALT_S2, (uint64_t)nc2)];
+
+    /* 4 and 5: regions other than R1, and than each other. */
+    int c4[NREGIONS], nc4 = 0;
+    for (int g = 0; g < NREGIONS; g++)
+        if (g != out->r1) c4[nc4++] = g;
+    out->r4 = c4[pick(sk, SALT_R4, (uint64_t)nc4)];
+    int c5[NREGIONS], nc5 = 0;
+    for (int g = 0; g < NREGIONS; g++)
+        if (g != out->r1 && g != out->r4) c5[nc5++] = g;
+    out->r5 = c5[pick(sk, SALT_R5, (uint64_t)nc5)];
+
+    out->s1_name = services[out->s1].name;
+    out->r1_name = regions[out->r1];
+    out->s2_name = services[out->s2].name;
+    out->r4_name = regions[out->r4];
+    out->r5_name = regions[out->r5];
+
+    out->silence_first = out->inc[SF__INC_ABANDON - 1].end_row;
+    out->silence_end = out->silence_first + SILENCE_ROWS;
+    out->slow_key = mix64(sk ^ mix64(SALT_SLOW));
+    out->slow_threshold = P_SLOW_USER;
+    return SF_OK;
+}
+
+/* The user that takes over a row of slow-set user u during the silence: the
+ * next id (cyclically) outside the set. */
+static inline uint64_t silence_substitute(const sf__gen_model *m, uint64_t u)
+{
+    for (uint64_t k = 1; k <= 64; k++) {
+        uint64_t v = (u - 1 + k) % m->users + 1;
+        if (!sf__gen_requests_slow_user(&m->inc, v)) return v;
+    }
+    return m->free_user;   /* 64 set members in a row: p = 0.04^64 per user */
+}
+
+/* Model parts of the incidents: windows, endpoint, addresses, status indices,
+ * a user outside the slow set. */
+static sf_status incidents_build(sf__gen_model *m)
+{
+    const sf__gen_incidents *p = &m->inc;
+    for (int k = 0; k < SF__GEN_NINCIDENTS; k++) {
+        m->win_lo[k] = p->inc[k].first_row;
+        m->win_hi[k] = p->inc[k].end_row;
+    }
+    m->win_lo[SF__GEN_NINCIDENTS] = p->silence_first;
+    m->win_hi[SF__GEN_NINCIDENTS] = p->silence_end;
+    m->login_ep = m->ep_base[p->login_service] + (uint32_t)p->login_endpoint;
+    for (int j = 0; j < 3; j++) {
+        size_t len = strlen(p->ip[j]);
+        memcpy(m->ip_name[NIPS + j], p->ip[j], len + 1);
+        m->ip_len[NIPS + j] = (uint8_t)len;
+    }
+    for (int k = 0; k < NSTATUS; k++) {
+        if (status_codes[k] == 200) m->st_200 = (uint8_t)k;
+        if (status_codes[k] == 401) m->st_401 = (uint8_t)k;
+        if (status_codes[k] == 500) m->st_500 = (uint8_t)k;
+        if (status_codes[k] == 503) m->st_503 = (uint8_t)k;
+    }
+    lntab_init(&m->ln_slow, SLOW_SIGMA);
+    /* The slow set must be neither empty nor everyone; with users >= 1000
+     * both fail with probability below 1e-17, but say so rather than guess. */
+    uint64_t scan = m->users < ((uint64_t)1 << 16) ? m->users : ((uint64_t)1 << 16);
+    bool member = false;
+    m->free_user = 0;
+    for (uint64_t u = 1; u <= scan && (!member || m->free_user == 0); u++) {
+        if (sf__gen_requests_slow_user(p, u)) member = true;
+        else if (m->free_user == 0) m->free_user = u;
+    }
+    SF_CHECK(member && m->free_user != 0, SF_ERR_CONFIG,
+             "input.seed: with this seed the slow set of incident 5 is %s among the first %llu "
+             "users; choose another seed",
+             member ? "everyone" : "empty", (unsigned long long)scan);
+    return SF_OK;
+}
+
 void sf__gen_requests_model_destroy(sf__gen_model **pm)
 {
     if (pm == NULL || *pm == NULL) return;
@@ -483,7 +770,7 @@ static size_t format_ip(uint32_t v, char *out)
 
 static sf_status model_build(sf__gen_model *m, const sf_input_config *cfg)
 {
-    m->seed_key = mix64(cfg->seed ^ UINT64_C(0x7265717565737473));   /* "requests" */
+    m->seed_key = seed_key_of(cfg->seed);
     m->users = cfg->users;
     m->zipf = cfg->zipf;
     double s = cfg->zipf;
@@ -511,8 +798,9 @@ static sf_status model_build(sf__gen_model *m, const sf_input_config *cfg)
 
     m->ep_name = malloc(sizeof *m->ep_name * nep);
     m->ep_len = malloc(nep);
-    m->ip_name = malloc(sizeof *m->ip_name * NIPS);
-    m->ip_len = malloc(NIPS);
+    /* The natural addresses, then incident 3's three. */
+    m->ip_name = malloc(sizeof *m->ip_name * (NIPS + 3));
+    m->ip_len = malloc(NIPS + 3);
     SF_CHECK(m->ep_name && m->ep_len && m->ip_name && m->ip_len, SF_ERR_NOMEM,
              "out of memory (generator vocabulary)");
     for (int sv = 0; sv < NSERVICES; sv++)
@@ -564,24 +852,17 @@ static sf_status model_build(sf__gen_model *m, const sf_input_config *cfg)
     SF_CALL(vcache_init(&m->c_service, NSERVICES));
     SF_CALL(vcache_init(&m->c_endpoint, nep));
     SF_CALL(vcache_init(&m->c_region, NREGIONS));
-    SF_CALL(vcache_init(&m->c_ip, NIPS));
+    SF_CALL(vcache_init(&m->c_ip, NIPS + 3));
     m->epoch = 0;
+    SF_CALL(sf__gen_requests_incidents(cfg, &m->inc));
+    if (m->inc.on) SF_CALL(incidents_build(m));
     return SF_OK;
 }
 
 sf_status sf__gen_requests_model_create(const sf_input_config *cfg, sf__gen_model **out)
 {
     *out = NULL;
-    SF_CHECK(cfg->generator != NULL && strcmp(cfg->generator, "requests") == 0, SF_ERR_CONFIG,
-             "input.generator: unknown generator '%s' (known generators: requests)",
-             cfg->generator ? cfg->generator : "");
-    SF_CHECK(cfg->users >= 1, SF_ERR_CONFIG, "input.users: must be at least 1 (got %llu)",
-             (unsigned long long)cfg->users);
-    SF_CHECK(cfg->users <= ((uint64_t)1 << 53), SF_ERR_CONFIG,
-             "input.users: at most 2^53 distinct users are supported (got %llu)",
-             (unsigned long long)cfg->users);
-    SF_CHECK(isfinite(cfg->zipf) && cfg->zipf >= 0, SF_ERR_CONFIG,
-             "input.zipf: must be a finite number >= 0 (got %g)", cfg->zipf);
+    SF_CALL(validate(cfg));
     sf__gen_model *m = calloc(1, sizeof *m);
     SF_CHECK(m != NULL, SF_ERR_NOMEM, "out of memory (generator)");
     sf_status rc = model_build(m, cfg);
@@ -613,21 +894,90 @@ static inline uint64_t sample_user(const sf__gen_model *m, uint64_t key)
  * depend on (service, status), then one tight loop per wanted column. */
 #define BLOCK 512
 
+/* The changes the incidents make to one block (see incidents_apply). */
+typedef struct inc_block {
+    uint8_t inc[BLOCK];   /* incident id, 0 = untouched */
+    uint8_t reg[BLOCK];   /* region index after the incidents */
+    uint8_t ip[BLOCK];    /* incident 3: which of its addresses */
+    uint64_t usr[BLOCK];  /* user id after the incidents */
+} inc_block;
+
+/* Whether rows [i0, i0 + nb) meet an incident window or the silence. */
+static bool block_has_incidents(const sf__gen_model *m, uint64_t i0, size_t nb)
+{
+    for (int k = 0; k <= SF__GEN_NINCIDENTS; k++)
+        if (i0 < m->win_hi[k] && i0 + nb > m->win_lo[k]) return true;
+    return false;
+}
+
+static inline bool in_window(const sf__gen_model *m, int id, uint64_t i)
+{
+    return i >= m->win_lo[id - 1] && i < m->win_hi[id - 1];
+}
+
+/* Decides the incident of every row of a block from the natural service,
+ * status, region and user (which the caller has drawn into svc and sti, and
+ * which this draws into x->reg and x->usr), and applies it: svc, sti, x->reg
+ * and x->usr become the row's final values. The order of the tests is the
+ * precedence 3 > 5 > 1 > 4 > 2. */
+static void incidents_apply(const sf__gen_model *m, uint64_t i0, size_t nb, const uint64_t *key,
+                            uint8_t *svc, uint8_t *sti, inc_block *x)
+{
+    const sf__gen_incidents *p = &m->inc;
+    for (size_t k = 0; k < nb; k++) {
+        x->reg[k] = (uint8_t)dtab_sample(&m->region_tab, draw(key[k], D_REGION));
+        x->usr[k] = sample_user(m, key[k]);
+    }
+    for (size_t k = 0; k < nb; k++) {
+        uint64_t i = i0 + k;
+        uint8_t id = 0;
+        if (in_window(m, SF__INC_CREDENTIALS, i) && draw(key[k], D_INC_LOGIN) < P_LOGIN) {
+            id = SF__INC_CREDENTIALS;
+            svc[k] = (uint8_t)p->login_service;
+            uint64_t u = (uint64_t)(u01(draw(key[k], D_INC_LOGIN_USER)) * (double)m->users);
+            x->usr[k] = (u < m->users ? u : m->users - 1) + 1;
+            x->ip[k] = (uint8_t)(((draw(key[k], D_INC_LOGIN_IP) >> 32) * 3) >> 32);
+            sti[k] = draw(key[k], D_INC_LOGIN_STATUS) < P_LOGIN_401 ? m->st_401 : m->st_200;
+        } else if (in_window(m, SF__INC_ABANDON, i) && sf__gen_requests_slow_user(p, x->usr[k])) {
+            id = SF__INC_ABANDON;
+            x->reg[k] = (uint8_t)p->r5;
+        } else if (in_window(m, SF__INC_LATENCY, i) && svc[k] == p->s1 && x->reg[k] == p->r1) {
+            id = SF__INC_LATENCY;
+        } else if (in_window(m, SF__INC_CHECKOUT, i) && svc[k] == SERVICE_CHECKOUT && x->reg[k] == p->r4 &&
+                   draw(key[k], D_INC_CHECKOUT) < P_CHECKOUT_500) {
+            id = SF__INC_CHECKOUT;
+            sti[k] = m->st_500;
+        } else if (in_window(m, SF__INC_ERRORS, i) && svc[k] == p->s2 &&
+                   draw(key[k], D_INC_ERRORS) < P_ERRORS_503) {
+            id = SF__INC_ERRORS;
+            sti[k] = m->st_503;
+        } else if (i >= p->silence_first && i < p->silence_end && sf__gen_requests_slow_user(p, x->usr[k])) {
+            /* Not marked: the incident's rows are the slow ones before. */
+            x->usr[k] = silence_substitute(m, x->usr[k]);
+        }
+        x->inc[k] = id;
+    }
+}
+
 sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t nrows, const uint8_t *want,
                                 sf_batch *b)
 {
-    SF_CHECK(b->ncols == SF__GEN_NCOLS, SF_ERR_ARG,
-             "requests generator: batch has %d columns, expected %d", b->ncols, SF__GEN_NCOLS);
+    const int ncols = m->inc.on ? SF__GEN_NCOLS_INCIDENTS : SF__GEN_NCOLS;
+    SF_CHECK(b->ncols == ncols, SF_ERR_ARG, "requests generator: batch has %d columns, expected %d",
+             b->ncols, ncols);
     SF_CHECK(nrows <= b->cap, SF_ERR_ARG, "requests generator: %llu rows do not fit a batch of %zu",
              (unsigned long long)nrows, b->cap);
     sf_batch_clear(b);
     b->first_row = first_row;
 
-    bool on[SF__GEN_NCOLS];
-    for (int c = 0; c < SF__GEN_NCOLS; c++) on[c] = b->cols[c].loaded && (want == NULL || want[c]);
+    bool on[SF__GEN_NCOLS_INCIDENTS] = {false};
+    for (int c = 0; c < ncols; c++) on[c] = b->cols[c].loaded && (want == NULL || want[c]);
     bool need_status = on[SF__GEN_STATUS] || on[SF__GEN_LATENCY_MS] || on[SF__GEN_BYTES] ||
                        on[SF__GEN_REVENUE];
     bool need_service = need_status || on[SF__GEN_SERVICE] || on[SF__GEN_ENDPOINT];
+    /* Incidents change every column but the timestamp. */
+    bool need_incidents = false;
+    for (int c = SF__GEN_TIMESTAMP + 1; c < ncols; c++) need_incidents = need_incidents || (m->inc.on && on[c]);
     if (on[SF__GEN_BYTES]) SF_CALL(sf_batch_enable_valid(b, SF__GEN_BYTES));
     if (on[SF__GEN_REVENUE]) SF_CALL(sf_batch_enable_valid(b, SF__GEN_REVENUE));
 
@@ -644,16 +994,20 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
     size_t bytes_nulls = 0, revenue_nulls = 0;
     uint64_t key[BLOCK];
     uint8_t svc[BLOCK], sti[BLOCK];
+    inc_block x;
 
     for (uint64_t r0 = 0; r0 < nrows; r0 += BLOCK) {
         size_t nb = nrows - r0 < BLOCK ? (size_t)(nrows - r0) : BLOCK;
         uint64_t i0 = first_row + r0;
+        /* blk: this block has incident rows; its region and user come from x. */
+        bool blk = need_incidents && block_has_incidents(m, i0, nb);
         for (size_t k = 0; k < nb; k++) key[k] = mix64(m->seed_key + (i0 + k) * GOLDEN);
-        if (need_service)
+        if (need_service || blk)
             for (size_t k = 0; k < nb; k++) svc[k] = (uint8_t)dtab_sample(&m->service_tab, draw(key[k], D_SERVICE));
-        if (need_status)
+        if (need_status || blk)
             for (size_t k = 0; k < nb; k++)
                 sti[k] = (uint8_t)dtab_sample(&m->status_tab[svc[k]], draw(key[k], D_STATUS));
+        if (blk) incidents_apply(m, i0, nb, key, svc, sti, &x);
 
         if (on[SF__GEN_TIMESTAMP]) {
             int64_t *v = cols[SF__GEN_TIMESTAMP].i64 + r0;
@@ -671,25 +1025,31 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
         if (on[SF__GEN_ENDPOINT]) {
             sf_column *c = &cols[SF__GEN_ENDPOINT];
             for (size_t k = 0; k < nb; k++) {
-                uint32_t e = m->ep_base[svc[k]] + dtab_sample(&m->endpoint_tab[svc[k]], draw(key[k], D_ENDPOINT));
+                uint32_t e = blk && x.inc[k] == SF__INC_CREDENTIALS
+                                 ? m->login_ep
+                                 : m->ep_base[svc[k]] + dtab_sample(&m->endpoint_tab[svc[k]], draw(key[k], D_ENDPOINT));
                 SF_CALL(vcache_code(&m->c_endpoint, ep, e, &c->dict, m->ep_name[e], m->ep_len[e], &c->code[r0 + k]));
             }
         }
         if (on[SF__GEN_REGION]) {
             sf_column *c = &cols[SF__GEN_REGION];
             for (size_t k = 0; k < nb; k++) {
-                uint32_t g = dtab_sample(&m->region_tab, draw(key[k], D_REGION));
+                uint32_t g = blk ? x.reg[k] : dtab_sample(&m->region_tab, draw(key[k], D_REGION));
                 SF_CALL(vcache_code(&m->c_region, ep, g, &c->dict, regions[g], m->region_len[g], &c->code[r0 + k]));
             }
         }
         if (on[SF__GEN_USER_ID]) {
             int64_t *v = cols[SF__GEN_USER_ID].i64 + r0;
-            for (size_t k = 0; k < nb; k++) v[k] = (int64_t)sample_user(m, key[k]);
+            if (blk)
+                for (size_t k = 0; k < nb; k++) v[k] = (int64_t)x.usr[k];
+            else
+                for (size_t k = 0; k < nb; k++) v[k] = (int64_t)sample_user(m, key[k]);
         }
         if (on[SF__GEN_CLIENT_IP]) {
             sf_column *c = &cols[SF__GEN_CLIENT_IP];
             for (size_t k = 0; k < nb; k++) {
-                uint32_t a = dtab_sample(&m->ip_tab, draw(key[k], D_IP));
+                uint32_t a = blk && x.inc[k] == SF__INC_CREDENTIALS ? (uint32_t)NIPS + x.ip[k]
+                                                                    : dtab_sample(&m->ip_tab, draw(key[k], D_IP));
                 SF_CALL(vcache_code(&m->c_ip, ep, a, &c->dict, m->ip_name[a], m->ip_len[a], &c->code[r0 + k]));
             }
         }
@@ -701,9 +1061,18 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
             double *v = cols[SF__GEN_LATENCY_MS].f64 + r0;
             for (size_t k = 0; k < nb; k++) {
                 const outcome *o = &m->out[svc[k]][sti[k]];
-                double x = o->latency_median * lntab_sample(&m->ln_latency, draw(key[k], D_LATENCY));
-                double lat = round_pos(x * 1000) / 1000;
-                v[k] = lat > 0 ? lat : 0.001;
+                double lat0 = o->latency_median * lntab_sample(&m->ln_latency, draw(key[k], D_LATENCY));
+                double lat = round_pos(lat0 * 1000) / 1000;
+                lat = lat > 0 ? lat : 0.001;
+                if (blk && x.inc[k] == SF__INC_LATENCY) {
+                    /* Five times the natural value, still 3 decimals. */
+                    lat = round_pos(lat * LATENCY_FACTOR * 1000) / 1000;
+                } else if (blk && x.inc[k] == SF__INC_ABANDON) {
+                    double slow = SLOW_LATENCY_MS * lntab_sample(&m->ln_slow, draw(key[k], D_INC_SLOW));
+                    lat = round_pos(slow * 1000) / 1000;
+                    lat = lat > 0 ? lat : 0.001;
+                }
+                v[k] = lat;
             }
         }
         if (on[SF__GEN_BYTES]) {
@@ -711,9 +1080,9 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
             uint8_t *valid = cols[SF__GEN_BYTES].valid + r0;
             for (size_t k = 0; k < nb; k++) {
                 const outcome *o = &m->out[svc[k]][sti[k]];
-                int64_t x = (int64_t)(o->bytes_median * lntab_sample(o->bytes_ln, draw(key[k], D_BYTES)) + 0.5);
-                x = x > 0 ? x : 1;
-                v[k] = o->bytes_null ? 0 : x;
+                int64_t bv = (int64_t)(o->bytes_median * lntab_sample(o->bytes_ln, draw(key[k], D_BYTES)) + 0.5);
+                bv = bv > 0 ? bv : 1;
+                v[k] = o->bytes_null ? 0 : bv;
                 valid[k] = !o->bytes_null;
                 bytes_nulls += o->bytes_null;
             }
@@ -724,8 +1093,8 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
             for (size_t k = 0; k < nb; k++) {
                 const outcome *o = &m->out[svc[k]][sti[k]];
                 if (o->revenue) {
-                    double x = round_pos(REVENUE_MEDIAN * lntab_sample(&m->ln_revenue, draw(key[k], D_REVENUE)) * 100) / 100;
-                    v[k] = x >= 0.01 ? x : 0.01;
+                    double rv = round_pos(REVENUE_MEDIAN * lntab_sample(&m->ln_revenue, draw(key[k], D_REVENUE)) * 100) / 100;
+                    v[k] = rv >= 0.01 ? rv : 0.01;
                     valid[k] = 1;
                 } else {
                     v[k] = 0.0;
@@ -734,12 +1103,18 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
                 }
             }
         }
+        if (on[SF__GEN_INCIDENT]) {
+            int64_t *v = cols[SF__GEN_INCIDENT].i64 + r0;
+            for (size_t k = 0; k < nb; k++) v[k] = blk ? x.inc[k] : 0;
+        }
     }
     if (on[SF__GEN_BYTES]) cols[SF__GEN_BYTES].nulls = bytes_nulls;
     if (on[SF__GEN_REVENUE]) cols[SF__GEN_REVENUE].nulls = revenue_nulls;
     b->nrows = nrows;
     return SF_OK;
 }
+
+const sf__gen_incidents *sf__gen_requests_model_incidents(const sf__gen_model *m) { return &m->inc; }
 
 sf_status sf__gen_requests_range(const sf_input_config *cfg, uint64_t first_row, uint64_t nrows,
                                  const uint8_t *want, sf_batch *b)
@@ -800,7 +1175,7 @@ sf_status sf__gen_open(sf_reader *r)
     gen_reader *g = calloc(1, sizeof *g);
     SF_CHECK(g != NULL, SF_ERR_NOMEM, "out of memory (generator)");
     SF_CALL_GOTO(sf__gen_requests_model_create(&r->cfg, &g->model), done);
-    SF_CALL_GOTO(sf__gen_requests_schema(&r->schema), done);
+    SF_CALL_GOTO(sf__gen_requests_schema_of(&r->cfg, &r->schema), done);
     r->total_rows = r->cfg.rows;
     r->data_bytes = 0;
     r->data_start = 0;

@@ -1,0 +1,813 @@
+/* The `sessions` agent: the sessions of every user (events of one user
+ * closer than an idle gap to each other), how many events they hold and how
+ * long they last, and how many are abandoned: a session whose last event is
+ * slow (latency >= slow_ms), counted per time bucket of the session end and
+ * optionally per group (by: columns, taken from the session's last event).
+ *
+ * State: per user, the sorted list of its sessions {start, end, events,
+ * latency and group key of the end event}; no event is stored. Adding an
+ * event or merging two states is a union of the lists followed by coalescing
+ * neighbours whose gap (next.start - prev.end) is at most `gap`. The result
+ * is the partition of the user's events into the connected components of the
+ * "at most gap apart" relation, which depends only on the set of events, so
+ * merge is exactly associative and commutative. The end event of a session is
+ * its maximum in the order (time, latency, group key bytes), so ties at equal
+ * end times are broken the same way whatever the arrival order. Latencies are
+ * compared through an order-preserving integer key (0 for null or NaN, which
+ * never count as slow).
+ *
+ * A session is never split between shards when the input is hash-sharded by
+ * the user column (check() requires it), so every shard's sessions are final
+ * ones; merging would still be exact otherwise, but the memory of a user
+ * would then be held by every rank it appears on.
+ *
+ * Rows with a null user or a null time are not events; they are counted as
+ * "skipped".
+ *
+ * Statistics (stat()): "count" (events), "rows" (events plus skipped rows),
+ * "sessions", "abandoned"; with a group key, those of the sessions that end
+ * in that group (a key no session ends with is unknown). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shardflow/agent.h"
+#include "shardflow/config.h"
+
+#include "agents/groups.h"
+#include "agents/sessions.h"
+
+#define SESSIONS_FORMAT 1
+#define DEFAULT_GAP_US INT64_C(300000000)    /* 5 minutes */
+#define DEFAULT_BUCKET_US INT64_C(60000000)  /* 1 minute */
+#define DEFAULT_SLOW_MS 2000.0
+/* Encoded sizes, for bounds on counts read from untrusted bytes. */
+#define SESSION_BYTES 36   /* start, end, events, latency key (8 each), group rank (4) */
+#define USER_MIN_BYTES 12  /* key length (4) and session count (8) */
+
+typedef struct session {
+    int64_t start, end;  /* times of the first and last event, microseconds */
+    uint64_t events;
+    uint64_t lat;        /* order key of the end event's latency, 0 = null */
+    uint32_t key;        /* group of the end event (index into the state's key table) */
+} session;
+
+typedef struct user_sessions {
+    uint32_t n, cap;
+    session *s;          /* sorted by start; consecutive ones more than gap apart */
+} user_sessions;
+
+typedef struct sessions_state {
+    const sf_agent_config *cfg;
+    int *user_col;       /* heap, one entry: the user table's key column */
+    int time_col, lat_col;
+    int64_t gap, bucket;
+    uint64_t slow;       /* order key of slow_ms */
+    uint64_t skipped;
+    sf__groups users;    /* user key -> index into u */
+    sf__groups keys;     /* group key of the by: columns -> index */
+    user_sessions *u;
+    uint32_t ucap;
+    session *scratch;    /* merge output */
+    size_t scratch_cap;
+    uint32_t *kmap;      /* merge and decode: other state's key index -> ours */
+    size_t kmap_cap;
+} sessions_state;
+
+/* The options, as check(), columns() and init() read them. */
+typedef struct sessions_opts {
+    const char *user, *time, *latency;
+    int64_t gap, bucket;
+    double slow_ms;
+} sessions_opts;
+
+/* ---- values ------------------------------------------------------------------ */
+
+/* Maps a double to an unsigned key whose order is the numeric order (-0 <
+ * +0); NaN maps to 0 like a null. Non-NaN values never map to 0. */
+static inline uint64_t order_key(double x)
+{
+    if (isnan(x)) return 0;
+    uint64_t b;
+    memcpy(&b, &x, sizeof b);
+    return (b >> 63) ? ~b : b | 0x8000000000000000ull;
+}
+
+static inline double from_order_key(uint64_t k)
+{
+    uint64_t b = (k >> 63) ? k & 0x7FFFFFFFFFFFFFFFull : ~k;
+    double x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
+static int bytes_cmp(const uint8_t *a, size_t na, const uint8_t *b, size_t nb)
+{
+    size_t n = na < nb ? na : nb;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c != 0) return c;
+    return na < nb ? -1 : na > nb ? 1 : 0;
+}
+
+/* Whether an event at time `next` belongs with a session ending at `prev`
+ * (next - prev <= gap; always when next <= prev), without overflow. */
+static inline bool within(int64_t prev, int64_t next, int64_t gap)
+{
+    return next <= prev || (uint64_t)next - (uint64_t)prev <= (uint64_t)gap;
+}
+
+/* ---- sessions ------------------------------------------------------------------ */
+
+/* Whether end event b beats end event a at the same time: the larger
+ * latency key, then the larger group key bytes. */
+static bool end_wins(const sessions_state *s, const session *a, const session *b)
+{
+    if (b->lat != a->lat) return b->lat > a->lat;
+    if (b->key == a->key) return false;
+    size_t na, nb;
+    const uint8_t *ka = sf__groups_key(&s->keys, a->key, &na);
+    const uint8_t *kb = sf__groups_key(&s->keys, b->key, &nb);
+    return bytes_cmp(ka, na, kb, nb) < 0;
+}
+
+/* a = a joined with b (both of this state's key table). */
+static void join(const sessions_state *s, session *a, const session *b)
+{
+    if (b->start < a->start) a->start = b->start;
+    a->events += b->events;
+    if (b->end > a->end || (b->end == a->end && end_wins(s, a, b))) {
+        a->end = b->end;
+        a->lat = b->lat;
+        a->key = b->key;
+    }
+}
+
+static sf_status reserve_sessions(user_sessions *us, uint32_t need)
+{
+    if (need <= us->cap) return SF_OK;
+    SF_CHECK(need < UINT32_MAX / 2, SF_ERR_NOMEM, "sessions: %u sessions of one user", need);
+    uint32_t cap = us->cap ? us->cap : 4;
+    while (cap < need) cap *= 2;
+    session *p = realloc(us->s, (size_t)cap * sizeof *p);
+    SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for %u sessions of one user", cap);
+    us->s = p;
+    us->cap = cap;
+    return SF_OK;
+}
+
+/* Adds one event to a user's sessions. Events mostly arrive in time order,
+ * so the last session is tried first. */
+static sf_status add_event(const sessions_state *s, user_sessions *us, const session *ev)
+{
+    uint32_t n = us->n;
+    int64_t t = ev->start;
+    /* pos: the first session starting after t. */
+    uint32_t pos;
+    if (n == 0 || us->s[n - 1].start <= t) {
+        pos = n;
+    } else {
+        uint32_t lo = 0, hi = n;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (us->s[mid].start > t) hi = mid;
+            else lo = mid + 1;
+        }
+        pos = lo;
+    }
+    if (pos > 0 && within(us->s[pos - 1].end, t, s->gap)) {
+        session *p = &us->s[pos - 1];
+        join(s, p, ev);
+        /* The event may bridge the gap to the next session. */
+        if (pos < n && within(p->end, us->s[pos].start, s->gap)) {
+            join(s, p, &us->s[pos]);
+            memmove(&us->s[pos], &us->s[pos + 1], (size_t)(n - pos - 1) * sizeof *us->s);
+            us->n--;
+        }
+        return SF_OK;
+    }
+    if (pos < n && within(t, us->s[pos].start, s->gap)) {
+        join(s, &us->s[pos], ev);
+        return SF_OK;
+    }
+    SF_CALL(reserve_sessions(us, n + 1));
+    memmove(&us->s[pos + 1], &us->s[pos], (size_t)(n - pos) * sizeof *us->s);
+    us->s[pos] = *ev;
+    us->n++;
+    return SF_OK;
+}
+
+/* into = into (+) from, where from's group keys are mapped through kmap. */
+static sf_status merge_lists(sessions_state *s, user_sessions *into, const user_sessions *from,
+                             const uint32_t *kmap)
+{
+    size_t need = (size_t)into->n + from->n;
+    if (need > s->scratch_cap) {
+        size_t cap = s->scratch_cap ? s->scratch_cap : 16;
+        while (cap < need) cap *= 2;
+        session *p = realloc(s->scratch, cap * sizeof *p);
+        SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory merging %zu sessions", need);
+        s->scratch = p;
+        s->scratch_cap = cap;
+    }
+    size_t out = 0;
+    uint32_t i = 0, j = 0;
+    while (i < into->n || j < from->n) {
+        session next;
+        if (j >= from->n || (i < into->n && into->s[i].start <= from->s[j].start)) {
+            next = into->s[i++];
+        } else {
+            next = from->s[j++];
+            next.key = kmap[next.key];
+        }
+        if (out > 0 && within(s->scratch[out - 1].end, next.start, s->gap))
+            join(s, &s->scratch[out - 1], &next);
+        else
+            s->scratch[out++] = next;
+    }
+    SF_CALL(reserve_sessions(into, (uint32_t)out));
+    memcpy(into->s, s->scratch, out * sizeof *into->s);
+    into->n = (uint32_t)out;
+    return SF_OK;
+}
+
+/* ---- options ------------------------------------------------------------------- */
+
+static const char *cfg_file(const sf_agent_config *cfg) { return cfg->file ? cfg->file : "<workflow>"; }
+static const char *cfg_id(const sf_agent_config *cfg) { return cfg->id ? cfg->id : "sessions"; }
+
+static sf_status read_opts(const sf_agent_config *cfg, sessions_opts *o)
+{
+    SF_CALL(sf_agent_opt_str(cfg, "user", cfg->shard_key, &o->user));
+    SF_CALL(sf_agent_opt_str(cfg, "time", "timestamp", &o->time));
+    SF_CALL(sf_agent_opt_str(cfg, "latency", "latency_ms", &o->latency));
+    SF_CALL(sf_agent_opt_duration_us(cfg, "gap", DEFAULT_GAP_US, &o->gap));
+    SF_CALL(sf_agent_opt_duration_us(cfg, "bucket", DEFAULT_BUCKET_US, &o->bucket));
+    SF_CALL(sf_agent_opt_double(cfg, "slow_ms", DEFAULT_SLOW_MS, 0, 1e300, &o->slow_ms));
+    return SF_OK;
+}
+
+static sf_status sessions_check(const sf_agent_config *cfg)
+{
+    static const char *const allowed[] = {"user", "time", "gap", "latency", "slow_ms", "bucket"};
+    SF_CALL(sf_agent_check_options(cfg, allowed, (int)(sizeof allowed / sizeof allowed[0])));
+    sessions_opts o;
+    SF_CALL(read_opts(cfg, &o));
+    SF_CHECK(cfg->column == NULL, SF_ERR_CONFIG,
+             "%s:%d: agent '%s': sessions takes no column: (it reads user:, time: and latency:)",
+             cfg_file(cfg), cfg->line, cfg_id(cfg));
+    bool hash = cfg->shard_strategy != NULL && strcmp(cfg->shard_strategy, "hash") == 0;
+    bool keyed = o.user != NULL && cfg->shard_key != NULL && strcmp(cfg->shard_key, o.user) == 0;
+    SF_CHECK(hash && keyed, SF_ERR_CONFIG,
+             "%s:%d: agent '%s': sessions needs shard.strategy: hash with shard.key: %s (a user's "
+             "sessions must never be split across shards)",
+             cfg_file(cfg), cfg->line, cfg_id(cfg), o.user ? o.user : "<the user column>");
+    SF_CHECK(cfg->schema != NULL, SF_ERR_CONFIG, "%s:%d: agent '%s': no input schema", cfg_file(cfg),
+             cfg->line, cfg_id(cfg));
+    static const sf_type user_types[] = {SF_STRING, SF_INT64};
+    static const sf_type time_types[] = {SF_TIMESTAMP, SF_INT64};
+    static const sf_type lat_types[] = {SF_FLOAT64, SF_INT64};
+    int col;
+    SF_CALL(sf_agent_need_col(cfg, "user", o.user, user_types, 2, &col));
+    SF_CALL(sf_agent_need_col(cfg, "time", o.time, time_types, 2, &col));
+    SF_CALL(sf_agent_need_col(cfg, "latency", o.latency, lat_types, 2, &col));
+    SF_CHECK(cfg->nby >= 0 && cfg->nby <= 255 && (cfg->nby == 0 || cfg->by_col != NULL), SF_ERR_CONFIG,
+             "%s:%d: agent '%s': by: takes 1 to 255 columns", cfg_file(cfg), cfg->line, cfg_id(cfg));
+    for (int i = 0; i < cfg->nby; i++)
+        SF_CHECK(cfg->by_col[i] >= 0 && cfg->by_col[i] < cfg->schema->ncols, SF_ERR_CONFIG,
+                 "%s:%d: agent '%s': by column '%s' is not in the input", cfg_file(cfg), cfg->line,
+                 cfg_id(cfg), cfg->by && cfg->by[i] ? cfg->by[i] : "?");
+    return SF_OK;
+}
+
+static sf_status sessions_columns(const sf_agent_config *cfg, const char **names, int max, int *n)
+{
+    *n = 0;
+    sessions_opts o;
+    SF_CALL(read_opts(cfg, &o));
+    const char *want[3] = {o.user, o.time, o.latency};
+    for (int i = 0; i < 3; i++) {
+        if (want[i] == NULL) continue; /* check() names the missing user column */
+        SF_CHECK(*n < max, SF_ERR_CONFIG, "%s:%d: agent '%s': too many columns", cfg_file(cfg), cfg->line,
+                 cfg_id(cfg));
+        names[(*n)++] = want[i];
+    }
+    return SF_OK;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+static void sessions_destroy(void *state)
+{
+    sessions_state *s = state;
+    for (uint32_t i = 0; i < s->ucap; i++) free(s->u[i].s);
+    free(s->u);
+    free(s->scratch);
+    free(s->kmap);
+    free(s->user_col);
+    sf__groups_fini(&s->users);
+    sf__groups_fini(&s->keys);
+    memset(s, 0, sizeof *s);
+}
+
+static sf_status sessions_init(void *state, const sf_agent_config *cfg)
+{
+    sessions_state *s = state;
+    memset(s, 0, sizeof *s);
+    sessions_opts o;
+    SF_CALL(read_opts(cfg, &o));
+    int uc = sf_agent_col(cfg, o.user), tc = sf_agent_col(cfg, o.time), lc = sf_agent_col(cfg, o.latency);
+    SF_CHECK(uc >= 0 && tc >= 0 && lc >= 0 && cfg->nby >= 0 && cfg->nby <= 255 &&
+                 (cfg->nby == 0 || cfg->by_col != NULL),
+             SF_ERR_ARG, "sessions: configuration of agent '%s' was not checked", cfg_id(cfg));
+    s->cfg = cfg;
+    s->time_col = tc;
+    s->lat_col = lc;
+    s->gap = o.gap;
+    s->bucket = o.bucket;
+    s->slow = order_key(o.slow_ms);
+    /* The key column lives on the heap: the group table keeps a pointer to it. */
+    s->user_col = malloc(sizeof *s->user_col);
+    SF_CHECK(s->user_col != NULL, SF_ERR_NOMEM, "sessions: out of memory");
+    *s->user_col = uc;
+    sf_status rc = sf__groups_init(&s->users, cfg->schema, s->user_col, 1);
+    if (rc == SF_OK) rc = sf__groups_init(&s->keys, cfg->schema, cfg->by_col, cfg->nby);
+    if (rc != SF_OK) sessions_destroy(s);
+    return rc;
+}
+
+/* Makes room for the sessions of every user in the table. */
+static sf_status grow_users(sessions_state *s)
+{
+    if (s->users.n <= s->ucap) return SF_OK;
+    uint32_t cap = s->ucap ? s->ucap : 64;
+    while (cap < s->users.n) cap *= 2;
+    user_sessions *u = realloc(s->u, (size_t)cap * sizeof *u);
+    SF_CHECK(u != NULL, SF_ERR_NOMEM, "sessions: out of memory for %u users", cap);
+    memset(u + s->ucap, 0, (size_t)(cap - s->ucap) * sizeof *u);
+    s->u = u;
+    s->ucap = cap;
+    return SF_OK;
+}
+
+static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows *rows)
+{
+    sessions_state *s = state;
+    const int uc = *s->user_col;
+    SF_CHECK(uc < b->ncols && s->time_col < b->ncols && s->lat_col < b->ncols && b->cols[uc].loaded &&
+                 b->cols[s->time_col].loaded && b->cols[s->lat_col].loaded,
+             SF_ERR_INTERNAL, "sessions: user, time or latency column not loaded");
+    for (int i = 0; i < s->keys.nby; i++)
+        SF_CHECK(s->keys.by_col[i] < b->ncols && b->cols[s->keys.by_col[i]].loaded, SF_ERR_INTERNAL,
+                 "sessions: by column %d is not loaded", s->keys.by_col[i]);
+    const sf_column *ucol = &b->cols[uc], *tcol = &b->cols[s->time_col], *lcol = &b->cols[s->lat_col];
+    sf__groups_batch(&s->users, b);
+    sf__groups_batch(&s->keys, b);
+    for (size_t i = 0; i < rows->n; i++) {
+        size_t r = sf_rows_at(rows, i);
+        if (sf_col_is_null(ucol, r) || sf_col_is_null(tcol, r)) {
+            s->skipped++;
+            continue;
+        }
+        uint32_t ui, ki;
+        bool created;
+        SF_CALL(sf__groups_row(&s->users, b, r, &ui, &created));
+        if (created) SF_CALL(grow_users(s));
+        SF_CALL(sf__groups_row(&s->keys, b, r, &ki, NULL));
+        session ev;
+        ev.start = ev.end = tcol->i64[r];
+        ev.events = 1;
+        ev.lat = sf_col_is_null(lcol, r) ? 0 : order_key(sf_col_as_double(lcol, r));
+        ev.key = ki;
+        SF_CALL(add_event(s, &s->u[ui], &ev));
+    }
+    return SF_OK;
+}
+
+static sf_status reserve_kmap(sessions_state *s, size_t n)
+{
+    if (n <= s->kmap_cap) return SF_OK;
+    size_t cap = s->kmap_cap ? s->kmap_cap : 64;
+    while (cap < n) cap *= 2;
+    uint32_t *p = realloc(s->kmap, cap * sizeof *p);
+    SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for %zu group keys", cap);
+    s->kmap = p;
+    s->kmap_cap = cap;
+    return SF_OK;
+}
+
+static sf_status sessions_merge(void *into, const void *from)
+{
+    sessions_state *a = into;
+    const sessions_state *f = from;
+    SF_CHECK(a->keys.nby == f->keys.nby && a->gap == f->gap, SF_ERR_INTERNAL,
+             "sessions: merging states of different shapes");
+    SF_CALL(reserve_kmap(a, f->keys.n));
+    for (uint32_t i = 0; i < f->keys.n; i++) {
+        size_t len;
+        const uint8_t *k = sf__groups_key(&f->keys, i, &len);
+        SF_CALL(sf__groups_find(&a->keys, k, len, &a->kmap[i], NULL));
+    }
+    for (uint32_t j = 0; j < f->users.n; j++) {
+        if (j >= f->ucap || f->u[j].n == 0) continue;
+        size_t len;
+        const uint8_t *k = sf__groups_key(&f->users, j, &len);
+        uint32_t ui;
+        bool created;
+        SF_CALL(sf__groups_find(&a->users, k, len, &ui, &created));
+        if (created) SF_CALL(grow_users(a));
+        SF_CALL(merge_lists(a, &a->u[ui], &f->u[j], a->kmap));
+    }
+    a->skipped += f->skipped;
+    return SF_OK;
+}
+
+/* ---- encoding ------------------------------------------------------------------------ */
+
+/* The group keys that sessions refer to, in byte order: rank[i] is the
+ * position of key i among them (UINT32_MAX for a key no session refers to),
+ * order[0..*nref) the keys by rank. Both malloc'ed. */
+static sf_status referenced_keys(const sessions_state *s, uint32_t **rank, uint32_t **order, uint32_t *nref)
+{
+    *rank = NULL;
+    *order = NULL;
+    *nref = 0;
+    if (s->keys.n == 0) return SF_OK;
+    uint32_t *sorted = NULL;
+    uint32_t *rk = malloc((size_t)s->keys.n * sizeof *rk);
+    SF_CHECK(rk != NULL, SF_ERR_NOMEM, "sessions: out of memory for %u group keys", s->keys.n);
+    for (uint32_t i = 0; i < s->keys.n; i++) rk[i] = 0;
+    for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
+        for (uint32_t k = 0; k < s->u[u].n; k++) rk[s->u[u].s[k].key] = 1;
+    sf_status rc = sf__groups_sorted(&s->keys, &sorted);
+    if (rc != SF_OK) {
+        free(rk);
+        return rc;
+    }
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->keys.n; i++) {
+        uint32_t g = sorted[i];
+        if (rk[g]) sorted[n++] = g;
+    }
+    for (uint32_t i = 0; i < s->keys.n; i++) rk[i] = UINT32_MAX;
+    for (uint32_t i = 0; i < n; i++) rk[sorted[i]] = i;
+    *rank = rk;
+    *order = sorted;
+    *nref = n;
+    return SF_OK;
+}
+
+/* Format 1: u8 version, u8 nby, i64 gap, u64 skipped; u64 number of group
+ * keys, each a u32-length string, in ascending byte order (only keys some
+ * session ends with); u64 number of users, each: key string (ascending),
+ * u64 number of sessions, then per session (by start) i64 start, i64 end,
+ * u64 events, u64 latency key, u32 rank of its group key. Little-endian. */
+static sf_status sessions_encode(const void *state, sf_buf *out)
+{
+    const sessions_state *s = state;
+    sf_status rc = SF_OK;
+    uint32_t *rank = NULL, *korder = NULL, *uorder = NULL, nref = 0;
+    SF_CALL_GOTO(referenced_keys(s, &rank, &korder, &nref), done);
+    SF_CALL_GOTO(sf__groups_sorted(&s->users, &uorder), done);
+    SF_CALL_GOTO(sf_buf_put_u8(out, SESSIONS_FORMAT), done);
+    SF_CALL_GOTO(sf_buf_put_u8(out, (uint8_t)s->keys.nby), done);
+    SF_CALL_GOTO(sf_buf_put_i64(out, s->gap), done);
+    SF_CALL_GOTO(sf_buf_put_u64(out, s->skipped), done);
+    SF_CALL_GOTO(sf_buf_put_u64(out, nref), done);
+    for (uint32_t i = 0; i < nref; i++) {
+        size_t len;
+        const uint8_t *k = sf__groups_key(&s->keys, korder[i], &len);
+        SF_CALL_GOTO(sf_buf_put_str(out, (const char *)k, len), done);
+    }
+    uint64_t nusers = 0;
+    for (uint32_t i = 0; i < s->users.n; i++) nusers += uorder[i] < s->ucap && s->u[uorder[i]].n > 0;
+    SF_CALL_GOTO(sf_buf_put_u64(out, nusers), done);
+    for (uint32_t i = 0; i < s->users.n; i++) {
+        uint32_t u = uorder[i];
+        if (u >= s->ucap || s->u[u].n == 0) continue;
+        size_t len;
+        const uint8_t *k = sf__groups_key(&s->users, u, &len);
+        SF_CALL_GOTO(sf_buf_put_str(out, (const char *)k, len), done);
+        SF_CALL_GOTO(sf_buf_put_u64(out, s->u[u].n), done);
+        SF_CALL_GOTO(sf_buf_reserve(out, (size_t)s->u[u].n * SESSION_BYTES), done);
+        for (uint32_t k2 = 0; k2 < s->u[u].n; k2++) {
+            const session *x = &s->u[u].s[k2];
+            SF_CALL_GOTO(sf_buf_put_i64(out, x->start), done);
+            SF_CALL_GOTO(sf_buf_put_i64(out, x->end), done);
+            SF_CALL_GOTO(sf_buf_put_u64(out, x->events), done);
+            SF_CALL_GOTO(sf_buf_put_u64(out, x->lat), done);
+            SF_CALL_GOTO(sf_buf_put_u32(out, rank[x->key]), done);
+        }
+    }
+done:
+    free(rank);
+    free(korder);
+    free(uorder);
+    return rc;
+}
+
+/* Empties a state, keeping its allocations. */
+static sf_status clear_state(sessions_state *s)
+{
+    for (uint32_t i = 0; i < s->ucap; i++) s->u[i].n = 0;
+    s->skipped = 0;
+    SF_CALL(sf__groups_clear(&s->users));
+    return sf__groups_clear(&s->keys);
+}
+
+static sf_status sessions_decode(void *state, const void *bytes, size_t n)
+{
+    sessions_state *s = state;
+    sf_status rc = SF_OK;
+    uint8_t *used = NULL;
+    SF_CALL(clear_state(s));
+    sf_rd r;
+    sf_rd_init(&r, bytes, n);
+    uint8_t version, nby;
+    int64_t gap;
+    uint64_t nkeys, nusers;
+    SF_CALL(sf_rd_u8(&r, &version));
+    SF_CHECK(version == SESSIONS_FORMAT, SF_ERR_PARSE, "sessions state: unknown format %u", version);
+    SF_CALL(sf_rd_u8(&r, &nby));
+    SF_CHECK(nby == s->keys.nby, SF_ERR_PARSE, "sessions state: %u key columns, expected %d", nby, s->keys.nby);
+    SF_CALL(sf_rd_i64(&r, &gap));
+    SF_CHECK(gap == s->gap, SF_ERR_PARSE, "sessions state: gap %lld us, expected %lld", (long long)gap,
+             (long long)s->gap);
+    SF_CALL(sf_rd_u64(&r, &s->skipped));
+    SF_CALL(sf_rd_u64(&r, &nkeys));
+    SF_CHECK(nkeys <= (n - r.off) / 4, SF_ERR_PARSE, "sessions state: %llu group keys in %zu bytes",
+             (unsigned long long)nkeys, n);
+    SF_CALL(reserve_kmap(s, (size_t)nkeys));
+    const uint8_t *prev = NULL;
+    size_t prev_len = 0;
+    for (uint64_t i = 0; i < nkeys; i++) SF_CALL(sf__groups_decode_key(&s->keys, &r, &prev, &prev_len, &s->kmap[i]));
+    used = calloc(nkeys ? (size_t)nkeys : 1, 1);
+    SF_CHECK(used != NULL, SF_ERR_NOMEM, "sessions: out of memory decoding %llu group keys",
+             (unsigned long long)nkeys);
+
+    SF_CALL_GOTO(sf_rd_u64(&r, &nusers), done);
+    SF_CHECK_GOTO(nusers <= (n - r.off) / (USER_MIN_BYTES + SESSION_BYTES), SF_ERR_PARSE, done,
+                  "sessions state: %llu users in %zu bytes", (unsigned long long)nusers, n);
+    prev = NULL;
+    prev_len = 0;
+    for (uint64_t i = 0; i < nusers; i++) {
+        uint32_t ui;
+        uint64_t ns;
+        SF_CALL_GOTO(sf__groups_decode_key(&s->users, &r, &prev, &prev_len, &ui), done);
+        SF_CALL_GOTO(grow_users(s), done);
+        SF_CALL_GOTO(sf_rd_u64(&r, &ns), done);
+        SF_CHECK_GOTO(ns >= 1 && ns <= (n - r.off) / SESSION_BYTES && ns <= UINT32_MAX / 4, SF_ERR_PARSE, done,
+                      "sessions state: user %llu has %llu sessions in %zu bytes", (unsigned long long)i,
+                      (unsigned long long)ns, n);
+        user_sessions *us = &s->u[ui];
+        SF_CALL_GOTO(reserve_sessions(us, (uint32_t)ns), done);
+        for (uint64_t k = 0; k < ns; k++) {
+            session x;
+            uint32_t kr;
+            SF_CALL_GOTO(sf_rd_i64(&r, &x.start), done);
+            SF_CALL_GOTO(sf_rd_i64(&r, &x.end), done);
+            SF_CALL_GOTO(sf_rd_u64(&r, &x.events), done);
+            SF_CALL_GOTO(sf_rd_u64(&r, &x.lat), done);
+            SF_CALL_GOTO(sf_rd_u32(&r, &kr), done);
+            /* Only what processing can produce: a session of one event is
+             * an instant, later sessions start more than gap after the end
+             * of the previous one. */
+            SF_CHECK_GOTO(x.start <= x.end && x.events >= (x.start < x.end ? 2u : 1u), SF_ERR_PARSE, done,
+                          "sessions state: malformed session");
+            SF_CHECK_GOTO(x.lat == 0 || !isnan(from_order_key(x.lat)), SF_ERR_PARSE, done,
+                          "sessions state: malformed latency");
+            SF_CHECK_GOTO(kr < nkeys, SF_ERR_PARSE, done, "sessions state: group key %u of %llu", kr,
+                          (unsigned long long)nkeys);
+            SF_CHECK_GOTO(k == 0 || !within(us->s[k - 1].end, x.start, s->gap), SF_ERR_PARSE, done,
+                          "sessions state: sessions out of order or closer than the gap");
+            used[kr] = 1;
+            x.key = s->kmap[kr];
+            us->s[k] = x;
+            us->n = (uint32_t)k + 1;
+        }
+    }
+    for (uint64_t i = 0; i < nkeys; i++)
+        SF_CHECK_GOTO(used[i], SF_ERR_PARSE, done, "sessions state: group key %llu is not used",
+                      (unsigned long long)i);
+    SF_CHECK_GOTO(r.off == n, SF_ERR_PARSE, done, "sessions state: %zu trailing bytes", n - r.off);
+done:
+    free(used);
+    return rc;
+}
+
+/* ---- report ---------------------------------------------------------------------------- */
+
+typedef struct bucket_ref {
+    uint32_t grank;   /* rank of the group's printed key */
+    int64_t bucket;   /* start of the bucket of the session end */
+    uint8_t abandoned;
+} bucket_ref;
+
+static int bucket_cmp(const void *x, const void *y)
+{
+    const bucket_ref *a = x, *b = y;
+    if (a->grank != b->grank) return a->grank < b->grank ? -1 : 1;
+    if (a->bucket != b->bucket) return a->bucket < b->bucket ? -1 : 1;
+    return (int)a->abandoned - (int)b->abandoned;
+}
+
+static inline bool abandoned(const sessions_state *s, const session *x) { return x->lat != 0 && x->lat >= s->slow; }
+
+/* Start of the bucket holding t (floor division). */
+static int64_t bucket_of(int64_t t, int64_t b)
+{
+    int64_t q = t / b;
+    if (t % b != 0 && t < 0) q--;
+    return q * b;
+}
+
+/* Writes the buckets of refs[0..n) (one group) as an object. */
+static void write_buckets(sf_json *j, const bucket_ref *refs, size_t n)
+{
+    sf_json_obj_begin(j);
+    for (size_t i = 0; i < n;) {
+        size_t e = i;
+        uint64_t sessions = 0, ab = 0;
+        while (e < n && refs[e].bucket == refs[i].bucket) {
+            sessions++;
+            ab += refs[e].abandoned;
+            e++;
+        }
+        char iso[48];
+        size_t len = sf_timestamp_format(refs[i].bucket, iso, sizeof iso);
+        sf_json_keyn(j, iso, len);
+        sf_json_obj_begin(j);
+        sf_json_key(j, "sessions");
+        sf_json_uint(j, sessions);
+        sf_json_key(j, "abandoned");
+        sf_json_uint(j, ab);
+        sf_json_key(j, "rate");
+        sf_json_num(j, (double)ab / (double)sessions);
+        sf_json_obj_end(j);
+        i = e;
+    }
+    sf_json_obj_end(j);
+}
+
+static sf_status sessions_report(const void *state, sf_json *j)
+{
+    const sessions_state *s = state;
+    sf_status rc = SF_OK;
+    sf_buf text;
+    sf_buf_init(&text);
+    uint32_t *order = NULL, *grank = NULL, *rank_group = NULL;
+    size_t *toff = NULL, *tlen = NULL;
+    bucket_ref *refs = NULL;
+
+    uint64_t nsess = 0, events = 0, ab = 0, dur_lo = 0, dur_hi = 0;
+    for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
+        for (uint32_t k = 0; k < s->u[u].n; k++) {
+            const session *x = &s->u[u].s[k];
+            nsess++;
+            events += x->events;
+            ab += abandoned(s, x);
+            /* The sum of durations in 128 bits: exact whatever the span. */
+            uint64_t d = (uint64_t)x->end - (uint64_t)x->start;
+            dur_lo += d;
+            dur_hi += dur_lo < d;
+        }
+
+    /* Printed-key ranks of the groups (equal texts share a rank). */
+    SF_CALL_GOTO(sf__groups_text_order(&s->keys, &text, &order, &toff, &tlen), done);
+    if (s->keys.n > 0) {
+        grank = malloc((size_t)s->keys.n * sizeof *grank);
+        rank_group = malloc((size_t)s->keys.n * sizeof *rank_group);
+        SF_CHECK_GOTO(grank != NULL && rank_group != NULL, SF_ERR_NOMEM, done,
+                      "sessions: out of memory reporting %u groups", s->keys.n);
+        uint32_t rk = 0;
+        rank_group[0] = order[0];
+        for (uint32_t i = 0; i < s->keys.n; i++) {
+            if (i > 0 && bytes_cmp(text.data + toff[order[i - 1]], tlen[order[i - 1]], text.data + toff[order[i]],
+                                   tlen[order[i]]) != 0)
+                rank_group[++rk] = order[i];
+            grank[order[i]] = rk;
+        }
+    }
+    if (nsess > 0) {
+        refs = malloc((size_t)nsess * sizeof *refs);
+        SF_CHECK_GOTO(refs != NULL, SF_ERR_NOMEM, done, "sessions: out of memory reporting %llu sessions",
+                      (unsigned long long)nsess);
+    }
+    size_t nr = 0;
+    for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
+        for (uint32_t k = 0; k < s->u[u].n; k++) {
+            const session *x = &s->u[u].s[k];
+            refs[nr].grank = grank[x->key];
+            refs[nr].bucket = bucket_of(x->end, s->bucket);
+            refs[nr].abandoned = abandoned(s, x);
+            nr++;
+        }
+    if (nr > 0) qsort(refs, nr, sizeof *refs, bucket_cmp);
+
+    double n = (double)nsess;
+    sf_json_obj_begin(j);
+    sf_json_key(j, "gap_us");
+    sf_json_int(j, s->gap);
+    sf_json_key(j, "sessions");
+    sf_json_uint(j, nsess);
+    sf_json_key(j, "events");
+    sf_json_uint(j, events);
+    sf_json_key(j, "mean_events");
+    sf_json_num(j, (double)events / n);
+    sf_json_key(j, "mean_duration_s");
+    sf_json_num(j, ((double)dur_hi * 0x1p64 + (double)dur_lo) / n / 1e6);
+    sf_json_key(j, "abandoned");
+    sf_json_uint(j, ab);
+    sf_json_key(j, "abandon_rate");
+    sf_json_num(j, (double)ab / n);
+    sf_json_key(j, "bucket_us");
+    sf_json_int(j, s->bucket);
+    if (s->keys.nby == 0) {
+        sf_json_key(j, "buckets");
+        write_buckets(j, refs, nr);
+    } else {
+        sf_json_key(j, "groups");
+        sf_json_obj_begin(j);
+        for (size_t i = 0; i < nr;) {
+            size_t e = i;
+            while (e < nr && refs[e].grank == refs[i].grank) e++;
+            /* Keys print uniquely (see sf_agent_key_text); should two ever
+             * print alike, their sessions are reported together. */
+            uint32_t g = rank_group[refs[i].grank];
+            sf_json_keyn(j, (const char *)text.data + toff[g], tlen[g]);
+            sf_json_obj_begin(j);
+            sf_json_key(j, "buckets");
+            write_buckets(j, refs + i, e - i);
+            sf_json_obj_end(j);
+            i = e;
+        }
+        sf_json_obj_end(j);
+    }
+    sf_json_key(j, "skipped");
+    sf_json_uint(j, s->skipped);
+    sf_json_obj_end(j);
+    rc = j->rc;
+done:
+    free(order);
+    free(grank);
+    free(rank_group);
+    free(toff);
+    free(tlen);
+    free(refs);
+    sf_buf_fini(&text);
+    return rc;
+}
+
+/* ---- statistics ---------------------------------------------------------------------------- */
+
+static sf_status sessions_stat(const void *state, const uint8_t *key, size_t keylen, const char *name,
+                               double *out)
+{
+    const sessions_state *s = state;
+    int what = strcmp(name, "count") == 0      ? 0
+               : strcmp(name, "sessions") == 0  ? 1
+               : strcmp(name, "abandoned") == 0 ? 2
+               : strcmp(name, "rows") == 0      ? 3
+                                                : -1;
+    SF_CHECK(what >= 0, SF_ERR_ARG,
+             "sessions: no statistic '%s' (sessions has rows, count, sessions, abandoned)", name);
+    uint32_t g = SF__NO_GROUP;
+    if (key != NULL) {
+        g = sf__groups_lookup(&s->keys, key, keylen);
+        SF_CHECK(g != SF__NO_GROUP, SF_ERR_ARG, "sessions: unknown group key");
+    }
+    uint64_t events = 0, nsess = 0, ab = 0;
+    for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
+        for (uint32_t k = 0; k < s->u[u].n; k++) {
+            const session *x = &s->u[u].s[k];
+            if (g != SF__NO_GROUP && x->key != g) continue;
+            nsess++;
+            events += x->events;
+            ab += abandoned(s, x);
+        }
+    /* A key that no session ends with is unknown, as it is in a decoded state. */
+    SF_CHECK(g == SF__NO_GROUP || nsess > 0, SF_ERR_ARG, "sessions: unknown group key");
+    /* "count" is the events; "rows" adds the skipped rows (rows seen, as
+     * for every agent), which belong to no group. */
+    *out = what == 0   ? (double)events
+           : what == 1 ? (double)nsess
+           : what == 2 ? (double)ab
+                       : (double)(events + (g == SF__NO_GROUP ? s->skipped : 0));
+    return SF_OK;
+}
+
+const sf_agent_ops sf__agent_sessions = {
+    .abi_version = SF_AGENT_ABI_VERSION,
+    .name = "sessions",
+    .aspect = "user_experience",
+    .state_size = sizeof(sessions_state),
+    .check = sessions_check,
+    .init = sessions_init,
+    .process = sessions_process,
+    .merge = sessions_merge,
+    .encode = sessions_encode,
+    .decode = sessions_decode,
+    .report = sessions_report,
+    .destroy = sessions_destroy,
+    .columns = sessions_columns,
+    .stat = sessions_stat,
+};
