@@ -44,6 +44,7 @@ static void where_of(const sf_agent_config *cfg, const char *key, char *buf, siz
         line = cfg->node->key_lines ? cfg->node->key_lines[i] : cfg->line;
         v = cfg->node->items[i];
         if (v && v->line > 0) line = v->line;
+        else if (v) line = 0; /* the value came from --set */
     }
     if (i >= 0 && line <= 0)
         snprintf(buf, n, "--set %s: agent '%s': option '%s'", key, id_of(cfg), key);
@@ -53,7 +54,7 @@ static void where_of(const sf_agent_config *cfg, const char *key, char *buf, siz
 
 #define OPT_FAIL(cfg, key, ...)                                                        \
     do {                                                                              \
-        char where_[1024], what_[1024];                                                \
+        char where_[1024], what_[2048];                                                \
         where_of((cfg), (key), where_, sizeof where_);                                 \
         snprintf(what_, sizeof what_, __VA_ARGS__);                                    \
         return sf_error_set(SF_ERR_CONFIG, __FILE__, __LINE__, "%s: %s", where_, what_); \
@@ -269,7 +270,12 @@ sf_status sf_agent_opt_duration_us(const sf_agent_config *cfg, const char *key, 
     else OPT_FAIL(cfg, key, "unknown unit '%s' in '%s' (use us, ms, s, m, h or d)", end, s);
     double us = x * mult;
     if (!(us >= 1) || us > 9.2e18) OPT_FAIL(cfg, key, "'%s' must be at least 1us and finite", s);
-    if (us != floor(us)) OPT_FAIL(cfg, key, "'%s' is not a whole number of microseconds", s);
+    /* A decimal such as 1.039 is not exact in binary: accept a product
+     * within rounding error of a whole number of microseconds. */
+    double whole = round(us);
+    if (fabs(us - whole) > 1e-9 * fmax(1.0, whole))
+        OPT_FAIL(cfg, key, "'%s' is not a whole number of microseconds", s);
+    us = whole;
     *out = (int64_t)us;
     return SF_OK;
 }

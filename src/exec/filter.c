@@ -57,6 +57,7 @@ typedef struct parser {
     sf_filter *f;
     const char *s, *p;
     sf_status rc;
+    int depth;
 } parser;
 
 static sf_status perr(parser *ps, const char *what)
@@ -184,16 +185,40 @@ static int parse_compare(parser *ps)
     errno = 0;
     double v = strtod(ps->p, &end);
     if (end == ps->p || errno == ERANGE || !isfinite(v)) return perr(ps, "expected a number or a quoted string"), -1;
-    ps->p = end;
+    /* An integer literal is read exactly: int64 columns hold values (IDs,
+     * hashes) that a double cannot. */
+    bool digits_only = true;
+    for (const char *q = ps->p + (*ps->p == '-' || *ps->p == '+'); q < end; q++)
+        if (!isdigit((unsigned char)*q)) digits_only = false;
     n = &ps->f->nodes[k];
     n->lit = L_NUM;
     n->num = v;
-    n->int_exact = v == floor(v) && fabs(v) < 9.2e18;
-    n->inum = n->int_exact ? (int64_t)v : 0;
+    if (digits_only) {
+        errno = 0;
+        long long iv = strtoll(ps->p, NULL, 10);
+        n->int_exact = errno != ERANGE;
+        n->inum = n->int_exact ? (int64_t)iv : 0;
+    } else {
+        n->int_exact = v == floor(v) && fabs(v) < 9.2e18;
+        n->inum = n->int_exact ? (int64_t)v : 0;
+    }
+    ps->p = end;
     return k;
 }
 
+static int parse_unary_nested(parser *ps);
+
+/* Bounds the recursion: nesting comes from the user's text. */
 static int parse_unary(parser *ps)
+{
+    if (ps->depth >= 100) return perr(ps, "expression nested too deeply"), -1;
+    ps->depth++;
+    int k = parse_unary_nested(ps);
+    ps->depth--;
+    return k;
+}
+
+static int parse_unary_nested(parser *ps)
 {
     if (word_is(ps, "not")) {
         ps->p += 3;
@@ -259,6 +284,21 @@ static const char *op_text(cmp_op op)
 }
 
 /* Canonical text: fully parenthesised, literals normalised. */
+/* A column name as the parser reads it back: bare when it is an identifier
+ * and not a keyword, else in backquotes (a name cannot hold a backquote). */
+static sf_status name_text(const char *name, sf_buf *out)
+{
+    static const char *const kw[] = {"and", "or", "not", "is", "null"};
+    bool bare = isalpha((unsigned char)name[0]) || name[0] == '_';
+    for (const char *q = name; *q && bare; q++)
+        if (!(isalnum((unsigned char)*q) || *q == '_' || *q == '.')) bare = false;
+    for (size_t i = 0; i < sizeof kw / sizeof kw[0] && bare; i++)
+        if (strcmp(name, kw[i]) == 0) bare = false;
+    if (!bare) SF_CALL(sf_buf_append(out, "`", 1));
+    SF_CALL(sf_buf_append(out, name, strlen(name)));
+    return bare ? SF_OK : sf_buf_append(out, "`", 1);
+}
+
 static sf_status to_text(const sf_filter *f, int k, sf_buf *out)
 {
     const node *n = &f->nodes[k];
@@ -277,17 +317,19 @@ static sf_status to_text(const sf_filter *f, int k, sf_buf *out)
         return sf_buf_append(out, ")", 1);
     case N_ISNULL:
         SF_CALL(sf_buf_append(out, "(", 1));
-        SF_CALL(sf_buf_append(out, f->names[n->colname], strlen(f->names[n->colname])));
+        SF_CALL(name_text(f->names[n->colname], out));
         SF_CALL(sf_buf_append(out, n->negate ? " is not null)" : " is null)", n->negate ? 13 : 9));
         return SF_OK;
     case N_CMP:
         SF_CALL(sf_buf_append(out, "(", 1));
-        SF_CALL(sf_buf_append(out, f->names[n->colname], strlen(f->names[n->colname])));
+        SF_CALL(name_text(f->names[n->colname], out));
         SF_CALL(sf_buf_append(out, " ", 1));
         SF_CALL(sf_buf_append(out, op_text(n->op), strlen(op_text(n->op))));
         SF_CALL(sf_buf_append(out, " ", 1));
         if (n->lit == L_NUM) {
-            int len = snprintf(tmp, sizeof tmp, "%.17g", n->num);
+            /* Integers exactly (and -0 as 0), other numbers as %.17g. */
+            int len = n->int_exact ? snprintf(tmp, sizeof tmp, "%lld", (long long)n->inum)
+                                   : snprintf(tmp, sizeof tmp, "%.17g", n->num);
             SF_CALL(sf_buf_append(out, tmp, (size_t)len));
         } else {
             SF_CALL(sf_buf_append(out, "\"", 1));
@@ -311,7 +353,7 @@ sf_status sf_filter_parse(const char *expr, const char *file, int line, const ch
     f->file = strdup(file ? file : "<workflow>");
     f->line = line;
     snprintf(f->key, sizeof f->key, "%s", key ? key : "where");
-    parser ps = {f, expr ? expr : "", expr ? expr : "", SF_OK};
+    parser ps = {f, expr ? expr : "", expr ? expr : "", SF_OK, 0};
     sf_status rc = SF_OK;
     if (f->file == NULL) {
         rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (filter)");
