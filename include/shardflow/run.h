@@ -13,6 +13,8 @@ typedef struct sf_run_options {
     const char *const *sets;   /* --set key.path=value */
     int threads;               /* --threads, 0 = workflow / automatic */
     bool validate_only;        /* stop after checking the workflow and the input schema */
+    int nplugins;
+    const char *const *plugins; /* --plugin PATH: agent plugins loaded before the workflow */
 } sf_run_options;
 
 /* Loads, plans, distributes, processes, reduces and writes DIR/result.json

@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shardflow/agent.h"
 #include "shardflow/comm.h"
 #include "shardflow/io.h"
+#include "shardflow/plugin.h"
 #include "shardflow/run.h"
 
 #ifndef SF_VERSION
@@ -37,9 +39,11 @@ static int exit_code(sf_status rc)
 static void usage(FILE *f)
 {
     fputs("usage: shardflow run WORKFLOW.yaml [--out DIR] [--set KEY.PATH=VALUE]... [--threads N]\n"
-          "       shardflow validate WORKFLOW.yaml [--set KEY.PATH=VALUE]...\n"
+          "                     [--plugin LIB.so]...\n"
+          "       shardflow validate WORKFLOW.yaml [--set KEY.PATH=VALUE]... [--plugin LIB.so]...\n"
           "       shardflow gen [--generator requests] --rows N [--seed S] [--zipf A] [--users U]\n"
-          "                     --format csv|hdf5 [--vlen-strings] -o FILE\n"
+          "                     [--incidents] --format csv|hdf5 [--vlen-strings] -o FILE\n"
+          "       shardflow agents [--plugin LIB.so]...\n"
           "       shardflow --help | --version\n"
           "\n"
           "Run under MPI: mpirun -np N shardflow run WORKFLOW.yaml\n"
@@ -72,7 +76,13 @@ static int cmd_run(int argc, char **argv, int validate)
 {
     sf_run_options o = {0};
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    if (!sets) return EXIT_RUNTIME;
+    const char **plugins = calloc((size_t)argc + 1, sizeof *plugins);
+    if (!sets || !plugins) {
+        free(sets);
+        free(plugins);
+        return EXIT_RUNTIME;
+    }
+    o.plugins = plugins;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--out") == 0 && !validate) {
@@ -82,6 +92,9 @@ static int cmd_run(int argc, char **argv, int validate)
             if (++i >= argc) { free(sets); return fail_usage("%s needs KEY.PATH=VALUE", a); }
             if (!strchr(argv[i], '=')) { free(sets); return fail_usage("--set %s: expected KEY.PATH=VALUE", argv[i]); }
             sets[o.nsets++] = argv[i];
+        } else if (strcmp(a, "--plugin") == 0) {
+            if (++i >= argc) { free(sets); free(plugins); return fail_usage("%s needs a shared object", a); }
+            plugins[o.nplugins++] = argv[i];
         } else if (strcmp(a, "--threads") == 0 && !validate) {
             uint64_t t;
             if (++i >= argc || !parse_u64(argv[i], &t) || t == 0 || t > 4096) {
@@ -91,16 +104,19 @@ static int cmd_run(int argc, char **argv, int validate)
             o.threads = (int)t;
         } else if (a[0] == '-' && a[1]) {
             free(sets);
+            free(plugins);
             return fail_usage("unknown option %s", a);
         } else if (o.workflow == NULL) {
             o.workflow = a;
         } else {
             free(sets);
+            free(plugins);
             return fail_usage("unexpected argument %s", a);
         }
     }
     if (o.workflow == NULL) {
         free(sets);
+        free(plugins);
         return fail_usage("%s needs a workflow file", validate ? "validate" : "run");
     }
     o.sets = sets;
@@ -108,6 +124,7 @@ static int cmd_run(int argc, char **argv, int validate)
     char dir[4096] = "";
     sf_status rc = sf_run(&o, dir);
     free(sets);
+    free(plugins);
     if (sf_comm_rank() == 0) {
         if (rc != SF_OK) {
             fprintf(stderr, "shardflow: error: %s\n", sf_error_message());
@@ -131,6 +148,7 @@ static int cmd_gen(int argc, char **argv)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--vlen-strings") == 0) { vlen = 1; continue; }
+        if (strcmp(a, "--incidents") == 0) { cfg.incidents = true; continue; }
         if (v == NULL) return fail_usage("%s needs a value", a);
         i++;
         if (strcmp(a, "--rows") == 0) {
@@ -185,7 +203,36 @@ static int cmd_gen(int argc, char **argv)
         fprintf(stderr, "shardflow: error: %s\n", sf_error_message());
         return exit_code(rc);
     }
+    if (cfg.incidents) {
+        char truth[4200];
+        snprintf(truth, sizeof truth, "%s.truth.json", out);
+        rc = sf_gen_truth_write(&cfg, truth);
+        if (rc != SF_OK) {
+            fprintf(stderr, "shardflow: error: %s\n", sf_error_message());
+            return exit_code(rc);
+        }
+        printf("shardflow: wrote %" PRIu64 " rows to %s (ground truth in %s)\n", cfg.rows, out, truth);
+        return EXIT_OK;
+    }
     printf("shardflow: wrote %" PRIu64 " rows to %s\n", cfg.rows, out);
+    return EXIT_OK;
+}
+
+/* Lists the registered agents (built-ins and those of --plugin libraries). */
+static int cmd_agents(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--plugin") != 0 || i + 1 >= argc) return fail_usage("agents: unknown option %s", argv[i]);
+        sf_status rc = sf_plugin_load(argv[++i]);
+        if (rc != SF_OK) {
+            fprintf(stderr, "shardflow: error: %s\n", sf_error_message());
+            return EXIT_CONFIG;
+        }
+    }
+    for (int i = 0; i < sf_agent_count(); i++) {
+        const sf_agent_ops *ops = sf_agent_at(i);
+        printf("%-12s %s\n", ops->name, ops->aspect ? ops->aspect : "");
+    }
     return EXIT_OK;
 }
 
@@ -200,6 +247,7 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     if (argc >= 2 && strcmp(argv[1], "gen") == 0) return cmd_gen(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "agents") == 0) return cmd_agents(argc - 2, argv + 2);
     if (sf_comm_init(&argc, &argv) != SF_OK) {
         fprintf(stderr, "shardflow: error: %s\n", sf_error_message());
         return EXIT_RUNTIME;

@@ -1,5 +1,6 @@
 /* The MPI communication layer: the only file that includes mpi.h. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <limits.h>
 #include <mpi.h>
 #include <stdbool.h>
@@ -13,6 +14,23 @@
 static size_t chunk_limit = INT_MAX;
 static int world_rank = 0, world_size = 1, local_rank = 0, local_size = 1;
 static MPI_Comm node_comm = MPI_COMM_NULL;
+
+/* The two levels of the hierarchical reduction, made on the first reduction
+ * (collective) and freed by sf_comm_finalize. Nodes are the
+ * MPI_COMM_TYPE_SHARED groups, or blocks of SF_RANKS_PER_NODE consecutive
+ * ranks. The flat reduction uses the same node map to count its inter-node
+ * messages. */
+typedef struct reduce_topo {
+    bool ready;
+    MPI_Comm node;       /* the ranks of this node, ordered by world rank */
+    MPI_Comm leaders;    /* the lowest rank of every node; MPI_COMM_NULL elsewhere */
+    int *node_of;        /* world rank -> world rank of its node's leader */
+    int *node_world;     /* rank in node -> world rank */
+    int *leader_world;   /* rank in leaders -> world rank (leaders only) */
+} reduce_topo;
+
+static reduce_topo topo = {false, MPI_COMM_NULL, MPI_COMM_NULL, NULL, NULL, NULL};
+static sf_comm_reduce_stats flat_stats;
 
 /* Turns an MPI error code into a status with MPI's own text. */
 static sf_status mpi_fail(int err, const char *what, const char *file, int line)
@@ -49,8 +67,19 @@ sf_status sf_comm_init(int *argc, char ***argv)
     return SF_OK;
 }
 
+static void topo_free(void)
+{
+    if (topo.node != MPI_COMM_NULL) MPI_Comm_free(&topo.node);
+    if (topo.leaders != MPI_COMM_NULL) MPI_Comm_free(&topo.leaders);
+    free(topo.node_of);
+    free(topo.node_world);
+    free(topo.leader_world);
+    topo = (reduce_topo){false, MPI_COMM_NULL, MPI_COMM_NULL, NULL, NULL, NULL};
+}
+
 void sf_comm_finalize(void)
 {
+    topo_free();
     if (node_comm != MPI_COMM_NULL) MPI_Comm_free(&node_comm);
     MPI_Finalize();
 }
@@ -133,17 +162,23 @@ struct sf_comm_req {
     MPI_Request reqs[];
 };
 
-sf_status sf_comm_send(int dest, int tag, const void *data, size_t n)
+/* Blocking send of a message (header, then chunks) over comm. */
+static sf_status comm_send(MPI_Comm comm, int dest, int tag, const void *data, size_t n)
 {
     uint64_t header = n;
-    SF_CALL_MPI(MPI_Send(&header, 1, MPI_UINT64_T, dest, HDR_TAG(tag), MPI_COMM_WORLD));
+    SF_CALL_MPI(MPI_Send(&header, 1, MPI_UINT64_T, dest, HDR_TAG(tag), comm));
     size_t count = sf__comm_chunk_count(n, chunk_limit);
     for (size_t i = 0; i < count; i++) {
         size_t sz = sf__comm_chunk_size(n, chunk_limit, i);
         SF_CALL_MPI(MPI_Send((const char *)data + i * chunk_limit, (int)sz, MPI_BYTE, dest,
-                             DATA_TAG(tag), MPI_COMM_WORLD));
+                             DATA_TAG(tag), comm));
     }
     return SF_OK;
+}
+
+sf_status sf_comm_send(int dest, int tag, const void *data, size_t n)
+{
+    return comm_send(MPI_COMM_WORLD, dest, tag, data, n);
 }
 
 sf_status sf_comm_isend(int dest, int tag, const void *data, size_t n, sf_comm_req **out)
@@ -197,12 +232,13 @@ sf_status sf_comm_test(sf_comm_req **req, bool *done)
     return SF_OK;
 }
 
-sf_status sf_comm_recv(int src, int tag, sf_buf *out, int *from)
+/* Blocking receive of a message over comm (src < 0: any source). */
+static sf_status comm_recv(MPI_Comm comm, int src, int tag, sf_buf *out, int *from)
 {
     uint64_t n = 0;
     MPI_Status st;
-    SF_CALL_MPI(MPI_Recv(&n, 1, MPI_UINT64_T, src < 0 ? MPI_ANY_SOURCE : src, HDR_TAG(tag),
-                         MPI_COMM_WORLD, &st));
+    SF_CALL_MPI(MPI_Recv(&n, 1, MPI_UINT64_T, src < 0 ? MPI_ANY_SOURCE : src, HDR_TAG(tag), comm,
+                         &st));
     int source = st.MPI_SOURCE;
     if (from) *from = source;
     sf_buf_clear(out);
@@ -213,16 +249,21 @@ sf_status sf_comm_recv(int src, int tag, sf_buf *out, int *from)
          * discards), so the sender is never left blocked. */
         char dummy;
         for (size_t i = 0; i < count; i++)
-            MPI_Recv(&dummy, 0, MPI_BYTE, source, DATA_TAG(tag), MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            MPI_Recv(&dummy, 0, MPI_BYTE, source, DATA_TAG(tag), comm, MPI_STATUS_IGNORE);
         return rc;
     }
     for (size_t i = 0; i < count; i++) {
         size_t sz = sf__comm_chunk_size((size_t)n, chunk_limit, i);
         SF_CALL_MPI(MPI_Recv(out->data + i * chunk_limit, (int)sz, MPI_BYTE, source, DATA_TAG(tag),
-                             MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+                             comm, MPI_STATUS_IGNORE));
     }
     out->len = (size_t)n;
     return SF_OK;
+}
+
+sf_status sf_comm_recv(int src, int tag, sf_buf *out, int *from)
+{
+    return comm_recv(MPI_COMM_WORLD, src, tag, out, from);
 }
 
 sf_status sf_comm_iprobe(int tag, bool *flag, int *from)
@@ -235,44 +276,171 @@ sf_status sf_comm_iprobe(int tag, bool *flag, int *from)
     return SF_OK;
 }
 
-sf_status sf_comm_reduce(sf_buf *buf, sf_comm_merge_fn merge, void *ctx)
+/* ---- tree reductions ------------------------------------------------ */
+
+/* The node size forced by SF_RANKS_PER_NODE, read on rank 0 only and
+ * broadcast, so that a variable set differently on some ranks cannot make
+ * them build different communicators: 0 when unset. Collective. */
+static sf_status ranks_per_node(int *out)
 {
-    /* Binomial tree: at step k, ranks with bit k set send to rank - 2^k.
-     * Every edge carries a status byte first, then the bytes only if the
-     * subtree succeeded, so a failure anywhere still completes the tree and
-     * no rank is left waiting; the caller agrees on the status afterwards. */
-    sf_buf tmp;
-    sf_buf_init(&tmp);
-    sf_status rc = SF_OK, comm = SF_OK;
-    bool subtree_ok = true; /* a failed child returns its own error; we pass the mark up */
-    for (int step = 1; step < world_size && comm == SF_OK; step <<= 1) {
-        if (world_rank & step) {
-            uint8_t ok = rc == SF_OK && subtree_ok;
-            comm = sf_comm_send(world_rank - step, SF_TAG_REDUCE, &ok, 1);
-            if (comm == SF_OK && ok) comm = sf_comm_send(world_rank - step, SF_TAG_REDUCE, buf->data, buf->len);
+    int n = 0;
+    const char *text = getenv("SF_RANKS_PER_NODE");
+    if (world_rank == 0 && text != NULL && text[0] != '\0') {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(text, &end, 10);
+        n = errno == 0 && *end == '\0' && v >= 1 && v <= INT_MAX ? (int)v : -1;
+    }
+    SF_CALL_MPI(MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    SF_CHECK(n >= 0, SF_ERR_ARG, "SF_RANKS_PER_NODE=%s (on rank 0): expected a whole number of ranks >= 1",
+             world_rank == 0 && text != NULL ? text : "?");
+    *out = n;
+    return SF_OK;
+}
+
+/* Builds the node and leader communicators and the rank maps into topo.
+ * Collective; on failure topo holds what was made so far. */
+static sf_status topo_build(void)
+{
+    int per_node = 0, nrank = 0, nsize = 0, nleaders = 0;
+    SF_CALL(ranks_per_node(&per_node));
+    if (per_node > 0)
+        SF_CALL_MPI(MPI_Comm_split(MPI_COMM_WORLD, world_rank / per_node, world_rank, &topo.node));
+    else
+        SF_CALL_MPI(MPI_Comm_dup(node_comm, &topo.node));
+    SF_CALL_MPI(MPI_Comm_set_errhandler(topo.node, MPI_ERRORS_RETURN));
+    SF_CALL_MPI(MPI_Comm_rank(topo.node, &nrank));
+    SF_CALL_MPI(MPI_Comm_size(topo.node, &nsize));
+    /* Ordered by world rank, so world rank 0 is rank 0 of the leaders and
+     * every node is led by its lowest rank. */
+    SF_CALL_MPI(MPI_Comm_split(MPI_COMM_WORLD, nrank == 0 ? 0 : MPI_UNDEFINED, world_rank, &topo.leaders));
+    if (topo.leaders != MPI_COMM_NULL) {
+        SF_CALL_MPI(MPI_Comm_set_errhandler(topo.leaders, MPI_ERRORS_RETURN));
+        SF_CALL_MPI(MPI_Comm_size(topo.leaders, &nleaders));
+    }
+    topo.node_world = malloc(sizeof(int) * (size_t)nsize);
+    topo.node_of = malloc(sizeof(int) * (size_t)world_size);
+    topo.leader_world = nleaders > 0 ? malloc(sizeof(int) * (size_t)nleaders) : NULL;
+    /* Every rank learns whether all allocations succeeded before the
+     * gathers, so a rank short of memory does not leave the others waiting. */
+    int nomem = topo.node_world == NULL || topo.node_of == NULL || (nleaders > 0 && topo.leader_world == NULL);
+    SF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, &nomem, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    SF_CHECK(!nomem, SF_ERR_NOMEM, "out of memory (node map of %d ranks)", world_size);
+    SF_CALL_MPI(MPI_Allgather(&world_rank, 1, MPI_INT, topo.node_world, 1, MPI_INT, topo.node));
+    SF_CALL_MPI(MPI_Allgather(&topo.node_world[0], 1, MPI_INT, topo.node_of, 1, MPI_INT, MPI_COMM_WORLD));
+    if (topo.leaders != MPI_COMM_NULL)
+        SF_CALL_MPI(MPI_Allgather(&world_rank, 1, MPI_INT, topo.leader_world, 1, MPI_INT, topo.leaders));
+    return SF_OK;
+}
+
+/* Makes the reduction communicators on first use. Collective. */
+static sf_status topo_init(void)
+{
+    if (topo.ready) return SF_OK;
+    sf_status rc = topo_build();
+    if (rc != SF_OK) {
+        topo_free();
+        return rc;
+    }
+    topo.ready = true;
+    return SF_OK;
+}
+
+/* One binomial tree over comm to its rank 0: at step k, ranks with bit k set
+ * send to rank - 2^k; the others merge the child rank + 2^k, so children
+ * are merged in increasing rank order. Every edge carries a status byte
+ * first, then the bytes only if the subtree succeeded, so a failure
+ * anywhere still completes the tree and no rank is left waiting; the
+ * caller agrees on the status afterwards.
+ *
+ * *rc is this rank's first local failure (a merge, or memory for a child's
+ * bytes) and *subtree_ok whether every child subtree succeeded; both are in
+ * and out, so a second tree carries on the marks of the first. to_world
+ * maps ranks of comm to world ranks (NULL: comm is the world) to count the
+ * messages that leave the node into *st. Returns an MPI failure, else
+ * SF_OK. tmp is scratch space. */
+static sf_status tree_reduce(MPI_Comm comm, const int *to_world, sf_buf *buf, sf_comm_merge_fn merge,
+                             void *ctx, sf_buf *tmp, sf_status *rc, bool *subtree_ok,
+                             sf_comm_reduce_stats *st)
+{
+    int me = 0, n = 1;
+    SF_CALL_MPI(MPI_Comm_rank(comm, &me));
+    SF_CALL_MPI(MPI_Comm_size(comm, &n));
+    sf_status comm_rc = SF_OK;
+    for (int step = 1; step < n && comm_rc == SF_OK; step <<= 1) {
+        if (me & step) {
+            int parent = me - step;
+            uint8_t ok = *rc == SF_OK && *subtree_ok;
+            comm_rc = comm_send(comm, parent, SF_TAG_REDUCE, &ok, 1);
+            if (comm_rc == SF_OK && ok) comm_rc = comm_send(comm, parent, SF_TAG_REDUCE, buf->data, buf->len);
+            if (comm_rc == SF_OK) {
+                int parent_world = to_world != NULL ? to_world[parent] : parent;
+                st->messages++;
+                st->bytes += ok ? buf->len : 0;
+                if (topo.node_of[parent_world] != topo.node_of[world_rank]) st->internode_messages++;
+            }
             break;
         }
-        int child = world_rank + step;
-        if (child >= world_size) continue;
-        comm = sf_comm_recv(child, SF_TAG_REDUCE, &tmp, NULL);
-        if (comm != SF_OK) break;
-        bool child_ok = tmp.len == 1 && tmp.data[0] == 1;
-        if (!child_ok) {
-            subtree_ok = false;
+        int child = me + step;
+        if (child >= n) continue;
+        comm_rc = comm_recv(comm, child, SF_TAG_REDUCE, tmp, NULL);
+        if (comm_rc != SF_OK) break;
+        if (!(tmp->len == 1 && tmp->data[0] == 1)) {
+            *subtree_ok = false;
             continue;
         }
-        comm = sf_comm_recv(child, SF_TAG_REDUCE, &tmp, NULL);
-        if (comm == SF_ERR_NOMEM) {
-            rc = comm;
-            comm = SF_OK;
+        comm_rc = comm_recv(comm, child, SF_TAG_REDUCE, tmp, NULL);
+        if (comm_rc == SF_ERR_NOMEM) {
+            /* The chunks were consumed: a local failure, not a broken tree. */
+            if (*rc == SF_OK) *rc = comm_rc;
+            comm_rc = SF_OK;
             continue;
         }
-        if (comm == SF_OK && rc == SF_OK && subtree_ok) rc = merge(buf, tmp.data, tmp.len, ctx);
+        if (comm_rc == SF_OK && *rc == SF_OK && *subtree_ok) *rc = merge(buf, tmp->data, tmp->len, ctx);
+    }
+    return comm_rc;
+}
+
+sf_status sf_comm_reduce(sf_buf *buf, sf_comm_merge_fn merge, void *ctx)
+{
+    memset(&flat_stats, 0, sizeof flat_stats);
+    SF_CALL(topo_init());
+    sf_status rc = SF_OK;
+    bool subtree_ok = true; /* a failed child returns its own error; we pass the mark up */
+    sf_buf tmp;
+    sf_buf_init(&tmp);
+    sf_status comm = tree_reduce(MPI_COMM_WORLD, NULL, buf, merge, ctx, &tmp, &rc, &subtree_ok, &flat_stats);
+    sf_buf_fini(&tmp);
+    return comm != SF_OK ? comm : rc;
+}
+
+sf_status sf_comm_reduce_hier(sf_buf *buf, sf_comm_merge_fn merge, void *ctx, sf_comm_reduce_stats *st)
+{
+    sf_comm_reduce_stats counts = {0, 0, 0};
+    if (st != NULL) *st = counts;
+    SF_CALL(topo_init());
+    sf_status rc = SF_OK;
+    bool subtree_ok = true;
+    sf_buf tmp;
+    sf_buf_init(&tmp);
+    /* Level 1: inside the node, to its lowest rank. */
+    sf_status comm = tree_reduce(topo.node, topo.node_world, buf, merge, ctx, &tmp, &rc, &subtree_ok, &counts);
+    /* Level 2: over the node leaders, to world rank 0. A leader whose node
+     * tree broke on an MPI call still takes part, marked failed, so that the
+     * other leaders are not left waiting for it. */
+    if (topo.leaders != MPI_COMM_NULL) {
+        sf_status mark = rc != SF_OK ? rc : comm;
+        sf_status comm2 = tree_reduce(topo.leaders, topo.leader_world, buf, merge, ctx, &tmp, &mark,
+                                      &subtree_ok, &counts);
+        if (rc == SF_OK && comm == SF_OK) rc = mark;
+        if (comm == SF_OK) comm = comm2;
     }
     sf_buf_fini(&tmp);
-    if (comm != SF_OK) return comm;
-    return rc;
+    if (st != NULL) *st = counts;
+    return comm != SF_OK ? comm : rc;
 }
+
+void sf_comm_reduce_last_stats(sf_comm_reduce_stats *st) { *st = flat_stats; }
 
 sf_status sf_comm_gather(const sf_buf *mine, sf_comm_gather_fn on_rank, void *ctx)
 {

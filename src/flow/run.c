@@ -21,6 +21,7 @@
 #include "shardflow/exec.h"
 #include "shardflow/io.h"
 #include "shardflow/json.h"
+#include "shardflow/plugin.h"
 #include "shardflow/shard.h"
 #include "shardflow/synth.h"
 
@@ -736,6 +737,30 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
         sf_json_uint(&j, L->st.bytes_sent);
         sf_json_key(&j, "peak_inflight_bytes");
         sf_json_uint(&j, L->st.peak_inflight);
+        sf_json_key(&j, "rows_processed");
+        sf_json_uint(&j, L->rows_processed);
+        sf_json_key(&j, "reduce");
+        sf_json_obj_begin(&j);
+        sf_json_key(&j, "mode");
+        sf_json_str(&j, w->distribute.reduce == SF_REDUCE_FLAT ? "flat" : "hierarchical");
+        sf_json_key(&j, "messages");
+        sf_json_uint(&j, L->red.messages);
+        sf_json_key(&j, "internode_messages");
+        sf_json_uint(&j, L->red.internode_messages);
+        sf_json_key(&j, "bytes");
+        sf_json_uint(&j, L->red.bytes);
+        sf_json_obj_end(&j);
+        sf_json_key(&j, "aspects");
+        sf_json_str(&j, w->distribute.aspects == SF_ASPECTS_SEQUENTIAL ? "sequential" : "concurrent");
+        sf_json_key(&j, "agent_rows_rank0");
+        sf_json_obj_begin(&j);
+        for (int a = 0; a < L->nagents; a++) {
+            char key[512];
+            snprintf(key, sizeof key, "%s.%s", w->stages[L->agents[a].stage].name, L->agents[a].cfg.id);
+            sf_json_key(&j, key);
+            sf_json_uint(&j, sf_exec_agent_rows(L->x, a));
+        }
+        sf_json_obj_end(&j);
         sf_json_obj_end(&j);
     }
     sf_json_arr_end(&j);
@@ -803,6 +828,13 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
     char dir[4096] = "";
 
     sf_agents_register_builtin();
+    rc = SF_OK;
+    for (int k = 0; k < o->nplugins && rc == SF_OK; k++) {
+        rc = sf_plugin_load(o->plugins[k]);
+        /* A plugin that cannot be loaded is a configuration problem. */
+        if (rc != SF_OK) rc = SF_ERR_CONFIG;
+    }
+    SF_CALL_GOTO(sf_comm_agree(rc), done);
     rc = sf_workflow_load(o->workflow, o->nsets, o->sets, &R.w);
     /* A workflow that cannot be read is the user's configuration problem. */
     if (rc == SF_ERR_IO) rc = SF_ERR_CONFIG;
@@ -877,6 +909,14 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
         L->reduce_seconds = sf_comm_wtime() - t0;
         L->rows_processed = sf_exec_rows(L->x);
         rc = sf_comm_allreduce_sum_u64(&L->rows_processed, 1);
+        if (rc == SF_OK) {
+            /* Totals over all ranks, for run.json. */
+            uint64_t m[3] = {L->red.messages, L->red.internode_messages, L->red.bytes};
+            rc = sf_comm_allreduce_sum_u64(m, 3);
+            L->red.messages = m[0];
+            L->red.internode_messages = m[1];
+            L->red.bytes = m[2];
+        }
         SF_CALL_GOTO(sf_comm_agree(rc), done);
         /* States that later passes use as baselines go to every rank. */
         bool later = false;
