@@ -7,6 +7,7 @@
 #include "agents/builtin.h"
 #include "agents/detect.h"
 #include "agents/sessions.h"
+#include "agents/sketch_agents.h"
 
 #define MAX_AGENTS 64
 
@@ -17,6 +18,9 @@ static bool builtin_done;
 /* The built-ins, in registration order. */
 static const sf_agent_ops *const builtins[] = {
     &sf__agent_stats,
+    &sf__agent_quantiles,
+    &sf__agent_distinct,
+    &sf__agent_histogram,
     &sf__agent_window,
     &sf__agent_topk,
     &sf__agent_countmin,
