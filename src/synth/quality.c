@@ -201,6 +201,8 @@ static sf_status group_sums(sf__synth_ctx *c, int i, const agent_stats *st, sf_j
     if (!st->has_count && !st->has_rows) return SF_OK;
     const sf_jv *root, *groups, *single;
     SF_CALL(sf__synth_result(c, i, &root));
+    /* A grouped agent may report totals only (vote): nothing to add up. */
+    if (sf_jv_type_of(sf_jv_get(root, "groups")) != SF_JV_OBJ) return SF_OK;
     SF_CALL(sf__synth_groups(c, i, root, &groups, &single));
     sf_status rc = SF_OK;
     sf_buf key, tmp;
