@@ -49,7 +49,7 @@ expect(p.returncode == 0 and "valid" in p.stdout, "validate demo.yaml")
 p = sh([MPIEXEC, "-np", "2", BINARY, "validate", os.path.join(SRC, "inputs/demo.yaml"), "--set", "shard.strategy=zigzag"])
 expect(p.returncode == 3 and "zigzag" in p.stderr, "validate with a bad --set value: exit 3")
 p = sh([MPIEXEC, "-np", "2", BINARY, "validate", os.path.join(SRC, "inputs/demo.yaml"),
-        "--set", "stages.0.agents.0.column=no_such_column"])
+        "--set", "stages.0.aspects.0.agents.0.column=no_such_column"])
 expect(p.returncode == 3 and "no_such_column" in p.stderr and "demo.yaml" in p.stderr,
        "unknown agent column caught before work, naming the file")
 
@@ -75,25 +75,25 @@ if shutil.which("h5dump"):
 # run: --out, --set, the result.json shape and its determinism-related hygiene.
 out = os.path.join(tmp, "out")
 p = sh([MPIEXEC, "-np", "2", BINARY, "run", os.path.join(SRC, "inputs/demo.yaml"), "--out", out,
-        "--set", "input.rows=20000", "--set", "shard.shards=7"])
+        "--set", "input.rows=600000", "--set", "shard.shards=7"])
 expect(p.returncode == 0 and out in p.stdout, "run demo with --set prints where the results are")
 with open(os.path.join(out, "result.json")) as f:
     text = f.read()
 res = json.loads(text)
-expect(res["workflow"] == "demo" and set(res["results"]) == {"profile", "revenue"}, "result.json stages")
-lat = res["results"]["profile"]["latency"]["groups"]
-expect(sum(g["count"] + g["nulls"] for g in lat.values()) == 20000, "latency groups cover every row")
+expect(res["workflow"] == "demo" and set(res["results"]) == {"analyze", "detect"}, "result.json stages")
+lat = res["results"]["analyze"]["latency"]["groups"]
+expect(sum(g["count"] + g["nulls"] for g in lat.values()) == 600000, "latency groups cover every row")
 expect(list(lat) == sorted(lat), "groups in key order")
 for word in ("seconds", "rank", "host", "thread"):
     expect(word not in text, f"result.json has no '{word}'")
 with open(os.path.join(out, "run.json")) as f:
     info = json.load(f)
-expect(info["ranks"] == 2 and info["shards"]["count"] == 7 and sum(info["shards"]["rows"]) == 20000,
+expect(info["ranks"] == 2 and info["shards"]["count"] == 7 and sum(info["shards"]["rows"]) == 600000,
        "run.json: ranks, shard count from --set, rows")
 expect(len(info["config_hash"]) == 16, "run.json: config hash")
 expect(info["shards"]["imbalance_rows"] >= 1.0, "run.json: imbalance")
 p = sh([MPIEXEC, "-np", "2", BINARY, "run", os.path.join(SRC, "inputs/demo.yaml"), "--out", out,
-        "--set", "input.rows=20000"])
+        "--set", "input.rows=600000"])
 with open(os.path.join(out, "run.json")) as f:
     info2 = json.load(f)
 expect(info2["config_hash"] != info["config_hash"], "config hash changes with the configuration")
@@ -102,7 +102,7 @@ expect(info2["config_hash"] != info["config_hash"], "config hash changes with th
 blocker = os.path.join(tmp, "file")
 open(blocker, "w").close()
 p = sh([MPIEXEC, "-np", "2", BINARY, "run", os.path.join(SRC, "inputs/demo.yaml"), "--out", os.path.join(blocker, "x"),
-        "--set", "input.rows=100"])
+        "--set", "input.rows=100", "--set", "input.incidents=false"])
 expect(p.returncode == 1 and p.stderr.count("shardflow: error:") == 1, "unwritable --out: exit 1, one message")
 
 print(f"{len(failures)} failures")
