@@ -143,6 +143,8 @@ sf_status sf_agent_key_text(const sf_schema *s, const int *by_col, int nby, cons
 
 /* ---- the table ------------------------------------------------------------ */
 
+#define VCACHE_SIZE 1024 /* entries of the numeric-key cache (power of two) */
+
 static uint64_t key_hash(const uint8_t *k, size_t n)
 {
     return XXH3_64bits(k, n);
@@ -252,7 +254,9 @@ sf_status sf__groups_clear(sf__groups *g)
     g->keys_len = 0;
     if (g->slots) memset(g->slots, 0, (size_t)g->nslots * sizeof *g->slots);
     g->cache_col = NULL;
+    g->multi_batch = NULL;
     g->null_grp = SF__NO_GROUP;
+    if (g->vcache) memset(g->vcache, 0xff, VCACHE_SIZE * sizeof *g->vcache);
     if (g->nby == 0) {
         uint32_t i;
         sf_status rc = sf__groups_find(g, (const uint8_t *)"", 0, &i, NULL);
@@ -266,6 +270,7 @@ sf_status sf__groups_clear(sf__groups *g)
 
 void sf__groups_fini(sf__groups *g)
 {
+    free(g->vcache);
     free(g->off);
     free(g->len);
     free(g->hash);
@@ -276,19 +281,16 @@ void sf__groups_fini(sf__groups *g)
     memset(g, 0, sizeof *g);
 }
 
-void sf__groups_batch(sf__groups *g, const sf_batch *b)
+#define MULTI_CACHE_MAX (1u << 20)
+
+/* Grows the code cache to ncodes entries and starts a new generation. */
+static bool cache_prepare(sf__groups *g, size_t ncodes)
 {
-    g->cache_col = NULL;
-    g->null_grp = SF__NO_GROUP;
-    if (g->nby != 1) return;
-    const sf_column *kc = &b->cols[g->by_col[0]];
-    if (kc->type != SF_STRING) return;
-    uint32_t ncodes = kc->dict.n;
     if (g->cache_cap < ncodes) {
         size_t cap = g->cache_cap ? g->cache_cap : 64;
         while (cap < ncodes) cap *= 2;
         struct sf__code_cache *cc = realloc(g->cache, cap * sizeof *cc);
-        if (cc == NULL) return; /* no cache: every row takes the hashed path */
+        if (cc == NULL) return false; /* no cache: every row takes the hashed path */
         memset(cc + g->cache_cap, 0, (cap - g->cache_cap) * sizeof *cc);
         g->cache = cc;
         g->cache_cap = cap;
@@ -297,7 +299,30 @@ void sf__groups_batch(sf__groups *g, const sf_batch *b)
         memset(g->cache, 0, g->cache_cap * sizeof *g->cache);
         g->gen = 1;
     }
-    g->cache_col = kc;
+    return true;
+}
+
+void sf__groups_batch(sf__groups *g, const sf_batch *b)
+{
+    g->cache_col = NULL;
+    g->multi_batch = NULL;
+    g->null_grp = SF__NO_GROUP;
+    if (g->nby >= 2 && g->nby <= 4) {
+        size_t prod = 1;
+        for (int i = g->nby - 1; i >= 0; i--) {
+            const sf_column *c = &b->cols[g->by_col[i]];
+            if (c->type != SF_STRING || c->dict.n == 0) return;
+            g->stride[i] = (uint32_t)prod;
+            prod *= c->dict.n;
+            if (prod > MULTI_CACHE_MAX) return;
+        }
+        if (cache_prepare(g, prod)) g->multi_batch = b;
+        return;
+    }
+    if (g->nby != 1) return;
+    const sf_column *kc = &b->cols[g->by_col[0]];
+    if (kc->type != SF_STRING) return;
+    if (cache_prepare(g, kc->dict.n)) g->cache_col = kc;
 }
 
 sf_status sf__groups_row(sf__groups *g, const sf_batch *b, size_t r, uint32_t *idx, bool *created)
@@ -306,6 +331,61 @@ sf_status sf__groups_row(sf__groups *g, const sf_batch *b, size_t r, uint32_t *i
     if (g->nby == 0) {
         *idx = 0;
         return SF_OK;
+    }
+    if (g->multi_batch == b) {
+        size_t code = 0;
+        bool any_null = false;
+        for (int i = 0; i < g->nby; i++) {
+            const sf_column *c = &b->cols[g->by_col[i]];
+            if (sf_col_is_null(c, r)) {
+                any_null = true;
+                break;
+            }
+            SF_CHECK(c->code[r] < c->dict.n, SF_ERR_INTERNAL, "dictionary code %u of %u", c->code[r], c->dict.n);
+            code += (size_t)c->code[r] * g->stride[i];
+        }
+        if (!any_null) {
+            struct sf__code_cache *e = &g->cache[code];
+            if (e->gen == g->gen) {
+                *idx = e->grp;
+                return SF_OK;
+            }
+            size_t len;
+            SF_CALL(sf_agent_row_key(b, g->by_col, g->nby, r, &g->scratch, &g->scratch_cap, &len));
+            SF_CALL(sf__groups_find(g, g->scratch, len, idx, created));
+            e->gen = g->gen;
+            e->grp = *idx;
+            return SF_OK;
+        }
+    }
+    if (g->nby == 1 && b->cols[g->by_col[0]].type != SF_STRING && !sf_col_is_null(&b->cols[g->by_col[0]], r)) {
+        const sf_column *c = &b->cols[g->by_col[0]];
+        uint64_t bits;
+        if (c->type == SF_FLOAT64) {
+            double v = c->f64[r];
+            if (isnan(v)) v = NAN;
+            if (v == 0.0) v = 0.0;
+            memcpy(&bits, &v, sizeof bits);
+        } else {
+            bits = (uint64_t)c->i64[r];
+        }
+        if (g->vcache == NULL) {
+            g->vcache = malloc(VCACHE_SIZE * sizeof *g->vcache);
+            if (g->vcache) memset(g->vcache, 0xff, VCACHE_SIZE * sizeof *g->vcache);
+        }
+        if (g->vcache) {
+            struct sf__value_cache *e = &g->vcache[(bits * 0x9E3779B97F4A7C15ull) >> 54];
+            if (e->grp != SF__NO_GROUP && e->bits == bits) {
+                *idx = e->grp;
+                return SF_OK;
+            }
+            size_t len;
+            SF_CALL(sf_agent_row_key(b, g->by_col, g->nby, r, &g->scratch, &g->scratch_cap, &len));
+            SF_CALL(sf__groups_find(g, g->scratch, len, idx, created));
+            e->bits = bits;
+            e->grp = *idx;
+            return SF_OK;
+        }
     }
     const sf_column *kc = g->cache_col;
     if (kc != NULL && kc == &b->cols[g->by_col[0]]) {

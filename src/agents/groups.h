@@ -3,8 +3,9 @@
  * per-group payload in arrays indexed by the group index (grow them when
  * sf__groups_row/find report created).
  *
- * With a single string key column, a cache from the batch's dictionary code
- * to the group makes most rows cost one array lookup; it is invalidated by
+ * With string key columns (one, or up to four whose dictionaries' sizes
+ * multiply to at most 2^20), a cache from the batch's dictionary codes to
+ * the group makes most rows cost one array lookup; it is invalidated by
  * sf__groups_batch at every process() call (codes are only meaningful
  * inside one batch). Private to src/agents/. Not thread-safe (one table per
  * state); const functions may be called concurrently. */
@@ -40,6 +41,15 @@ typedef struct sf__groups {
     uint32_t gen;
     const sf_column *cache_col; /* the key column of the current batch */
     uint32_t null_grp;          /* group of a null key in the current batch */
+    /* Several string key columns: the cache is indexed by the composite
+     * code sum(code_i * stride_i) when the product of the dictionaries'
+     * sizes is small. */
+    const sf_batch *multi_batch;
+    uint32_t stride[4];
+    /* One numeric key column: a direct-mapped cache from the value's bits
+     * to the group (values, unlike dictionary codes, keep their meaning
+     * across batches). */
+    struct sf__value_cache { uint64_t bits; uint32_t grp; } *vcache;
 } sf__groups;
 
 /* by_col/nby/schema are borrowed (normally from the agent's config). With

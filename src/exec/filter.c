@@ -549,8 +549,42 @@ sf_status sf_filter_eval(const sf_filter *f, const sf_batch *b, size_t begin, si
         }
     }
     size_t m = 0;
-    for (size_t r = begin; r < end; r++)
-        if (eval_node(&e, f->root, r)) sel[m++] = (uint32_t)r;
+    const node *root = &f->nodes[f->root];
+    const sf_column *rc = root->kind == N_CMP ? &b->cols[root->col] : NULL;
+    if (rc != NULL && rc->valid == NULL && rc->type != SF_STRING && rc->type != SF_FLOAT64 && root->int_exact) {
+        /* One integer comparison without nulls: a branch-free loop per operator. */
+        const int64_t *v = rc->i64, x = root->inum;
+        switch (root->op) {
+/* Writes every row and advances only past those that match, so the loop
+ * has no branch on the data. */
+#define SF_FILTER_LOOP(cond)                                 \
+    for (size_t r = begin; r < end; r++) {                   \
+        sel[m] = (uint32_t)r;                                \
+        m += (cond);                                         \
+    }
+        case OP_EQ: SF_FILTER_LOOP(v[r] == x) break;
+        case OP_NE: SF_FILTER_LOOP(v[r] != x) break;
+        case OP_LT: SF_FILTER_LOOP(v[r] < x) break;
+        case OP_LE: SF_FILTER_LOOP(v[r] <= x) break;
+        case OP_GT: SF_FILTER_LOOP(v[r] > x) break;
+        case OP_GE: SF_FILTER_LOOP(v[r] >= x) break;
+        }
+    } else if (rc != NULL && rc->valid == NULL && rc->type == SF_STRING && root->str_slot >= 0) {
+        /* String equality: compare dictionary codes. */
+        int64_t code = e.code[root->str_slot];
+        const uint32_t *v = rc->code;
+        if (root->op == OP_EQ) {
+            if (code >= 0) {
+                SF_FILTER_LOOP((int64_t)v[r] == code)
+            }
+        } else {
+            SF_FILTER_LOOP((int64_t)v[r] != code)
+        }
+#undef SF_FILTER_LOOP
+    } else {
+        for (size_t r = begin; r < end; r++)
+            if (eval_node(&e, f->root, r)) sel[m++] = (uint32_t)r;
+    }
     *n = m;
     return SF_OK;
 }
