@@ -39,6 +39,7 @@
 #include "shardflow/config.h"
 
 #include "agents/groups.h"
+#include "agents/order_key.h"
 #include "agents/sketch_agents.h"
 
 #define QUANTILES_FORMAT 1
@@ -82,22 +83,6 @@ typedef struct quantiles_state {
 
 /* ---- values and bins -------------------------------------------------- */
 
-/* Maps a double to an unsigned key whose order is the numeric order, with
- * -0.0 < +0.0, so that min and max do not depend on arrival order. */
-static inline uint64_t order_key(double x)
-{
-    uint64_t b;
-    memcpy(&b, &x, sizeof b);
-    return (b >> 63) ? ~b : b | 0x8000000000000000ull;
-}
-
-static inline double from_order_key(uint64_t k)
-{
-    uint64_t b = (k >> 63) ? k & 0x7FFFFFFFFFFFFFFFull : ~k;
-    double x;
-    memcpy(&x, &b, sizeof x);
-    return x;
-}
 
 static inline int32_t bin_index(const quantiles_state *s, double ax)
 {
@@ -200,7 +185,7 @@ static inline sf_status group_add(const quantiles_state *s, qgroup *g, double x)
         g->nonfinite++;
         return SF_OK;
     }
-    uint64_t k = order_key(x);
+    uint64_t k = sf__order_key(x);
     g->min_key = k < g->min_key ? k : g->min_key;
     g->max_key = k > g->max_key ? k : g->max_key;
     g->n++;
@@ -227,7 +212,7 @@ static sf_status group_merge(qgroup *into, const qgroup *from)
 
 static inline double clamp_value(const qgroup *g, double v)
 {
-    double lo = from_order_key(g->min_key), hi = from_order_key(g->max_key);
+    double lo = sf__from_order_key(g->min_key), hi = sf__from_order_key(g->max_key);
     return v < lo ? lo : v > hi ? hi : v;
 }
 
@@ -563,8 +548,8 @@ static sf_status decode_store(const quantiles_state *s, sf_rd *r, store *st, uin
 
 static bool finite_key(uint64_t k)
 {
-    double x = from_order_key(k);
-    return isfinite(x) && order_key(x) == k;
+    double x = sf__from_order_key(k);
+    return isfinite(x) && sf__order_key(x) == k;
 }
 
 static sf_status quantiles_decode(void *state, const void *bytes, size_t n)
@@ -633,9 +618,9 @@ static void write_group(const quantiles_state *s, sf_json *j, const qgroup *g)
     sf_json_key(j, "nonfinite");
     sf_json_uint(j, g->nonfinite);
     sf_json_key(j, "min");
-    sf_json_num(j, g->n ? from_order_key(g->min_key) : NAN);
+    sf_json_num(j, g->n ? sf__from_order_key(g->min_key) : NAN);
     sf_json_key(j, "max");
-    sf_json_num(j, g->n ? from_order_key(g->max_key) : NAN);
+    sf_json_num(j, g->n ? sf__from_order_key(g->max_key) : NAN);
     sf_json_key(j, "quantiles");
     sf_json_obj_begin(j);
     for (int i = 0; i < s->nq; i++) {
@@ -735,9 +720,9 @@ static sf_status quantiles_stat(const void *state, const uint8_t *key, size_t ke
     else if (strcmp(name, "rows") == 0)
         *out = (double)(g->n + g->nonfinite + g->nulls);
     else if (strcmp(name, "min") == 0)
-        *out = g->n ? from_order_key(g->min_key) : NAN;
+        *out = g->n ? sf__from_order_key(g->min_key) : NAN;
     else if (strcmp(name, "max") == 0)
-        *out = g->n ? from_order_key(g->max_key) : NAN;
+        *out = g->n ? sf__from_order_key(g->max_key) : NAN;
     else
         SF_CALL_GOTO(group_mad(s, g, out), done);
 done:

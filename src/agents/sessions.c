@@ -35,6 +35,7 @@
 #include "shardflow/config.h"
 
 #include "agents/groups.h"
+#include "agents/order_key.h"
 #include "agents/sessions.h"
 
 #define SESSIONS_FORMAT 1
@@ -83,23 +84,8 @@ typedef struct sessions_opts {
 
 /* ---- values ------------------------------------------------------------------ */
 
-/* Maps a double to an unsigned key whose order is the numeric order (-0 <
- * +0); NaN maps to 0 like a null. Non-NaN values never map to 0. */
-static inline uint64_t order_key(double x)
-{
-    if (isnan(x)) return 0;
-    uint64_t b;
-    memcpy(&b, &x, sizeof b);
-    return (b >> 63) ? ~b : b | 0x8000000000000000ull;
-}
-
-static inline double from_order_key(uint64_t k)
-{
-    uint64_t b = (k >> 63) ? k & 0x7FFFFFFFFFFFFFFFull : ~k;
-    double x;
-    memcpy(&x, &b, sizeof x);
-    return x;
-}
+/* A NaN latency sorts below every number (it is never slow). */
+static inline uint64_t order_key(double x) { return isnan(x) ? 0 : sf__order_key(x); }
 
 static int bytes_cmp(const uint8_t *a, size_t na, const uint8_t *b, size_t nb)
 {
@@ -573,7 +559,7 @@ static sf_status sessions_decode(void *state, const void *bytes, size_t n)
              * of the previous one. */
             SF_CHECK_GOTO(x.start <= x.end && x.events >= (x.start < x.end ? 2u : 1u), SF_ERR_PARSE, done,
                           "sessions state: malformed session");
-            SF_CHECK_GOTO(x.lat == 0 || !isnan(from_order_key(x.lat)), SF_ERR_PARSE, done,
+            SF_CHECK_GOTO(x.lat == 0 || !isnan(sf__from_order_key(x.lat)), SF_ERR_PARSE, done,
                           "sessions state: malformed latency");
             SF_CHECK_GOTO(kr < nkeys, SF_ERR_PARSE, done, "sessions state: group key %u of %llu", kr,
                           (unsigned long long)nkeys);

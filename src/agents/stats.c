@@ -30,6 +30,7 @@
 
 #include "agents/builtin.h"
 #include "agents/groups.h"
+#include "agents/order_key.h"
 
 #define STATS_FORMAT 1
 #define MIN_NONE UINT64_MAX /* never the order key of a non-NaN double */
@@ -54,22 +55,6 @@ typedef struct stats_state {
 
 /* ---- values ---------------------------------------------------------- */
 
-/* Maps a double to an unsigned key whose order is the numeric order, with
- * -0.0 < +0.0 (the IEEE sign-magnitude trick). */
-static inline uint64_t order_key(double x)
-{
-    uint64_t b;
-    memcpy(&b, &x, sizeof b);
-    return (b >> 63) ? ~b : b | 0x8000000000000000ull;
-}
-
-static inline double from_order_key(uint64_t k)
-{
-    uint64_t b = (k >> 63) ? k & 0x7FFFFFFFFFFFFFFFull : ~k;
-    double x;
-    memcpy(&x, &b, sizeof x);
-    return x;
-}
 
 static void group_init(group *g)
 {
@@ -120,7 +105,7 @@ static inline void group_add(group *g, double x)
     sf_xsum_add(&g->sum, x);
     add_square(&g->sq, x);
     if (!isnan(x)) {
-        uint64_t k = order_key(x);
+        uint64_t k = sf__order_key(x);
         g->min_key = k < g->min_key ? k : g->min_key;
         g->max_key = k > g->max_key ? k : g->max_key;
     }
@@ -249,7 +234,7 @@ static inline void process_range(group *g, const double *f64, const int64_t *i64
             sf_xsum_add_reserved(&g->sum, x);
             add_square_reserved(&g->sq, x);
             if (!isnan(x)) {
-                uint64_t k = order_key(x);
+                uint64_t k = sf__order_key(x);
                 lo = k < lo ? k : lo;
                 hi = k > hi ? k : hi;
             }
@@ -444,8 +429,8 @@ static moments compute(const group *g)
     m.mean = m.variance = m.stddev = m.min = m.max = NAN;
     if (g->count == 0) return m;
     m.mean = isfinite(S.hi) ? dd_div(S, n).hi : S.hi;
-    if (g->min_key != MIN_NONE) m.min = from_order_key(g->min_key);
-    if (g->max_key != MAX_NONE) m.max = from_order_key(g->max_key);
+    if (g->min_key != MIN_NONE) m.min = sf__from_order_key(g->min_key);
+    if (g->max_key != MAX_NONE) m.max = sf__from_order_key(g->max_key);
     if (g->count >= 2 && isfinite(S.hi)) {
         /* Exact numerator n Q - S^2 in integers: no cancellation, no overflow of S^2. */
         double var = sf_xsum_variance(&g->sum, &g->sq, g->count);

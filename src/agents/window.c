@@ -29,6 +29,7 @@
 
 #include "agents/builtin.h"
 #include "agents/groups.h"
+#include "agents/order_key.h"
 #include "agents/window.h"
 
 #define WINDOW_FORMAT 1
@@ -81,22 +82,6 @@ typedef struct window_state {
 
 /* ---- values ------------------------------------------------------------------ */
 
-/* Maps a double to an unsigned key whose order is the numeric order, with
- * -0.0 < +0.0 (the IEEE sign-magnitude trick), as stats.c does. */
-static inline uint64_t order_key(double x)
-{
-    uint64_t b;
-    memcpy(&b, &x, sizeof b);
-    return (b >> 63) ? ~b : b | 0x8000000000000000ull;
-}
-
-static inline double from_order_key(uint64_t k)
-{
-    uint64_t b = (k >> 63) ? k & 0x7FFFFFFFFFFFFFFFull : ~k;
-    double x;
-    memcpy(&x, &b, sizeof x);
-    return x;
-}
 
 static inline int64_t floor_div(int64_t t, int64_t d)
 {
@@ -449,7 +434,7 @@ static sf_status window_process(void *state, const sf_batch *b, const sf_rows *r
             c->count++;
             sf_xsum_add(&s->sum[ci], x);
             if (!isnan(x)) {
-                uint64_t k = order_key(x);
+                uint64_t k = sf__order_key(x);
                 c->min_key = k < c->min_key ? k : c->min_key;
                 c->max_key = k > c->max_key ? k : c->max_key;
             }
@@ -590,8 +575,8 @@ static bool extremes_valid(const cell *c)
 {
     if (c->min_key == MIN_NONE || c->max_key == MAX_NONE)
         return c->min_key == MIN_NONE && c->max_key == MAX_NONE;
-    return c->count > 0 && c->min_key <= c->max_key && !isnan(from_order_key(c->min_key)) &&
-           !isnan(from_order_key(c->max_key));
+    return c->count > 0 && c->min_key <= c->max_key && !isnan(sf__from_order_key(c->min_key)) &&
+           !isnan(sf__from_order_key(c->max_key));
 }
 
 static sf_status window_decode(void *state, const void *bytes, size_t n)
@@ -690,9 +675,9 @@ static void write_cell(const window_state *s, uint32_t ci, sf_json *j)
         sf_json_key(j, "mean");
         sf_json_num(j, exact_mean(&s->sum[ci], c->count));
         sf_json_key(j, "min");
-        sf_json_num(j, c->min_key == MIN_NONE ? NAN : from_order_key(c->min_key));
+        sf_json_num(j, c->min_key == MIN_NONE ? NAN : sf__from_order_key(c->min_key));
         sf_json_key(j, "max");
-        sf_json_num(j, c->max_key == MAX_NONE ? NAN : from_order_key(c->max_key));
+        sf_json_num(j, c->max_key == MAX_NONE ? NAN : sf__from_order_key(c->max_key));
     }
     if (s->flag != NULL) {
         sf_json_key(j, "flagged");
@@ -798,9 +783,9 @@ static sf_status totals_value(const window_state *s, const totals *t, const char
         else if (what[1] == 'e')
             *out = exact_mean(&t->sum, t->count);
         else if (what[1] == 'i')
-            *out = t->min_key == MIN_NONE ? NAN : from_order_key(t->min_key);
+            *out = t->min_key == MIN_NONE ? NAN : sf__from_order_key(t->min_key);
         else
-            *out = t->max_key == MAX_NONE ? NAN : from_order_key(t->max_key);
+            *out = t->max_key == MAX_NONE ? NAN : sf__from_order_key(t->max_key);
     } else if (strcmp(what, "flagged") == 0 || strcmp(what, "rate") == 0) {
         SF_CHECK(flag, SF_ERR_ARG, "agent '%s': window has '%s' only with flag:", id, what);
         *out = what[0] == 'f' ? (double)t->flagged
