@@ -39,6 +39,8 @@ void sf_json_bool(sf_json *j, bool v);
 void sf_json_null(sf_json *j);
 /* Inserts pre-formatted JSON (a complete value). */
 void sf_json_raw(sf_json *j, const char *s, size_t n);
+/* Whether s is a number in JSON's grammar (so it can be written as is). */
+bool sf_json_is_number(const char *s);
 /* Writes the document to path (via a temporary file and rename). */
 sf_status sf_json_write_file(sf_json *j, const char *path);
 

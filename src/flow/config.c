@@ -447,7 +447,6 @@ static sf_status parse_bool(const load_ctx *c, const sf_cfg_node *node, const ch
     return SF_OK;
 }
 
-static bool is_json_number(const char *s);
 
 static sf_status parse_float(const load_ctx *c, const sf_cfg_node *node, const char *path, double min,
                              double *out)
@@ -457,7 +456,7 @@ static sf_status parse_float(const load_ctx *c, const sf_cfg_node *node, const c
     char *end = NULL;
     double v = strtod(s, &end);
     /* Plain decimals only: strtod alone would also take hex and spaces. */
-    if (end == s || *end != '\0' || !isfinite(v) || !is_json_number(s))
+    if (end == s || *end != '\0' || !isfinite(v) || !sf_json_is_number(s))
         return FAIL(c, node, 0, path, "expected a number, found '%s'", s);
     if (v < min) return FAIL(c, node, 0, path, "must be at least %g, found '%s'", min, s);
     *out = v;
@@ -1258,27 +1257,6 @@ static sf_status compute_hash(sf_workflow *w)
     return rc;
 }
 
-/* JSON's number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-static bool is_json_number(const char *s)
-{
-    const char *p = s;
-    if (*p == '-') p++;
-    if (*p == '0') p++;
-    else if (*p >= '1' && *p <= '9') while (*p >= '0' && *p <= '9') p++;
-    else return false;
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9') return false;
-        while (*p >= '0' && *p <= '9') p++;
-    }
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        if (*p == '+' || *p == '-') p++;
-        if (*p < '0' || *p > '9') return false;
-        while (*p >= '0' && *p <= '9') p++;
-    }
-    return *p == '\0';
-}
 
 static void json_node(sf_json *j, const sf_cfg_node *n)
 {
@@ -1290,7 +1268,7 @@ static void json_node(sf_json *j, const sf_cfg_node *n)
     case SF_NODE_SCALAR:
         if (!n->quoted && (strcmp(n->scalar, "true") == 0 || strcmp(n->scalar, "false") == 0))
             sf_json_bool(j, n->scalar[0] == 't');
-        else if (!n->quoted && is_json_number(n->scalar))
+        else if (!n->quoted && sf_json_is_number(n->scalar))
             sf_json_raw(j, n->scalar, strlen(n->scalar));
         else
             sf_json_str(j, n->scalar);

@@ -162,34 +162,13 @@ sf_status sf__synth_str(const sf__synth_ctx *c, const sf_cfg_node *n, int line, 
     return SF_OK;
 }
 
-/* JSON's number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-static bool is_json_number(const char *s)
-{
-    const char *p = s;
-    if (*p == '-') p++;
-    if (*p == '0') p++;
-    else if (*p >= '1' && *p <= '9') while (*p >= '0' && *p <= '9') p++;
-    else return false;
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9') return false;
-        while (*p >= '0' && *p <= '9') p++;
-    }
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        if (*p == '+' || *p == '-') p++;
-        if (*p < '0' || *p > '9') return false;
-        while (*p >= '0' && *p <= '9') p++;
-    }
-    return *p == '\0';
-}
 
 sf_status sf__synth_num(const sf__synth_ctx *c, const sf_cfg_node *n, int line, const char *path,
                         double *out)
 {
     if (n == NULL || n->kind != SF_NODE_SCALAR || sf__synth_is_null(n) || n->scalar == NULL)
         return sf__synth_fail(c, line, path, "expected a number, found %s", kind_name(n));
-    double v = is_json_number(n->scalar) ? strtod(n->scalar, NULL) : NAN;
+    double v = sf_json_is_number(n->scalar) ? strtod(n->scalar, NULL) : NAN;
     if (!isfinite(v)) return sf__synth_fail(c, line, path, "expected a number, found '%s'", n->scalar);
     *out = v;
     return SF_OK;
