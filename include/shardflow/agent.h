@@ -1,9 +1,10 @@
 /* The agent interface: a specialist analysis with a mergeable partial state.
  *
- * Laws every agent keeps (tests check them): merge(init, x) == x, merge is
- * associative and, for the built-in agents, exactly commutative, so a result
- * never depends on how rows were split into shards or in which order partial
- * states meet. encode() is versioned and portable (fixed-width little-endian),
+ * Laws every agent must keep (the built-ins' tests check them): merge(init,
+ * x) == x, and merge is exactly associative and commutative (equal states
+ * encode to equal bytes), so a result never depends on how rows were split
+ * into shards, which thread took which morsel, or in which order partial
+ * states meet (the hierarchical reduction groups ranks by node). encode() is versioned and portable (fixed-width little-endian),
  * because the same bytes travel over MPI and into checkpoints.
  *
  * Adding an agent in C: fill an sf_agent_ops with abi_version =

@@ -12,6 +12,14 @@
 #include "shardflow/agent.h"
 #include "shardflow/config.h"
 
+/* Appends formatted text to list (size cap) at *len, never past its end. */
+static void list_add(char *list, size_t cap, size_t *len, const char *sep, const char *item)
+{
+    if (*len >= cap - 1) return;
+    int n = snprintf(list + *len, cap - *len, "%s%s", sep, item);
+    if (n > 0) *len += (size_t)n < cap - *len ? (size_t)n : cap - 1 - *len;
+}
+
 static const char *const engine_keys[] = {"agent", "id", "column", "by", "where", "baseline"};
 
 static const char *file_of(const sf_agent_config *cfg)
@@ -74,11 +82,9 @@ sf_status sf_agent_check_options(const sf_agent_config *cfg, const char *const *
         char list[1024] = "";
         size_t len = 0;
         for (size_t e = 0; e < sizeof engine_keys / sizeof engine_keys[0]; e++)
-            len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%s",
-                                    e ? ", " : "", engine_keys[e]);
+            list_add(list, sizeof list, &len, e ? ", " : "", engine_keys[e]);
         for (int a = 0; a < n; a++)
-            len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, ", %s",
-                                    allowed[a]);
+            list_add(list, sizeof list, &len, ", ", allowed[a]);
         int line = m->key_lines ? m->key_lines[i] : cfg->line;
         if (line <= 0)
             return sf_error_set(SF_ERR_CONFIG, __FILE__, __LINE__,
@@ -182,8 +188,7 @@ sf_status sf_agent_opt_choice(const sf_agent_config *cfg, const char *key,
     char list[512] = "";
     size_t len = 0;
     for (int i = 0; i < n; i++)
-        len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%s",
-                                i ? ", " : "", choices[i]);
+        list_add(list, sizeof list, &len, i ? ", " : "", choices[i]);
     OPT_FAIL(cfg, key, "'%s' is not one of %s", s, list);
 }
 
@@ -305,8 +310,7 @@ sf_status sf_agent_need_col(const sf_agent_config *cfg, const char *key, const c
         char list[256] = "";
         size_t len = 0;
         for (int i = 0; i < ntypes; i++)
-            len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%s",
-                                    i ? (i + 1 == ntypes ? " or " : ", ") : "", sf_type_name(types[i]));
+            list_add(list, sizeof list, &len, i ? (i + 1 == ntypes ? " or " : ", ") : "", sf_type_name(types[i]));
         OPT_FAIL(cfg, key, "column '%s' is %s, expected %s", name, sf_type_name(t), list);
     }
     *col = c;

@@ -237,7 +237,8 @@ static sf_status window_columns(const sf_agent_config *cfg, const char **names, 
     *n = 0;
     const char *tname;
     SF_CALL(time_name(cfg, &tname));
-    SF_CHECK(max >= 1, SF_ERR_INTERNAL, "window: no room for column names");
+    SF_CHECK(max >= 1, SF_ERR_CONFIG, "%s:%d: agent '%s': too many columns (where: and time: together read at most 32)",
+             cfg->file ? cfg->file : "<workflow>", cfg->line, cfg->id ? cfg->id : "window");
     names[(*n)++] = tname;
     sf_filter *f;
     SF_CALL(parse_flag(cfg, false, &f));

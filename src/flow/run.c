@@ -195,8 +195,9 @@ static sf_status resolve_agents(run *R)
             if (sp->where) {
                 SF_CALL(sf_filter_parse(sp->where, w->file, sp->line, "where", &ai->where));
                 for (int fc = 0; fc < sf_filter_ncolumns(ai->where); fc++) {
-                    SF_CHECK(ai->nextra < MAX_EXTRA_COLS, SF_ERR_CONFIG, "%s:%d: agent '%s': too many columns",
-                             w->file, sp->line, c->id);
+                    SF_CHECK(ai->nextra < MAX_EXTRA_COLS, SF_ERR_CONFIG,
+                             "%s:%d: agent '%s': where: reads more than %d columns", w->file, sp->line, c->id,
+                             MAX_EXTRA_COLS);
                     SF_CALL(resolve_column(R, sf_filter_column(ai->where, fc), s, a, "where", sp->line,
                                            &ai->extra_in[ai->nextra++]));
                 }
@@ -205,6 +206,9 @@ static sf_status resolve_agents(run *R)
                 const char *names[MAX_EXTRA_COLS];
                 int nn = 0;
                 SF_CALL(ai->ops->columns(c, names, MAX_EXTRA_COLS - ai->nextra, &nn));
+                SF_CHECK(nn >= 0 && nn <= MAX_EXTRA_COLS - ai->nextra, SF_ERR_CONFIG,
+                         "%s:%d: agent '%s': reads %d more columns; an agent reads at most %d besides column: and by:",
+                         w->file, sp->line, c->id, nn, MAX_EXTRA_COLS);
                 for (int e = 0; e < nn; e++) {
                     int col = sf_schema_find(&R->schema, names[e]);
                     if (col < 0) {
@@ -248,11 +252,15 @@ static sf_status resolve_priors(run *R)
             const char *ref = sp->baseline[k];
             const char *dot = strchr(ref, '.');
             size_t slen = (size_t)(dot - ref);
+            /* Compare "STAGE.ID" whole, so that dots in stage names or ids are fine. */
             int found = -1;
+            size_t rlen = strlen(ref);
             for (int j = 0; j < R->nagents && found < 0; j++) {
                 const agent_inst *bj = &R->agents[j];
                 const char *sname = w->stages[bj->stage].name;
-                if (strlen(sname) == slen && strncmp(sname, ref, slen) == 0 && strcmp(bj->cfg.id, dot + 1) == 0)
+                size_t nl = strlen(sname);
+                if (nl + 1 + strlen(bj->cfg.id) == rlen && strncmp(sname, ref, nl) == 0 && ref[nl] == '.' &&
+                    strcmp(bj->cfg.id, ref + nl + 1) == 0)
                     found = j;
             }
             SF_CHECK(found >= 0, SF_ERR_CONFIG, "%s:%d: agent '%s': baseline '%s': no agent '%s' in a stage '%.*s'",
