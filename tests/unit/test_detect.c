@@ -24,6 +24,8 @@
 #include "agents/window.h"
 #include "flow/yaml_tree.h"
 
+#include "agent_testkit.h"
+
 /* The window agent's ops (agents/window.c). */
 extern const sf_agent_ops sf__agent_window;
 
@@ -40,24 +42,10 @@ enum { COL_V, COL_SERVICE, COL_TS, COL_TRUTH, COL_REGION, COL_LABEL, COL_TS2, NC
     } while (0)
 
 static sf_schema schema;
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double unif(void)
-{
-    return (double)(rnd() >> 11) * 0x1p-53;
-}
 
 static double gauss(void)
 {
-    double u = unif(), v = unif();
+    double u = rnd01(), v = rnd01();
     return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
 }
 
@@ -239,60 +227,13 @@ static sf_agent_config base_cfg(const char *agent, const char *id, int nby, cons
 
 /* ---- agent helpers -------------------------------------------------------------- */
 
-static void *new_state(const sf_agent_ops *ops, const sf_agent_config *cfg)
-{
-    void *s = calloc(1, ops->state_size);
-    assert_non_null(s);
-    assert_int_equal(ops->init(s, cfg), SF_OK);
-    return s;
-}
-
-static void free_state(const sf_agent_ops *ops, void *s)
-{
-    ops->destroy(s);
-    free(s);
-}
-
 /* Processes rows[0..n) in morsels of `morsel` rows. */
 static void feed(const sf_agent_ops *ops, void *s, const row *rows, size_t n, size_t morsel)
 {
     sf_batch b;
     fill_batch(&b, rows, n);
-    for (size_t at = 0; at < n; at += morsel) {
-        sf_rows sel = {at, at + morsel < n ? morsel : n - at, NULL};
-        assert_int_equal(ops->process(s, &b, &sel), SF_OK);
-    }
+    feed_morsels(ops, s, &b, morsel);
     sf_batch_fini(&b);
-}
-
-static char *report_text(const sf_agent_ops *ops, const void *s)
-{
-    sf_json j;
-    sf_json_init(&j, false);
-    assert_int_equal(ops->report(s, &j), SF_OK);
-    char *t = malloc(j.out.len + 1);
-    assert_non_null(t);
-    memcpy(t, j.out.data, j.out.len);
-    t[j.out.len] = '\0';
-    sf_json_fini(&j);
-    return t;
-}
-
-static sf_buf encoded(const sf_agent_ops *ops, const void *s)
-{
-    sf_buf b;
-    sf_buf_init(&b);
-    assert_int_equal(ops->encode(s, &b), SF_OK);
-    return b;
-}
-
-static void assert_same_state(const sf_agent_ops *ops, const void *a, const void *b)
-{
-    sf_buf ea = encoded(ops, a), eb = encoded(ops, b);
-    assert_int_equal(ea.len, eb.len);
-    assert_memory_equal(ea.data, eb.data, ea.len);
-    sf_buf_fini(&ea);
-    sf_buf_fini(&eb);
 }
 
 /* ---- the scoring formulas, written out ------------------------------------------ */

@@ -20,24 +20,12 @@
 #include "agents/sketch_agents.h"
 #include "flow/yaml_tree.h"
 
+#include "agent_testkit.h"
+
 enum { COL_V, COL_K, COL_N, COL_S, NCOLS };
 
 static const sf_agent_ops *ops = &sf__agent_histogram;
 static sf_schema schema;
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double unif(void)
-{
-    return ((double)(rnd() >> 11) + 0.5) * 0x1p-53;
-}
 
 static int setup(void **st)
 {
@@ -59,29 +47,7 @@ static int teardown(void **st)
 
 static sf_agent_config make_cfg(int col, int nby, const int *by_col, const char *yaml)
 {
-    sf_agent_config c;
-    memset(&c, 0, sizeof c);
-    c.agent = "histogram";
-    c.id = "lat_h";
-    c.column = col >= 0 ? schema.fields[col].name : NULL;
-    c.col = col;
-    c.nby = nby;
-    c.by_col = by_col;
-    c.schema = &schema;
-    c.file = "test.yaml";
-    c.line = 1;
-    if (yaml != NULL) {
-        sf_cfg_node *node = NULL;
-        assert_int_equal(sf__cfg_parse("test.yaml", yaml, strlen(yaml), &node), SF_OK);
-        c.node = node;
-    }
-    return c;
-}
-
-static void free_cfg(sf_agent_config *c)
-{
-    sf__cfg_node_free((sf_cfg_node *)c->node);
-    c->node = NULL;
+    return yaml_cfg(&schema, "histogram", "lat_h", col, nby, by_col, yaml);
 }
 
 typedef struct data {
@@ -134,74 +100,17 @@ static void fill(sf_batch *b, const data *d, size_t from, size_t to)
     b->nrows = n;
 }
 
-static void *new_state(const sf_agent_config *cfg)
-{
-    void *s = calloc(1, ops->state_size);
-    assert_non_null(s);
-    assert_int_equal(ops->init(s, cfg), SF_OK);
-    return s;
-}
-
-static void free_state(void *s)
-{
-    ops->destroy(s);
-    free(s);
-}
-
 static void feed_range(void *s, const data *d, size_t from, size_t to, size_t morsel)
 {
     sf_batch b;
     fill(&b, d, from, to);
-    size_t n = to - from;
-    for (size_t at = 0; at < n; at += morsel) {
-        sf_rows rows = {at, (at + morsel < n ? at + morsel : n) - at, NULL};
-        assert_int_equal(ops->process(s, &b, &rows), SF_OK);
-    }
-    sf_rows none = {0, 0, NULL};
-    if (n == 0) assert_int_equal(ops->process(s, &b, &none), SF_OK);
+    feed_morsels_or_empty(ops, s, &b, morsel);
     sf_batch_fini(&b);
 }
 
 static void feed(void *s, const data *d, size_t morsel)
 {
     feed_range(s, d, 0, d->n, morsel);
-}
-
-static sf_buf encoded(const void *s)
-{
-    sf_buf b;
-    sf_buf_init(&b);
-    assert_int_equal(ops->encode(s, &b), SF_OK);
-    return b;
-}
-
-static void assert_same_state(const void *a, const void *b)
-{
-    sf_buf ea = encoded(a), eb = encoded(b);
-    assert_int_equal(ea.len, eb.len);
-    assert_memory_equal(ea.data, eb.data, ea.len);
-    sf_buf_fini(&ea);
-    sf_buf_fini(&eb);
-}
-
-static char *report_text(const void *s)
-{
-    sf_json j;
-    sf_json_init(&j, false);
-    assert_int_equal(ops->report(s, &j), SF_OK);
-    char *t = malloc(j.out.len + 1);
-    assert_non_null(t);
-    memcpy(t, j.out.data, j.out.len);
-    t[j.out.len] = '\0';
-    sf_json_fini(&j);
-    return t;
-}
-
-static double stat(const void *s, const char *name)
-{
-    double v;
-    assert_int_equal(ops->stat(s, NULL, 0, name, &v), SF_OK);
-    return v;
 }
 
 /* ---- the reference -------------------------------------------------------------- */
@@ -359,40 +268,40 @@ static void check_layout(const char *yaml, const ref *r, size_t nrandom)
     sf_agent_config cfg = make_cfg(COL_V, 0, NULL, yaml);
     assert_int_equal(ops->check(&cfg), SF_OK);
     data d = probes(r, nrandom);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, &d, 333);
     counts c = counts_new(r);
     for (size_t i = 0; i < d.n; i++) ref_add(r, &c, d.v[i], d.vnull[i]);
-    char *want = ref_report(r, &c), *got = report_text(s);
+    char *want = ref_report(r, &c), *got = report_text(ops, s);
     assert_string_equal(got, want);
     /* count == the non-null rows == the sum of every counter. */
     size_t nonnull = 0;
     for (size_t i = 0; i < d.n; i++) nonnull += !d.vnull[i];
-    assert_true(stat(s, "count") == (double)nonnull);
-    assert_true(stat(s, "rows") == (double)d.n);
+    assert_true(stat_of(ops, s, "count") == (double)nonnull);
+    assert_true(stat_of(ops, s, "rows") == (double)d.n);
     free(want);
     free(got);
     /* Each edge value alone: its bin is the one that starts at it. */
     for (size_t j = 0; j <= r->k; j += r->k > 200 ? r->k / 20 : 1) {
-        void *one = new_state(&cfg);
+        void *one = new_state(ops, &cfg);
         data e = data_new(1);
         e.v[0] = r->e[j];
         feed(one, &e, 1);
         counts ce = counts_new(r);
         ref_add(r, &ce, e.v[0], false);
         if (j < r->k) assert_int_equal(ce.bin[j], 1);
-        char *w1 = ref_report(r, &ce), *g1 = report_text(one);
+        char *w1 = ref_report(r, &ce), *g1 = report_text(ops, one);
         assert_string_equal(g1, w1);
         free(w1);
         free(g1);
         free(ce.bin);
         data_free(&e);
-        free_state(one);
+        free_state(ops, one);
     }
     free(c.bin);
-    free_state(s);
+    free_state(ops, s);
     data_free(&d);
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 static void test_fixed_bins(void **st)
@@ -462,19 +371,19 @@ static void test_int_column(void **st)
     (void)st;
     sf_agent_config cfg = make_cfg(COL_N, 0, NULL, "edges: [0, 10, 100]\n");
     assert_int_equal(ops->check(&cfg), SF_OK);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     data d = data_new(7);
     double v[] = {-1, 0, 9, 10, 99, 100, 5};
     memcpy(d.v, v, sizeof v);
     d.vnull[6] = 1;
     feed(s, &d, 3);
-    char *t = report_text(s);
+    char *t = report_text(ops, s);
     assert_string_equal(t, "{\"count\":6,\"nulls\":1,\"edges\":[0,10,100],\"counts\":[2,2],"
                            "\"underflow\":1,\"overflow\":1,\"nan\":0}");
     free(t);
-    free_state(s);
+    free_state(ops, s);
     data_free(&d);
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 /* ---- merge laws, round trip, truncations ---------------------------------------------- */
@@ -496,15 +405,15 @@ static void check_laws(int nby, const int *by, const char *yaml, size_t nrows)
     assert_int_equal(ops->check(&cfg), SF_OK);
     data d = data_new(nrows);
     random_data(&d, 5);
-    void *whole = new_state(&cfg);
+    void *whole = new_state(ops, &cfg);
     feed(whole, &d, 128);
 
-    void *e = new_state(&cfg), *copy = new_state(&cfg), *e2 = new_state(&cfg);
+    void *e = new_state(ops, &cfg), *copy = new_state(ops, &cfg), *e2 = new_state(ops, &cfg);
     assert_int_equal(ops->merge(e, whole), SF_OK);
-    assert_same_state(e, whole);
+    assert_same_state(ops, e, whole);
     assert_int_equal(ops->merge(copy, whole), SF_OK);
     assert_int_equal(ops->merge(copy, e2), SF_OK);
-    assert_same_state(copy, whole);
+    assert_same_state(ops, copy, whole);
 
     enum { PARTS = 5 };
     size_t cut[PARTS + 1];
@@ -520,57 +429,41 @@ static void check_laws(int nby, const int *by, const char *yaml, size_t nrows)
             }
     void *part[PARTS];
     for (int i = 0; i < PARTS; i++) {
-        part[i] = new_state(&cfg);
+        part[i] = new_state(ops, &cfg);
         feed_range(part[i], &d, cut[i], cut[i + 1], 1 + rnd() % 100);
     }
     int perm[PARTS] = {3, 0, 4, 2, 1};
-    void *acc = new_state(&cfg);
+    void *acc = new_state(ops, &cfg);
     for (int i = 0; i < PARTS; i++) assert_int_equal(ops->merge(acc, part[perm[i]]), SF_OK);
-    assert_same_state(acc, whole);
+    assert_same_state(ops, acc, whole);
 
-    void *ab_c = new_state(&cfg), *a_bc = new_state(&cfg), *bc = new_state(&cfg), *ab = new_state(&cfg),
-         *ba = new_state(&cfg);
-    assert_int_equal(ops->merge(ab_c, part[0]), SF_OK);
-    assert_int_equal(ops->merge(ab_c, part[1]), SF_OK);
-    assert_int_equal(ops->merge(ab_c, part[2]), SF_OK);
-    assert_int_equal(ops->merge(bc, part[1]), SF_OK);
-    assert_int_equal(ops->merge(bc, part[2]), SF_OK);
-    assert_int_equal(ops->merge(a_bc, part[0]), SF_OK);
-    assert_int_equal(ops->merge(a_bc, bc), SF_OK);
-    assert_same_state(ab_c, a_bc);
-    assert_int_equal(ops->merge(ab, part[3]), SF_OK);
-    assert_int_equal(ops->merge(ab, part[4]), SF_OK);
-    assert_int_equal(ops->merge(ba, part[4]), SF_OK);
-    assert_int_equal(ops->merge(ba, part[3]), SF_OK);
-    assert_same_state(ab, ba);
+    assert_merge_associative(ops, &cfg, part[0], part[1], part[2]);
+    assert_merge_commutative(ops, &cfg, part[3], part[4]);
 
-    char *r1 = report_text(whole), *r2 = report_text(acc);
+    char *r1 = report_text(ops, whole), *r2 = report_text(ops, acc);
     assert_string_equal(r1, r2);
-    sf_buf enc = encoded(whole);
-    void *back = new_state(&cfg);
+    sf_buf enc = encoded(ops, whole);
+    void *back = new_state(ops, &cfg);
     assert_int_equal(ops->decode(back, enc.data, enc.len), SF_OK);
-    assert_same_state(back, whole);
-    char *r3 = report_text(back);
+    assert_same_state(ops, back, whole);
+    char *r3 = report_text(ops, back);
     assert_string_equal(r1, r3);
     assert_int_equal(ops->decode(part[1], enc.data, enc.len), SF_OK);
-    assert_same_state(part[1], whole);
+    assert_same_state(ops, part[1], whole);
 
-    void *t = new_state(&cfg);
-    for (size_t n = 0; n < enc.len; n++) assert_int_equal(ops->decode(t, enc.data, n), SF_ERR_PARSE);
-    assert_int_equal(sf_buf_put_u8(&enc, 0), SF_OK);
-    assert_int_equal(ops->decode(t, enc.data, enc.len), SF_ERR_PARSE);
-    assert_int_equal(ops->decode(t, enc.data, enc.len - 1), SF_OK);
-    assert_same_state(t, whole);
+    void *t = new_state(ops, &cfg);
+    assert_decode_strict(ops, t, &enc);
+    assert_same_state(ops, t, whole);
 
     free(r1);
     free(r2);
     free(r3);
     sf_buf_fini(&enc);
-    void *all[] = {whole, e, e2, copy, acc, ab_c, a_bc, bc, ab, ba, back, t};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_state(all[i]);
-    for (int i = 0; i < PARTS; i++) free_state(part[i]);
+    void *all[] = {whole, e, e2, copy, acc, back, t};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_state(ops, all[i]);
+    for (int i = 0; i < PARTS; i++) free_state(ops, part[i]);
     data_free(&d);
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 static void test_merge_laws(void **st)
@@ -601,7 +494,7 @@ static void test_selection(void **st)
         half.vnull[i] = d.vnull[2 * i];
         half.key[i] = d.key[2 * i];
     }
-    void *a = new_state(&cfg), *b = new_state(&cfg);
+    void *a = new_state(ops, &cfg), *b = new_state(ops, &cfg);
     sf_batch batch;
     fill(&batch, &d, 0, d.n);
     for (size_t at = 0; at < half.n; at += 64) {
@@ -610,13 +503,13 @@ static void test_selection(void **st)
     }
     sf_batch_fini(&batch);
     feed(b, &half, 101);
-    assert_same_state(a, b);
+    assert_same_state(ops, a, b);
     free(sel);
-    free_state(a);
-    free_state(b);
+    free_state(ops, a);
+    free_state(ops, b);
     data_free(&d);
     data_free(&half);
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 /* States made with other bins are refused. */
@@ -626,18 +519,18 @@ static void test_decode_other_bins(void **st)
     sf_agent_config a = make_cfg(COL_V, 0, NULL, "min: 0\nmax: 1\nbins: 4\n");
     sf_agent_config b = make_cfg(COL_V, 0, NULL, "min: 0\nmax: 2\nbins: 4\n");
     sf_agent_config c = make_cfg(COL_V, 0, NULL, "edges: [0, 0.25, 0.5, 0.75, 1]\n");
-    void *sa = new_state(&a), *sb = new_state(&b), *sc = new_state(&c);
-    sf_buf e = encoded(sa);
+    void *sa = new_state(ops, &a), *sb = new_state(ops, &b), *sc = new_state(ops, &c);
+    sf_buf e = encoded(ops, sa);
     assert_int_equal(ops->decode(sb, e.data, e.len), SF_ERR_PARSE);
     assert_int_equal(ops->decode(sc, e.data, e.len), SF_ERR_PARSE);
     assert_int_equal(ops->decode(sa, e.data, e.len), SF_OK);
     sf_buf_fini(&e);
-    free_state(sa);
-    free_state(sb);
-    free_state(sc);
-    free_cfg(&a);
-    free_cfg(&b);
-    free_cfg(&c);
+    free_state(ops, sa);
+    free_state(ops, sb);
+    free_state(ops, sc);
+    yaml_cfg_free(&a);
+    yaml_cfg_free(&b);
+    yaml_cfg_free(&c);
 }
 
 /* ---- grouped results against per-group references --------------------------------- */
@@ -652,7 +545,7 @@ static void test_grouped_vs_ungrouped(void **st)
     sf_agent_config ucfg = make_cfg(COL_V, 0, NULL, yaml);
     data d = data_new(6000);
     random_data(&d, 5);
-    void *g = new_state(&gcfg);
+    void *g = new_state(ops, &gcfg);
     feed(g, &d, 500);
     const char *keys[] = {"", NULL, "api", "cache\\1", "db", "web|x"};
     const char *json_keys[] = {"", "\\\\N", "api", "cache\\\\\\\\1", "db", "web\\\\|x"};
@@ -672,9 +565,9 @@ static void test_grouped_vs_ungrouped(void **st)
         }
         sub.n = m;
         assert_true(m > 0);
-        void *u = new_state(&ucfg);
+        void *u = new_state(ops, &ucfg);
         feed(u, &sub, 100);
-        char *r = report_text(u);
+        char *r = report_text(ops, u);
         assert_int_equal(sf_buf_printf(&want, "%s\"%s\":%s", k ? "," : "", json_keys[k], r), SF_OK);
         free(r);
         sf_batch b;
@@ -693,24 +586,24 @@ static void test_grouped_vs_ungrouped(void **st)
         assert_true(a == (double)m);
         free(key);
         sf_batch_fini(&b);
-        free_state(u);
+        free_state(ops, u);
         data_free(&sub);
     }
     assert_int_equal(sf_buf_printf(&want, "}}"), SF_OK);
     assert_int_equal(sf_buf_put_u8(&want, 0), SF_OK);
-    char *got = report_text(g);
+    char *got = report_text(ops, g);
     assert_string_equal(got, (const char *)want.data);
     free(got);
-    assert_true(stat(g, "rows") == (double)d.n);
+    assert_true(stat_of(ops, g, "rows") == (double)d.n);
     double x;
     assert_int_equal(ops->stat(g, NULL, 0, "mean", &x), SF_ERR_ARG);
     uint8_t nokey[] = {1, 1, 0, 0, 0, 'z'};
     assert_int_equal(ops->stat(g, nokey, sizeof nokey, "count", &x), SF_ERR_ARG);
     sf_buf_fini(&want);
-    free_state(g);
+    free_state(ops, g);
     data_free(&d);
-    free_cfg(&gcfg);
-    free_cfg(&ucfg);
+    yaml_cfg_free(&gcfg);
+    yaml_cfg_free(&ucfg);
 }
 
 /* ---- configuration errors ------------------------------------------------------------ */
@@ -722,7 +615,7 @@ static void expect_config_error(int col, const char *yaml, const char *want1, co
     const char *msg = sf_error_message();
     if (strstr(msg, want1) == NULL || (want2 && strstr(msg, want2) == NULL))
         fail_msg("message \"%s\" lacks \"%s\" / \"%s\"", msg, want1, want2 ? want2 : "");
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 static void test_config_errors(void **st)

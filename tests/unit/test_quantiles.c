@@ -21,25 +21,12 @@
 #include "agents/sketch_agents.h"
 #include "flow/yaml_tree.h"
 
+#include "agent_testkit.h"
+
 enum { COL_V, COL_K, COL_N, COL_S, NCOLS };
 
 static const sf_agent_ops *ops = &sf__agent_quantiles;
 static sf_schema schema;
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in (0, 1). */
-static double unif(void)
-{
-    return ((double)(rnd() >> 11) + 0.5) * 0x1p-53;
-}
 
 static double normal(void)
 {
@@ -65,32 +52,10 @@ static int teardown(void **st)
 }
 
 /* An agent configuration with options from YAML text (NULL: none); the
- * node is freed by free_cfg. by_col must outlive it. */
+ * node is freed by yaml_cfg_free. by_col must outlive it. */
 static sf_agent_config make_cfg(int col, int nby, const int *by_col, const char *yaml)
 {
-    sf_agent_config c;
-    memset(&c, 0, sizeof c);
-    c.agent = "quantiles";
-    c.id = "lat_q";
-    c.column = col >= 0 ? schema.fields[col].name : NULL;
-    c.col = col;
-    c.nby = nby;
-    c.by_col = by_col;
-    c.schema = &schema;
-    c.file = "test.yaml";
-    c.line = 1;
-    if (yaml != NULL) {
-        sf_cfg_node *node = NULL;
-        assert_int_equal(sf__cfg_parse("test.yaml", yaml, strlen(yaml), &node), SF_OK);
-        c.node = node;
-    }
-    return c;
-}
-
-static void free_cfg(sf_agent_config *c)
-{
-    sf__cfg_node_free((sf_cfg_node *)c->node);
-    c->node = NULL;
+    return yaml_cfg(&schema, "quantiles", "lat_q", col, nby, by_col, yaml);
 }
 
 /* Test rows: values (NAN where vnull is set means a null, see fill), keys
@@ -145,32 +110,12 @@ static void fill(sf_batch *b, const data *d, size_t from, size_t to)
     b->nrows = n;
 }
 
-static void *new_state(const sf_agent_config *cfg)
-{
-    void *s = calloc(1, ops->state_size);
-    assert_non_null(s);
-    assert_int_equal(ops->init(s, cfg), SF_OK);
-    return s;
-}
-
-static void free_state(void *s)
-{
-    ops->destroy(s);
-    free(s);
-}
-
 /* Processes rows [from, to) of d in morsels of `morsel` rows. */
 static void feed_range(void *s, const data *d, size_t from, size_t to, size_t morsel)
 {
     sf_batch b;
     fill(&b, d, from, to);
-    size_t n = to - from;
-    for (size_t at = 0; at < n; at += morsel) {
-        sf_rows rows = {at, (at + morsel < n ? at + morsel : n) - at, NULL};
-        assert_int_equal(ops->process(s, &b, &rows), SF_OK);
-    }
-    sf_rows none = {0, 0, NULL};
-    if (n == 0) assert_int_equal(ops->process(s, &b, &none), SF_OK);
+    feed_morsels_or_empty(ops, s, &b, morsel);
     sf_batch_fini(&b);
 }
 
@@ -179,48 +124,11 @@ static void feed(void *s, const data *d, size_t morsel)
     feed_range(s, d, 0, d->n, morsel);
 }
 
-static sf_buf encoded(const void *s)
-{
-    sf_buf b;
-    sf_buf_init(&b);
-    assert_int_equal(ops->encode(s, &b), SF_OK);
-    return b;
-}
-
-static void assert_same_state(const void *a, const void *b)
-{
-    sf_buf ea = encoded(a), eb = encoded(b);
-    assert_int_equal(ea.len, eb.len);
-    assert_memory_equal(ea.data, eb.data, ea.len);
-    sf_buf_fini(&ea);
-    sf_buf_fini(&eb);
-}
-
-static char *report_text(const void *s)
-{
-    sf_json j;
-    sf_json_init(&j, false);
-    assert_int_equal(ops->report(s, &j), SF_OK);
-    char *t = malloc(j.out.len + 1);
-    assert_non_null(t);
-    memcpy(t, j.out.data, j.out.len);
-    t[j.out.len] = '\0';
-    sf_json_fini(&j);
-    return t;
-}
-
-static double stat(const void *s, const char *name)
-{
-    double v;
-    assert_int_equal(ops->stat(s, NULL, 0, name, &v), SF_OK);
-    return v;
-}
-
 static double stat_q(const void *s, double q)
 {
     char name[64];
     snprintf(name, sizeof name, "q:%.17g", q);
-    return stat(s, name);
+    return stat_of(ops, s, name);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -263,8 +171,8 @@ static void test_report_tiny(void **st)
     (void)st;
     sf_agent_config cfg = make_cfg(COL_V, 0, NULL, "q: [0, 0.5, 1]\naccuracy: 0.01\n");
     assert_int_equal(ops->check(&cfg), SF_OK);
-    void *s = new_state(&cfg);
-    char *t = report_text(s);
+    void *s = new_state(ops, &cfg);
+    char *t = report_text(ops, s);
     assert_string_equal(t, "{\"count\":0,\"nulls\":0,\"nonfinite\":0,\"min\":null,\"max\":null,"
                            "\"quantiles\":{\"0\":null,\"0.5\":null,\"1\":null}}");
     free(t);
@@ -288,12 +196,12 @@ static void test_report_tiny(void **st)
              "{\"count\":3,\"nulls\":1,\"nonfinite\":0,\"min\":1,\"max\":4,"
              "\"quantiles\":{\"0\":1,\"0.5\":%.17g,\"1\":%.17g}}",
              rep2, rep4 > 4.0 ? 4.0 : rep4);
-    t = report_text(s);
+    t = report_text(ops, s);
     assert_string_equal(t, want);
     free(t);
-    free_state(s);
+    free_state(ops, s);
     data_free(&d);
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 static void test_defaults_nonfinite_and_zero(void **st)
@@ -301,7 +209,7 @@ static void test_defaults_nonfinite_and_zero(void **st)
     (void)st;
     sf_agent_config cfg = make_cfg(COL_V, 0, NULL, NULL);
     assert_int_equal(ops->check(&cfg), SF_OK);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     /* -3, 0, -0, 1e-310 (counted as zero), 5, NaN, +inf, -inf, null. */
     data d = data_new(9);
     double v[] = {-3.0, 0.0, -0.0, 1e-310, 5.0, NAN, INFINITY, -INFINITY, 0.0};
@@ -310,19 +218,19 @@ static void test_defaults_nonfinite_and_zero(void **st)
     feed(s, &d, 4);
     /* Finite values sorted: -3, -0, 0, 1e-310, 5 (n = 5). q = 0.5: x_(2) = 0
      * (zero counter, estimated 0); 0.95 and 0.99: x_(3) (zero counter). */
-    char *t = report_text(s);
+    char *t = report_text(ops, s);
     assert_string_equal(t, "{\"count\":8,\"nulls\":1,\"nonfinite\":3,\"min\":-3,\"max\":5,"
                            "\"quantiles\":{\"0.5\":0,\"0.95\":0,\"0.99\":0}}");
     free(t);
-    assert_true(stat(s, "count") == 8.0);
-    assert_true(stat(s, "rows") == 9.0);
-    assert_true(stat(s, "min") == -3.0);
-    assert_true(stat(s, "max") == 5.0);
+    assert_true(stat_of(ops, s, "count") == 8.0);
+    assert_true(stat_of(ops, s, "rows") == 9.0);
+    assert_true(stat_of(ops, s, "min") == -3.0);
+    assert_true(stat_of(ops, s, "max") == 5.0);
     assert_within(stat_q(s, 0.0), -3.0, 0.01);
     assert_within(stat_q(s, 1.0), 5.0, 0.01);
-    free_state(s);
+    free_state(ops, s);
     data_free(&d);
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 /* ---- accuracy against exact references ------------------------------------------- */
@@ -360,12 +268,12 @@ static void check_accuracy(dist k, double alpha, size_t n)
         d.v[i] = draw(k);
         d.vnull[i] = (rnd() % 50) == 0;
     }
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, &d, 1000);
     size_t m;
     double *x = sorted_finite(&d, &m);
-    assert_true(stat(s, "min") == x[0]);
-    assert_true(stat(s, "max") == x[m - 1]);
+    assert_true(stat_of(ops, s, "min") == x[0]);
+    assert_true(stat_of(ops, s, "max") == x[m - 1]);
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++)
         assert_within(stat_q(s, qs[i]), exact_quantile(x, m, qs[i]), alpha);
     for (int i = 0; i < 50; i++) {
@@ -373,9 +281,9 @@ static void check_accuracy(dist k, double alpha, size_t n)
         assert_within(stat_q(s, q), exact_quantile(x, m, q), alpha);
     }
     free(x);
-    free_state(s);
+    free_state(ops, s);
     data_free(&d);
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 static void test_accuracy(void **st)
@@ -402,17 +310,17 @@ static void test_int_column(void **st)
     assert_int_equal(ops->check(&cfg), SF_OK);
     data d = data_new(5000);
     for (size_t i = 0; i < d.n; i++) d.v[i] = (double)(int64_t)(unif() * 1e9) - 5e8;
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, &d, 777);
     size_t m;
     double *x = sorted_finite(&d, &m);
     assert_within(stat_q(s, 0.5), exact_quantile(x, m, 0.5), 0.01);
-    assert_true(stat(s, "min") == x[0]);
-    assert_true(stat(s, "max") == x[m - 1]);
+    assert_true(stat_of(ops, s, "min") == x[0]);
+    assert_true(stat_of(ops, s, "max") == x[m - 1]);
     free(x);
-    free_state(s);
+    free_state(ops, s);
     data_free(&d);
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 /* The median absolute deviation: exact for a hand case, and within the
@@ -422,16 +330,16 @@ static void test_mad(void **st)
 {
     (void)st;
     sf_agent_config cfg = make_cfg(COL_V, 0, NULL, NULL);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     data d = data_new(5);
     double v[] = {1.0, 1.0, 100.0, 1.0, 1.0};
     memcpy(d.v, v, sizeof v);
     feed(s, &d, 2);
     /* Median 1 (its bin's representative 0.99 is clamped to min = 1);
      * deviations 0, 0, 0, 0, ~99: the floor(4 / 2)-th is 0. */
-    assert_true(stat(s, "q:0.5") == 1.0);
-    assert_true(stat(s, "mad") == 0.0);
-    free_state(s);
+    assert_true(stat_of(ops, s, "q:0.5") == 1.0);
+    assert_true(stat_of(ops, s, "mad") == 0.0);
+    free_state(ops, s);
     data_free(&d);
 
     rng_state = 21;
@@ -439,7 +347,7 @@ static void test_mad(void **st)
         size_t n = 3001;
         d = data_new(n);
         for (size_t i = 0; i < n; i++) d.v[i] = draw((dist)k);
-        s = new_state(&cfg);
+        s = new_state(ops, &cfg);
         feed(s, &d, 500);
         size_t m;
         double *x = sorted_finite(&d, &m);
@@ -452,15 +360,15 @@ static void test_mad(void **st)
         }
         qsort(dev, m, sizeof *dev, cmp_double);
         double mad = dev[(m - 1) / 2];
-        double est = stat(s, "mad");
+        double est = stat_of(ops, s, "mad");
         double bound = 0.01 * (maxabs + fabs(med)) * (1 + 1e-12);
         if (!(fabs(est - mad) <= bound)) fail_msg("dist %d: mad %.17g, exact %.17g", k, est, mad);
         free(dev);
         free(x);
-        free_state(s);
+        free_state(ops, s);
         data_free(&d);
     }
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 /* ---- merge laws, round trip, truncations ------------------------------------------- */
@@ -484,18 +392,18 @@ static void check_laws(int nby, const int *by)
     random_data(&d, 8);
 
     /* One state, all rows. */
-    void *whole = new_state(&cfg);
+    void *whole = new_state(ops, &cfg);
     feed(whole, &d, 512);
 
     /* merge(init, x) == x and merge(x, init) == x. */
-    void *e = new_state(&cfg);
+    void *e = new_state(ops, &cfg);
     assert_int_equal(ops->merge(e, whole), SF_OK);
-    assert_same_state(e, whole);
-    void *e2 = new_state(&cfg);
-    void *copy = new_state(&cfg);
+    assert_same_state(ops, e, whole);
+    void *e2 = new_state(ops, &cfg);
+    void *copy = new_state(ops, &cfg);
     assert_int_equal(ops->merge(copy, whole), SF_OK);
     assert_int_equal(ops->merge(copy, e2), SF_OK);
-    assert_same_state(copy, whole);
+    assert_same_state(ops, copy, whole);
 
     /* Split invariance: random cuts into 7 states merged in a shuffled order. */
     enum { PARTS = 7 };
@@ -511,7 +419,7 @@ static void check_laws(int nby, const int *by)
             }
     void *part[PARTS];
     for (int i = 0; i < PARTS; i++) {
-        part[i] = new_state(&cfg);
+        part[i] = new_state(ops, &cfg);
         feed_range(part[i], &d, cut[i], cut[i + 1], 1 + rnd() % 300);
     }
     int perm[PARTS];
@@ -521,64 +429,48 @@ static void check_laws(int nby, const int *by)
         perm[i] = perm[j];
         perm[j] = t;
     }
-    void *acc = new_state(&cfg);
+    void *acc = new_state(ops, &cfg);
     for (int i = 0; i < PARTS; i++) assert_int_equal(ops->merge(acc, part[perm[i]]), SF_OK);
-    assert_same_state(acc, whole);
+    assert_same_state(ops, acc, whole);
 
     /* Associativity and commutativity on three parts. */
-    void *ab_c = new_state(&cfg), *a_bc = new_state(&cfg), *bc = new_state(&cfg), *ba = new_state(&cfg),
-         *ab = new_state(&cfg);
-    assert_int_equal(ops->merge(ab_c, part[0]), SF_OK);
-    assert_int_equal(ops->merge(ab_c, part[1]), SF_OK);
-    assert_int_equal(ops->merge(ab_c, part[2]), SF_OK);
-    assert_int_equal(ops->merge(bc, part[1]), SF_OK);
-    assert_int_equal(ops->merge(bc, part[2]), SF_OK);
-    assert_int_equal(ops->merge(a_bc, part[0]), SF_OK);
-    assert_int_equal(ops->merge(a_bc, bc), SF_OK);
-    assert_same_state(ab_c, a_bc);
-    assert_int_equal(ops->merge(ab, part[0]), SF_OK);
-    assert_int_equal(ops->merge(ab, part[1]), SF_OK);
-    assert_int_equal(ops->merge(ba, part[1]), SF_OK);
-    assert_int_equal(ops->merge(ba, part[0]), SF_OK);
-    assert_same_state(ab, ba);
+    assert_merge_associative(ops, &cfg, part[0], part[1], part[2]);
+    assert_merge_commutative(ops, &cfg, part[0], part[1]);
 
     /* Reports agree too. */
-    char *r1 = report_text(whole), *r2 = report_text(acc);
+    char *r1 = report_text(ops, whole), *r2 = report_text(ops, acc);
     assert_string_equal(r1, r2);
 
     /* Round trip: decode(encode(x)) encodes and reports alike. */
-    sf_buf enc = encoded(whole);
-    void *back = new_state(&cfg);
+    sf_buf enc = encoded(ops, whole);
+    void *back = new_state(ops, &cfg);
     assert_int_equal(ops->decode(back, enc.data, enc.len), SF_OK);
-    assert_same_state(back, whole);
-    char *r3 = report_text(back);
+    assert_same_state(ops, back, whole);
+    char *r3 = report_text(ops, back);
     assert_string_equal(r1, r3);
     /* Decoding replaces what a state held. */
     assert_int_equal(ops->decode(part[3], enc.data, enc.len), SF_OK);
-    assert_same_state(part[3], whole);
+    assert_same_state(ops, part[3], whole);
 
     /* Every truncated prefix and a trailing byte are rejected (on a state
      * of the first 400 rows: every part of the format, fewer bytes). */
-    void *t = new_state(&cfg), *small = new_state(&cfg);
+    void *t = new_state(ops, &cfg), *small = new_state(ops, &cfg);
     feed_range(small, &d, 0, 400, 64);
-    sf_buf senc = encoded(small);
-    for (size_t n = 0; n < senc.len; n++) assert_int_equal(ops->decode(t, senc.data, n), SF_ERR_PARSE);
-    assert_int_equal(sf_buf_put_u8(&senc, 0), SF_OK);
-    assert_int_equal(ops->decode(t, senc.data, senc.len), SF_ERR_PARSE);
-    assert_int_equal(ops->decode(t, senc.data, senc.len - 1), SF_OK);
-    assert_same_state(t, small);
+    sf_buf senc = encoded(ops, small);
+    assert_decode_strict(ops, t, &senc);
+    assert_same_state(ops, t, small);
     sf_buf_fini(&senc);
-    free_state(small);
+    free_state(ops, small);
 
     free(r1);
     free(r2);
     free(r3);
     sf_buf_fini(&enc);
-    void *all[] = {whole, e, e2, copy, acc, ab_c, a_bc, bc, ba, ab, back, t};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_state(all[i]);
-    for (int i = 0; i < PARTS; i++) free_state(part[i]);
+    void *all[] = {whole, e, e2, copy, acc, back, t};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_state(ops, all[i]);
+    for (int i = 0; i < PARTS; i++) free_state(ops, part[i]);
     data_free(&d);
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 static void test_merge_laws(void **st)
@@ -610,7 +502,7 @@ static void test_selection(void **st)
         odd.vnull[i] = d.vnull[2 * i + 1];
         odd.key[i] = d.key[2 * i + 1];
     }
-    void *a = new_state(&cfg), *b = new_state(&cfg);
+    void *a = new_state(ops, &cfg), *b = new_state(ops, &cfg);
     sf_batch batch;
     fill(&batch, &d, 0, d.n);
     for (size_t at = 0; at < d.n / 2; at += 100) {
@@ -619,13 +511,13 @@ static void test_selection(void **st)
     }
     sf_batch_fini(&batch);
     feed(b, &odd, 333);
-    assert_same_state(a, b);
+    assert_same_state(ops, a, b);
     free(sel);
-    free_state(a);
-    free_state(b);
+    free_state(ops, a);
+    free_state(ops, b);
     data_free(&d);
     data_free(&odd);
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 /* Malformed encodings a truncation cannot produce. */
@@ -633,14 +525,14 @@ static void test_decode_strict(void **st)
 {
     (void)st;
     sf_agent_config cfg = make_cfg(COL_V, 0, NULL, NULL);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     data d = data_new(3);
     d.v[0] = 2.0;
     d.v[1] = 3.0;
     d.v[2] = 1000.0;
     feed(s, &d, 3);
-    sf_buf enc = encoded(s);
-    void *t = new_state(&cfg);
+    sf_buf enc = encoded(ops, s);
+    void *t = new_state(ops, &cfg);
     /* Layout: u8 format, u8 nby, f64 alpha, u64 ngroups, key (u32 len 0), 5 u64
      * counters, u32 nneg = 0, u32 npos = 3, then (u32 index, u64 count). */
     size_t pos_bins = 1 + 1 + 8 + 8 + 4 + 40 + 4 + 4;
@@ -681,10 +573,10 @@ static void test_decode_strict(void **st)
 #undef MUTATE
     sf_buf_fini(&bad);
     sf_buf_fini(&enc);
-    free_state(s);
-    free_state(t);
+    free_state(ops, s);
+    free_state(ops, t);
     data_free(&d);
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 /* ---- grouped results against per-group references --------------------------------- */
@@ -698,7 +590,7 @@ static void test_grouped_vs_ungrouped(void **st)
     sf_agent_config ucfg = make_cfg(COL_V, 0, NULL, "q: [0.25, 0.5, 0.999]\n");
     data d = data_new(8000);
     random_data(&d, 5);
-    void *g = new_state(&gcfg);
+    void *g = new_state(ops, &gcfg);
     feed(g, &d, 640);
 
     /* Keys in ascending byte order of their printed form: "" < "\N" <
@@ -726,9 +618,9 @@ static void test_grouped_vs_ungrouped(void **st)
             data_free(&sub);
             continue;
         }
-        void *u = new_state(&ucfg);
+        void *u = new_state(ops, &ucfg);
         feed(u, &sub, 100);
-        char *r = report_text(u);
+        char *r = report_text(ops, u);
         assert_int_equal(sf_buf_printf(&want, "%s\"%s\":%s", listed++ ? "," : "", json_keys[k], r), SF_OK);
         free(r);
         /* stat() of the group's key against the ungrouped state. */
@@ -746,17 +638,17 @@ static void test_grouped_vs_ungrouped(void **st)
         }
         free(key);
         sf_batch_fini(&b);
-        free_state(u);
+        free_state(ops, u);
         data_free(&sub);
     }
     assert_int_equal(sf_buf_printf(&want, "}}"), SF_OK);
     assert_int_equal(sf_buf_put_u8(&want, 0), SF_OK);
-    char *got = report_text(g);
+    char *got = report_text(ops, g);
     assert_string_equal(got, (const char *)want.data);
     free(got);
 
     /* The whole state (key NULL) is every row together. */
-    void *u = new_state(&ucfg);
+    void *u = new_state(ops, &ucfg);
     feed(u, &d, 1000);
     const char *names[] = {"count", "rows", "min", "max", "q:0.5", "q:0.01", "mad"};
     for (int i = 0; i < 7; i++) {
@@ -774,12 +666,12 @@ static void test_grouped_vs_ungrouped(void **st)
     assert_int_equal(ops->stat(g, NULL, 0, "q:1.5", &x), SF_ERR_ARG);
     assert_int_equal(ops->stat(g, NULL, 0, "q:", &x), SF_ERR_ARG);
     assert_int_equal(ops->stat(g, NULL, 0, "q:0.5x", &x), SF_ERR_ARG);
-    free_state(u);
+    free_state(ops, u);
     sf_buf_fini(&want);
-    free_state(g);
+    free_state(ops, g);
     data_free(&d);
-    free_cfg(&gcfg);
-    free_cfg(&ucfg);
+    yaml_cfg_free(&gcfg);
+    yaml_cfg_free(&ucfg);
 }
 
 /* ---- configuration errors ----------------------------------------------------------- */
@@ -791,7 +683,7 @@ static void expect_config_error(int col, const char *yaml, const char *want1, co
     const char *msg = sf_error_message();
     if (strstr(msg, want1) == NULL || (want2 && strstr(msg, want2) == NULL))
         fail_msg("message \"%s\" lacks \"%s\" / \"%s\"", msg, want1, want2 ? want2 : "");
-    free_cfg(&cfg);
+    yaml_cfg_free(&cfg);
 }
 
 static void test_config_errors(void **st)
@@ -825,12 +717,12 @@ static void test_config_errors(void **st)
     /* Quantiles are reported in ascending order whatever the order written. */
     sf_agent_config ok = make_cfg(COL_V, 0, NULL, "q: [0.9, 0.1]\n");
     assert_int_equal(ops->check(&ok), SF_OK);
-    void *s = new_state(&ok);
-    char *t = report_text(s);
+    void *s = new_state(ops, &ok);
+    char *t = report_text(ops, s);
     assert_non_null(strstr(t, "{\"0.1\":null,\"0.9\":null}"));
     free(t);
-    free_state(s);
-    free_cfg(&ok);
+    free_state(ops, s);
+    yaml_cfg_free(&ok);
 }
 
 /* An optional argument runs only the tests whose names match it. */

@@ -24,6 +24,8 @@
 
 #include "agents/sessions.h"
 
+#include "agent_testkit.h"
+
 enum { COL_USER, COL_TS, COL_LAT, COL_REGION, COL_NAME, COL_MS, NCOLS };
 
 static const sf_agent_ops *ops = &sf__agent_sessions;
@@ -32,16 +34,6 @@ static sf_schema schema;
 #define T0 INT64_C(1767225600000000) /* 2026-01-01T00:00:00Z */
 #define MIN_US INT64_C(60000000)
 #define GAP_US (5 * MIN_US)
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static uint64_t below(uint64_t n) { return rnd() % n; }
 
@@ -66,37 +58,6 @@ static int teardown(void **st)
 }
 
 /* ---- configurations ---------------------------------------------------------- */
-
-/* A hand-built option mapping (the agent's node in a workflow). */
-typedef struct opt_map {
-    sf_cfg_node map;
-    sf_cfg_node vals[8];
-    char *keys[8];
-    int lines[8];
-    sf_cfg_node *items[8];
-} opt_map;
-
-static void opts_init(opt_map *o)
-{
-    memset(o, 0, sizeof *o);
-    o->map.kind = SF_NODE_MAP;
-    o->map.line = 7;
-    o->map.keys = o->keys;
-    o->map.key_lines = o->lines;
-    o->map.items = o->items;
-}
-
-static void opts_add(opt_map *o, const char *k, const char *v, int line)
-{
-    size_t i = o->map.n++;
-    assert_true(i < 8);
-    o->keys[i] = (char *)k;
-    o->lines[i] = line;
-    o->vals[i].kind = SF_NODE_SCALAR;
-    o->vals[i].scalar = (char *)v;
-    o->vals[i].line = line;
-    o->items[i] = &o->vals[i];
-}
 
 static const int by_region[] = {COL_REGION};
 
@@ -160,20 +121,6 @@ static void fill_batch(sf_batch *b, const ev *e, size_t n)
     b->nrows = n;
 }
 
-static void *new_state(const sf_agent_config *cfg)
-{
-    void *s = calloc(1, ops->state_size);
-    assert_non_null(s);
-    assert_int_equal(ops->init(s, cfg), SF_OK);
-    return s;
-}
-
-static void free_state(void *s)
-{
-    ops->destroy(s);
-    free(s);
-}
-
 /* Processes events in morsels of random sizes: contiguous row ranges of a
  * batch of the events, and every other morsel as a row selection (the rows
  * of a where: filter) over a batch where decoys sit between the events. */
@@ -214,33 +161,6 @@ static void feed(void *s, const ev *e, size_t n)
     sf_batch_fini(&d);
     free(all);
     free(sel);
-}
-
-static sf_buf encode(const void *s)
-{
-    sf_buf out;
-    sf_buf_init(&out);
-    assert_int_equal(ops->encode(s, &out), SF_OK);
-    return out;
-}
-
-static void assert_same_bytes(const sf_buf *a, const sf_buf *b)
-{
-    assert_int_equal(a->len, b->len);
-    assert_memory_equal(a->data, b->data, a->len);
-}
-
-static char *report_text(const void *s)
-{
-    sf_json j;
-    sf_json_init(&j, false);
-    assert_int_equal(ops->report(s, &j), SF_OK);
-    char *t = malloc(j.out.len + 1);
-    assert_non_null(t);
-    memcpy(t, j.out.data, j.out.len);
-    t[j.out.len] = '\0';
-    sf_json_fini(&j);
-    return t;
 }
 
 /* ---- the reference ------------------------------------------------------------------ */
@@ -611,16 +531,16 @@ static void check_against_reference(size_t n, uint64_t users, bool skewed, bool 
     ev *e = random_events(n, users, skewed);
     sf_agent_config cfg = make_cfg(grouped ? 1 : 0, NULL);
     assert_int_equal(ops->check(&cfg), SF_OK);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, e, n);
-    sf_buf enc = encode(s);
+    sf_buf enc = encoded(ops, s);
     size_t na, nb;
     uint64_t ska, skb;
     ref_sess *want = reference(e, n, GAP_US, grouped, false, &na, &ska);
     ref_sess *got = parse_state(&enc, GAP_US, &nb, &skb);
     assert_int_equal(skb, ska);
     assert_sessions_equal(got, nb, want, na);
-    char *rep = report_text(s);
+    char *rep = report_text(ops, s);
     char *exp = reference_report(want, na, GAP_US, MIN_US, 2000, grouped, ska);
     assert_string_equal(rep, exp);
     /* stat() agrees with the reference as well. */
@@ -639,7 +559,7 @@ static void check_against_reference(size_t n, uint64_t users, bool skewed, bool 
     free(want);
     free(got);
     sf_buf_fini(&enc);
-    free_state(s);
+    free_state(ops, s);
     free(e);
 }
 
@@ -665,7 +585,7 @@ static sf_buf split_and_merge(const sf_agent_config *cfg, const ev *e, size_t n,
     for (int i = 0; i < k; i++) {
         part[i] = malloc(sizeof *part[i] * (n ? n : 1));
         assert_non_null(part[i]);
-        st[i] = new_state(cfg);
+        st[i] = new_state(ops, cfg);
     }
     for (size_t i = 0; i < n; i++) {
         int p = (int)below((uint64_t)k);
@@ -681,11 +601,11 @@ static sf_buf split_and_merge(const sf_agent_config *cfg, const ev *e, size_t n,
         int a = (int)below((uint64_t)live), b = (int)below((uint64_t)live - 1);
         if (b >= a) b++;
         assert_int_equal(ops->merge(st[a], st[b]), SF_OK);
-        free_state(st[b]);
+        free_state(ops, st[b]);
         st[b] = st[--live];
     }
-    sf_buf out = encode(st[0]);
-    free_state(st[0]);
+    sf_buf out = encoded(ops, st[0]);
+    free_state(ops, st[0]);
     return out;
 }
 
@@ -698,16 +618,16 @@ static void test_split_invariance(void **state)
         bool grouped = trial % 2 == 0;
         ev *e = random_events(n, trial % 3 == 0 ? 5 : 200, trial % 4 == 1);
         sf_agent_config cfg = make_cfg(grouped ? 1 : 0, NULL);
-        void *one = new_state(&cfg);
+        void *one = new_state(ops, &cfg);
         feed(one, e, n);
-        sf_buf want = encode(one);
+        sf_buf want = encoded(ops, one);
         for (int k = 2; k <= 9; k += 7 - trial % 3) {
             sf_buf got = split_and_merge(&cfg, e, n, k);
             assert_same_bytes(&got, &want);
             sf_buf_fini(&got);
         }
         sf_buf_fini(&want);
-        free_state(one);
+        free_state(ops, one);
         free(e);
     }
 }
@@ -718,26 +638,26 @@ static void test_merge_laws(void **state)
     rng_state = 13;
     sf_agent_config cfg = make_cfg(1, NULL);
     ev *e = random_events(3000, 60, false);
-    void *x = new_state(&cfg), *y = new_state(&cfg), *z = new_state(&cfg);
+    void *x = new_state(ops, &cfg), *y = new_state(ops, &cfg), *z = new_state(ops, &cfg);
     feed(x, e, 1000);
     feed(y, e + 1000, 1000);
     feed(z, e + 2000, 1000);
-    sf_buf bx = encode(x);
+    sf_buf bx = encoded(ops, x);
 
     /* Identity on both sides. */
-    void *i1 = new_state(&cfg);
+    void *i1 = new_state(ops, &cfg);
     assert_int_equal(ops->merge(i1, x), SF_OK);
-    sf_buf b1 = encode(i1);
+    sf_buf b1 = encoded(ops, i1);
     assert_same_bytes(&b1, &bx);
-    void *x2 = new_state(&cfg);
+    void *x2 = new_state(ops, &cfg);
     feed(x2, e, 1000);
-    void *empty = new_state(&cfg);
+    void *empty = new_state(ops, &cfg);
     assert_int_equal(ops->merge(x2, empty), SF_OK);
-    sf_buf b2 = encode(x2);
+    sf_buf b2 = encoded(ops, x2);
     assert_same_bytes(&b2, &bx);
 
     /* (x + y) + z == x + (y + z) == (z + x) + y. */
-    void *l = new_state(&cfg), *r = new_state(&cfg), *c = new_state(&cfg), *yz = new_state(&cfg);
+    void *l = new_state(ops, &cfg), *r = new_state(ops, &cfg), *c = new_state(ops, &cfg), *yz = new_state(ops, &cfg);
     assert_int_equal(ops->merge(l, x), SF_OK);
     assert_int_equal(ops->merge(l, y), SF_OK);
     assert_int_equal(ops->merge(l, z), SF_OK);
@@ -748,13 +668,13 @@ static void test_merge_laws(void **state)
     assert_int_equal(ops->merge(c, z), SF_OK);
     assert_int_equal(ops->merge(c, x), SF_OK);
     assert_int_equal(ops->merge(c, y), SF_OK);
-    sf_buf bl = encode(l), br = encode(r), bc = encode(c);
+    sf_buf bl = encoded(ops, l), br = encoded(ops, r), bc = encoded(ops, c);
     assert_same_bytes(&bl, &br);
     assert_same_bytes(&bl, &bc);
     /* The sum has what one state of all events has. */
-    void *all = new_state(&cfg);
+    void *all = new_state(ops, &cfg);
     feed(all, e, 3000);
-    sf_buf ba = encode(all);
+    sf_buf ba = encoded(ops, all);
     assert_same_bytes(&bl, &ba);
 
     sf_buf_fini(&bx);
@@ -765,7 +685,7 @@ static void test_merge_laws(void **state)
     sf_buf_fini(&bc);
     sf_buf_fini(&ba);
     void *states[] = {x, y, z, i1, x2, empty, l, r, c, yz, all};
-    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) free_state(states[i]);
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) free_state(ops, states[i]);
     free(e);
 }
 
@@ -787,7 +707,7 @@ static void test_end_ties(void **state)
     snprintf(expect, sizeof expect, "\"%s\":{\"buckets\":{\"2026-01-01T00:10:00\"", winner);
     char *first = NULL;
     for (int order = 0; order < 6; order++) {
-        void *sa = new_state(&cfg), *sb = new_state(&cfg), *sc = new_state(&cfg);
+        void *sa = new_state(ops, &cfg), *sb = new_state(ops, &cfg), *sc = new_state(ops, &cfg);
         feed(sa, a, 2);
         feed(sb, b, 2);
         feed(sc, c, 1);
@@ -795,7 +715,7 @@ static void test_end_ties(void **state)
         int p = order % 3, q = (order / 3 + p + 1) % 3, rr = 3 - p - q;
         assert_int_equal(ops->merge(st[p], st[q]), SF_OK);
         assert_int_equal(ops->merge(st[p], st[rr]), SF_OK);
-        char *rep = report_text(st[p]);
+        char *rep = report_text(ops, st[p]);
         /* One session of 5 events, ended slow (2500) in the winning region. */
         assert_non_null(strstr(rep, "\"sessions\":1,\"events\":5,"));
         assert_non_null(strstr(rep, "\"abandoned\":1,"));
@@ -805,9 +725,9 @@ static void test_end_ties(void **state)
             assert_string_equal(rep, first);
             free(rep);
         }
-        free_state(sa);
-        free_state(sb);
-        free_state(sc);
+        free_state(ops, sa);
+        free_state(ops, sb);
+        free_state(ops, sc);
     }
     free(first);
 }
@@ -833,9 +753,9 @@ static void test_hand_example(void **state)
         {0, T0, 1, false, false, "us-east"},   /* null user: skipped */
     };
     sf_agent_config cfg = make_cfg(0, NULL);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, e, 7);
-    char *rep = report_text(s);
+    char *rep = report_text(ops, s);
     assert_string_equal(rep,
                         "{\"gap_us\":300000000,\"sessions\":4,\"events\":6,\"mean_events\":1.5,"
                         "\"mean_duration_s\":135,\"abandoned\":2,\"abandon_rate\":0.5,\"bucket_us\":60000000,"
@@ -843,17 +763,17 @@ static void test_hand_example(void **state)
                         "\"2026-01-01T00:15:00\":{\"sessions\":1,\"abandoned\":0,\"rate\":0},"
                         "\"2026-01-01T00:20:00\":{\"sessions\":1,\"abandoned\":1,\"rate\":1}},\"skipped\":1}");
     free(rep);
-    free_state(s);
+    free_state(ops, s);
 
     /* Grouped by the region of the last event, with a 10-minute bucket. */
-    opt_map o;
-    opts_init(&o);
+    opts o;
+    opts_init_at(&o, 7);
     opts_add(&o, "bucket", "10m", 8);
     cfg = make_cfg(1, &o.map);
     assert_int_equal(ops->check(&cfg), SF_OK);
-    s = new_state(&cfg);
+    s = new_state(ops, &cfg);
     feed(s, e, 7);
-    rep = report_text(s);
+    rep = report_text(ops, s);
     assert_string_equal(rep,
                         "{\"gap_us\":300000000,\"sessions\":4,\"events\":6,\"mean_events\":1.5,"
                         "\"mean_duration_s\":135,\"abandoned\":2,\"abandon_rate\":0.5,\"bucket_us\":600000000,"
@@ -881,31 +801,31 @@ static void test_hand_example(void **state)
     assert_int_equal(ops->stat(s, NULL, 0, "mean", &v), SF_ERR_ARG);
     assert_non_null(strstr(sf_error_message(), "'mean'"));
     free(rep);
-    free_state(s);
+    free_state(ops, s);
 
     /* Options: a 10-minute gap joins user 2's events, slow_ms 2600 leaves
      * only the 3000 ms end slow; an integer latency column works too. */
-    opts_init(&o);
+    opts_init_at(&o, 7);
     opts_add(&o, "gap", "10m", 8);
     opts_add(&o, "slow_ms", "2600", 9);
     opts_add(&o, "latency", "ms", 10);
     cfg = make_cfg(0, &o.map);
     assert_int_equal(ops->check(&cfg), SF_OK);
-    s = new_state(&cfg);
+    s = new_state(ops, &cfg);
     feed(s, e, 7);
-    rep = report_text(s);
+    rep = report_text(ops, s);
     assert_non_null(strstr(rep, "{\"gap_us\":600000000,\"sessions\":3,\"events\":6,\"mean_events\":2,"));
     assert_non_null(strstr(rep, "\"abandoned\":1,"));
     free(rep);
-    free_state(s);
+    free_state(ops, s);
 }
 
 static void test_string_users(void **state)
 {
     (void)state;
     rng_state = 14;
-    opt_map o;
-    opts_init(&o);
+    opts o;
+    opts_init_at(&o, 7);
     opts_add(&o, "user", "name", 8);
     sf_agent_config cfg = make_cfg(1, &o.map);
     cfg.shard_key = "name";
@@ -915,9 +835,9 @@ static void test_string_users(void **state)
     /* A null id would print as "u0" in the name column: no null users here. */
     for (size_t i = 0; i < n; i++)
         if (e[i].user == 0) e[i].user = 3;
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, e, n);
-    sf_buf enc = encode(s);
+    sf_buf enc = encoded(ops, s);
     size_t na, nb;
     uint64_t ska, skb;
     ref_sess *want = reference(e, n, GAP_US, true, true, &na, &ska);
@@ -930,7 +850,7 @@ static void test_string_users(void **state)
     free(got);
     free(want);
     sf_buf_fini(&enc);
-    free_state(s);
+    free_state(ops, s);
     free(e);
 }
 
@@ -941,25 +861,25 @@ static void test_round_trip_and_truncation(void **state)
     for (int grouped = 0; grouped <= 1; grouped++) {
         sf_agent_config cfg = make_cfg(grouped, NULL);
         ev *e = random_events(400, 12, false);
-        void *s = new_state(&cfg);
+        void *s = new_state(ops, &cfg);
         feed(s, e, 400);
-        sf_buf enc = encode(s);
-        char *rep = report_text(s);
+        sf_buf enc = encoded(ops, s);
+        char *rep = report_text(ops, s);
 
-        void *d = new_state(&cfg);
+        void *d = new_state(ops, &cfg);
         assert_int_equal(ops->decode(d, enc.data, enc.len), SF_OK);
-        sf_buf again = encode(d);
+        sf_buf again = encoded(ops, d);
         assert_same_bytes(&again, &enc);
-        char *rep2 = report_text(d);
+        char *rep2 = report_text(ops, d);
         assert_string_equal(rep, rep2);
         /* Decoding replaces what the state held. */
         feed(d, e, 50);
         assert_int_equal(ops->decode(d, enc.data, enc.len), SF_OK);
-        sf_buf third = encode(d);
+        sf_buf third = encoded(ops, d);
         assert_same_bytes(&third, &enc);
 
         /* Every proper prefix is rejected. */
-        void *t = new_state(&cfg);
+        void *t = new_state(ops, &cfg);
         for (size_t len = 0; len < enc.len; len++)
             if (ops->decode(t, enc.data, len) != SF_ERR_PARSE) fail_msg("prefix of %zu bytes accepted", len);
         /* So are trailing bytes. */
@@ -983,20 +903,20 @@ static void test_round_trip_and_truncation(void **state)
         sf_buf_fini(&third);
         free(rep);
         free(rep2);
-        free_state(t);
-        free_state(d);
-        free_state(s);
+        free_state(ops, t);
+        free_state(ops, d);
+        free_state(ops, s);
         sf_buf_fini(&enc);
         free(e);
     }
 
     /* Hand-made states that processing cannot produce are rejected. */
     sf_agent_config cfg = make_cfg(0, NULL);
-    void *t = new_state(&cfg);
+    void *t = new_state(ops, &cfg);
     const ev two[] = {{1, T0, 100, false, false, "x"}, {1, T0 + 6 * MIN_US, 100, false, false, "x"}};
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, two, 2);
-    sf_buf enc = encode(s);
+    sf_buf enc = encoded(ops, s);
     /* Layout: 1 + 1 + 8 + 8, keys: 8 + (4 + 0), users: 8, user key 4 + 9,
      * sessions count 8, then two sessions of 36 bytes. */
     size_t first = 1 + 1 + 8 + 8 + 8 + 4 + 8 + 4 + 9 + 8;
@@ -1027,12 +947,12 @@ static void test_round_trip_and_truncation(void **state)
     assert_int_equal(ops->decode(t, bad.data, bad.len), SF_OK);
     sf_buf_fini(&bad);
     sf_buf_fini(&enc);
-    free_state(s);
-    free_state(t);
+    free_state(ops, s);
+    free_state(ops, t);
 
     /* A group key that no session ends with, or keys out of order. */
     cfg = make_cfg(1, NULL);
-    t = new_state(&cfg);
+    t = new_state(ops, &cfg);
     keybytes ka = str_key("a"), kb = str_key("b"), user = int_key(1);
     for (int variant = 0; variant < 3; variant++) {
         sf_buf h;
@@ -1061,16 +981,16 @@ static void test_round_trip_and_truncation(void **state)
         assert_int_equal(ops->decode(t, h.data, h.len), variant == 0 ? SF_OK : SF_ERR_PARSE);
         if (variant == 0) {
             const ev one[] = {{1, T0, 0, true, false, "a"}};
-            void *p1 = new_state(&cfg);
+            void *p1 = new_state(ops, &cfg);
             feed(p1, one, 1);
-            sf_buf e1 = encode(p1);
+            sf_buf e1 = encoded(ops, p1);
             assert_same_bytes(&e1, &h);
             sf_buf_fini(&e1);
-            free_state(p1);
+            free_state(ops, p1);
         }
         sf_buf_fini(&h);
     }
-    free_state(t);
+    free_state(ops, t);
 }
 
 static void test_check_and_options(void **state)
@@ -1086,8 +1006,8 @@ static void test_check_and_options(void **state)
     assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
     /* Without shard.key and user: the message cannot name the column. */
     assert_non_null(strstr(sf_error_message(), "sessions needs shard.strategy: hash with shard.key:"));
-    opt_map o;
-    opts_init(&o);
+    opts o;
+    opts_init_at(&o, 7);
     opts_add(&o, "user", "user", 8);
     cfg.node = &o.map;
     assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
@@ -1107,25 +1027,25 @@ static void test_check_and_options(void **state)
     opts_add(&o, "gap", "soon", 9);
     assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
     assert_non_null(strstr(sf_error_message(), "wf.yaml:9: agent 'sess': option 'gap'"));
-    opts_init(&o);
+    opts_init_at(&o, 7);
     opts_add(&o, "slow_ms", "-1", 11);
     assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
     assert_non_null(strstr(sf_error_message(), "wf.yaml:11: agent 'sess': option 'slow_ms'"));
-    opts_init(&o);
+    opts_init_at(&o, 7);
     opts_add(&o, "timeout", "5m", 12);
     assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
     assert_non_null(strstr(sf_error_message(), "wf.yaml:12: agent 'sess': unknown option 'timeout'"));
-    opts_init(&o);
+    opts_init_at(&o, 7);
     opts_add(&o, "time", "region", 13);
     assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
     assert_non_null(strstr(sf_error_message(), "wf.yaml:13: agent 'sess': option 'time'"));
     assert_non_null(strstr(sf_error_message(), "string"));
-    opts_init(&o);
+    opts_init_at(&o, 7);
     opts_add(&o, "latency", "nope", 14);
     assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
     assert_non_null(strstr(sf_error_message(), "wf.yaml:14: agent 'sess': option 'latency'"));
     assert_non_null(strstr(sf_error_message(), "no column 'nope'"));
-    opts_init(&o);
+    opts_init_at(&o, 7);
     cfg.column = "latency_ms";
     assert_int_equal(ops->check(&cfg), SF_ERR_CONFIG);
     assert_non_null(strstr(sf_error_message(), "wf.yaml:7: agent 'sess': sessions takes no column:"));
@@ -1140,7 +1060,7 @@ static void test_check_and_options(void **state)
     assert_string_equal(names[0], "user");
     assert_string_equal(names[1], "timestamp");
     assert_string_equal(names[2], "latency_ms");
-    opts_init(&o);
+    opts_init_at(&o, 7);
     opts_add(&o, "user", "name", 8);
     opts_add(&o, "time", "ts2", 9);
     opts_add(&o, "latency", "ms", 10);

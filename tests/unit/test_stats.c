@@ -20,20 +20,12 @@
 
 #include "agents/builtin.h"
 
+#include "agent_testkit.h"
+
 enum { COL_V, COL_SERVICE, COL_N, COL_TS, COL_W, NCOLS };
 
 static const sf_agent_ops *ops = &sf__agent_stats;
 static sf_schema schema;
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static int setup(void **st)
 {
@@ -104,75 +96,13 @@ static void fill_batch(sf_batch *b, const row *rows, size_t n)
     b->nrows = n;
 }
 
-static void *new_state(const sf_agent_config *cfg)
-{
-    void *s = calloc(1, ops->state_size);
-    assert_non_null(s);
-    assert_int_equal(ops->init(s, cfg), SF_OK);
-    return s;
-}
-
-static void free_state(void *s)
-{
-    ops->destroy(s);
-    free(s);
-}
-
 /* Processes rows in morsels of `morsel` rows. */
 static void feed(void *s, const row *rows, size_t n, size_t morsel)
 {
     sf_batch b;
     fill_batch(&b, rows, n);
-    for (size_t at = 0; at < n; at += morsel) {
-        size_t end = at + morsel < n ? at + morsel : n;
-        assert_int_equal(ops->process(s, &b, &(sf_rows){at, end - at, NULL}), SF_OK);
-    }
-    if (n == 0) assert_int_equal(ops->process(s, &b, &(sf_rows){0, 0, NULL}), SF_OK);
+    feed_morsels_or_empty(ops, s, &b, morsel);
     sf_batch_fini(&b);
-}
-
-static char *report_text(const void *s)
-{
-    sf_json j;
-    sf_json_init(&j, false);
-    assert_int_equal(ops->report(s, &j), SF_OK);
-    char *t = malloc(j.out.len + 1);
-    assert_non_null(t);
-    memcpy(t, j.out.data, j.out.len);
-    t[j.out.len] = '\0';
-    sf_json_fini(&j);
-    return t;
-}
-
-static void assert_report(const void *s, const char *want)
-{
-    char *got = report_text(s);
-    assert_string_equal(got, want);
-    free(got);
-}
-
-static sf_buf encoded(const void *s)
-{
-    sf_buf b;
-    sf_buf_init(&b);
-    assert_int_equal(ops->encode(s, &b), SF_OK);
-    return b;
-}
-
-static void assert_same_state(const void *a, const void *b)
-{
-    sf_buf ea = encoded(a), eb = encoded(b);
-    assert_int_equal(ea.len, eb.len);
-    assert_memory_equal(ea.data, eb.data, ea.len);
-    sf_buf_fini(&ea);
-    sf_buf_fini(&eb);
-}
-
-static void *copy_state(const sf_agent_config *cfg, const void *s)
-{
-    void *c = new_state(cfg);
-    assert_int_equal(ops->merge(c, s), SF_OK);
-    return c;
 }
 
 /* ---- reports written by hand ---------------------------------------------- */
@@ -181,41 +111,41 @@ static void test_report_tiny(void **st)
 {
     (void)st;
     sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     row rows[] = {{.v = 1.0}, {.v = 2.0}};
     feed(s, rows, 2, 16);
     /* mean 1.5, variance ((1-1.5)^2 + (2-1.5)^2) / 1 = 0.5, stddev sqrt(0.5). */
-    assert_report(s, "{\"count\":2,\"nulls\":0,\"sum\":3,\"mean\":1.5,\"variance\":0.5,"
+    assert_report(ops, s, "{\"count\":2,\"nulls\":0,\"sum\":3,\"mean\":1.5,\"variance\":0.5,"
                      "\"stddev\":0.70710678118654757,\"min\":1,\"max\":2}");
-    free_state(s);
+    free_state(ops, s);
 }
 
 static void test_report_empty_and_single(void **st)
 {
     (void)st;
     sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
-    void *s = new_state(&cfg);
-    assert_report(s, "{\"count\":0,\"nulls\":0,\"sum\":0,\"mean\":null,\"variance\":null,"
+    void *s = new_state(ops, &cfg);
+    assert_report(ops, s, "{\"count\":0,\"nulls\":0,\"sum\":0,\"mean\":null,\"variance\":null,"
                      "\"stddev\":null,\"min\":null,\"max\":null}");
     row one[] = {{.v = -4.25}};
     feed(s, one, 1, 16);
-    assert_report(s, "{\"count\":1,\"nulls\":0,\"sum\":-4.25,\"mean\":-4.25,\"variance\":null,"
+    assert_report(ops, s, "{\"count\":1,\"nulls\":0,\"sum\":-4.25,\"mean\":-4.25,\"variance\":null,"
                      "\"stddev\":null,\"min\":-4.25,\"max\":-4.25}");
-    free_state(s);
+    free_state(ops, s);
 }
 
 static void test_nulls_skipped(void **st)
 {
     (void)st;
     sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     row rows[] = {{.v = 3.0}, {.v = 100.0, .v_null = true}, {.v = 5.0},
                   {.v_null = true}, {.v = 7.0}};
     feed(s, rows, 5, 2);
     /* 3, 5, 7: mean 5, variance (4 + 0 + 4) / 2 = 4, stddev 2. */
-    assert_report(s, "{\"count\":3,\"nulls\":2,\"sum\":15,\"mean\":5,\"variance\":4,"
+    assert_report(ops, s, "{\"count\":3,\"nulls\":2,\"sum\":15,\"mean\":5,\"variance\":4,"
                      "\"stddev\":2,\"min\":3,\"max\":7}");
-    free_state(s);
+    free_state(ops, s);
 }
 
 static void test_int_and_timestamp_columns(void **st)
@@ -223,23 +153,23 @@ static void test_int_and_timestamp_columns(void **st)
     (void)st;
     sf_agent_config cfg = make_cfg(COL_N, 0, NULL);
     assert_int_equal(ops->check(&cfg), SF_OK);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     row rows[] = {{.n = 10}, {.n = -2}, {.n = 4}};
     feed(s, rows, 3, 2);
     /* mean 4, variance (36 + 36 + 0) / 2 = 36. */
-    assert_report(s, "{\"count\":3,\"nulls\":0,\"sum\":12,\"mean\":4,\"variance\":36,"
+    assert_report(ops, s, "{\"count\":3,\"nulls\":0,\"sum\":12,\"mean\":4,\"variance\":36,"
                      "\"stddev\":6,\"min\":-2,\"max\":10}");
-    free_state(s);
+    free_state(ops, s);
 
     cfg = make_cfg(COL_TS, 0, NULL);
     assert_int_equal(ops->check(&cfg), SF_OK);
-    s = new_state(&cfg);
+    s = new_state(ops, &cfg);
     row ts[] = {{.ts = 1000000}, {.ts = 3000000}};
     feed(s, ts, 2, 2);
-    assert_report(s, "{\"count\":2,\"nulls\":0,\"sum\":4000000,\"mean\":2000000,"
+    assert_report(ops, s, "{\"count\":2,\"nulls\":0,\"sum\":4000000,\"mean\":2000000,"
                      "\"variance\":2000000000000,\"stddev\":1414213.562373095,"
                      "\"min\":1000000,\"max\":3000000}");
-    free_state(s);
+    free_state(ops, s);
 }
 
 static void test_signed_zero_extremes(void **st)
@@ -250,46 +180,46 @@ static void test_signed_zero_extremes(void **st)
                        "\"stddev\":0,\"min\":-0,\"max\":0}";
     row a[] = {{.v = 0.0}, {.v = -0.0}};
     row b[] = {{.v = -0.0}, {.v = 0.0}};
-    void *sa = new_state(&cfg), *sb = new_state(&cfg);
+    void *sa = new_state(ops, &cfg), *sb = new_state(ops, &cfg);
     feed(sa, a, 2, 1);
     feed(sb, b, 2, 1);
-    assert_report(sa, want);
-    assert_report(sb, want);
-    assert_same_state(sa, sb);
+    assert_report(ops, sa, want);
+    assert_report(ops, sb, want);
+    assert_same_state(ops, sa, sb);
     /* Split across states and merged either way. */
-    void *x = new_state(&cfg), *y = new_state(&cfg);
+    void *x = new_state(ops, &cfg), *y = new_state(ops, &cfg);
     feed(x, a, 1, 1);
     feed(y, a + 1, 1, 1);
     assert_int_equal(ops->merge(x, y), SF_OK);
-    assert_report(x, want);
-    free_state(x);
-    x = new_state(&cfg);
+    assert_report(ops, x, want);
+    free_state(ops, x);
+    x = new_state(ops, &cfg);
     feed(x, a, 1, 1);
     assert_int_equal(ops->merge(y, x), SF_OK);
-    assert_report(y, want);
-    free_state(x);
-    free_state(y);
-    free_state(sa);
-    free_state(sb);
+    assert_report(ops, y, want);
+    free_state(ops, x);
+    free_state(ops, y);
+    free_state(ops, sa);
+    free_state(ops, sb);
 }
 
 static void test_non_finite_values(void **st)
 {
     (void)st;
     sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     row rows[] = {{.v = 1.0}, {.v = NAN}, {.v = 3.0}};
     feed(s, rows, 3, 8);
     /* NaN makes the sums undefined but is ignored by min and max. */
-    assert_report(s, "{\"count\":3,\"nulls\":0,\"sum\":null,\"mean\":null,\"variance\":null,"
+    assert_report(ops, s, "{\"count\":3,\"nulls\":0,\"sum\":null,\"mean\":null,\"variance\":null,"
                      "\"stddev\":null,\"min\":1,\"max\":3}");
-    free_state(s);
-    s = new_state(&cfg);
+    free_state(ops, s);
+    s = new_state(ops, &cfg);
     row inf[] = {{.v = 1.0}, {.v = -INFINITY}};
     feed(s, inf, 2, 8);
-    assert_report(s, "{\"count\":2,\"nulls\":0,\"sum\":null,\"mean\":null,\"variance\":null,"
+    assert_report(ops, s, "{\"count\":2,\"nulls\":0,\"sum\":null,\"mean\":null,\"variance\":null,"
                      "\"stddev\":null,\"min\":null,\"max\":1}");
-    free_state(s);
+    free_state(ops, s);
 }
 
 static void test_grouped_by_hand(void **st)
@@ -297,25 +227,25 @@ static void test_grouped_by_hand(void **st)
     (void)st;
     int by[] = {COL_SERVICE};
     sf_agent_config cfg = make_cfg(COL_V, 1, by);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     row rows[] = {{.v = 1.0, .service = "b"}, {.v = 4.0, .service = NULL},
                   {.v = 10.0, .service = "a"}, {.v = 3.0, .service = "b"},
                   {.v = 0.0, .service = "a", .v_null = true}};
     feed(s, rows, 5, 2);
     /* Keys in byte order: "\N" (the null key) < "a" < "b". */
-    assert_report(s, "{\"groups\":{"
+    assert_report(ops, s, "{\"groups\":{"
                      "\"\\\\N\":{\"count\":1,\"nulls\":0,\"sum\":4,\"mean\":4,\"variance\":null,"
                      "\"stddev\":null,\"min\":4,\"max\":4},"
                      "\"a\":{\"count\":1,\"nulls\":1,\"sum\":10,\"mean\":10,\"variance\":null,"
                      "\"stddev\":null,\"min\":10,\"max\":10},"
                      "\"b\":{\"count\":2,\"nulls\":0,\"sum\":4,\"mean\":2,\"variance\":2,"
                      "\"stddev\":1.4142135623730951,\"min\":1,\"max\":3}}}");
-    free_state(s);
+    free_state(ops, s);
 
     /* No rows at all: no groups. */
-    s = new_state(&cfg);
-    assert_report(s, "{\"groups\":{}}");
-    free_state(s);
+    s = new_state(ops, &cfg);
+    assert_report(ops, s, "{\"groups\":{}}");
+    free_state(ops, s);
 }
 
 static void test_grouped_composite_keys(void **st)
@@ -324,7 +254,7 @@ static void test_grouped_composite_keys(void **st)
     int by[] = {COL_SERVICE, COL_N, COL_TS};
     sf_agent_config cfg = make_cfg(COL_V, 3, by);
     assert_int_equal(ops->check(&cfg), SF_OK);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     /* 86400000000 us = 1970-01-02T00:00:00. */
     row rows[] = {{.v = 2.0, .service = "web", .n = 12, .ts = 86400000000},
                   {.v = 6.0, .service = "web", .n = 12, .ts = 86400000000},
@@ -332,14 +262,14 @@ static void test_grouped_composite_keys(void **st)
                   {.v = 7.0, .service = NULL, .n = 12, .ts = 0}};
     feed(s, rows, 4, 3);
     /* A null part prints as \N (JSON "\\N"), which sorts before letters. */
-    assert_report(s, "{\"groups\":{"
+    assert_report(ops, s, "{\"groups\":{"
                      "\"\\\\N|12|1970-01-01T00:00:00\":{\"count\":1,\"nulls\":0,\"sum\":7,"
                      "\"mean\":7,\"variance\":null,\"stddev\":null,\"min\":7,\"max\":7},"
                      "\"web|-3|1970-01-01T00:00:00\":{\"count\":1,\"nulls\":0,\"sum\":5,"
                      "\"mean\":5,\"variance\":null,\"stddev\":null,\"min\":5,\"max\":5},"
                      "\"web|12|1970-01-02T00:00:00\":{\"count\":2,\"nulls\":0,\"sum\":8,"
                      "\"mean\":4,\"variance\":8,\"stddev\":2.8284271247461903,\"min\":2,\"max\":6}}}");
-    free_state(s);
+    free_state(ops, s);
 }
 
 static void test_grouped_by_float_key(void **st)
@@ -347,15 +277,15 @@ static void test_grouped_by_float_key(void **st)
     (void)st;
     int by[] = {COL_W};
     sf_agent_config cfg = make_cfg(COL_V, 1, by);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     row rows[] = {{.v = 1.0, .w = 0.5}, {.v = 2.0, .w = 0.5}, {.v = 3.0, .w = 0.25}};
     feed(s, rows, 3, 2);
-    assert_report(s, "{\"groups\":{"
+    assert_report(ops, s, "{\"groups\":{"
                      "\"0.25\":{\"count\":1,\"nulls\":0,\"sum\":3,\"mean\":3,\"variance\":null,"
                      "\"stddev\":null,\"min\":3,\"max\":3},"
                      "\"0.5\":{\"count\":2,\"nulls\":0,\"sum\":3,\"mean\":1.5,\"variance\":0.5,"
                      "\"stddev\":0.70710678118654757,\"min\":1,\"max\":2}}}");
-    free_state(s);
+    free_state(ops, s);
 }
 
 /* Distinct keys never print alike: a null is \N, an empty string is "",
@@ -365,12 +295,12 @@ static void test_keys_never_alike(void **st)
     (void)st;
     int by[] = {COL_SERVICE};
     sf_agent_config cfg = make_cfg(COL_V, 1, by);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     row rows[] = {{.v = 1.0, .service = ""}, {.v = 3.0, .service = NULL}, {.v = 5.0, .service = "a|b"},
                   {.v = 7.0, .service = "a\\"}};
     feed(s, rows, 4, 2);
     /* JSON text: "" < "\\N" < "a\\\\" < "a\\|b" (bytes: '"' then '\\' ...). */
-    assert_report(s, "{\"groups\":{"
+    assert_report(ops, s, "{\"groups\":{"
                      "\"\":{\"count\":1,\"nulls\":0,\"sum\":1,\"mean\":1,\"variance\":null,"
                      "\"stddev\":null,\"min\":1,\"max\":1},"
                      "\"\\\\N\":{\"count\":1,\"nulls\":0,\"sum\":3,\"mean\":3,\"variance\":null,"
@@ -379,19 +309,19 @@ static void test_keys_never_alike(void **st)
                      "\"stddev\":null,\"min\":7,\"max\":7},"
                      "\"a\\\\|b\":{\"count\":1,\"nulls\":0,\"sum\":5,\"mean\":5,\"variance\":null,"
                      "\"stddev\":null,\"min\":5,\"max\":5}}}");
-    free_state(s);
+    free_state(ops, s);
 
     /* Composite keys: ("x|y", "z") and ("x", "y|z") stay two groups. */
     int by2[] = {COL_SERVICE, COL_SERVICE};
     sf_agent_config cfg2 = make_cfg(COL_V, 2, by2);
-    void *s2 = new_state(&cfg2);
+    void *s2 = new_state(ops, &cfg2);
     row r2[] = {{.v = 1.0, .service = "x|y"}, {.v = 2.0, .service = "x"}};
     feed(s2, r2, 2, 2);
-    char *text = report_text(s2);
+    char *text = report_text(ops, s2);
     assert_non_null(strstr(text, "\"x\\\\|y|x\\\\|y\""));
     assert_non_null(strstr(text, "\"x|x\""));
     free(text);
-    free_state(s2);
+    free_state(ops, s2);
 }
 
 /* ---- references ------------------------------------------------------------ */
@@ -413,13 +343,13 @@ static void test_variance_offset_and_scale(void **st)
     double want = (double)((int64_t)N * sk2 - sk * sk) / (double)((int64_t)N * (N - 1));
     for (int variant = 0; variant < 2; variant++) {
         sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
-        void *s = new_state(&cfg);
+        void *s = new_state(ops, &cfg);
         row *rows = calloc(N, sizeof *rows);
         assert_non_null(rows);
         for (int i = 0; i < N; i++)
             rows[i].v = variant == 0 ? 4503599627370496.0 + (double)(i % 7) : ldexp((double)(i % 7), 500);
         feed(s, rows, N, 128);
-        char *text = report_text(s);
+        char *text = report_text(ops, s);
         const char *p = strstr(text, "\"variance\":");
         assert_non_null(p);
         double got = strtod(p + 11, NULL);
@@ -427,7 +357,7 @@ static void test_variance_offset_and_scale(void **st)
         if (got != expect) fail_msg("variant %d: variance %.17g, exact %.17g", variant, got, expect);
         free(text);
         free(rows);
-        free_state(s);
+        free_state(ops, s);
     }
 }
 
@@ -451,7 +381,7 @@ static void test_against_exact_and_two_pass(void **st)
         lsum += rows[i].v;
     }
     sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, rows, N, 1000);
 
     double sum = ldexp((double)sm, -10); /* exact: |sm| < 2^29 */
@@ -462,7 +392,7 @@ static void test_against_exact_and_two_pass(void **st)
     for (int i = 0; i < N; i++) ss += (rows[i].v - lmean) * (rows[i].v - lmean);
     long double var_two_pass = ss / (N - 1);
 
-    char *text = report_text(s);
+    char *text = report_text(ops, s);
     double got_sum, got_mean, got_var, got_sd;
     const char *p = strstr(text, "\"sum\":");
     assert_non_null(p);
@@ -477,7 +407,7 @@ static void test_against_exact_and_two_pass(void **st)
     assert_true(fabsl((long double)got_var - var_two_pass) <= 4 * ulp);
     assert_true(got_sd == sqrt(got_var));
     free(text);
-    free_state(s);
+    free_state(ops, s);
     free(rows);
 }
 
@@ -485,7 +415,7 @@ static void test_against_exact_and_two_pass(void **st)
  * key count, group count, then key, count, nulls, min, max, sum, squares). */
 static void decode_sums(const void *s, sf_xsum *sum, sf_xsum *sq)
 {
-    sf_buf b = encoded(s);
+    sf_buf b = encoded(ops, s);
     sf_rd r;
     sf_rd_init(&r, b.data, b.len);
     uint8_t version, nby;
@@ -544,12 +474,12 @@ static void test_squares_exact(void **st)
             if (isfinite(p)) sf_xsum_add(&want_sq, fma(x, x, -p));
         }
         sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
-        void *s = new_state(&cfg);
+        void *s = new_state(ops, &cfg);
         feed(s, rows, N, 777);
         decode_sums(s, &got_sum, &got_sq);
         assert_same_xsum(&got_sum, &want_sum);
         assert_same_xsum(&got_sq, &want_sq);
-        free_state(s);
+        free_state(ops, s);
         free(rows);
     }
 }
@@ -575,9 +505,9 @@ static void random_rows(row *rows, size_t n)
 static void check_grouped_against_filtered(const int *by, int nby, const row *rows, size_t n)
 {
     sf_agent_config gcfg = make_cfg(COL_V, nby, by);
-    void *g = new_state(&gcfg);
+    void *g = new_state(ops, &gcfg);
     feed(g, rows, n, 97);
-    char *text = report_text(g);
+    char *text = report_text(ops, g);
 
     sf_agent_config ucfg = make_cfg(COL_V, 0, NULL);
     row *sel = malloc(n * sizeof *sel);
@@ -617,9 +547,9 @@ static void check_grouped_against_filtered(const int *by, int nby, const row *ro
                 done[j] = true;
             }
         }
-        void *u = new_state(&ucfg);
+        void *u = new_state(ops, &ucfg);
         feed(u, sel, m, 50);
-        char *want = report_text(u);
+        char *want = report_text(ops, u);
         char *entry = malloc(strlen(key) + strlen(want) + 8);
         assert_non_null(entry);
         sprintf(entry, "\"%s\":%s", key, want);
@@ -627,7 +557,7 @@ static void check_grouped_against_filtered(const int *by, int nby, const row *ro
         found++;
         free(entry);
         free(want);
-        free_state(u);
+        free_state(ops, u);
     }
     /* No other groups: count the objects inside "groups". */
     size_t objects = 0;
@@ -636,7 +566,7 @@ static void check_grouped_against_filtered(const int *by, int nby, const row *ro
     free(done);
     free(sel);
     free(text);
-    free_state(g);
+    free_state(ops, g);
 }
 
 static void test_grouped_against_filtered(void **st)
@@ -663,17 +593,17 @@ static void test_code_cache_across_batches(void **st)
     (void)st;
     int by[] = {COL_SERVICE};
     sf_agent_config cfg = make_cfg(COL_V, 1, by);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     row first[] = {{.v = 1.0, .service = "x"}, {.v = 2.0, .service = "y"}};
     row second[] = {{.v = 10.0, .service = "y"}, {.v = 20.0, .service = "x"}};
     feed(s, first, 2, 2);
     feed(s, second, 2, 2);
-    assert_report(s, "{\"groups\":{"
+    assert_report(ops, s, "{\"groups\":{"
                      "\"x\":{\"count\":2,\"nulls\":0,\"sum\":21,\"mean\":10.5,\"variance\":180.5,"
                      "\"stddev\":13.435028842544403,\"min\":1,\"max\":20},"
                      "\"y\":{\"count\":2,\"nulls\":0,\"sum\":12,\"mean\":6,\"variance\":32,"
                      "\"stddev\":5.6568542494923806,\"min\":2,\"max\":10}}}");
-    free_state(s);
+    free_state(ops, s);
 }
 
 /* ---- merge laws and encoding -------------------------------------------------- */
@@ -684,35 +614,35 @@ static void check_merge_laws(const sf_agent_config *cfg)
     row *rows = malloc(N * sizeof *rows);
     assert_non_null(rows);
     random_rows(rows, N);
-    void *whole = new_state(cfg);
+    void *whole = new_state(ops, cfg);
     feed(whole, rows, N, 256);
-    void *a = new_state(cfg), *b = new_state(cfg), *c = new_state(cfg);
+    void *a = new_state(ops, cfg), *b = new_state(ops, cfg), *c = new_state(ops, cfg);
     feed(a, rows, 700, 64);
     feed(b, rows + 700, 1000, 333);
     feed(c, rows + 1700, N - 1700, 1);
 
     /* merge(empty, x) == x and merge(x, empty) == x */
-    void *e = new_state(cfg);
-    void *ea = copy_state(cfg, a);
-    assert_same_state(ea, a);
+    void *e = new_state(ops, cfg);
+    void *ea = copy_state(ops, cfg, a);
+    assert_same_state(ops, ea, a);
     assert_int_equal(ops->merge(ea, e), SF_OK);
-    assert_same_state(ea, a);
+    assert_same_state(ops, ea, a);
 
     /* (a + b) + c == a + (b + c) == whole, and a + b == b + a */
-    void *ab = copy_state(cfg, a);
+    void *ab = copy_state(ops, cfg, a);
     assert_int_equal(ops->merge(ab, b), SF_OK);
-    void *ab_c = copy_state(cfg, ab);
+    void *ab_c = copy_state(ops, cfg, ab);
     assert_int_equal(ops->merge(ab_c, c), SF_OK);
-    void *bc = copy_state(cfg, b);
+    void *bc = copy_state(ops, cfg, b);
     assert_int_equal(ops->merge(bc, c), SF_OK);
-    void *a_bc = copy_state(cfg, a);
+    void *a_bc = copy_state(ops, cfg, a);
     assert_int_equal(ops->merge(a_bc, bc), SF_OK);
-    void *ba = copy_state(cfg, b);
+    void *ba = copy_state(ops, cfg, b);
     assert_int_equal(ops->merge(ba, a), SF_OK);
-    assert_same_state(ab_c, a_bc);
-    assert_same_state(ab_c, whole);
-    assert_same_state(ab, ba);
-    char *r1 = report_text(ab_c), *r2 = report_text(whole);
+    assert_same_state(ops, ab_c, a_bc);
+    assert_same_state(ops, ab_c, whole);
+    assert_same_state(ops, ab, ba);
+    char *r1 = report_text(ops, ab_c), *r2 = report_text(ops, whole);
     assert_string_equal(r1, r2);
     free(r1);
     free(r2);
@@ -724,27 +654,27 @@ static void check_merge_laws(const sf_agent_config *cfg)
         rows[i] = rows[j];
         rows[j] = t;
     }
-    void *shuffled = new_state(cfg);
+    void *shuffled = new_state(ops, cfg);
     feed(shuffled, rows, N, 129);
-    assert_same_state(shuffled, whole);
+    assert_same_state(ops, shuffled, whole);
 
     /* decode(encode(x)) == x, into a state that already held data */
-    sf_buf enc = encoded(whole);
+    sf_buf enc = encoded(ops, whole);
     assert_int_equal(ops->decode(a, enc.data, enc.len), SF_OK);
-    assert_same_state(a, whole);
-    r1 = report_text(a);
-    r2 = report_text(whole);
+    assert_same_state(ops, a, whole);
+    r1 = report_text(ops, a);
+    r2 = report_text(ops, whole);
     assert_string_equal(r1, r2);
     free(r1);
     free(r2);
     /* and a decoded state keeps accepting rows */
     feed(a, rows, 10, 10);
     feed(whole, rows, 10, 10);
-    assert_same_state(a, whole);
+    assert_same_state(ops, a, whole);
     sf_buf_fini(&enc);
 
     void *all[] = {whole, a, b, c, e, ea, ab, ab_c, bc, a_bc, ba, shuffled};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_state(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_state(ops, all[i]);
     free(rows);
 }
 
@@ -768,11 +698,11 @@ static void test_decode_rejects(void **st)
 {
     (void)st;
     sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     row rows[] = {{.v = 1.0}, {.v = 2.0}};
     feed(s, rows, 2, 2);
-    sf_buf enc = encoded(s);
-    void *d = new_state(&cfg);
+    sf_buf enc = encoded(ops, s);
+    void *d = new_state(ops, &cfg);
     /* Every truncation fails. */
     for (size_t n = 0; n < enc.len; n++) assert_int_not_equal(ops->decode(d, enc.data, n), SF_OK);
     /* An unknown format version fails. */
@@ -785,16 +715,16 @@ static void test_decode_rejects(void **st)
     /* A grouped state does not decode into an ungrouped one. */
     int by[] = {COL_SERVICE};
     sf_agent_config gcfg = make_cfg(COL_V, 1, by);
-    void *g = new_state(&gcfg);
+    void *g = new_state(ops, &gcfg);
     row grows[] = {{.v = 1.0, .service = "a"}};
     feed(g, grows, 1, 1);
-    sf_buf genc = encoded(g);
+    sf_buf genc = encoded(ops, g);
     assert_int_equal(ops->decode(d, genc.data, genc.len), SF_ERR_PARSE);
     sf_buf_fini(&genc);
     sf_buf_fini(&enc);
-    free_state(g);
-    free_state(d);
-    free_state(s);
+    free_state(ops, g);
+    free_state(ops, d);
+    free_state(ops, s);
 }
 
 /* ---- configuration checks ------------------------------------------------------ */

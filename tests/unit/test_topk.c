@@ -20,6 +20,8 @@
 
 #include "agents/builtin.h"
 
+#include "agent_testkit.h"
+
 extern const sf_agent_ops sf__agent_topk;
 extern const sf_agent_ops sf__agent_countmin;
 
@@ -28,20 +30,6 @@ enum { COL_K, COL_N, COL_F, NCOLS };
 static const sf_agent_ops *topk = &sf__agent_topk;
 static const sf_agent_ops *cmin = &sf__agent_countmin;
 static sf_schema schema;
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double rnd01(void)
-{
-    return (double)(rnd() >> 11) * 0x1p-53;
-}
 
 static int setup(void **st)
 {
@@ -61,36 +49,6 @@ static int teardown(void **st)
 }
 
 /* ---- options written by hand ------------------------------------------------- */
-
-typedef struct opts {
-    sf_cfg_node map;
-    char *keys[8];
-    int lines[8];
-    sf_cfg_node vals[8];
-    sf_cfg_node *items[8];
-} opts;
-
-static void opts_init(opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->map.kind = SF_NODE_MAP;
-    o->map.keys = o->keys;
-    o->map.key_lines = o->lines;
-    o->map.items = o->items;
-    o->map.line = 1;
-}
-
-static void opts_add(opts *o, const char *key, const char *value, int line)
-{
-    size_t i = o->map.n++;
-    o->keys[i] = (char *)key;
-    o->lines[i] = line;
-    o->vals[i].kind = SF_NODE_SCALAR;
-    o->vals[i].scalar = (char *)value;
-    o->vals[i].line = line;
-    o->vals[i].col = 5;
-    o->items[i] = &o->vals[i];
-}
 
 static sf_agent_config make_cfg(const char *agent, const char *id, int col, const opts *o)
 {
@@ -138,31 +96,12 @@ static void fill_batch(sf_batch *b, const row *rows, size_t n)
     b->nrows = n;
 }
 
-static void *new_state(const sf_agent_ops *ops, const sf_agent_config *cfg)
-{
-    void *s = calloc(1, ops->state_size);
-    assert_non_null(s);
-    assert_int_equal(ops->init(s, cfg), SF_OK);
-    return s;
-}
-
-static void free_state(const sf_agent_ops *ops, void *s)
-{
-    ops->destroy(s);
-    free(s);
-}
-
 /* Processes rows in morsels of `morsel` rows. */
 static sf_status feed_rc(const sf_agent_ops *ops, void *s, const row *rows, size_t n, size_t morsel)
 {
     sf_batch b;
     fill_batch(&b, rows, n);
-    sf_status rc = SF_OK;
-    for (size_t at = 0; at < n && rc == SF_OK; at += morsel) {
-        size_t end = at + morsel < n ? at + morsel : n;
-        sf_rows sel = {at, end - at, NULL};
-        rc = ops->process(s, &b, &sel);
-    }
+    sf_status rc = process_morsels(ops, s, &b, morsel);
     sf_batch_fini(&b);
     return rc;
 }
@@ -170,50 +109,6 @@ static sf_status feed_rc(const sf_agent_ops *ops, void *s, const row *rows, size
 static void feed(const sf_agent_ops *ops, void *s, const row *rows, size_t n, size_t morsel)
 {
     assert_int_equal(feed_rc(ops, s, rows, n, morsel), SF_OK);
-}
-
-static char *report_text(const sf_agent_ops *ops, const void *s)
-{
-    sf_json j;
-    sf_json_init(&j, false);
-    assert_int_equal(ops->report(s, &j), SF_OK);
-    char *t = malloc(j.out.len + 1);
-    assert_non_null(t);
-    memcpy(t, j.out.data, j.out.len);
-    t[j.out.len] = '\0';
-    sf_json_fini(&j);
-    return t;
-}
-
-static void assert_report(const sf_agent_ops *ops, const void *s, const char *want)
-{
-    char *got = report_text(ops, s);
-    assert_string_equal(got, want);
-    free(got);
-}
-
-static sf_buf encoded(const sf_agent_ops *ops, const void *s)
-{
-    sf_buf b;
-    sf_buf_init(&b);
-    assert_int_equal(ops->encode(s, &b), SF_OK);
-    return b;
-}
-
-static void assert_same_state(const sf_agent_ops *ops, const void *a, const void *b)
-{
-    sf_buf ea = encoded(ops, a), eb = encoded(ops, b);
-    assert_int_equal(ea.len, eb.len);
-    assert_memory_equal(ea.data, eb.data, ea.len);
-    sf_buf_fini(&ea);
-    sf_buf_fini(&eb);
-}
-
-static double stat_of(const sf_agent_ops *ops, const void *s, const char *name)
-{
-    double v = -1;
-    assert_int_equal(ops->stat(s, NULL, 0, name, &v), SF_OK);
-    return v;
 }
 
 /* Canonical key of a string value / an int64 value (agent.h). */

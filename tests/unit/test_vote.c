@@ -23,15 +23,7 @@
 #include "agents/detect.h"
 #include "flow/yaml_tree.h"
 
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "agent_testkit.h"
 
 /* ---- the rules ---------------------------------------------------------------- */
 
@@ -334,59 +326,12 @@ static void free_env(env *e)
 
 static const sf_agent_ops *ops = &sf__agent_vote;
 
-static void *new_state(const sf_agent_config *cfg)
-{
-    void *s = calloc(1, ops->state_size);
-    assert_non_null(s);
-    assert_int_equal(ops->init(s, cfg), SF_OK);
-    return s;
-}
-
-static void free_state(void *s)
-{
-    ops->destroy(s);
-    free(s);
-}
-
 static void feed(void *s, const row *rows, size_t n, size_t morsel)
 {
     sf_batch b;
     fill_batch(&b, rows, n);
-    for (size_t at = 0; at < n; at += morsel) {
-        sf_rows sel = {at, at + morsel < n ? morsel : n - at, NULL};
-        assert_int_equal(ops->process(s, &b, &sel), SF_OK);
-    }
+    feed_morsels(ops, s, &b, morsel);
     sf_batch_fini(&b);
-}
-
-static char *report_text(const void *s)
-{
-    sf_json j;
-    sf_json_init(&j, false);
-    assert_int_equal(ops->report(s, &j), SF_OK);
-    char *t = malloc(j.out.len + 1);
-    assert_non_null(t);
-    memcpy(t, j.out.data, j.out.len);
-    t[j.out.len] = '\0';
-    sf_json_fini(&j);
-    return t;
-}
-
-static sf_buf encoded(const void *s)
-{
-    sf_buf b;
-    sf_buf_init(&b);
-    assert_int_equal(ops->encode(s, &b), SF_OK);
-    return b;
-}
-
-static void assert_same_state(const void *a, const void *b)
-{
-    sf_buf ea = encoded(a), eb = encoded(b);
-    assert_int_equal(ea.len, eb.len);
-    assert_memory_equal(ea.data, eb.data, ea.len);
-    sf_buf_fini(&ea);
-    sf_buf_fini(&eb);
 }
 
 /* Random rows around the baselines' levels with 5% spikes (truth 1), nulls
@@ -497,7 +442,7 @@ static void test_agent_vs_reference(void **st)
             env e;
             make_env(&e, yaml, 2);
             assert_int_equal(ops->check(&e.cfg), SF_OK);
-            void *s = new_state(&e.cfg);
+            void *s = new_state(ops, &e.cfg);
             feed(s, rows, N, 321);
 
             counts dc[3] = {{0}}, ens = {0};
@@ -547,11 +492,11 @@ static void test_agent_vs_reference(void **st)
                                     (unsigned long long)ens.anomalies);
             len += put_scores(want + len, sizeof want - len, &ens);
             snprintf(want + len, sizeof want - len, "}}");
-            char *got = report_text(s);
+            char *got = report_text(ops, s);
             assert_string_equal(got, want);
             assert_true(ens.tp > 0 && ens.fp + ens.fn > 0 && agreed > 0 && agreed < N);
             free(got);
-            free_state(s);
+            free_state(ops, s);
             free_env(&e);
         }
     }
@@ -583,13 +528,13 @@ static void test_agent_without_truth(void **st)
              "rule: majority\n",
              1);
     assert_int_equal(ops->check(&e.cfg), SF_OK);
-    void *s = new_state(&e.cfg);
+    void *s = new_state(ops, &e.cfg);
     /* api: mean 100, sd 10: 125 (z 2.5 yes), 75 (no: up only), 100 (no),
      * null value and unknown group (unscored). */
     row rows[] = {{.v = 125, .service = "api"}, {.v = 75, .service = "api"}, {.v = 100, .service = "api"},
                   {.v_null = true, .service = "api"}, {.v = 1, .service = "zzz"}};
     feed(s, rows, 5, 2);
-    char *got = report_text(s);
+    char *got = report_text(ops, s);
     assert_string_equal(got, "{\"rule\":\"majority\",\"k\":2,\"records\":5,\"anomalies\":1,"
                              "\"agreement\":0.59999999999999998,\"unscored\":2,"
                              "\"detectors\":{\"zscore@profile.lat\":{\"anomalies\":1,\"unscored\":2}},"
@@ -599,7 +544,7 @@ static void test_agent_without_truth(void **st)
     assert_int_equal(ops->stat(s, NULL, 0, "rows", &r), SF_OK);
     assert_true(r == 5);
     assert_int_equal(ops->stat(s, NULL, 0, "mean", &r), SF_ERR_ARG);
-    free_state(s);
+    free_state(ops, s);
     free_env(&e);
 }
 
@@ -622,32 +567,32 @@ static void test_laws(void **st)
              "truth: truth\n",
              2);
     assert_int_equal(ops->check(&e.cfg), SF_OK);
-    void *whole = new_state(&e.cfg);
+    void *whole = new_state(ops, &e.cfg);
     feed(whole, rows, N, 200);
-    void *z = new_state(&e.cfg);
+    void *z = new_state(ops, &e.cfg);
     assert_int_equal(ops->merge(z, whole), SF_OK);
-    assert_same_state(z, whole);
-    void *z2 = new_state(&e.cfg);
+    assert_same_state(ops, z, whole);
+    void *z2 = new_state(ops, &e.cfg);
     assert_int_equal(ops->merge(whole, z2), SF_OK);
-    assert_same_state(z, whole);
-    free_state(z);
-    free_state(z2);
+    assert_same_state(ops, z, whole);
+    free_state(ops, z);
+    free_state(ops, z2);
 
     size_t cut[K + 1] = {0, 700, 701, 2500, N};
     void *part[K];
     for (int k = 0; k < K; k++) {
-        part[k] = new_state(&e.cfg);
+        part[k] = new_state(ops, &e.cfg);
         feed(part[k], rows + cut[k], cut[k + 1] - cut[k], 64);
     }
     static const int orders[3][K] = {{0, 1, 2, 3}, {3, 1, 0, 2}, {2, 3, 1, 0}};
     for (int o = 0; o < 3; o++) {
-        void *acc = new_state(&e.cfg);
+        void *acc = new_state(ops, &e.cfg);
         for (int k = 0; k < K; k++) assert_int_equal(ops->merge(acc, part[orders[o][k]]), SF_OK);
-        assert_same_state(acc, whole);
-        free_state(acc);
+        assert_same_state(ops, acc, whole);
+        free_state(ops, acc);
     }
     /* (p0 + p1) + p2 == p0 + (p1 + p2). */
-    void *l = new_state(&e.cfg), *r = new_state(&e.cfg), *m = new_state(&e.cfg);
+    void *l = new_state(ops, &e.cfg), *r = new_state(ops, &e.cfg), *m = new_state(ops, &e.cfg);
     assert_int_equal(ops->merge(l, part[0]), SF_OK);
     assert_int_equal(ops->merge(l, part[1]), SF_OK);
     assert_int_equal(ops->merge(l, part[2]), SF_OK);
@@ -655,17 +600,17 @@ static void test_laws(void **st)
     assert_int_equal(ops->merge(m, part[2]), SF_OK);
     assert_int_equal(ops->merge(r, part[0]), SF_OK);
     assert_int_equal(ops->merge(r, m), SF_OK);
-    assert_same_state(l, r);
-    free_state(l);
-    free_state(r);
-    free_state(m);
+    assert_same_state(ops, l, r);
+    free_state(ops, l);
+    free_state(ops, r);
+    free_state(ops, m);
 
     /* Round trip, truncations, trailing bytes, corruptions. */
-    sf_buf enc = encoded(whole);
-    void *d = new_state(&e.cfg);
+    sf_buf enc = encoded(ops, whole);
+    void *d = new_state(ops, &e.cfg);
     assert_int_equal(ops->decode(d, enc.data, enc.len), SF_OK);
-    assert_same_state(d, whole);
-    char *a = report_text(d), *b = report_text(whole);
+    assert_same_state(ops, d, whole);
+    char *a = report_text(ops, d), *b = report_text(ops, whole);
     assert_string_equal(a, b);
     free(a);
     free(b);
@@ -679,7 +624,7 @@ static void test_laws(void **st)
         buf[at] ^= 0x80;
         sf_status rc = ops->decode(d, buf, enc.len);
         if (rc == SF_OK) {
-            sf_buf again = encoded(d);
+            sf_buf again = encoded(ops, d);
             assert_true(again.len != enc.len || memcmp(again.data, enc.data, enc.len) != 0);
             sf_buf_fini(&again);
         } else {
@@ -696,9 +641,9 @@ static void test_laws(void **st)
     }
     free(buf);
     sf_buf_fini(&enc);
-    free_state(d);
-    for (int k = 0; k < K; k++) free_state(part[k]);
-    free_state(whole);
+    free_state(ops, d);
+    for (int k = 0; k < K; k++) free_state(ops, part[k]);
+    free_state(ops, whole);
     free_env(&e);
     free(rows);
 }

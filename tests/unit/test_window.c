@@ -22,21 +22,14 @@
 #include "agents/builtin.h"
 #include "agents/window.h"
 
+#include "agent_testkit.h"
+
 extern const sf_agent_ops sf__agent_window;
 
 enum { COL_T, COL_V, COL_HOST, COL_N, COL_T2, NCOLS };
 
 static const sf_agent_ops *ops = &sf__agent_window;
 static sf_schema schema;
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static int setup(void **st)
 {
@@ -58,36 +51,6 @@ static int teardown(void **st)
 }
 
 /* ---- options written by hand ------------------------------------------------- */
-
-typedef struct opts {
-    sf_cfg_node map;
-    char *keys[8];
-    int lines[8];
-    sf_cfg_node vals[8];
-    sf_cfg_node *items[8];
-} opts;
-
-static void opts_init(opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->map.kind = SF_NODE_MAP;
-    o->map.keys = o->keys;
-    o->map.key_lines = o->lines;
-    o->map.items = o->items;
-    o->map.line = 1;
-}
-
-static void opts_add(opts *o, const char *key, const char *value, int line)
-{
-    size_t i = o->map.n++;
-    o->keys[i] = (char *)key;
-    o->lines[i] = line;
-    o->vals[i].kind = SF_NODE_SCALAR;
-    o->vals[i].scalar = (char *)value;
-    o->vals[i].line = line;
-    o->vals[i].col = 5;
-    o->items[i] = &o->vals[i];
-}
 
 static const int by_host[] = {COL_HOST};
 static const char *const by_host_name[] = {"host"};
@@ -150,67 +113,12 @@ static void fill_batch(sf_batch *b, const row *rows, size_t n)
     b->nrows = n;
 }
 
-static void *new_state(const sf_agent_config *cfg)
-{
-    void *s = calloc(1, ops->state_size);
-    assert_non_null(s);
-    assert_int_equal(ops->init(s, cfg), SF_OK);
-    return s;
-}
-
-static void free_state(void *s)
-{
-    ops->destroy(s);
-    free(s);
-}
-
 static void feed(void *s, const row *rows, size_t n, size_t morsel)
 {
     sf_batch b;
     fill_batch(&b, rows, n);
-    for (size_t at = 0; at < n; at += morsel) {
-        size_t end = at + morsel < n ? at + morsel : n;
-        sf_rows sel = {at, end - at, NULL};
-        assert_int_equal(ops->process(s, &b, &sel), SF_OK);
-    }
+    feed_morsels(ops, s, &b, morsel);
     sf_batch_fini(&b);
-}
-
-static char *report_text(const void *s)
-{
-    sf_json j;
-    sf_json_init(&j, false);
-    assert_int_equal(ops->report(s, &j), SF_OK);
-    char *t = malloc(j.out.len + 1);
-    assert_non_null(t);
-    memcpy(t, j.out.data, j.out.len);
-    t[j.out.len] = '\0';
-    sf_json_fini(&j);
-    return t;
-}
-
-static void assert_report(const void *s, const char *want)
-{
-    char *got = report_text(s);
-    assert_string_equal(got, want);
-    free(got);
-}
-
-static sf_buf encoded(const void *s)
-{
-    sf_buf b;
-    sf_buf_init(&b);
-    assert_int_equal(ops->encode(s, &b), SF_OK);
-    return b;
-}
-
-static void assert_same_state(const void *a, const void *b)
-{
-    sf_buf ea = encoded(a), eb = encoded(b);
-    assert_int_equal(ea.len, eb.len);
-    assert_memory_equal(ea.data, eb.data, ea.len);
-    sf_buf_fini(&ea);
-    sf_buf_fini(&eb);
 }
 
 /* The canonical key of a host value (agent.h): tag 1, u32 length, bytes;
@@ -252,31 +160,31 @@ static void test_report_by_hand(void **st)
     opts_add(&o, "bucket", "10s", 2);
     sf_agent_config cfg = make_cfg(COL_V, false, &o);
     assert_int_equal(ops->check(&cfg), SF_OK);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, hand, NHAND, 3);
-    assert_report(s, "{\"bucket_us\":10000000,\"untimed\":1,\"buckets\":{"
+    assert_report(ops, s, "{\"bucket_us\":10000000,\"untimed\":1,\"buckets\":{"
                      "\"1969-12-31T23:59:40\":{\"rows\":1,\"count\":1,\"sum\":1,\"mean\":1,\"min\":1,\"max\":1},"
                      "\"1969-12-31T23:59:50\":{\"rows\":2,\"count\":2,\"sum\":6,\"mean\":3,\"min\":2,\"max\":4},"
                      "\"1970-01-01T00:00:00\":{\"rows\":2,\"count\":1,\"sum\":8,\"mean\":8,\"min\":8,\"max\":8},"
                      "\"1970-01-01T00:00:10\":{\"rows\":1,\"count\":1,\"sum\":-3,\"mean\":-3,\"min\":-3,\"max\":-3},"
                      "\"1970-01-01T00:00:20\":{\"rows\":1,\"count\":0,\"sum\":0,\"mean\":null,\"min\":null,"
                      "\"max\":null}}}");
-    free_state(s);
+    free_state(ops, s);
 
     /* No column: rows only (count is the rows); default bucket 1m. */
     cfg = make_cfg(-1, false, NULL);
     assert_int_equal(ops->check(&cfg), SF_OK);
-    s = new_state(&cfg);
+    s = new_state(ops, &cfg);
     feed(s, hand, NHAND, 8);
-    assert_report(s, "{\"bucket_us\":60000000,\"untimed\":1,\"buckets\":{"
+    assert_report(ops, s, "{\"bucket_us\":60000000,\"untimed\":1,\"buckets\":{"
                      "\"1969-12-31T23:59:00\":{\"rows\":3,\"count\":3},"
                      "\"1970-01-01T00:00:00\":{\"rows\":4,\"count\":4}}}");
-    free_state(s);
+    free_state(ops, s);
 
     /* Nothing seen. */
-    s = new_state(&cfg);
-    assert_report(s, "{\"bucket_us\":60000000,\"untimed\":0,\"buckets\":{}}");
-    free_state(s);
+    s = new_state(ops, &cfg);
+    assert_report(ops, s, "{\"bucket_us\":60000000,\"untimed\":0,\"buckets\":{}}");
+    free_state(ops, s);
 }
 
 static void test_flag_and_groups_by_hand(void **st)
@@ -292,11 +200,11 @@ static void test_flag_and_groups_by_hand(void **st)
     memcpy(rows, hand, sizeof rows);
     const char *hosts[NHAND] = {"b", "a", "b", "a", NULL, "a", "c", "b"};
     for (int i = 0; i < NHAND; i++) rows[i].host = hosts[i];
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, rows, NHAND, 2);
     /* Flagged (v > 2, a null v is not): rows 2 (v 4) and 3 (v 8). Host c
      * only has an untimed row, so it is no group; \N sorts before a. */
-    assert_report(s, "{\"bucket_us\":10000000,\"untimed\":1,\"groups\":{"
+    assert_report(ops, s, "{\"bucket_us\":10000000,\"untimed\":1,\"groups\":{"
                      "\"\\\\N\":{\"buckets\":{\"1970-01-01T00:00:00\":{\"rows\":1,\"count\":1,\"flagged\":0,\"rate\":0}}},"
                      "\"a\":{\"buckets\":{"
                      "\"1969-12-31T23:59:50\":{\"rows\":1,\"count\":1,\"flagged\":0,\"rate\":0},"
@@ -314,20 +222,20 @@ static void test_flag_and_groups_by_hand(void **st)
     assert_int_equal(n, 0);
     assert_null(start);
     assert_null(vals);
-    free_state(s);
+    free_state(ops, s);
 
     /* A bucket where half the rows are flagged. */
     opts_init(&o);
     opts_add(&o, "flag", "n >= 10", 3);
     cfg = make_cfg(COL_N, false, &o);
     assert_int_equal(ops->check(&cfg), SF_OK);
-    s = new_state(&cfg);
+    s = new_state(ops, &cfg);
     row r4[] = {{.t = 1, .n = 10}, {.t = 2, .n = 3}, {.t = 3, .n = 12}, {.t = 4, .n = 1}};
     feed(s, r4, 4, 3);
-    assert_report(s, "{\"bucket_us\":60000000,\"untimed\":0,\"buckets\":{\"1970-01-01T00:00:00\":"
+    assert_report(ops, s, "{\"bucket_us\":60000000,\"untimed\":0,\"buckets\":{\"1970-01-01T00:00:00\":"
                      "{\"rows\":4,\"count\":4,\"sum\":26,\"mean\":6.5,\"min\":1,\"max\":12,"
                      "\"flagged\":2,\"rate\":0.5}}}");
-    free_state(s);
+    free_state(ops, s);
 }
 
 /* ---- the reference ------------------------------------------------------------------ */
@@ -505,7 +413,7 @@ static void test_vs_reference(void **st)
         for (int grouped = 0; grouped < 2; grouped++) {
             opts o;
             sf_agent_config cfg = full_cfg(&o, bucket[b], grouped);
-            void *s = new_state(&cfg);
+            void *s = new_state(ops, &cfg);
             feed(s, rows, N, 1024);
             size_t nc;
             uint64_t untimed;
@@ -549,7 +457,7 @@ static void test_vs_reference(void **st)
                 assert_int_equal(ops->stat(s, key, host_key("nope", key), "rows", &v), SF_ERR_ARG);
             }
             free(cells);
-            free_state(s);
+            free_state(ops, s);
         }
         free(rows);
     }
@@ -563,7 +471,7 @@ static void test_extreme_times(void **st)
     opts_init(&o);
     opts_add(&o, "bucket", "7s", 2);
     sf_agent_config cfg = make_cfg(COL_V, false, &o);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     row rows[] = {{.t = INT64_MIN, .v = 1}, {.t = INT64_MIN + 1, .v = 2}, {.t = INT64_MAX, .v = 4}};
     feed(s, rows, 3, 3);
     size_t n;
@@ -578,13 +486,13 @@ static void test_extreme_times(void **st)
     assert_true(v[1] == 4);
     free(start);
     free(v);
-    sf_buf e = encoded(s);
-    void *d = new_state(&cfg);
+    sf_buf e = encoded(ops, s);
+    void *d = new_state(ops, &cfg);
     assert_int_equal(ops->decode(d, e.data, e.len), SF_OK);
-    assert_same_state(s, d);
+    assert_same_state(ops, s, d);
     sf_buf_fini(&e);
-    free_state(d);
-    free_state(s);
+    free_state(ops, d);
+    free_state(ops, s);
 }
 
 /* ---- merge laws and selections ----------------------------------------------------------- */
@@ -597,29 +505,29 @@ static void test_merge_laws(void **st)
     for (int grouped = 0; grouped < 2; grouped++) {
         opts o;
         sf_agent_config cfg = full_cfg(&o, "7s", grouped);
-        void *whole = new_state(&cfg);
+        void *whole = new_state(ops, &cfg);
         feed(whole, rows, N, 500);
 
-        void *e = new_state(&cfg);
+        void *e = new_state(ops, &cfg);
         assert_int_equal(ops->merge(e, whole), SF_OK);
-        assert_same_state(e, whole);
-        void *w2 = new_state(&cfg), *empty = new_state(&cfg);
+        assert_same_state(ops, e, whole);
+        void *w2 = new_state(ops, &cfg), *empty = new_state(ops, &cfg);
         feed(w2, rows, N, 4096);
         assert_int_equal(ops->merge(w2, empty), SF_OK);
-        assert_same_state(w2, whole);
+        assert_same_state(ops, w2, whole);
 
         size_t cut[P + 1] = {0, N / 9, N / 4, N / 2, N / 2 + 1, 5 * N / 6, N};
         void *part[P];
         for (int p = 0; p < P; p++) {
-            part[p] = new_state(&cfg);
+            part[p] = new_state(ops, &cfg);
             feed(part[p], rows + cut[p], cut[p + 1] - cut[p], 77);
         }
         int order[P] = {4, 1, 5, 0, 3, 2};
-        void *acc = new_state(&cfg);
+        void *acc = new_state(ops, &cfg);
         for (int p = 0; p < P; p++) assert_int_equal(ops->merge(acc, part[order[p]]), SF_OK);
-        assert_same_state(acc, whole);
+        assert_same_state(ops, acc, whole);
 
-        void *l = new_state(&cfg), *r = new_state(&cfg), *t12 = new_state(&cfg);
+        void *l = new_state(ops, &cfg), *r = new_state(ops, &cfg), *t12 = new_state(ops, &cfg);
         assert_int_equal(ops->merge(l, part[0]), SF_OK);
         assert_int_equal(ops->merge(l, part[1]), SF_OK);
         assert_int_equal(ops->merge(l, part[2]), SF_OK);
@@ -627,21 +535,21 @@ static void test_merge_laws(void **st)
         assert_int_equal(ops->merge(t12, part[2]), SF_OK);
         assert_int_equal(ops->merge(r, part[0]), SF_OK);
         assert_int_equal(ops->merge(r, t12), SF_OK);
-        assert_same_state(l, r);
-        void *ab = new_state(&cfg), *ba = new_state(&cfg);
+        assert_same_state(ops, l, r);
+        void *ab = new_state(ops, &cfg), *ba = new_state(ops, &cfg);
         assert_int_equal(ops->merge(ab, part[3]), SF_OK);
         assert_int_equal(ops->merge(ab, part[5]), SF_OK);
         assert_int_equal(ops->merge(ba, part[5]), SF_OK);
         assert_int_equal(ops->merge(ba, part[3]), SF_OK);
-        assert_same_state(ab, ba);
-        char *a = report_text(acc), *b = report_text(whole);
+        assert_same_state(ops, ab, ba);
+        char *a = report_text(ops, acc), *b = report_text(ops, whole);
         assert_string_equal(a, b);
         free(a);
         free(b);
 
         void *all[] = {whole, e, w2, empty, acc, l, r, t12, ab, ba};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_state(all[i]);
-        for (int p = 0; p < P; p++) free_state(part[p]);
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_state(ops, all[i]);
+        for (int p = 0; p < P; p++) free_state(ops, part[p]);
     }
     free(rows);
 }
@@ -665,7 +573,7 @@ static void test_selection(void **st)
             sel[m] = (uint32_t)i;
             kept[m++] = rows[i];
         }
-    void *a = new_state(&cfg), *b = new_state(&cfg);
+    void *a = new_state(ops, &cfg), *b = new_state(ops, &cfg);
     sf_batch batch;
     fill_batch(&batch, rows, N);
     for (size_t at = 0; at < m; at += 250) {
@@ -674,9 +582,9 @@ static void test_selection(void **st)
     }
     sf_batch_fini(&batch);
     feed(b, kept, m, 1000);
-    assert_same_state(a, b);
-    free_state(a);
-    free_state(b);
+    assert_same_state(ops, a, b);
+    free_state(ops, a);
+    free_state(ops, b);
     free(sel);
     free(kept);
     free(rows);
@@ -686,26 +594,26 @@ static void test_selection(void **st)
 
 static void check_round_trip(const sf_agent_config *cfg, const void *s)
 {
-    sf_buf e = encoded(s);
-    void *d = new_state(cfg);
+    sf_buf e = encoded(ops, s);
+    void *d = new_state(ops, cfg);
     assert_int_equal(ops->decode(d, e.data, e.len), SF_OK);
-    assert_same_state(d, s);
-    char *a = report_text(d), *b = report_text(s);
+    assert_same_state(ops, d, s);
+    char *a = report_text(ops, d), *b = report_text(ops, s);
     assert_string_equal(a, b);
     free(a);
     free(b);
     /* The decoded state keeps working: merging it doubles every count. */
     assert_int_equal(ops->merge(d, s), SF_OK);
-    free_state(d);
+    free_state(ops, d);
     for (size_t len = 0; len < e.len; len++) {
-        void *t = new_state(cfg);
+        void *t = new_state(ops, cfg);
         assert_int_equal(ops->decode(t, e.data, len), SF_ERR_PARSE);
-        free_state(t);
+        free_state(ops, t);
     }
     assert_int_equal(sf_buf_put_u8(&e, 0), SF_OK);
-    void *t = new_state(cfg);
+    void *t = new_state(ops, cfg);
     assert_int_equal(ops->decode(t, e.data, e.len), SF_ERR_PARSE);
-    free_state(t);
+    free_state(ops, t);
     sf_buf_fini(&e);
 }
 
@@ -715,9 +623,9 @@ static void assert_rejects_u64(const sf_agent_config *cfg, const sf_buf *e, size
     assert_non_null(copy);
     memcpy(copy, e->data, e->len);
     sf_store_u64(copy + off, v);
-    void *t = new_state(cfg);
+    void *t = new_state(ops, cfg);
     assert_int_equal(ops->decode(t, copy, e->len), SF_ERR_PARSE);
-    free_state(t);
+    free_state(ops, t);
     free(copy);
 }
 
@@ -728,11 +636,11 @@ static void test_round_trip_and_truncation(void **st)
     for (int grouped = 0; grouped < 2; grouped++) {
         opts o;
         sf_agent_config cfg = full_cfg(&o, "7s", grouped);
-        void *s = new_state(&cfg);
+        void *s = new_state(ops, &cfg);
         check_round_trip(&cfg, s);
         feed(s, rows, 300, 64);
         check_round_trip(&cfg, s);
-        free_state(s);
+        free_state(ops, s);
     }
     /* Ungrouped with column: and flag:, one bucket. Header: u8 version,
      * nby, flags, u64 bucket_us, untimed, groups (at 19); the empty key (u32
@@ -740,10 +648,10 @@ static void test_round_trip_and_truncation(void **st)
      * flagged (55), count (63), min (71), max (79), then the sum. */
     opts o;
     sf_agent_config cfg = full_cfg(&o, "7s", false);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     row three[] = {{.t = 1, .v = 200}, {.t = 2, .v = 3}, {.t = 3, .v_null = true}};
     feed(s, three, 3, 3);
-    sf_buf e = encoded(s);
+    sf_buf e = encoded(ops, s);
     assert_int_equal(sf_load_u64(e.data + 47), 3);
     assert_rejects_u64(&cfg, &e, 3, 8 * SEC);  /* another bucket width */
     assert_rejects_u64(&cfg, &e, 19, 2);       /* two groups without by: */
@@ -754,15 +662,15 @@ static void test_round_trip_and_truncation(void **st)
     assert_rejects_u64(&cfg, &e, 63, 0);       /* no values but extremes and a sum */
     assert_rejects_u64(&cfg, &e, 71, sf_load_u64(e.data + 79) + 1); /* min above max */
     sf_buf_fini(&e);
-    free_state(s);
+    free_state(ops, s);
 
     /* Without column: and flag:, a cell is (bucket, rows): swap two cells
      * to put them out of order, repeat one to duplicate it. */
     cfg = make_cfg(-1, false, NULL);
-    s = new_state(&cfg);
+    s = new_state(ops, &cfg);
     row two[] = {{.t = 0}, {.t = 120 * SEC}};
     feed(s, two, 2, 2);
-    e = encoded(s);
+    e = encoded(ops, s);
     assert_int_equal(e.len, 39 + 2 * 16);
     uint8_t *copy = malloc(e.len);
     assert_non_null(copy);
@@ -774,13 +682,13 @@ static void test_round_trip_and_truncation(void **st)
         } else {
             memcpy(copy + 55, e.data + 39, 16);
         }
-        void *t = new_state(&cfg);
+        void *t = new_state(ops, &cfg);
         assert_int_equal(ops->decode(t, copy, e.len), SF_ERR_PARSE);
-        free_state(t);
+        free_state(ops, t);
     }
     free(copy);
     sf_buf_fini(&e);
-    free_state(s);
+    free_state(ops, s);
     free(rows);
 }
 
@@ -790,7 +698,7 @@ static void test_series_and_stats(void **st)
 {
     (void)st;
     sf_agent_config cfg = make_cfg(-1, false, NULL);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, hand, NHAND, 4);
     assert_true(sf__window_is(ops));
     assert_false(sf__window_is(&sf__agent_stats));
@@ -814,7 +722,7 @@ static void test_series_and_stats(void **st)
     assert_int_equal(ops->stat(s, NULL, 0, "count", &x), SF_OK);
     assert_true(x == NHAND - 1);
     assert_int_equal(ops->stat(s, NULL, 0, "mean", &x), SF_ERR_ARG);
-    free_state(s);
+    free_state(ops, s);
 }
 
 static void test_columns(void **st)
@@ -846,12 +754,12 @@ static void test_columns(void **st)
     /* The time: option and its bucketing work on another column. */
     cfg.col = COL_V;
     assert_int_equal(ops->check(&cfg), SF_OK);
-    void *s = new_state(&cfg);
+    void *s = new_state(ops, &cfg);
     feed(s, hand, NHAND, 8);
     double x;
     assert_int_equal(ops->stat(s, NULL, 0, "rows", &x), SF_OK);
     assert_true(x == NHAND); /* t2 has no nulls: nothing untimed */
-    free_state(s);
+    free_state(ops, s);
 }
 
 /* ---- configuration errors ------------------------------------------------------------------- */
