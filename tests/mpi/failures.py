@@ -86,6 +86,46 @@ for np_ in (1, 2, 3, 4):
                 if problems:
                     print("   ", err.strip()[-400:])
                     failures += 1
+# Two passes: the first pass's states go to every rank (the second names one
+# as its baseline), so decode now runs on every rank, also on leaves; and the
+# hierarchical reduction with simulated nodes of one rank (every merge on a
+# node leader). Each failure still ends every rank with one message.
+wf2 = os.path.join(tmp, "wf2.yaml")
+with open(wf2, "w") as f:
+    f.write("name: failures2\n"
+            f"input: {{format: synthetic, generator: requests, rows: {ROWS}, seed: 5, batch_rows: 2000}}\n"
+            "shard: {strategy: hash, key: user_id, shards: 7}\n"
+            "stages:\n  - name: s\n    agents:\n"
+            "      - {agent: failer, id: f}\n"
+            "  - name: t\n    after: [s]\n    agents:\n"
+            "      - {agent: failer, id: g, baseline: s.f}\n")
+wf_saved = wf
+wf = wf2
+for np_ in (2, 3, 4):
+    for what, env_extra in (("decode", {}), ("decode", {"SF_RANKS_PER_NODE": "1"}),
+                            ("encode", {"SF_RANKS_PER_NODE": "1"}), ("process", {"SF_RANKS_PER_NODE": "2"})):
+        for rank in sorted({0, 1, np_ - 1}):
+            cases += 1
+            env = dict(env_extra, FAIL_RANK=str(rank), FAIL_WHAT=what, FAIL_AFTER="0")
+            p, out = run(np_, "static", env)
+            label = f"two passes np={np_} {what} on rank {rank} {env_extra}"
+            problems = []
+            if p is None:
+                problems.append("hung")
+            else:
+                err = p.stderr
+                if p.returncode == 0:
+                    problems.append("exit 0")
+                if f"failer: {what} failed on rank {rank}" not in err:
+                    problems.append("message missing")
+                if err.count("shardflow: error:") != 1:
+                    problems.append(f"{err.count('shardflow: error:')} messages")
+                if p.returncode < 0 or p.returncode >= 128 or "Segmentation" in err or "AddressSanitizer" in err:
+                    problems.append("crash")
+            print(("FAIL " if problems else "ok   ") + label + (": " + "; ".join(problems) if problems else ""))
+            if problems:
+                failures += 1
+wf = wf_saved
 print(f"{cases - failures}/{cases} failure cases handled")
 if not failures:
     shutil.rmtree(tmp, ignore_errors=True)  # kept for a look when something failed
