@@ -156,7 +156,7 @@ static sf_status rehash(sf__groups *g, uint32_t nslots)
     SF_CHECK(slots != NULL, SF_ERR_NOMEM, "out of memory for %u group hash slots", nslots);
     uint32_t mask = nslots - 1;
     for (uint32_t i = 0; i < g->n; i++) {
-        uint32_t h = (uint32_t)g->hash[i] & mask;
+        uint32_t h = (uint32_t)g->e[i].hash & mask;
         while (slots[h] != 0) h = (h + 1) & mask;
         slots[h] = i + 1;
     }
@@ -172,13 +172,9 @@ static sf_status new_group(sf__groups *g, const uint8_t *key, size_t len, uint64
     SF_CHECK(g->n < SF__NO_GROUP - 1 && len <= UINT32_MAX, SF_ERR_NOMEM, "too many groups");
     if (g->n == g->cap) {
         uint32_t cap = g->cap ? g->cap * 2 : 16;
-        size_t *off = realloc(g->off, (size_t)cap * sizeof *off);
-        if (off) g->off = off;
-        uint32_t *ln = realloc(g->len, (size_t)cap * sizeof *ln);
-        if (ln) g->len = ln;
-        uint64_t *hs = realloc(g->hash, (size_t)cap * sizeof *hs);
-        if (hs) g->hash = hs;
-        SF_CHECK(off && ln && hs, SF_ERR_NOMEM, "out of memory for %u groups", cap);
+        struct sf__group_entry *e = realloc(g->e, (size_t)cap * sizeof *e);
+        SF_CHECK(e != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
+        g->e = e;
         g->cap = cap;
     }
     if (g->keys == NULL || g->keys_cap - g->keys_len < len) {
@@ -192,9 +188,9 @@ static sf_status new_group(sf__groups *g, const uint8_t *key, size_t len, uint64
     if ((size_t)(g->n + 1) * 2 > g->nslots) SF_CALL(rehash(g, g->nslots ? g->nslots * 2 : 32));
     uint32_t i = g->n++;
     if (len != 0) memcpy(g->keys + g->keys_len, key, len);
-    g->off[i] = g->keys_len;
-    g->len[i] = (uint32_t)len;
-    g->hash[i] = hash;
+    g->e[i].off = g->keys_len;
+    g->e[i].len = (uint32_t)len;
+    g->e[i].hash = hash;
     g->keys_len += len;
     uint32_t mask = g->nslots - 1;
     uint32_t h = (uint32_t)hash & mask;
@@ -210,8 +206,8 @@ static uint32_t lookup_hashed(const sf__groups *g, const uint8_t *key, size_t le
     uint32_t mask = g->nslots - 1;
     for (uint32_t h = (uint32_t)hash & mask; g->slots[h] != 0; h = (h + 1) & mask) {
         uint32_t i = g->slots[h] - 1;
-        if (g->hash[i] == hash && g->len[i] == len &&
-            (len == 0 || memcmp(g->keys + g->off[i], key, len) == 0))
+        if (g->e[i].hash == hash && g->e[i].len == len &&
+            (len == 0 || memcmp(g->keys + g->e[i].off, key, len) == 0))
             return i;
     }
     return SF__NO_GROUP;
@@ -271,9 +267,7 @@ sf_status sf__groups_clear(sf__groups *g)
 void sf__groups_fini(sf__groups *g)
 {
     free(g->vcache);
-    free(g->off);
-    free(g->len);
-    free(g->hash);
+    free(g->e);
     free(g->keys);
     free(g->slots);
     free(g->scratch);
@@ -457,7 +451,7 @@ sf_status sf__groups_sorted(const sf__groups *g, uint32_t **order)
     if (g->n == 0) return SF_OK;
     ref *refs = malloc((size_t)g->n * sizeof *refs);
     SF_CHECK(refs != NULL, SF_ERR_NOMEM, "out of memory sorting %u groups", g->n);
-    for (uint32_t i = 0; i < g->n; i++) refs[i] = (ref){g->keys + g->off[i], g->len[i], i};
+    for (uint32_t i = 0; i < g->n; i++) refs[i] = (ref){g->keys + g->e[i].off, g->e[i].len, i};
     sf_status rc = sort_refs(refs, g->n, order);
     free(refs);
     return rc;
@@ -480,7 +474,7 @@ sf_status sf__groups_text_order(const sf__groups *g, sf_buf *text, uint32_t **or
     SF_CHECK_GOTO(off && len && refs, SF_ERR_NOMEM, fail, "out of memory printing %u group keys", g->n);
     for (uint32_t i = 0; i < g->n; i++) {
         off[i] = text->len;
-        SF_CALL_GOTO(sf_agent_key_text(g->schema, g->by_col, g->nby, g->keys + g->off[i], g->len[i], text),
+        SF_CALL_GOTO(sf_agent_key_text(g->schema, g->by_col, g->nby, g->keys + g->e[i].off, g->e[i].len, text),
                      fail);
         len[i] = text->len - off[i];
     }
