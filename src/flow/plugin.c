@@ -15,6 +15,8 @@ typedef struct loaded_plugin {
     void *handle;
     char *path;        /* as given */
     const char *name;  /* from sf_plugin_name(), owned by the plugin; may be NULL */
+    sf_status failed;  /* SF_OK, or the status of a failed sf_plugin_init */
+    char *message;     /* its message (NULL when it succeeded) */
 } loaded_plugin;
 
 static loaded_plugin plugins[MAX_PLUGINS];
@@ -52,6 +54,10 @@ sf_status sf_plugin_load(const char *path)
     for (int i = 0; i < nplugins; i++)
         if (plugins[i].handle == h) {
             dlclose(h);
+            /* A plugin whose init failed fails the same way again, rather
+             * than re-registering its agents ("name taken"). */
+            if (plugins[i].failed != SF_OK)
+                return sf_error_set(plugins[i].failed, __FILE__, __LINE__, "%s", plugins[i].message);
             return SF_OK;
         }
     (void)dlerror();
@@ -79,12 +85,13 @@ sf_status sf_plugin_load(const char *path)
          * points into it. */
         char msg[2048];
         snprintf(msg, sizeof msg, "%s", sf_error_message());
-        free(copy);
-        return sf_error_set(rc, __FILE__, __LINE__, "plugin %s%s%s%s: sf_plugin_init failed: %s", path,
-                            label ? " (" : "", label ? label : "", label ? ")" : "",
-                            msg[0] ? msg : sf_status_name(rc));
+        sf_error_set(rc, __FILE__, __LINE__, "plugin %s%s%s%s: sf_plugin_init failed: %s", path, label ? " (" : "",
+                     label ? label : "", label ? ")" : "", msg[0] ? msg : sf_status_name(rc));
+        plugins[nplugins++] = (loaded_plugin){h, copy, label, rc, strdup(sf_error_message())};
+        if (plugins[nplugins - 1].message == NULL) plugins[nplugins - 1].message = copy;
+        return rc;
     }
-    plugins[nplugins++] = (loaded_plugin){h, copy, label};
+    plugins[nplugins++] = (loaded_plugin){h, copy, label, SF_OK, NULL};
     return SF_OK;
 }
 
