@@ -318,9 +318,9 @@ void sf__detector_fini(sf__detector *d)
     memset(d, 0, sizeof *d);
 }
 
-void sf__detector_batch(sf__detector *d, const sf_batch *b)
+sf_status sf__detector_batch(sf__detector *d, const sf_batch *b)
 {
-    sf__groups_batch(&d->groups, b);
+    return sf__groups_batch(&d->groups, b);
 }
 
 /* One statistic of a baseline group; *have is false (and the message
@@ -682,11 +682,8 @@ static sf_status detect_process(void *state, const sf_batch *b, const sf_rows *r
     SF_CHECK(loaded(b, cfg->col) && (s->det.time_col < 0 || loaded(b, s->det.time_col)) &&
                  (s->truth.col < 0 || loaded(b, s->truth.col)),
              SF_ERR_INTERNAL, "%s: a column of agent '%s' is not loaded", name, id_of(cfg));
-    for (int i = 0; i < cfg->nby; i++)
-        SF_CHECK(loaded(b, cfg->by_col[i]), SF_ERR_INTERNAL, "%s: key column %d is not loaded", name,
-                 cfg->by_col[i]);
-    sf__detector_batch(&s->det, b);
-    if (cfg->nby > 0) sf__groups_batch(&s->grp, b);
+    SF_CALL(sf__detector_batch(&s->det, b));
+    if (cfg->nby > 0) SF_CALL(sf__groups_batch(&s->grp, b));
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
         sf__detect_score sc;

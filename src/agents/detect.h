@@ -119,8 +119,8 @@ sf_status sf__detector_init(sf__detector *d, const sf_agent_config *cfg, const s
 /* Frees a detector (NULL-safe, idempotent). */
 void sf__detector_fini(sf__detector *d);
 /* Starts a batch: call before scoring rows of b (the group cache keys on
- * its dictionaries). */
-void sf__detector_batch(sf__detector *d, const sf_batch *b);
+ * its dictionaries). Fails if a key column is not loaded. */
+sf_status sf__detector_batch(sf__detector *d, const sf_batch *b);
 /* Scores row r of b. Fails only on a broken baseline or out of memory. */
 sf_status sf__detector_score(sf__detector *d, const sf_batch *b, size_t r, sf__detect_score *out);
 

@@ -315,10 +315,7 @@ static sf_status distinct_process(void *state, const sf_batch *b, const sf_rows 
         }
         return SF_OK;
     }
-    for (int k = 0; k < s->groups.nby; k++)
-        SF_CHECK(s->groups.by_col[k] < b->ncols && b->cols[s->groups.by_col[k]].loaded,
-                 SF_ERR_INTERNAL, "distinct: key column %d is not loaded", s->groups.by_col[k]);
-    sf__groups_batch(&s->groups, b);
+    SF_CALL(sf__groups_batch(&s->groups, b));
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
         uint32_t gi;

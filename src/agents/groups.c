@@ -296,8 +296,11 @@ static bool cache_prepare(sf__groups *g, size_t ncodes)
     return true;
 }
 
-void sf__groups_batch(sf__groups *g, const sf_batch *b)
+sf_status sf__groups_batch(sf__groups *g, const sf_batch *b)
 {
+    for (int i = 0; i < g->nby; i++)
+        SF_CHECK(g->by_col[i] >= 0 && g->by_col[i] < b->ncols && b->cols[g->by_col[i]].loaded, SF_ERR_INTERNAL,
+                 "key column %d is not loaded", g->by_col[i]);
     g->cache_col = NULL;
     g->multi_batch = NULL;
     g->null_grp = SF__NO_GROUP;
@@ -305,18 +308,19 @@ void sf__groups_batch(sf__groups *g, const sf_batch *b)
         size_t prod = 1;
         for (int i = g->nby - 1; i >= 0; i--) {
             const sf_column *c = &b->cols[g->by_col[i]];
-            if (c->type != SF_STRING || c->dict.n == 0) return;
+            if (c->type != SF_STRING || c->dict.n == 0) return SF_OK;
             g->stride[i] = (uint32_t)prod;
             prod *= c->dict.n;
-            if (prod > MULTI_CACHE_MAX) return;
+            if (prod > MULTI_CACHE_MAX) return SF_OK;
         }
         if (cache_prepare(g, prod)) g->multi_batch = b;
-        return;
+        return SF_OK;
     }
-    if (g->nby != 1) return;
+    if (g->nby != 1) return SF_OK;
     const sf_column *kc = &b->cols[g->by_col[0]];
-    if (kc->type != SF_STRING) return;
+    if (kc->type != SF_STRING) return SF_OK;
     if (cache_prepare(g, kc->dict.n)) g->cache_col = kc;
+    return SF_OK;
 }
 
 sf_status sf__groups_row(sf__groups *g, const sf_batch *b, size_t r, uint32_t *idx, bool *created)

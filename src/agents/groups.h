@@ -59,8 +59,9 @@ void sf__groups_fini(sf__groups *g);
 /* Forgets every group (keeps allocations); with nby == 0 recreates the one group. */
 sf_status sf__groups_clear(sf__groups *g);
 
-/* Starts a batch: call once per process() before sf__groups_row. */
-void sf__groups_batch(sf__groups *g, const sf_batch *b);
+/* Starts a batch: call once per process() before sf__groups_row. Fails
+ * (SF_ERR_INTERNAL) if a key column is not loaded in b. */
+sf_status sf__groups_batch(sf__groups *g, const sf_batch *b);
 /* The group of row r of b (created if new: *created, which may be NULL). */
 sf_status sf__groups_row(sf__groups *g, const sf_batch *b, size_t r, uint32_t *idx, bool *created);
 /* The group of key bytes (created if new). */

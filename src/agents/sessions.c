@@ -342,12 +342,9 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
     SF_CHECK(uc < b->ncols && s->time_col < b->ncols && s->lat_col < b->ncols && b->cols[uc].loaded &&
                  b->cols[s->time_col].loaded && b->cols[s->lat_col].loaded,
              SF_ERR_INTERNAL, "sessions: user, time or latency column not loaded");
-    for (int i = 0; i < s->keys.nby; i++)
-        SF_CHECK(s->keys.by_col[i] < b->ncols && b->cols[s->keys.by_col[i]].loaded, SF_ERR_INTERNAL,
-                 "sessions: by column %d is not loaded", s->keys.by_col[i]);
     const sf_column *ucol = &b->cols[uc], *tcol = &b->cols[s->time_col], *lcol = &b->cols[s->lat_col];
-    sf__groups_batch(&s->users, b);
-    sf__groups_batch(&s->keys, b);
+    SF_CALL(sf__groups_batch(&s->users, b));
+    SF_CALL(sf__groups_batch(&s->keys, b));
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
         if (sf_col_is_null(ucol, r) || sf_col_is_null(tcol, r)) {

@@ -270,7 +270,7 @@ static inline void add_row(group *g, const sf_column *c, size_t r)
 static sf_status process_grouped(stats_state *s, const sf_batch *b, const sf_column *c,
                                 const sf_rows *rows)
 {
-    sf__groups_batch(&s->grp, b);
+    SF_CALL(sf__groups_batch(&s->grp, b));
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
         uint32_t gi;
@@ -299,9 +299,6 @@ static sf_status stats_process(void *state, const sf_batch *b, const sf_rows *ro
         for (size_t i = 0; i < rows->n; i++) add_row(&s->g[0], c, rows->sel[i]);
         return SF_OK;
     }
-    for (int i = 0; i < s->nby; i++)
-        SF_CHECK(cfg->by_col[i] < b->ncols && b->cols[cfg->by_col[i]].loaded, SF_ERR_INTERNAL,
-                 "stats: key column %d is not loaded", cfg->by_col[i]);
     return process_grouped(s, b, c, rows);
 }
 

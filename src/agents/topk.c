@@ -591,7 +591,7 @@ static sf_status candidate(topk_state *s, const uint8_t *key, size_t len, uint32
 static sf_status process_exact(topk_state *s, const sf_batch *b, const sf_column *c,
                                const sf_rows *rows)
 {
-    sf__groups_batch(&s->keys, b);
+    SF_CALL(sf__groups_batch(&s->keys, b));
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
         if (sf_col_is_null(c, r)) {

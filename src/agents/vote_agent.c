@@ -265,13 +265,10 @@ static sf_status vote_process(void *state, const sf_batch *b, const sf_rows *row
     SF_CALL(check_rows(b, rows));
     SF_CHECK(loaded(b, cfg->col) && (s->truth.col < 0 || loaded(b, s->truth.col)), SF_ERR_INTERNAL,
              "vote: a column of agent '%s' is not loaded", id_of(cfg));
-    for (int i = 0; i < cfg->nby; i++)
-        SF_CHECK(loaded(b, cfg->by_col[i]), SF_ERR_INTERNAL, "vote: key column %d is not loaded",
-                 cfg->by_col[i]);
     for (int d = 0; d < s->ndet; d++) {
         SF_CHECK(s->det[d].time_col < 0 || loaded(b, s->det[d].time_col), SF_ERR_INTERNAL,
                  "vote: the time column of agent '%s' is not loaded", id_of(cfg));
-        sf__detector_batch(&s->det[d], b);
+        SF_CALL(sf__detector_batch(&s->det[d], b));
     }
     uint8_t votes[VOTE_MAX_DETECTORS];
     double conf[VOTE_MAX_DETECTORS], weight[VOTE_MAX_DETECTORS];

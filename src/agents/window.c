@@ -384,9 +384,6 @@ static sf_status window_process(void *state, const sf_batch *b, const sf_rows *r
              "window: the time column is not loaded");
     SF_CHECK(s->value_col < b->ncols && (s->value_col < 0 || b->cols[s->value_col].loaded),
              SF_ERR_INTERNAL, "window: column '%s' is not loaded", cfg->column ? cfg->column : "?");
-    for (int i = 0; i < cfg->nby; i++)
-        SF_CHECK(cfg->by_col[i] < b->ncols && b->cols[cfg->by_col[i]].loaded, SF_ERR_INTERNAL,
-                 "window: key column %d is not loaded", cfg->by_col[i]);
     if (rows->n == 0) return SF_OK;
     const sf_column *tc = &b->cols[s->time_col];
     const sf_column *vc = s->value_col >= 0 ? &b->cols[s->value_col] : NULL;
@@ -407,7 +404,7 @@ static sf_status window_process(void *state, const sf_batch *b, const sf_rows *r
         }
         SF_CALL(sf_filter_eval(s->flag, b, lo, hi, s->sel, &nflag));
     }
-    sf__groups_batch(&s->groups, b);
+    SF_CALL(sf__groups_batch(&s->groups, b));
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
         bool flagged = false;
