@@ -22,6 +22,10 @@ typedef struct sf_json {
 
 /* pretty: newline and two-space indentation per level. */
 void sf_json_init(sf_json *j, bool pretty);
+/* Starts a writer for one value that will follow a key at nesting depth
+ * `depth` of another document (inserted there with sf_json_raw): its pretty
+ * output is then byte for byte what writing the value in place gives. */
+void sf_json_init_value_at(sf_json *j, bool pretty, int depth);
 void sf_json_fini(sf_json *j);
 void sf_json_obj_begin(sf_json *j);
 void sf_json_obj_end(sf_json *j);

@@ -16,6 +16,13 @@ void sf_json_init(sf_json *j, bool pretty)
     j->first[0] = true;
 }
 
+void sf_json_init_value_at(sf_json *j, bool pretty, int depth)
+{
+    sf_json_init(j, pretty);
+    j->depth = depth > 0 && depth < SF_JSON_MAX_DEPTH - 1 ? depth : 0;
+    j->after_key = j->depth > 0;
+}
+
 void sf_json_fini(sf_json *j) { sf_buf_fini(&j->out); }
 
 static void put(sf_json *j, const char *s, size_t n)

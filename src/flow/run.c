@@ -585,13 +585,14 @@ static sf_status write_result(run *R, const char *dir)
     for (int l = 0; l < R->nlevels && rc == SF_OK; l++) rc = decode_finals(R, &R->levels[l], true);
     SF_CALL_GOTO(rc, done);
     SF_CALL_GOTO(synth_input(R, &sa, &in), done);
-    /* Each result once as compact text, for the synthesis. */
+    /* Each result rendered once, where result.json holds it (after its key
+     * at depth 3: document, results, stage), and read by the synthesis. */
     toff = calloc((size_t)in.nagents + 1, sizeof *toff);
     tlen = calloc((size_t)in.nagents + 1, sizeof *tlen);
     SF_CHECK_GOTO(toff && tlen, SF_ERR_NOMEM, done, "out of memory (results)");
     for (int i = 0; i < in.nagents; i++) {
         sf_json one;
-        sf_json_init(&one, false);
+        sf_json_init_value_at(&one, true, 3);
         rc = sa[i].ops->report(sa[i].state, &one);
         if (rc == SF_OK) rc = one.rc;
         toff[i] = texts.len;
@@ -622,7 +623,7 @@ static sf_status write_result(run *R, const char *dir)
         sf_json_obj_begin(&j);
         for (; i < in.nagents && strcmp(sa[i].stage, R->w->stages[s].name) == 0; i++) {
             sf_json_key(&j, sa[i].id);
-            SF_CALL_GOTO(sa[i].ops->report(sa[i].state, &j), done);
+            sf_json_raw(&j, sa[i].json, sa[i].json_len);
         }
         sf_json_obj_end(&j);
     }

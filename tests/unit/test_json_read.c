@@ -391,6 +391,66 @@ static void test_null_tolerant(void **st)
     sf_jv_destroy(&d);
 }
 
+/* A value rendered alone at depth 3 and inserted with sf_json_raw gives the
+ * same bytes as the value written in place (result.json relies on it). */
+static void write_value(sf_json *j)
+{
+    sf_json_obj_begin(j);
+    sf_json_key(j, "groups");
+    sf_json_obj_begin(j);
+    sf_json_key(j, "a|b");
+    sf_json_arr_begin(j);
+    sf_json_num(j, 1.5);
+    sf_json_null(j);
+    sf_json_arr_end(j);
+    sf_json_key(j, "empty");
+    sf_json_obj_begin(j);
+    sf_json_obj_end(j);
+    sf_json_obj_end(j);
+    sf_json_obj_end(j);
+}
+
+static void doc(sf_json *j, bool inline_value, const sf_buf *value)
+{
+    sf_json_obj_begin(j);
+    sf_json_key(j, "results");
+    sf_json_obj_begin(j);
+    sf_json_key(j, "stage");
+    sf_json_obj_begin(j);
+    sf_json_key(j, "first");
+    sf_json_int(j, 1);
+    sf_json_key(j, "agent");
+    if (inline_value)
+        write_value(j);
+    else
+        sf_json_raw(j, (const char *)value->data, value->len);
+    sf_json_obj_end(j);
+    sf_json_obj_end(j);
+    sf_json_obj_end(j);
+}
+
+static void test_value_at_depth(void **st)
+{
+    (void)st;
+    for (int pretty = 0; pretty < 2; pretty++) {
+        sf_json a, b, v;
+        sf_json_init(&a, pretty);
+        doc(&a, true, NULL);
+        sf_json_init_value_at(&v, pretty, 3);
+        write_value(&v);
+        assert_int_equal(v.rc, SF_OK);
+        sf_json_init(&b, pretty);
+        doc(&b, false, &v.out);
+        assert_int_equal(a.rc, SF_OK);
+        assert_int_equal(b.rc, SF_OK);
+        assert_int_equal(a.out.len, b.out.len);
+        assert_memory_equal(a.out.data, b.out.data, a.out.len);
+        sf_json_fini(&a);
+        sf_json_fini(&b);
+        sf_json_fini(&v);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_large_object_lookup),
         cmocka_unit_test(test_truncations),
         cmocka_unit_test(test_null_tolerant),
+        cmocka_unit_test(test_value_at_depth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
