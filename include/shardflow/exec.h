@@ -38,6 +38,10 @@ void sf_exec_set_schedule(sf_exec *x, sf_exec_schedule s);
  * sf_exec_state_destroy. */
 sf_status sf_exec_decode_agent(sf_exec *x, const uint8_t *bytes, size_t n, int a, void **state);
 void sf_exec_state_destroy(sf_exec *x, int a, void **state);
+/* Copies an sf_exec_encode output keeping only the agents with want[a]
+ * set; the others' sections become empty (decode only the kept ones).
+ * out is cleared first. */
+sf_status sf_exec_select(const sf_exec *x, const uint8_t *bytes, size_t n, const uint8_t *want, sf_buf *out);
 /* Rows agent a was given (after its where: filter) by this executor. */
 uint64_t sf_exec_agent_rows(const sf_exec *x, int a);
 void sf_exec_destroy(sf_exec **x);

@@ -336,6 +336,23 @@ sf_status sf_exec_decode_agent(sf_exec *x, const uint8_t *bytes, size_t n, int a
     return SF_OK;
 }
 
+sf_status sf_exec_select(const sf_exec *x, const uint8_t *bytes, size_t n, const uint8_t *want, sf_buf *out)
+{
+    sf_buf_clear(out);
+    sf_rd rd;
+    sf_rd_init(&rd, bytes, n);
+    for (int a = 0; a < x->nagents; a++) {
+        uint64_t len;
+        const uint8_t *p;
+        SF_CALL(sf_rd_u64(&rd, &len));
+        SF_CALL(sf_rd_bytes(&rd, (size_t)len, &p));
+        SF_CALL(sf_buf_put_u64(out, want[a] ? len : 0));
+        if (want[a]) SF_CALL(sf_buf_append(out, p, (size_t)len));
+    }
+    SF_CHECK(rd.off == rd.n, SF_ERR_INTERNAL, "encoded executor states have trailing bytes");
+    return SF_OK;
+}
+
 void sf_exec_state_destroy(sf_exec *x, int a, void **state)
 {
     if (state == NULL || *state == NULL) return;

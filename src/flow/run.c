@@ -551,13 +551,14 @@ static sf_status gather_cb(int rank, const uint8_t *bytes, size_t n, void *ctx)
     return g->j->rc;
 }
 
-/* Decodes the reduced state of every agent of pass L that `want` selects
- * (on ranks that hold L->result). */
-static sf_status decode_finals(run *R, level_pass *L, bool all)
+/* Decodes the reduced state of every agent of pass L not decoded yet (rank
+ * 0, which holds L->result). */
+static sf_status decode_finals(run *R, level_pass *L)
 {
+    (void)R;
     for (int a = 0; a < L->nagents; a++) {
         agent_inst *ai = &L->agents[a];
-        if (ai->final != NULL || !(all || ai->needed_later)) continue;
+        if (ai->final != NULL) continue;
         SF_CALL(sf_exec_decode_agent(L->x, L->result.data, L->result.len, a, &ai->final));
     }
     return SF_OK;
@@ -582,7 +583,7 @@ static sf_status write_result(run *R, const char *dir)
     sf_buf_init(&texts);
     size_t *toff = NULL, *tlen = NULL;
     sf_status rc = SF_OK;
-    for (int l = 0; l < R->nlevels && rc == SF_OK; l++) rc = decode_finals(R, &R->levels[l], true);
+    for (int l = 0; l < R->nlevels && rc == SF_OK; l++) rc = decode_finals(R, &R->levels[l]);
     SF_CALL_GOTO(rc, done);
     SF_CALL_GOTO(synth_input(R, &sa, &in), done);
     /* Each result rendered once, where result.json holds it (after its key
@@ -609,8 +610,9 @@ static sf_status write_result(run *R, const char *dir)
         in.coverage.rows_done += R->levels[l].rows_processed;
         in.coverage.rows_total += R->levels[l].st.rows_read;
         in.coverage.shards_total += (uint64_t)R->levels[l].st.k;
-        for (int k = 0; k < R->levels[l].st.k; k++)
-            in.coverage.shards_done += 1; /* every shard of a completed pass was processed */
+        /* A pass either completes (every shard processed) or the run fails;
+         * partial passes come with fault tolerance. */
+        in.coverage.shards_done += (uint64_t)R->levels[l].st.k;
     }
 
     sf_json_obj_begin(&j);
@@ -916,25 +918,39 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
         }
         SF_CALL_GOTO(sf_comm_agree(rc), done);
         L->reduce_seconds = sf_comm_wtime() - t0;
-        L->rows_processed = sf_exec_rows(L->x);
-        rc = sf_comm_allreduce_sum_u64(&L->rows_processed, 1);
-        if (rc == SF_OK) {
-            /* Totals over all ranks, for run.json. */
-            uint64_t m[3] = {L->red.messages, L->red.internode_messages, L->red.bytes};
-            rc = sf_comm_allreduce_sum_u64(m, 3);
-            L->red.messages = m[0];
-            L->red.internode_messages = m[1];
-            L->red.bytes = m[2];
+        {
+            /* Totals over all ranks, for run.json and the coverage. */
+            uint64_t m[4] = {sf_exec_rows(L->x), L->red.messages, L->red.internode_messages, L->red.bytes};
+            rc = sf_comm_allreduce_sum_u64(m, 4);
+            L->rows_processed = m[0];
+            L->red.messages = m[1];
+            L->red.internode_messages = m[2];
+            L->red.bytes = m[3];
         }
         SF_CALL_GOTO(sf_comm_agree(rc), done);
-        /* States that later passes use as baselines go to every rank. */
+        /* States that later passes use as baselines go to every rank: only
+         * those (rank 0 keeps the whole result for the report). */
         bool later = false;
         for (int a = 0; a < L->nagents; a++) later = later || L->agents[a].needed_later;
         if (later) {
-            rc = sf_comm_bcast(&L->result, 0);
-            SF_CALL_GOTO(sf_comm_agree(rc), done);
-            rc = decode_finals(&R, L, false);
-            SF_CALL_GOTO(sf_comm_agree(rc), done);
+            sf_buf sel;
+            sf_buf_init(&sel);
+            uint8_t *want = calloc((size_t)L->nagents, 1);
+            rc = want != NULL ? SF_OK : sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (baselines)");
+            for (int a = 0; a < L->nagents && want; a++) want[a] = L->agents[a].needed_later;
+            if (rc == SF_OK && rank == 0) rc = sf_exec_select(L->x, L->result.data, L->result.len, want, &sel);
+            sf_status ra = sf_comm_agree(rc);
+            if (ra == SF_OK) ra = sf_comm_agree(sf_comm_bcast(&sel, 0));
+            if (ra == SF_OK) {
+                rc = SF_OK;
+                for (int a = 0; a < L->nagents && rc == SF_OK; a++)
+                    if (want[a] && L->agents[a].final == NULL)
+                        rc = sf_exec_decode_agent(L->x, sel.data, sel.len, a, &L->agents[a].final);
+                ra = sf_comm_agree(rc);
+            }
+            free(want);
+            sf_buf_fini(&sel);
+            SF_CALL_GOTO(ra, done);
             bind_priors(&R);
         }
     }
