@@ -9,6 +9,7 @@
 
 #include "shardflow/io.h"
 #include "shardflow/json.h"
+#include "shardflow/fault.h"
 #include "shardflow/status.h"
 
 typedef enum sf_node_kind { SF_NODE_SCALAR = 1, SF_NODE_MAP = 2, SF_NODE_SEQ = 3 } sf_node_kind;
@@ -111,8 +112,13 @@ typedef struct sf_workflow {
     const sf_cfg_node *synthesis; /* the synthesis: mapping, NULL if absent (checked by src/synth) */
     int nplugins;
     char **plugins;               /* plugins: shared objects to load (paths resolved like input.path) */
+    sf_checkpoint_config checkpoint; /* checkpoint: (src/fault) */
+    sf_fault_config fault;        /* fault: (src/fault) */
     sf_cfg_node *root;            /* the resolved tree */
     char config_hash[17];         /* xxh64 of the canonical resolved tree, hex */
+    char result_hash[17];         /* the same over the keys that can change result.json: everything
+                                   * but threads, output, distribute, checkpoint and fault (those may
+                                   * change between a run and its restart) */
 } sf_workflow;
 
 /* Loads path, applies sets ("key.path=value", sequences indexed by number:

@@ -25,7 +25,32 @@ typedef struct sf_dist_stats {
     uint64_t units_done;      /* work units this rank processed */
     uint64_t rows_done;       /* rows this rank processed */
     double t_read, t_route, t_process, t_wait;  /* seconds on this rank */
+    /* Fault tolerance, per shard on this rank (summed over ranks by the run). */
+    uint64_t *rows_included;  /* rows of the shard processed into the result */
+    uint64_t *rows_excluded;  /* rows left out (excluded pieces, corrupt rows) */
+    uint64_t *retries;        /* attempts beyond the first */
+    uint64_t *pieces_excluded;
+    uint64_t pieces_done;     /* pieces processed (included or not) */
+    uint64_t rounds;          /* rank 0: rounds done at the last boundary (counting from the pass's start) */
+    sf_reader_pos pos;        /* rank 0: reader position at that boundary */
+    uint64_t pos_rows;        /* rank 0: rows read up to that boundary */
+    char fault[512];          /* the first excluded piece's failure, "" if none */
 } sf_dist_stats;
+
+/* The run's side of one pass: checkpoints at round boundaries and stops. */
+typedef struct sf_dist_hooks {
+    /* Collective: every rank calls it at the same round boundary, after
+     * processing every unit of the rounds before it and before any unit
+     * after it. local is this rank's status so far (a failed rank still
+     * takes part, so that nobody waits). It ends in an agreement; a
+     * failure ends the pass on every rank. */
+    sf_status (*checkpoint)(void *ctx, sf_dist_stats *st, sf_status local);
+    void *ctx;
+    uint64_t every_pieces;   /* rank 0: checkpoint after this many pieces (0 = never) */
+    double every_seconds;    /* rank 0: ... or at the first boundary this long after the last (0 = never) */
+    uint64_t first_round;    /* rank 0: index of the first round read (rounds done before a restart) */
+    bool stop_on_signal;     /* end the pass at a round boundary on SIGTERM/SIGUSR1: SF_ERR_INTERRUPTED */
+} sf_dist_hooks;
 
 sf_status sf_dist_stats_init(sf_dist_stats *s, int k);
 void sf_dist_stats_fini(sf_dist_stats *s);
@@ -42,13 +67,23 @@ void sf_dist_stats_fini(sf_dist_stats *s);
 sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
                            const sf_distribute_config *cfg, const int *pass_cols, int npass,
                            const sf_schema *pass_schema, sf_exec *x, sf_dist_stats *stats);
+/* The same with checkpoints and stops (hooks may be NULL). When a stop
+ * signal ends the pass early, every rank returns SF_ERR_INTERRUPTED after
+ * processing exactly the rounds read so far (st->rounds on rank 0). */
+sf_status sf_dist_run_pass_ex(sf_reader *reader, const sf_shard_plan *plan, const sf_distribute_config *cfg,
+                              const int *pass_cols, int npass, const sf_schema *pass_schema, sf_exec *x,
+                              sf_dist_stats *stats, const sf_dist_hooks *hooks);
 
 /* Work-unit encoding, exposed for tests: the rows `rows[0..n)` of src (only
  * columns cols[0..ncols)) as one piece of shard `shard` appended to out. */
 sf_status sf_piece_append(sf_buf *out, const sf_batch *src, const int *cols, int ncols,
                           uint32_t shard, const uint32_t *rows, size_t n);
-/* Begins a work unit message (kind 0 = data, 1 = end, 2 = abort). */
+/* Begins a work unit message (kind 0 = data, 1 = end, 2 = abort, 3 =
+ * checkpoint, 4 = stop). */
 sf_status sf_unit_begin(sf_buf *out, uint32_t kind);
+/* The input round of a data unit (header word 3). */
+void sf_unit_set_round(sf_buf *unit, uint32_t round);
+uint32_t sf_unit_round(const uint8_t *bytes, size_t n);
 /* Reads a work unit: its kind and its pieces as batches that borrow from the
  * bytes (valid while the bytes live). *views / *cap are a reusable array
  * (start with NULL / 0); it grows as needed, for any pass schema; *nviews

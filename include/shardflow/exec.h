@@ -58,6 +58,48 @@ sf_status sf_exec_process(sf_exec *x, const sf_batch *const *batches, int nb);
 sf_status sf_exec_process_overlap(sf_exec *x, const sf_batch *const *batches, int nb,
                                   sf_status (*side)(void *ctx), void *ctx);
 
+/* Fault tolerance of a pass (see include/shardflow/fault.h). */
+typedef struct sf_exec_faults {
+    int level;              /* the pass, for injection decisions */
+    int max_attempts;       /* attempts per piece, >= 1 */
+    double backoff;         /* seconds before the first retry, doubled after each */
+    double task_timeout;    /* seconds per piece attempt, 0 = none */
+} sf_exec_faults;
+/* Turns on transactional processing for sf_exec_process_unit: a unit is
+ * processed into scratch states that are merged into the rank's states
+ * only when every piece succeeded, so a failed attempt leaves no trace
+ * and a retry or an exclusion is exact. Not collective. */
+sf_status sf_exec_set_faults(sf_exec *x, const sf_exec_faults *f);
+
+/* What happened to one piece of a unit. */
+typedef struct sf_exec_piece_result {
+    uint32_t shard;
+    uint64_t rows;           /* rows of the piece */
+    uint64_t rows_excluded;  /* rows left out (the whole piece if excluded, else bad rows) */
+    int attempts;            /* attempts made (1 = first try succeeded) */
+    bool excluded;           /* failed max_attempts times: left out of the result */
+} sf_exec_piece_result;
+
+/* Processes one unit: nb pieces (batches[i] of shard shards[i], all from
+ * input round `round`), with side work as in sf_exec_process_overlap.
+ * Without sf_exec_set_faults it is sf_exec_process_overlap. With it, a
+ * failing unit is rolled back and its pieces retried one by one (with
+ * backoff) up to max_attempts each; a piece that still fails is excluded
+ * (res[i].excluded, its message in sf_exec_last_fault). Returns a failure
+ * only for what retrying cannot help (the side work, out of memory in the
+ * executor itself). res has nb entries. Not collective. */
+sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const uint32_t *shards, int nb,
+                               uint64_t round, sf_status (*side)(void *ctx), void *ctx,
+                               sf_exec_piece_result *res /* out */);
+/* The message of the last piece failure this executor recovered from or
+ * excluded ("" if none). */
+const char *sf_exec_last_fault(const sf_exec *x);
+
+/* Merges an sf_exec_encode output (of the same agents: a checkpoint) into
+ * this executor's states, and adds agent_rows[a] (may be NULL) to the rows
+ * given to each agent and rows to the executor's rows. Not collective. */
+sf_status sf_exec_absorb(sf_exec *x, const uint8_t *bytes, size_t n, const uint64_t *agent_rows, uint64_t rows);
+
 /* Merges the thread states (in thread order) and appends the encoded state of
  * every agent to out. */
 sf_status sf_exec_encode(sf_exec *x, sf_buf *out);
@@ -80,5 +122,8 @@ uint64_t sf_exec_rows(const sf_exec *x);
 int sf_exec_default_threads(int local_ranks);
 /* Sets the OpenMP thread count for later regions. */
 void sf_exec_set_threads(int n);
+/* Creates the OpenMP threads now (an empty parallel region), so that they
+ * inherit the caller's signal mask. */
+void sf_exec_start_threads(int n);
 
 #endif

@@ -84,6 +84,22 @@ sf_status sf_reader_batch_init(sf_reader *r, sf_batch *b);
 sf_status sf_reader_next(sf_reader *r, sf_batch *b, bool *eof /* out */);
 /* Starts again from the first data row (for a new pass). */
 sf_status sf_reader_rewind(sf_reader *r);
+/* Where a reader is: opaque to callers, stored in checkpoints. Four words
+ * (CSV: byte offset of the next record, its physical line, rows delivered,
+ * bad rows skipped; HDF5 and synthetic: next row, rows delivered). */
+typedef struct sf_reader_pos {
+    uint64_t v[4];
+} sf_reader_pos;
+/* The position after the last batch returned by sf_reader_next (at the
+ * start: the first data row). Not collective. */
+void sf_reader_tell(const sf_reader *r, sf_reader_pos *pos /* out */);
+/* Continues reading from a position that sf_reader_tell gave for the same
+ * input (after a rewind or on a fresh reader with the same config and
+ * projection): the following batches hold exactly the rows that followed
+ * it, with the same line numbers in messages and the same bad-row count.
+ * A position that cannot belong to this input (past its end, inside the
+ * header) is SF_ERR_ARG. Not collective. */
+sf_status sf_reader_seek(sf_reader *r, const sf_reader_pos *pos);
 /* Rows in the input if known without reading it (HDF5, synthetic), else
  * UINT64_MAX. */
 uint64_t sf_reader_total_rows(const sf_reader *r);

@@ -15,6 +15,11 @@ typedef struct sf_run_options {
     bool validate_only;        /* stop after checking the workflow and the input schema */
     int nplugins;
     const char *const *plugins; /* --plugin PATH: agent plugins loaded before the workflow */
+    bool restart;              /* --restart: resume from the checkpoint (none: start afresh);
+                                * one for another workflow or input is refused */
+#define SF_RUN_MAX_INJECT 16
+    int ninject;
+    const char *inject[SF_RUN_MAX_INJECT]; /* --inject SPEC: added to fault.inject */
 } sf_run_options;
 
 /* Loads, plans, distributes, processes, reduces and writes DIR/result.json

@@ -14,7 +14,9 @@ typedef enum sf_status {
     SF_ERR_H5,       /* an HDF5 call failed */
     SF_ERR_NOMEM,    /* allocation failed or memory budget exhausted */
     SF_ERR_TIMEOUT,  /* a deadline passed */
-    SF_ERR_INTERNAL  /* a bug in shardflow */
+    SF_ERR_INTERNAL, /* a bug in shardflow */
+    SF_ERR_INTERRUPTED, /* stopped by a signal (a checkpoint was written) */
+    SF_ERR_COVERAGE  /* too many rows excluded (fault.min_coverage) */
 } sf_status;
 
 /* Short stable name of a status ("SF_ERR_PARSE"). Not collective. */

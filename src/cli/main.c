@@ -8,6 +8,7 @@
 
 #include "shardflow/agent.h"
 #include "shardflow/comm.h"
+#include "shardflow/fault.h"
 #include "shardflow/io.h"
 #include "shardflow/plugin.h"
 #include "shardflow/run.h"
@@ -22,7 +23,9 @@ enum {
     EXIT_RUNTIME = 1,   /* I/O, MPI, HDF5, memory, internal errors */
     EXIT_USAGE = 2,     /* bad command line */
     EXIT_CONFIG = 3,    /* invalid workflow file */
-    EXIT_INPUT = 4      /* malformed input data */
+    EXIT_INPUT = 4,     /* malformed input data */
+    EXIT_COVERAGE = SF_EXIT_COVERAGE,       /* 5: partial result below fault.min_coverage */
+    EXIT_INTERRUPTED = SF_EXIT_INTERRUPTED  /* 75: stopped by SIGTERM/SIGUSR1, checkpoint written */
 };
 
 static int exit_code(sf_status rc)
@@ -32,6 +35,8 @@ static int exit_code(sf_status rc)
     case SF_ERR_CONFIG: return EXIT_CONFIG;
     case SF_ERR_PARSE: return EXIT_INPUT;
     case SF_ERR_ARG: return EXIT_USAGE;
+    case SF_ERR_COVERAGE: return EXIT_COVERAGE;
+    case SF_ERR_INTERRUPTED: return EXIT_INTERRUPTED;
     default: return EXIT_RUNTIME;
     }
 }
@@ -39,7 +44,7 @@ static int exit_code(sf_status rc)
 static void usage(FILE *f)
 {
     fputs("usage: shardflow run WORKFLOW.yaml [--out DIR] [--set KEY.PATH=VALUE]... [--threads N]\n"
-          "                     [--plugin LIB.so]...\n"
+          "                     [--plugin LIB.so]... [--restart] [--inject FAULT]...\n"
           "       shardflow validate WORKFLOW.yaml [--set KEY.PATH=VALUE]... [--plugin LIB.so]...\n"
           "       shardflow gen [--generator requests] --rows N [--seed S] [--zipf A] [--users U]\n"
           "                     [--incidents] --format csv|hdf5 [--vlen-strings] -o FILE\n"
@@ -47,7 +52,9 @@ static void usage(FILE *f)
           "       shardflow --help | --version\n"
           "\n"
           "Run under MPI: mpirun -np N shardflow run WORKFLOW.yaml\n"
-          "Exit codes: 0 ok, 1 runtime error, 2 usage, 3 invalid workflow, 4 bad input data.\n",
+          "Exit codes: 0 ok, 1 runtime error, 2 usage, 3 invalid workflow, 4 bad input data,\n"
+          "            5 coverage below fault.min_coverage, 75 stopped by a signal (checkpoint written;\n"
+          "            rerun with --restart to resume).\n",
           f);
 }
 
@@ -95,6 +102,17 @@ static int cmd_run(int argc, char **argv, int validate)
         } else if (strcmp(a, "--plugin") == 0) {
             if (++i >= argc) { free(sets); free(plugins); return fail_usage("%s needs a shared object", a); }
             plugins[o.nplugins++] = argv[i];
+        } else if (strcmp(a, "--restart") == 0 && !validate) {
+            o.restart = true;
+        } else if (strcmp(a, "--inject") == 0 && !validate) {
+            /* Same as one more fault.inject item: --set takes a scalar. */
+            if (++i >= argc) { free(sets); free(plugins); return fail_usage("%s needs a fault spec", a); }
+            if (o.ninject == SF_RUN_MAX_INJECT) {
+                free(sets);
+                free(plugins);
+                return fail_usage("at most 16 --inject options%s", "");
+            }
+            o.inject[o.ninject++] = argv[i];
         } else if (strcmp(a, "--threads") == 0 && !validate) {
             uint64_t t;
             if (++i >= argc || !parse_u64(argv[i], &t) || t == 0 || t > 4096) {
@@ -133,6 +151,10 @@ static int cmd_run(int argc, char **argv, int validate)
         } else {
             printf("shardflow: results in %s/result.json (run details in %s/run.json)\n", dir, dir);
         }
+    }
+    if (rc == SF_ERR_INTERRUPTED) {
+        /* Every rank exits with the same code; flush what was printed. */
+        fflush(stdout);
     }
     return exit_code(rc);
 }

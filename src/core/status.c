@@ -22,6 +22,8 @@ const char *sf_status_name(sf_status code)
     case SF_ERR_NOMEM: return "SF_ERR_NOMEM";
     case SF_ERR_TIMEOUT: return "SF_ERR_TIMEOUT";
     case SF_ERR_INTERNAL: return "SF_ERR_INTERNAL";
+    case SF_ERR_INTERRUPTED: return "SF_ERR_INTERRUPTED";
+    case SF_ERR_COVERAGE: return "SF_ERR_COVERAGE";
     }
     return "SF_ERR_UNKNOWN";
 }

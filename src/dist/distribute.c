@@ -13,10 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "shardflow/comm.h"
 #include "shardflow/dist.h"
+#include "shardflow/fault.h"
 
-enum { UNIT_DATA = 0, UNIT_END = 1, UNIT_ABORT = 2 };
+enum { UNIT_DATA = 0, UNIT_END = 1, UNIT_ABORT = 2, UNIT_CKPT = 3, UNIT_STOP = 4 };
 
 sf_status sf_dist_stats_init(sf_dist_stats *s, int k)
 {
@@ -24,7 +27,13 @@ sf_status sf_dist_stats_init(sf_dist_stats *s, int k)
     s->k = k;
     s->shard_rows = calloc((size_t)(k ? k : 1), sizeof(uint64_t));
     s->shard_bytes = calloc((size_t)(k ? k : 1), sizeof(uint64_t));
-    SF_CHECK(s->shard_rows && s->shard_bytes, SF_ERR_NOMEM, "out of memory (shard statistics)");
+    s->rows_included = calloc((size_t)(k ? k : 1), sizeof(uint64_t));
+    s->rows_excluded = calloc((size_t)(k ? k : 1), sizeof(uint64_t));
+    s->retries = calloc((size_t)(k ? k : 1), sizeof(uint64_t));
+    s->pieces_excluded = calloc((size_t)(k ? k : 1), sizeof(uint64_t));
+    SF_CHECK(s->shard_rows && s->shard_bytes && s->rows_included && s->rows_excluded && s->retries &&
+                 s->pieces_excluded,
+             SF_ERR_NOMEM, "out of memory (shard statistics)");
     return SF_OK;
 }
 
@@ -32,6 +41,10 @@ void sf_dist_stats_fini(sf_dist_stats *s)
 {
     free(s->shard_rows);
     free(s->shard_bytes);
+    free(s->rows_included);
+    free(s->rows_excluded);
+    free(s->retries);
+    free(s->pieces_excluded);
     memset(s, 0, sizeof *s);
 }
 
@@ -134,9 +147,22 @@ typedef struct worker {
     sf_piece_view *views;
     size_t cap;
     const sf_batch **list;
+    uint32_t *shards;
+    sf_exec_piece_result *res;
     size_t list_cap;
     sf_dist_stats *st;
+    const sf_dist_hooks *hk;
 } worker;
+
+static void sleep_for(double s)
+{
+    if (s <= 0) return;
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* A stop signal this rank should act on. */
+static bool stop_signalled(const worker *w) { return w->hk && w->hk->stop_on_signal && sf_signal_pending() != 0; }
 
 static sf_status work_on_side(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
                               sf_status (*side)(void *), void *ctx);
@@ -154,26 +180,55 @@ static sf_status work_on_side(worker *w, const uint8_t *bytes, size_t n, uint32_
     if (*kind != UNIT_DATA) return SF_OK;
     if (nv > w->list_cap) {
         const sf_batch **l = realloc(w->list, nv * sizeof *l);
-        SF_CHECK(l != NULL, SF_ERR_NOMEM, "out of memory (work list)");
-        w->list = l;
+        if (l) w->list = l;
+        uint32_t *sh = realloc(w->shards, nv * sizeof *sh);
+        if (sh) w->shards = sh;
+        sf_exec_piece_result *res = realloc(w->res, nv * sizeof *res);
+        if (res) w->res = res;
+        SF_CHECK(l && sh && res, SF_ERR_NOMEM, "out of memory (work list)");
         w->list_cap = nv;
     }
     for (size_t i = 0; i < nv; i++) {
         w->list[i] = &w->views[i].batch;
+        w->shards[i] = w->views[i].shard;
+        SF_CHECK(w->shards[i] < (uint32_t)w->st->k, SF_ERR_INTERNAL, "work unit names shard %u of %d",
+                 w->shards[i], w->st->k);
         w->st->rows_done += w->views[i].batch.nrows;
     }
+    /* A crash test's point: the n-th unit this rank takes on. */
+    sf_fault_point("round");
     double t0 = sf_comm_wtime();
-    sf_status rc = side ? sf_exec_process_overlap(w->x, w->list, (int)nv, side, ctx)
-                        : sf_exec_process(w->x, w->list, (int)nv);
+    sf_status rc = sf_exec_process_unit(w->x, w->list, w->shards, (int)nv, sf_unit_round(bytes, n), side, ctx,
+                                        w->res);
+    double dt = sf_comm_wtime() - t0;
+    /* An injected straggler: this rank takes factor times as long. */
+    double slow = sf_fault_slow_factor();
+    if (slow > 1.0) sleep_for((slow - 1.0) * dt);
     w->st->t_process += sf_comm_wtime() - t0;
     w->st->units_done++;
-    return rc;
+    if (rc != SF_OK) return rc;
+    for (size_t i = 0; i < nv; i++) {
+        const sf_exec_piece_result *pr = &w->res[i];
+        w->st->rows_included[pr->shard] += pr->rows - pr->rows_excluded;
+        w->st->rows_excluded[pr->shard] += pr->rows_excluded;
+        w->st->retries[pr->shard] += (uint64_t)(pr->attempts - 1);
+        w->st->pieces_done++;
+        if (pr->excluded) {
+            w->st->pieces_excluded[pr->shard]++;
+            if (w->st->fault[0] == '\0')
+                snprintf(w->st->fault, sizeof w->st->fault, "shard %u excluded after %d attempts: %s", pr->shard,
+                         pr->attempts, sf_exec_last_fault(w->x));
+        }
+    }
+    return SF_OK;
 }
 
 static void worker_fini(worker *w)
 {
     sf_unit_views_free(w->views, w->cap);
     free(w->list);
+    free(w->shards);
+    free(w->res);
 }
 
 static sf_status send_control(int dest, uint32_t kind)
@@ -203,7 +258,7 @@ static sf_status worker_static(worker *w)
     sf_buf msg;
     sf_buf_init(&msg);
     sf_status rc = SF_OK, comm = SF_OK;
-    bool told = false;
+    bool told = false, stopped = false;
     for (;;) {
         double t0 = sf_comm_wtime();
         comm = sf_comm_recv(0, SF_TAG_PIECE, &msg, NULL);
@@ -216,11 +271,28 @@ static sf_status worker_static(worker *w)
             break;
         } else {
             uint32_t kind = unit_kind(&msg);
+            if (kind == UNIT_CKPT) {
+                /* Every unit before it is done: take part in the checkpoint.
+                 * Its agreement fails every rank alike; then all leave. */
+                sf_status e = w->hk && w->hk->checkpoint ? w->hk->checkpoint(w->hk->ctx, w->st, rc) : rc;
+                if (e != SF_OK) {
+                    sf_buf_fini(&msg);
+                    return e;
+                }
+                continue;
+            }
+            if (kind == UNIT_STOP) stopped = true;
             if (kind != UNIT_DATA) break;
             if (rc == SF_OK) rc = work_on(w, msg.data, msg.len, &kind);
         }
         if (rc != SF_OK && !told) {
             uint32_t code = (uint32_t)rc;
+            comm = sf_comm_send(0, SF_TAG_REQUEST, &code, sizeof code);
+            told = true;
+            if (comm != SF_OK) break;
+        } else if (!told && stop_signalled(w)) {
+            /* Ask rank 0 to stop at the next round boundary. */
+            uint32_t code = (uint32_t)SF_ERR_INTERRUPTED;
             comm = sf_comm_send(0, SF_TAG_REQUEST, &code, sizeof code);
             told = true;
             if (comm != SF_OK) break;
@@ -231,7 +303,9 @@ static sf_status worker_static(worker *w)
         comm = sf_comm_send(0, SF_TAG_REQUEST, &code, sizeof code);
     }
     sf_buf_fini(&msg);
-    return comm != SF_OK ? comm : rc;
+    if (comm != SF_OK) return comm;
+    if (rc == SF_OK && stopped) return SF_ERR_INTERRUPTED;
+    return rc;
 }
 
 /* Requests each worker keeps outstanding in dynamic mode. Rank 0 answers
@@ -250,7 +324,7 @@ static sf_status worker_dynamic(worker *w)
     int outstanding = 0;
     for (int i = 0; i < PREFETCH && comm == SF_OK; i++, outstanding++)
         comm = sf_comm_send(0, SF_TAG_REQUEST, &req, sizeof req);
-    bool done = false;
+    bool done = false, stopped = false, asked_stop = false;
     while (comm == SF_OK && outstanding > 0) {
         double t0 = sf_comm_wtime();
         comm = sf_comm_recv(0, SF_TAG_PIECE, &msg, NULL);
@@ -267,20 +341,42 @@ static sf_status worker_dynamic(worker *w)
         } else {
             kind = unit_kind(&msg);
         }
+        if (kind == UNIT_CKPT) {
+            /* The answer to one request: every unit handed out before it is
+             * done (this rank works in order). Ask again, then checkpoint. */
+            req = (uint32_t)rc;
+            comm = sf_comm_send(0, SF_TAG_REQUEST, &req, sizeof req);
+            if (comm != SF_OK) break;
+            outstanding++;
+            sf_status e = w->hk && w->hk->checkpoint ? w->hk->checkpoint(w->hk->ctx, w->st, rc) : rc;
+            if (e != SF_OK) {
+                sf_buf_fini(&msg);
+                return e;
+            }
+            continue;
+        }
         if (kind != UNIT_DATA) {
+            if (kind == UNIT_STOP) stopped = true;
             done = true; /* drain the remaining final replies */
             continue;
         }
         if (done) continue;
-        /* A failure is reported with the next request; rank 0 then stops. */
+        /* A failure is reported with the next request; rank 0 then stops.
+         * A stop signal likewise, once. */
         req = (uint32_t)rc;
+        if (rc == SF_OK && !asked_stop && stop_signalled(w)) {
+            req = (uint32_t)SF_ERR_INTERRUPTED;
+            asked_stop = true;
+        }
         comm = sf_comm_send(0, SF_TAG_REQUEST, &req, sizeof req);
         if (comm != SF_OK) break;
         outstanding++;
         if (rc == SF_OK) rc = work_on(w, msg.data, msg.len, &kind);
     }
     sf_buf_fini(&msg);
-    return comm != SF_OK ? comm : rc;
+    if (comm != SF_OK) return comm;
+    if (rc == SF_OK && stopped) return SF_ERR_INTERRUPTED;
+    return rc;
 }
 
 /* ---- rank 0 ---- */
@@ -313,7 +409,39 @@ typedef struct root {
     int count_stats;
     sender snd;
     int *waiting;          /* dynamic: requests not yet answered */
+    const sf_dist_hooks *hk;
+    sf_reader_pos before_pos;  /* reader position before the round last read */
+    uint64_t before_rows;
+    uint32_t round;        /* index of the round in r->batch */
+    uint64_t pieces_since; /* pieces sent since the last checkpoint */
+    double last_ckpt;      /* time of the last checkpoint (or the start) */
 } root;
+
+/* Whether a checkpoint is due at this round boundary. */
+static bool ckpt_due(const root *r)
+{
+    const sf_dist_hooks *h = r->hk;
+    if (h == NULL || h->checkpoint == NULL) return false;
+    if (h->every_pieces > 0 && r->pieces_since >= h->every_pieces) return true;
+    return h->every_seconds > 0 && sf_comm_wtime() - r->last_ckpt >= h->every_seconds;
+}
+
+/* Records the boundary: rounds done and where the reader was before the
+ * next one (what a checkpoint resumes from). */
+static void note_boundary(root *r, const sf_reader_pos *pos, uint64_t rows_before)
+{
+    r->st->rounds = r->round;
+    r->st->pos = *pos;
+    r->st->pos_rows = rows_before;
+}
+
+static sf_status root_checkpoint(root *r, sf_status local)
+{
+    r->pieces_since = 0;
+    sf_status rc = r->hk->checkpoint(r->hk->ctx, r->st, local);
+    r->last_ckpt = sf_comm_wtime();
+    return rc;
+}
 
 static void note_peak(root *r, uint64_t bytes)
 {
@@ -390,9 +518,12 @@ static sf_status sender_drain(root *r)
     return rc;
 }
 
-/* Reads and routes the next round; *eof at the end. */
+/* Reads and routes the next round; *eof at the end. The reader position
+ * and rows read before it are kept in r->before_pos / before_rows. */
 static sf_status next_round(root *r, bool *eof)
 {
+    sf_reader_tell(r->reader, &r->before_pos);
+    r->before_rows = r->st->rows_read;
     double t0 = sf_comm_wtime();
     SF_CALL(sf_reader_next(r->reader, &r->batch, eof));
     double t1 = sf_comm_wtime();
@@ -423,13 +554,15 @@ static sf_status read_ahead(void *ctx)
     return next_round(a->r, &a->eof);
 }
 
-/* Receives one status message from worker src (static mode). */
-static sf_status take_status(sf_buf *tmp, int src, bool *failed)
+/* Receives one status message from worker src (static mode): a failure,
+ * or a request to stop (SF_ERR_INTERRUPTED). */
+static sf_status take_status(sf_buf *tmp, int src, bool *failed, bool *stop)
 {
     sf_status comm = sf_comm_recv(src, SF_TAG_REQUEST, tmp, NULL);
     uint32_t code = 0;
     if (comm == SF_OK && tmp->len >= 4) memcpy(&code, tmp->data, 4);
-    if (code != 0) *failed = true;
+    if (code == (uint32_t)SF_ERR_INTERRUPTED) *stop = true;
+    else if (code != 0) *failed = true;
     return comm;
 }
 
@@ -439,23 +572,28 @@ static sf_status root_static(root *r)
     int P = r->P;
     sf_buf local = pool_get(&r->pl), tmp;
     sf_buf_init(&tmp);
-    bool remote_failed = false;
+    bool remote_failed = false, stop = false, skip_end = false;
     uint8_t *reported = calloc((size_t)P, 1);
     ahead next = {r, false};
     SF_CHECK_GOTO(reported != NULL, SF_ERR_NOMEM, done, "out of memory (distribution)");
     SF_CALL_GOTO(next_round(r, &next.eof), done);
+    note_boundary(r, &r->before_pos, r->before_rows);
     while (!next.eof) {
-        /* A worker that failed says so at once: stop reading. */
+        /* A worker that failed says so at once: stop reading. A worker
+         * that got a stop signal asks to stop at this boundary. */
         bool flag = true;
         while (flag && !remote_failed) {
             int src = -1;
             SF_CALL_GOTO(sf_comm_iprobe(SF_TAG_REQUEST, &flag, &src), done);
             if (flag) {
-                SF_CALL_GOTO(take_status(&tmp, src, &remote_failed), done);
+                bool asked_stop = false;
+                SF_CALL_GOTO(take_status(&tmp, src, &remote_failed, &asked_stop), done);
+                stop = stop || asked_stop;
                 reported[src] = 1;
             }
         }
-        if (remote_failed) break;
+        if (r->hk && r->hk->stop_on_signal && sf_signal_pending()) stop = true;
+        if (remote_failed || stop) break;
         double t0 = sf_comm_wtime();
         for (int dest = 1; dest < P; dest++) {
             size_t rows = 0;
@@ -463,6 +601,7 @@ static sf_status root_static(root *r)
             if (rows == 0) continue; /* no empty messages */
             sf_buf unit = pool_get(&r->pl);
             rc = sf_unit_begin(&unit, UNIT_DATA);
+            sf_unit_set_round(&unit, r->round);
             for (int s = dest; s < r->rt.k && rc == SF_OK; s += P) rc = append_shard(r, &unit, s);
             /* Keep the bytes in flight under the budget: wait for the oldest. */
             while (rc == SF_OK && r->snd.head < r->snd.n && r->snd.bytes + unit.len > r->cfg->memory_budget)
@@ -474,7 +613,9 @@ static sf_status root_static(root *r)
             SF_CALL_GOTO(sender_post(r, dest, unit), done);
             note_peak(r, r->snd.bytes);
         }
+        for (int s = 0; s < r->rt.k; s++) r->pieces_since += r->rt.start[s + 1] > r->rt.start[s];
         SF_CALL_GOTO(sf_unit_begin(&local, UNIT_DATA), done);
+        sf_unit_set_round(&local, r->round);
         for (int s = 0; s < r->rt.k; s += P) SF_CALL_GOTO(append_shard(r, &local, s), done);
         r->st->t_route += sf_comm_wtime() - t0;
         /* The round is packed: its batch may be overwritten by the next read,
@@ -482,21 +623,39 @@ static sf_status root_static(root *r)
         uint32_t kind;
         SF_CALL_GOTO(work_on_side(&r->w, local.data, local.len, &kind, read_ahead, &next), done);
         SF_CALL_GOTO(sender_retire(r, false), done);
+        r->round++;
+        note_boundary(r, &r->before_pos, r->before_rows);
+        if (!next.eof && ckpt_due(r)) {
+            /* Every worker takes its units in order: the checkpoint unit
+             * reaches it after all of this round's. */
+            for (int dest = 1; dest < P; dest++) SF_CALL_GOTO(send_control(dest, UNIT_CKPT), done);
+            rc = root_checkpoint(r, SF_OK);
+            if (rc != SF_OK) {
+                /* Every rank left the pass in the checkpoint's agreement. */
+                skip_end = true;
+                goto done;
+            }
+        }
     }
 done:;
-    /* Whatever happened, every worker gets exactly one END or ABORT and
-     * rank 0 takes exactly one status message from each. */
+    /* Whatever happened, every worker gets exactly one END, STOP or ABORT
+     * and rank 0 takes exactly one status message from each. */
     sf_status end = sender_drain(r);
-    bool abort_all = rc != SF_OK || remote_failed;
-    for (int dest = 1; dest < P; dest++) {
-        sf_status e = send_control(dest, abort_all ? UNIT_ABORT : UNIT_END);
-        if (end == SF_OK) end = e;
+    if (!skip_end) {
+        bool abort_all = rc != SF_OK || remote_failed;
+        uint32_t fin = abort_all ? UNIT_ABORT : stop ? UNIT_STOP : UNIT_END;
+        for (int dest = 1; dest < P; dest++) {
+            sf_status e = send_control(dest, fin);
+            if (end == SF_OK) end = e;
+        }
+        bool ignored = false;
+        for (int src = 1; src < P && end == SF_OK; src++)
+            if (!reported || !reported[src]) end = take_status(&tmp, src, &remote_failed, &ignored);
     }
-    for (int src = 1; src < P && end == SF_OK; src++)
-        if (!reported || !reported[src]) end = take_status(&tmp, src, &remote_failed);
     free(reported);
     sf_buf_fini(&tmp);
     pool_put(&r->pl, local);
+    if (rc == SF_OK && end == SF_OK && stop && !remote_failed) return SF_ERR_INTERRUPTED;
     return rc != SF_OK ? rc : end;
 }
 
@@ -541,17 +700,20 @@ static sf_status enqueue_round(root *r, queue *q)
     if (target < r->cfg->morsel_rows) target = r->cfg->morsel_rows;
     sf_buf unit = pool_get(&r->pl);
     sf_status rc = sf_unit_begin(&unit, UNIT_DATA);
+    sf_unit_set_round(&unit, r->round);
     size_t rows = 0;
     for (int s = 0; s < r->rt.k && rc == SF_OK; s++) {
         size_t n = r->rt.start[s + 1] - r->rt.start[s];
         if (n == 0) continue;
         rc = append_shard(r, &unit, s);
         rows += n;
+        r->pieces_since++;
         if (rc == SF_OK && rows >= target) {
             rc = queue_push(q, unit);
             if (rc != SF_OK) return rc;
             unit = pool_get(&r->pl);
             rc = sf_unit_begin(&unit, UNIT_DATA);
+            sf_unit_set_round(&unit, r->round);
             rows = 0;
         }
     }
@@ -560,22 +722,48 @@ static sf_status enqueue_round(root *r, queue *q)
     return rc;
 }
 
+/* A worker's request code: a failure, or a request to stop. */
+static void request_code(const sf_buf *req, bool *failed, bool *stop)
+{
+    uint32_t code = 0;
+    if (req->len >= 4) memcpy(&code, req->data, 4);
+    if (code == (uint32_t)SF_ERR_INTERRUPTED) *stop = true;
+    else if (code != 0) *failed = true;
+}
+
 static sf_status root_dynamic(root *r)
 {
     sf_status rc = SF_OK, comm = SF_OK;
     queue q = {0};
     int P = r->P;
-    /* Every worker gets exactly PREFETCH final (END/ABORT) replies. */
+    /* Every worker gets exactly PREFETCH final (END/STOP/ABORT) replies. */
     int finals = 0, want_finals = PREFETCH * (P - 1);
     int *waiting = r->waiting; /* room for want_finals entries */
     int nwaiting = 0;
-    bool eof = false, failed = false;
+    bool eof = false, failed = false, stop = false, ckpt_wanted = false;
+    int ckpt_sent_n = 0;
+    uint8_t *ckpt_sent = calloc((size_t)P, 1);
     sf_buf req;
     sf_buf_init(&req);
+    SF_CHECK_GOTO(ckpt_sent != NULL, SF_ERR_NOMEM, done, "out of memory (distribution)");
+    {
+        sf_reader_pos p0;
+        sf_reader_tell(r->reader, &p0);
+        note_boundary(r, &p0, r->st->rows_read);
+    }
 
     for (;;) {
         comm = sender_retire(r, false);
         if (comm != SF_OK) goto done;
+        if (!stop && r->hk && r->hk->stop_on_signal && sf_signal_pending()) stop = true;
+        if (stop && !eof) {
+            /* No more reading: what is queued is handed out, then STOP. */
+            eof = true;
+            ckpt_wanted = false;
+            sf_reader_pos p;
+            sf_reader_tell(r->reader, &p);
+            note_boundary(r, &p, r->st->rows_read);
+        }
         /* Take every request that has arrived, answer what can be answered. */
         for (;;) {
             bool flag = false;
@@ -587,52 +775,90 @@ static sf_status root_dynamic(root *r)
             if (flag) {
                 comm = sf_comm_recv(src, SF_TAG_REQUEST, &req, NULL);
                 if (comm != SF_OK) goto done;
-                uint32_t code = 0;
-                if (req.len >= 4) memcpy(&code, req.data, 4);
-                if (code != 0) failed = true;
+                request_code(&req, &failed, &stop);
                 waiting[nwaiting++] = src;
             }
             if (nwaiting == 0) break;
-            int dest = waiting[0];
-            if (failed || rc != SF_OK) {
+            /* Once one worker has its CKPT the checkpoint happens (its
+             * agreement carries any failure); before that a failure
+             * cancels it. */
+            bool ckpt_phase = ckpt_wanted && q.n == 0 && (ckpt_sent_n > 0 || (!failed && rc == SF_OK));
+            int i = 0;
+            if (ckpt_phase) {
+                /* Each worker gets one CKPT; its later requests wait. */
+                while (i < nwaiting && ckpt_sent[waiting[i]]) i++;
+                if (i == nwaiting) {
+                    if (!flag) break;
+                    continue;
+                }
+            }
+            int dest = waiting[i];
+            if (ckpt_phase) {
+                comm = send_control(dest, UNIT_CKPT);
+                ckpt_sent[dest] = 1;
+                ckpt_sent_n++;
+            } else if (failed || rc != SF_OK) {
                 comm = send_control(dest, UNIT_ABORT);
                 finals++;
             } else if (q.n > 0) {
                 comm = sender_post(r, dest, queue_pop(&q));
             } else if (eof) {
-                comm = send_control(dest, UNIT_END);
+                comm = send_control(dest, stop ? UNIT_STOP : UNIT_END);
                 finals++;
             } else {
                 if (!flag) break; /* nothing to give yet: produce below */
                 continue;
             }
             if (comm != SF_OK) goto done;
-            memmove(waiting, waiting + 1, sizeof *waiting * (size_t)(--nwaiting));
+            memmove(waiting + i, waiting + i + 1, sizeof *waiting * (size_t)(nwaiting - i - 1));
+            nwaiting--;
         }
-        if (failed || rc != SF_OK) {
+        if ((failed || rc != SF_OK) && ckpt_sent_n == 0) {
             while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
             eof = true;
+            ckpt_wanted = false;
+        }
+        if (ckpt_wanted && ckpt_sent_n == P - 1) {
+            /* Every unit before the boundary is done on every worker (each
+             * took its CKPT after them) and on this rank. */
+            sf_reader_pos p;
+            sf_reader_tell(r->reader, &p);
+            note_boundary(r, &p, r->st->rows_read);
+            rc = root_checkpoint(r, rc);
+            if (rc != SF_OK) goto fail_all; /* every rank left in the agreement */
+            memset(ckpt_sent, 0, (size_t)P);
+            ckpt_sent_n = 0;
+            ckpt_wanted = false;
+            continue;
         }
         if (finals == want_finals && eof && q.n == 0) break;
         uint64_t held = q.bytes + r->snd.bytes;
         note_peak(r, held);
-        if (!eof && (held < r->cfg->memory_budget / 2 || q.n == 0)) {
+        if (!eof && !ckpt_wanted && ckpt_due(r) && r->round > 0) ckpt_wanted = true;
+        if (!eof && !ckpt_wanted && (held < r->cfg->memory_budget / 2 || q.n == 0)) {
             rc = next_round(r, &eof);
-            if (rc == SF_OK && !eof) rc = enqueue_round(r, &q);
-        } else if (q.n > 0 && (nwaiting == 0 || eof)) {
+            if (rc == SF_OK && !eof) {
+                rc = enqueue_round(r, &q);
+                r->round++;
+            }
+            if (rc == SF_OK && eof) {
+                sf_reader_pos p;
+                sf_reader_tell(r->reader, &p);
+                note_boundary(r, &p, r->st->rows_read);
+            }
+        } else if (q.n > 0 && (nwaiting == 0 || eof || ckpt_wanted)) {
             /* Nobody is asking: rank 0 works on a unit itself. */
             sf_buf unit = queue_pop(&q);
             uint32_t kind;
             rc = work_on(&r->w, unit.data, unit.len, &kind);
             pool_put(&r->pl, unit);
         } else if (q.n == 0) {
-            /* Input done, queue empty: block for the remaining requests. */
+            /* Input done (or a checkpoint waits), queue empty: block for
+             * the next request. */
             int src = -1;
             comm = sf_comm_recv(-1, SF_TAG_REQUEST, &req, &src);
             if (comm != SF_OK) goto done;
-            uint32_t code = 0;
-            if (req.len >= 4) memcpy(&code, req.data, 4);
-            if (code != 0) failed = true;
+            request_code(&req, &failed, &stop);
             waiting[nwaiting++] = src;
         }
     }
@@ -643,8 +869,17 @@ done:
         if (comm == SF_OK) comm = e;
     }
     free(q.items);
+    free(ckpt_sent);
     sf_buf_fini(&req);
+    if (comm == SF_OK && rc == SF_OK && stop && !failed) return SF_ERR_INTERRUPTED;
     return comm != SF_OK ? comm : rc;
+fail_all:
+    while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
+    sender_drain(r);
+    free(q.items);
+    free(ckpt_sent);
+    sf_buf_fini(&req);
+    return rc;
 }
 
 /* An MPI failure mid-protocol leaves peers waiting for messages that will
@@ -663,7 +898,14 @@ sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
                            const sf_distribute_config *cfg, const int *pass_cols, int npass,
                            const sf_schema *pass_schema, sf_exec *x, sf_dist_stats *stats)
 {
-    worker w = {.schema = pass_schema, .x = x, .st = stats};
+    return sf_dist_run_pass_ex(reader, plan, cfg, pass_cols, npass, pass_schema, x, stats, NULL);
+}
+
+sf_status sf_dist_run_pass_ex(sf_reader *reader, const sf_shard_plan *plan, const sf_distribute_config *cfg,
+                              const int *pass_cols, int npass, const sf_schema *pass_schema, sf_exec *x,
+                              sf_dist_stats *stats, const sf_dist_hooks *hooks)
+{
+    worker w = {.schema = pass_schema, .x = x, .st = stats, .hk = hooks};
     int rank = sf_comm_rank();
     if (rank != 0) {
         sf_status rc = cfg->mode == SF_DIST_DYNAMIC ? worker_dynamic(&w) : worker_static(&w);
@@ -671,7 +913,8 @@ sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
         return comm_broken(rc);
     }
     root r = {.reader = reader, .plan = plan, .cfg = cfg, .cols = pass_cols, .ncols = npass,
-              .P = sf_comm_size(), .w = w, .st = stats, .count_stats = 1};
+              .P = sf_comm_size(), .w = w, .st = stats, .count_stats = 1, .hk = hooks,
+              .round = hooks ? (uint32_t)hooks->first_round : 0, .last_ckpt = sf_comm_wtime()};
     r.rt.k = sf_shard_plan_count(plan);
     r.rt.start = calloc((size_t)r.rt.k + 1, sizeof(size_t));
     r.waiting = calloc((size_t)(PREFETCH * r.P + 1), sizeof(int));
@@ -687,9 +930,9 @@ sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
         /* Workers wait for their first unit: release them, take their status. */
         sf_buf tmp;
         sf_buf_init(&tmp);
-        bool ignored = false;
+        bool ignored = false, ignored_stop = false;
         for (int d = 1; d < r.P; d++) send_control(d, UNIT_ABORT);
-        for (int d = 1; d < r.P; d++) take_status(&tmp, d, &ignored);
+        for (int d = 1; d < r.P; d++) take_status(&tmp, d, &ignored, &ignored_stop);
         sf_buf_fini(&tmp);
     } else {
         /* Answer each worker's PREFETCH requests with ABORT. */

@@ -1,6 +1,7 @@
 /* Work units: the wire form of shard pieces.
  *
- * A unit is a header {magic, kind, npieces, 0} (u32 each) followed by pieces.
+ * A unit is a header {magic, kind, npieces, round} (u32 each) followed by
+ * pieces; round is the input round its pieces come from (for data units).
  * A piece is {shard u32, ncols u32, nrows u64} and per column {type u8,
  * has_valid u8, 6 pad bytes, nulls u64} then its arrays, each padded to 8
  * bytes: int64/timestamp/float64 values (8 bytes a row); strings as {ndict
@@ -200,6 +201,18 @@ void sf_unit_views_free(sf_piece_view *views, size_t cap)
     free(views);
 }
 
+void sf_unit_set_round(sf_buf *unit, uint32_t round)
+{
+    if (unit->len >= 16) memcpy(unit->data + 12, &round, 4);
+}
+
+uint32_t sf_unit_round(const uint8_t *bytes, size_t n)
+{
+    uint32_t r = 0;
+    if (n >= 16) memcpy(&r, bytes + 12, 4);
+    return r;
+}
+
 sf_status sf_unit_parse(const uint8_t *p, size_t n, const sf_schema *schema, uint32_t *kind,
                         sf_piece_view **views, size_t *nviews, size_t *cap)
 {
@@ -212,7 +225,7 @@ sf_status sf_unit_parse(const uint8_t *p, size_t n, const sf_schema *schema, uin
     memcpy(&np, p + 8, 4);
     SF_CHECK(magic == UNIT_MAGIC, SF_ERR_INTERNAL, "work unit has a bad magic number");
     off = 16;
-    SF_CHECK(*kind <= 2, SF_ERR_INTERNAL, "work unit has an unknown kind %u", *kind);
+    SF_CHECK(*kind <= 4, SF_ERR_INTERNAL, "work unit has an unknown kind %u", *kind);
     if (*kind != 0) {
         SF_CHECK(np == 0 && n == 16, SF_ERR_INTERNAL, "control unit has %zu extra bytes", n - 16);
         return SF_OK;

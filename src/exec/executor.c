@@ -1,11 +1,16 @@
 #define _GNU_SOURCE
 #include "shardflow/exec.h"
 
+#include <inttypes.h>
 #include <omp.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "shardflow/fault.h"
 
 struct sf_exec {
     int nagents;
@@ -23,9 +28,28 @@ struct sf_exec {
     /* Morsel list reused across calls. */
     size_t nmorsels, morsel_cap;
     struct morsel { int batch; size_t begin, end; } *morsels;
+    /* Fault tolerance (sf_exec_set_faults): units go into txn states and
+     * are merged into states on success. */
+    bool ft, in_txn;
+    sf_exec_faults faults;
+    void **txn;             /* nthreads * nagents */
+    uint64_t *txn_rows;     /* nthreads * nagents */
+    uint64_t txn_xrows;
+    /* The unit being processed. */
+    const uint32_t *cur_shards;
+    uint64_t cur_round;
+    const int *cur_attempt;  /* per batch */
+    uint8_t *cur_failed;     /* per batch: a morsel of it failed */
+    uint64_t *cur_bad;       /* per batch: rows left out as corrupt */
+    char last_fault[1024];
 };
 
 static void *state_at(sf_exec *x, int t, int a) { return x->states[(size_t)t * (size_t)x->nagents + (size_t)a]; }
+static void *work_state(sf_exec *x, int t, int a)
+{
+    void **s = x->in_txn ? x->txn : x->states;
+    return s[(size_t)t * (size_t)x->nagents + (size_t)a];
+}
 
 void sf_exec_destroy(sf_exec **px)
 {
@@ -49,6 +73,15 @@ void sf_exec_destroy(sf_exec **px)
             }
         }
     }
+    if (x->txn) {
+        for (size_t i = 0; i < (size_t)x->nthreads * (size_t)x->nagents; i++)
+            if (x->txn[i]) {
+                x->agents[i % (size_t)x->nagents].ops->destroy(x->txn[i]);
+                free(x->txn[i]);
+            }
+    }
+    free(x->txn);
+    free(x->txn_rows);
     if (x->sel)
         for (int t = 0; t < x->nthreads; t++) free(x->sel[t]);
     free(x->sel);
@@ -121,13 +154,99 @@ sf_status sf_exec_process(sf_exec *x, const sf_batch *const *batches, int nb)
     return sf_exec_process_overlap(x, batches, nb, NULL, NULL);
 }
 
-/* Runs the agents of group g (all agents when g < 0) of thread t over one
- * morsel. A where: filter is evaluated once per morsel and reused by the
- * following agents with the same filter. */
-static sf_status run_morsel(sf_exec *x, int t, int g, const sf_batch *b, size_t begin, size_t end)
+static double now_s(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void sleep_s(double s)
+{
+    if (s <= 0) return;
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* The injected fault of one morsel, if any: an error return, a hang until
+ * the task timeout, or rows left out as corrupt (*skip). */
+static sf_status inject(sf_exec *x, int g, int bi, size_t begin, size_t *skip, double t0)
+{
+    *skip = 0;
+    uint32_t shard = x->cur_shards[bi];
+    uint64_t morsel = begin / x->morsel_rows;
+    int attempt = x->cur_attempt[bi];
+    const sf_fault_spec *spec = NULL;
+    sf_fault_kind k = sf_fault_morsel(x->faults.level, shard, x->cur_round, morsel, attempt, &spec);
+    /* Groups running as separate tasks see the same morsel: one of them
+     * (group 0) carries an error or a hang; all skip corrupt rows. */
+    if (g > 0 && k != SF_FAULT_CORRUPT) return SF_OK;
+    switch (k) {
+    case SF_FAULT_ERROR:
+        return sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__,
+                            "injected agent error in pass %d, shard %" PRIu32 ", round %" PRIu64 ", morsel %" PRIu64
+                            ", attempt %d",
+                            x->faults.level, shard, x->cur_round, morsel, attempt);
+    case SF_FAULT_OOM:
+        return sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__,
+                            "agent state over distribute.memory_budget (injected) in pass %d, shard %" PRIu32
+                            ", round %" PRIu64 ", attempt %d",
+                            x->faults.level, shard, x->cur_round, attempt);
+    case SF_FAULT_HANG: {
+        /* A hang that only a timeout ends (or that ends by itself after
+         * seconds=). Sleeps in small steps so the timeout is honoured. */
+        double until = spec->seconds > 0 ? t0 + spec->seconds : 1e300;
+        double deadline = x->faults.task_timeout > 0 ? t0 + x->faults.task_timeout : 1e300;
+        for (;;) {
+            double now = now_s();
+            if (now >= deadline)
+                return sf_error_set(SF_ERR_TIMEOUT, __FILE__, __LINE__,
+                                    "shard %" PRIu32 " (pass %d, round %" PRIu64 ", attempt %d) ran past "
+                                    "fault.task_timeout (%gs): injected hang",
+                                    shard, x->faults.level, x->cur_round, attempt, x->faults.task_timeout);
+            if (now >= until) return SF_OK;
+            double step = (deadline < until ? deadline : until) - now;
+            sleep_s(step < 0.01 ? step : 0.01);
+        }
+    }
+    case SF_FAULT_CORRUPT:
+        *skip = (size_t)spec->rows;
+        return SF_OK;
+    default:
+        return SF_OK;
+    }
+}
+
+/* Runs the agents of group g (all agents when g < 0) of thread t over one
+ * morsel of batch bi. A where: filter is evaluated once per morsel and
+ * reused by the following agents with the same filter. */
+static sf_status run_morsel(sf_exec *x, int t, int g, int bi, const sf_batch *b, size_t begin, size_t end)
+{
+    double t0 = 0;
+    if (x->in_txn) {
+        t0 = now_s();
+        size_t skip = 0;
+        sf_status rc = inject(x, g, bi, begin, &skip, t0);
+        if (rc != SF_OK) {
+#pragma omp atomic write
+            x->cur_failed[bi] = 1;
+            return rc;
+        }
+        if (skip > 0) {
+            /* Corrupt rows are left out and counted, once per morsel (by
+             * the group-0 task when groups run as separate tasks). */
+            if (skip > end - begin) skip = end - begin;
+            if (g <= 0) {
+#pragma omp atomic
+                x->cur_bad[bi] += skip;
+            }
+            begin += skip;
+            if (begin == end) return SF_OK;
+        }
+    }
     const sf_filter *last = NULL;
     sf_rows all = {begin, end - begin, NULL}, picked = {begin, 0, NULL};
+    uint64_t *rows_of = x->in_txn ? x->txn_rows : x->agent_rows;
     for (int a = 0; a < x->nagents; a++) {
         const sf_exec_agent *ag = &x->agents[a];
         if (g >= 0 && ag->group != g) continue;
@@ -142,9 +261,24 @@ static sf_status run_morsel(sf_exec *x, int t, int g, const sf_batch *b, size_t 
             }
             rows = &picked;
         }
-        x->agent_rows[(size_t)t * (size_t)x->nagents + (size_t)a] += rows->n;
+        rows_of[(size_t)t * (size_t)x->nagents + (size_t)a] += rows->n;
         if (rows->n == 0) continue;
-        SF_CALL(ag->ops->process(state_at(x, t, a), b, rows));
+        sf_status rc = ag->ops->process(work_state(x, t, a), b, rows);
+        if (rc != SF_OK) {
+            if (x->in_txn) {
+#pragma omp atomic write
+                x->cur_failed[bi] = 1;
+            }
+            return rc;
+        }
+    }
+    if (x->in_txn && x->faults.task_timeout > 0 && now_s() - t0 > x->faults.task_timeout) {
+#pragma omp atomic write
+        x->cur_failed[bi] = 1;
+        return sf_error_set(SF_ERR_TIMEOUT, __FILE__, __LINE__,
+                            "shard %" PRIu32 " (pass %d, round %" PRIu64 "): a morsel ran %.3gs, past "
+                            "fault.task_timeout (%gs)",
+                            x->cur_shards[bi], x->faults.level, x->cur_round, now_s() - t0, x->faults.task_timeout);
     }
     return SF_OK;
 }
@@ -165,7 +299,8 @@ sf_status sf_exec_process_overlap(sf_exec *x, const sf_batch *const *batches, in
             size_t e = b + x->morsel_rows < batches[i]->nrows ? b + x->morsel_rows : batches[i]->nrows;
             x->morsels[x->nmorsels++] = (struct morsel){i, b, e};
         }
-        x->rows += batches[i]->nrows;
+        if (x->in_txn) x->txn_xrows += batches[i]->nrows;
+        else x->rows += batches[i]->nrows;
     }
     if (x->nmorsels == 0 && side == NULL) return SF_OK;
     x->merged = false;
@@ -201,7 +336,7 @@ sf_status sf_exec_process_overlap(sf_exec *x, const sf_batch *const *batches, in
                 long m = concurrent ? k / ng : k;
                 int g = concurrent ? (int)(k % ng) : rounds > 1 ? round : -1;
                 const struct morsel *mo = &x->morsels[m];
-                mine = run_morsel(x, t, g, batches[mo->batch], mo->begin, mo->end);
+                mine = run_morsel(x, t, g, mo->batch, batches[mo->batch], mo->begin, mo->end);
             }
         }
         if (mine != SF_OK) {
@@ -303,6 +438,166 @@ sf_status sf_exec_report(sf_exec *x, const uint8_t *bytes, size_t n, int a0, int
     return j->rc;
 }
 
+sf_status sf_exec_set_faults(sf_exec *x, const sf_exec_faults *f)
+{
+    x->faults = *f;
+    if (x->faults.max_attempts < 1) x->faults.max_attempts = 1;
+    if (x->txn == NULL) {
+        size_t n = (size_t)x->nthreads * (size_t)x->nagents;
+        x->txn = calloc(n ? n : 1, sizeof *x->txn);
+        x->txn_rows = calloc(n ? n : 1, sizeof *x->txn_rows);
+        SF_CHECK(x->txn && x->txn_rows, SF_ERR_NOMEM, "out of memory (executor transactions)");
+        for (size_t i = 0; i < n; i++)
+            SF_CALL(new_state(&x->agents[i % (size_t)x->nagents], &x->txn[i]));
+    }
+    x->ft = true;
+    return SF_OK;
+}
+
+const char *sf_exec_last_fault(const sf_exec *x) { return x->last_fault; }
+
+static sf_status reset_state(const sf_exec_agent *ag, void *s)
+{
+    ag->ops->destroy(s);
+    memset(s, 0, ag->ops->state_size ? ag->ops->state_size : 1);
+    return ag->ops->init(s, ag->cfg);
+}
+
+/* Drops what the current transaction processed. */
+static sf_status txn_rollback(sf_exec *x)
+{
+    size_t n = (size_t)x->nthreads * (size_t)x->nagents;
+    for (size_t i = 0; i < n; i++) {
+        SF_CALL(reset_state(&x->agents[i % (size_t)x->nagents], x->txn[i]));
+        x->txn_rows[i] = 0;
+    }
+    x->txn_xrows = 0;
+    return SF_OK;
+}
+
+/* Merges the transaction into the states (thread t's into thread t's:
+ * every merge is exact, so which pairs are merged does not matter). */
+static sf_status txn_commit(sf_exec *x, uint64_t bad_rows)
+{
+    size_t n = (size_t)x->nthreads * (size_t)x->nagents;
+    for (size_t i = 0; i < n; i++) {
+        const sf_exec_agent *ag = &x->agents[i % (size_t)x->nagents];
+        if (x->txn_rows[i] == 0) continue; /* untouched: still the initial state */
+        SF_CALL(ag->ops->merge(x->states[i], x->txn[i]));
+        SF_CALL(reset_state(ag, x->txn[i]));
+        x->agent_rows[i] += x->txn_rows[i];
+        x->txn_rows[i] = 0;
+    }
+    x->rows += x->txn_xrows - bad_rows;
+    x->txn_xrows = 0;
+    x->merged = false;
+    return SF_OK;
+}
+
+sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const uint32_t *shards, int nb,
+                               uint64_t round, sf_status (*side)(void *ctx), void *ctx, sf_exec_piece_result *res)
+{
+    for (int i = 0; i < nb; i++)
+        res[i] = (sf_exec_piece_result){.shard = shards[i], .rows = batches[i]->nrows, .attempts = 1};
+    if (!x->ft) return sf_exec_process_overlap(x, batches, nb, side, ctx);
+    sf_status rc = SF_OK;
+    int *attempt = calloc((size_t)(nb ? nb : 1), sizeof *attempt);
+    uint8_t *failed = calloc((size_t)(nb ? nb : 1), 1);
+    uint64_t *bad = calloc((size_t)(nb ? nb : 1), sizeof *bad);
+    SF_CHECK_GOTO(attempt && failed && bad, SF_ERR_NOMEM, done, "out of memory (unit)");
+    for (int i = 0; i < nb; i++) attempt[i] = 1;
+    x->cur_shards = shards;
+    x->cur_round = round;
+    x->cur_attempt = attempt;
+    x->cur_failed = failed;
+    x->cur_bad = bad;
+    x->in_txn = true;
+    /* Optimistically the whole unit at once: the common case. */
+    sf_status first = sf_exec_process_overlap(x, batches, nb, side, ctx);
+    if (first == SF_OK) {
+        uint64_t nbad = 0;
+        for (int i = 0; i < nb; i++) {
+            nbad += bad[i];
+            res[i].rows_excluded = bad[i];
+        }
+        rc = txn_commit(x, nbad);
+        goto done;
+    }
+    bool side_failed = true;
+    for (int i = 0; i < nb; i++) side_failed = side_failed && !failed[i];
+    SF_CALL_GOTO(txn_rollback(x), done);
+    if (side_failed) {
+        /* Not an agent's failure (the side work, the executor): not retried. */
+        rc = first;
+        goto done;
+    }
+    snprintf(x->last_fault, sizeof x->last_fault, "%s", sf_error_message());
+    /* Then piece by piece, each attempt its own transaction. A piece whose
+     * first attempt failed above goes on with its second; the others redo
+     * their first, which behaves exactly as it did inside the unit. */
+    for (int i = 0; i < nb; i++) {
+        int a = failed[i] ? 2 : 1;
+        bool ok = false;
+        for (; a <= x->faults.max_attempts && !ok; a++) {
+            if (a > 1) {
+                double wait = x->faults.backoff;
+                for (int k = 2; k < a; k++) wait *= 2;
+                sleep_s(wait);
+            }
+            attempt[i] = a;
+            failed[i] = 0;
+            bad[i] = 0;
+            sf_status e = sf_exec_process_overlap(x, batches + i, 1, NULL, NULL);
+            /* The batch index inside that call is 0: map the arrays to it. */
+            (void)e;
+            ok = e == SF_OK;
+            if (ok) {
+                res[i].rows_excluded = bad[i];
+                SF_CALL_GOTO(txn_commit(x, bad[i]), done);
+            } else {
+                snprintf(x->last_fault, sizeof x->last_fault, "%s", sf_error_message());
+                SF_CALL_GOTO(txn_rollback(x), done);
+            }
+            res[i].attempts = a;
+            if (ok) break;
+        }
+        if (!ok) {
+            res[i].excluded = true;
+            res[i].rows_excluded = res[i].rows;
+        }
+        x->cur_shards++;
+        x->cur_attempt++;
+        x->cur_failed++;
+        x->cur_bad++;
+    }
+done:
+    x->in_txn = false;
+    x->cur_shards = NULL;
+    x->cur_attempt = NULL;
+    x->cur_failed = NULL;
+    x->cur_bad = NULL;
+    free(attempt);
+    free(failed);
+    free(bad);
+    return rc;
+}
+
+sf_status sf_exec_absorb(sf_exec *x, const uint8_t *bytes, size_t n, const uint64_t *agent_rows, uint64_t rows)
+{
+    sf_rd rd;
+    sf_rd_init(&rd, bytes, n);
+    for (int a = 0; a < x->nagents; a++) {
+        void *s = x->scratch[2 * a];
+        SF_CALL(decode_into(x, a, s, &rd));
+        SF_CALL(x->agents[a].ops->merge(state_at(x, 0, a), s));
+        if (agent_rows) x->agent_rows[a] += agent_rows[a];
+    }
+    SF_CHECK(rd.off == rd.n, SF_ERR_INTERNAL, "checkpointed executor states have trailing bytes");
+    x->rows += rows;
+    x->merged = false;
+    return SF_OK;
+}
+
 uint64_t sf_exec_rows(const sf_exec *x) { return x->rows; }
 
 uint64_t sf_exec_agent_rows(const sf_exec *x, int a)
@@ -377,3 +672,11 @@ int sf_exec_default_threads(int local_ranks)
 }
 
 void sf_exec_set_threads(int n) { omp_set_num_threads(n > 0 ? n : 1); }
+
+void sf_exec_start_threads(int n)
+{
+    int dummy = 0;
+#pragma omp parallel num_threads(n > 0 ? n : 1) reduction(+ : dummy)
+    dummy += 1;
+    (void)dummy;
+}

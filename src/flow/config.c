@@ -721,6 +721,100 @@ static sf_status load_distribute(const load_ctx *c, sf_workflow *w, const sf_cfg
     return SF_OK;
 }
 
+/* A duration: a number with an optional unit ms, s, m or h (default s). */
+static sf_status parse_duration(const load_ctx *c, const sf_cfg_node *node, const char *path, double *out)
+{
+    SF_CALL(want_scalar(c, node, path, "a duration such as 30s, 500ms or 2m"));
+    const char *s = node->scalar;
+    char *end = NULL;
+    double v = strtod(s, &end);
+    double unit = 1.0;
+    if (end != s && strcmp(end, "ms") == 0) unit = 1e-3;
+    else if (end != s && (strcmp(end, "s") == 0 || *end == '\0')) unit = 1.0;
+    else if (end != s && strcmp(end, "m") == 0) unit = 60.0;
+    else if (end != s && strcmp(end, "h") == 0) unit = 3600.0;
+    else end = NULL;
+    if (end == NULL || s[0] == '-' || s[0] == '+' || !isfinite(v) || v < 0)
+        return FAIL(c, node, 0, path, "expected a duration such as 30s, 500ms or 2m, found '%s'", s);
+    *out = v * unit;
+    return SF_OK;
+}
+
+static sf_status load_checkpoint(const load_ctx *c, sf_workflow *w, const sf_cfg_node *root)
+{
+    static const char *const keys[] = {"dir", "enabled", "every_shards", "every_seconds", "restart", NULL};
+    static const char *const modes[] = {"auto", "never", NULL};
+    sf_checkpoint_config *k = &w->checkpoint;
+    const sf_cfg_node *map, *v;
+    SF_CALL(opt_map(c, sf_cfg_get(root, "checkpoint"), "checkpoint", NULL, &map));
+    SF_CALL(check_keys(c, map, "checkpoint", keys, NULL));
+    if ((v = sf_cfg_get(map, "dir")) != NULL) {
+        SF_CALL(parse_string(c, v, "checkpoint.dir", &k->dir));
+        SF_CALL(resolve_path(c, v, &k->dir));
+    }
+    if ((v = sf_cfg_get(map, "enabled")) != NULL) SF_CALL(parse_bool(c, v, "checkpoint.enabled", &k->enabled));
+    if ((v = sf_cfg_get(map, "every_shards")) != NULL)
+        SF_CALL(parse_uint(c, v, "checkpoint.every_shards", 0, UINT64_MAX, &k->every_shards));
+    if ((v = sf_cfg_get(map, "every_seconds")) != NULL)
+        SF_CALL(parse_duration(c, v, "checkpoint.every_seconds", &k->every_seconds));
+    if ((v = sf_cfg_get(map, "restart")) != NULL) {
+        int m;
+        SF_CALL(parse_enum(c, v, "checkpoint.restart", modes, &m));
+        k->restart = m == 0 ? SF_RESTART_AUTO : SF_RESTART_NEVER;
+    }
+    return SF_OK;
+}
+
+static sf_status load_fault(const load_ctx *c, sf_workflow *w, const sf_cfg_node *root)
+{
+    static const char *const keys[] = {"inject", "seed", "max_attempts", "backoff", "task_timeout",
+                                       "min_coverage", "grace", NULL};
+    sf_fault_config *f = &w->fault;
+    const sf_cfg_node *map, *v;
+    SF_CALL(opt_map(c, sf_cfg_get(root, "fault"), "fault", NULL, &map));
+    SF_CALL(check_keys(c, map, "fault", keys, NULL));
+    uint64_t u;
+    if ((v = sf_cfg_get(map, "inject")) != NULL) {
+        int n = 0;
+        char **specs = NULL;
+        sf_status rc = parse_str_list(c, v, "fault.inject", &n, &specs);
+        if (rc == SF_OK && n > 0) {
+            f->inject = calloc((size_t)n, sizeof *f->inject);
+            if (f->inject == NULL) rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (workflow)");
+        }
+        for (int i = 0; i < n && rc == SF_OK; i++) {
+            rc = sf_fault_parse(specs[i], &f->inject[i]);
+            if (rc != SF_OK) {
+                char msg[1024], sub[PATH_LEN];
+                snprintf(msg, sizeof msg, "%s", sf_error_message());
+                if (v->kind == SF_NODE_SEQ) path_idx(sub, "fault.inject", (size_t)i);
+                else (void)snprintf(sub, sizeof sub, "fault.inject");
+                rc = FAIL(c, v->kind == SF_NODE_SEQ ? v->items[i] : v, 0, sub, "%s", msg);
+            } else {
+                f->ninject = i + 1;
+            }
+        }
+        for (int i = 0; i < n && specs; i++) free(specs[i]);
+        free(specs);
+        SF_CALL(rc);
+    }
+    if ((v = sf_cfg_get(map, "seed")) != NULL) SF_CALL(parse_uint(c, v, "fault.seed", 0, UINT64_MAX, &f->seed));
+    if ((v = sf_cfg_get(map, "max_attempts")) != NULL) {
+        SF_CALL(parse_uint(c, v, "fault.max_attempts", 1, 1000, &u));
+        f->max_attempts = (int)u;
+    }
+    if ((v = sf_cfg_get(map, "backoff")) != NULL) SF_CALL(parse_duration(c, v, "fault.backoff", &f->backoff));
+    if ((v = sf_cfg_get(map, "task_timeout")) != NULL)
+        SF_CALL(parse_duration(c, v, "fault.task_timeout", &f->task_timeout));
+    if ((v = sf_cfg_get(map, "min_coverage")) != NULL) {
+        SF_CALL(parse_float(c, v, "fault.min_coverage", 0.0, &f->min_coverage));
+        if (f->min_coverage > 1.0)
+            return FAIL(c, v, 0, "fault.min_coverage", "must be at most 1, found '%s'", v->scalar);
+    }
+    if ((v = sf_cfg_get(map, "grace")) != NULL) SF_CALL(parse_duration(c, v, "fault.grace", &f->grace));
+    return SF_OK;
+}
+
 static sf_status load_agent(const load_ctx *c, sf_stage_config *st, int j, const sf_cfg_node *node,
                             const char *path)
 {
@@ -1021,8 +1115,9 @@ static sf_status load_stages(load_ctx *c, sf_workflow *w, const sf_cfg_node *roo
 
 static sf_status validate(load_ctx *c, sf_workflow *w)
 {
-    static const char *const keys[] = {"name",   "input",  "shard",     "distribute", "threads", "output",
-                                       "stages", "seed",   "synthesis", "plugins",    NULL};
+    static const char *const keys[] = {"name",   "input", "shard",     "distribute", "threads",    "output",
+                                       "stages", "seed",  "synthesis", "plugins",    "checkpoint", "fault",
+                                       NULL};
     const sf_cfg_node *root = w->root, *v;
     if (root == NULL)
         return FAIL(c, NULL, 1, "", "the workflow is empty; it needs at least name, input and stages");
@@ -1035,6 +1130,8 @@ static sf_status validate(load_ctx *c, sf_workflow *w)
     SF_CALL(load_input(c, w, root));
     SF_CALL(load_shard(c, w, root));
     SF_CALL(load_distribute(c, w, root));
+    SF_CALL(load_checkpoint(c, w, root));
+    SF_CALL(load_fault(c, w, root));
     if ((v = sf_cfg_get(root, "threads")) != NULL) {
         uint64_t u;
         SF_CALL(parse_uint(c, v, "threads", 0, INT_MAX, &u));
@@ -1244,6 +1341,13 @@ static sf_status encode_node(const sf_cfg_node *n, sf_buf *b)
     return sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "workflow node of unknown kind %d", (int)n->kind);
 }
 
+/* The keys a restart may change without changing result.json. */
+static bool run_only_key(const char *key)
+{
+    static const char *const keys[] = {"threads", "output", "distribute", "checkpoint", "fault", NULL};
+    return in_list(keys, key);
+}
+
 static sf_status compute_hash(sf_workflow *w)
 {
     sf_buf b;
@@ -1252,6 +1356,22 @@ static sf_status compute_hash(sf_workflow *w)
     if (rc == SF_OK) {
         XXH64_hash_t h = XXH64(b.data, b.len, 0);
         (void)snprintf(w->config_hash, sizeof w->config_hash, "%016" PRIx64, (uint64_t)h);
+    }
+    /* The result hash: the root mapping without the run-only keys. */
+    sf_buf_clear(&b);
+    const sf_cfg_node *r = w->root;
+    size_t kept = 0;
+    for (size_t i = 0; i < r->n; i++) kept += !run_only_key(r->keys[i]);
+    if (rc == SF_OK) rc = sf_buf_put_u8(&b, 'M');
+    if (rc == SF_OK) rc = sf_buf_put_u64(&b, kept);
+    for (size_t i = 0; i < r->n && rc == SF_OK; i++) {
+        if (run_only_key(r->keys[i])) continue;
+        rc = sf_buf_put_str(&b, r->keys[i], strlen(r->keys[i]));
+        if (rc == SF_OK) rc = encode_node(r->items[i], &b);
+    }
+    if (rc == SF_OK) {
+        XXH64_hash_t h = XXH64(b.data, b.len, 0);
+        (void)snprintf(w->result_hash, sizeof w->result_hash, "%016" PRIx64, (uint64_t)h);
     }
     sf_buf_fini(&b);
     return rc;
@@ -1308,6 +1428,8 @@ void sf_workflow_destroy(sf_workflow **pw)
     free(w->file);
     free(w->name);
     sf_input_config_fini(&w->input);
+    sf_checkpoint_config_fini(&w->checkpoint);
+    sf_fault_config_fini(&w->fault);
     free(w->shard.key);
     free(w->shard.map);
     for (int i = 0; i < w->nstages && w->stages; i++) {
@@ -1363,6 +1485,8 @@ sf_status sf_workflow_load(const char *path, int nsets, const char *const *sets,
     w->distribute.memory_budget = UINT64_C(256) << 20;
     w->distribute.morsel_rows = 16384;
     w->distribute.chunk_bytes = INT_MAX;
+    sf_checkpoint_config_defaults(&w->checkpoint);
+    sf_fault_config_defaults(&w->fault);
     w->file = dup_str(path);
     SF_CHECK_GOTO(w->file != NULL, SF_ERR_NOMEM, done, "out of memory (workflow)");
     if (nsets > 0) {

@@ -8,6 +8,7 @@
 #include "shardflow/run.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,9 @@
 #include <sys/stat.h>
 
 #include "shardflow/agent.h"
+#include "shardflow/checkpoint.h"
 #include "shardflow/comm.h"
+#include "shardflow/fault.h"
 #include "shardflow/config.h"
 #include "shardflow/dist.h"
 #include "shardflow/exec.h"
@@ -65,6 +68,11 @@ typedef struct level_pass {
     sf_dist_stats st;
     sf_comm_reduce_stats red; /* this rank's messages of the reduction */
     uint64_t rows_processed;  /* all ranks (after the pass) */
+    /* Totals over all ranks after the pass (rank 0 after a restore): per
+     * shard rows included, rows excluded, retries, pieces excluded (4 x k),
+     * then rows per agent (nagents). */
+    uint64_t *tot;
+    bool restored;            /* complete in the checkpoint: not run */
 } level_pass;
 
 typedef struct run {
@@ -81,6 +89,20 @@ typedef struct run {
     size_t batch_rows;        /* rank 0: rows per round after clamping */
     sf_json plan_json;        /* rank 0: plan description */
     sf_buf rank_stats;        /* rank 0: gathered per-rank figures (JSON fragments) */
+    /* Checkpoints. */
+    bool ck_on;
+    char ckdir[4200];
+    char input_id[256];
+    uint64_t ck_seq;          /* last sequence written or loaded */
+    int ck_written;
+    double ck_seconds;        /* writing them, rank 0 */
+    uint64_t ck_bytes;        /* size of the last one */
+    sf_ckpt ck;               /* rank 0: the loaded checkpoint */
+    bool resumed;
+    int resume_level;         /* passes before it are restored */
+    uint64_t resume_rows;     /* rows of pass resume_level already done */
+    char ck_notes[2048];
+    int stop_signal;          /* the signal that stopped the run, 0 */
 } run;
 
 static sf_status mkdir_p(const char *path)
@@ -573,6 +595,36 @@ static void bind_priors(run *R)
     }
 }
 
+/* Fails every rank alike when the rows included fall below
+ * fault.min_coverage, with the first excluded piece's failure. Collective. */
+static sf_status check_coverage(run *R)
+{
+    uint64_t incl = 0, excl = 0, pieces = 0;
+    const char *why = "";
+    for (int l = 0; l < R->nlevels; l++) {
+        const level_pass *L = &R->levels[l];
+        int k = L->st.k;
+        for (int s = 0; L->tot && s < k; s++) {
+            incl += L->tot[s];
+            excl += L->tot[k + s];
+            pieces += L->tot[3 * k + s];
+        }
+        if (why[0] == '\0' && L->st.fault[0] != '\0') why = L->st.fault;
+    }
+    double share = incl + excl > 0 ? (double)incl / (double)(incl + excl) : 1.0;
+    if (share >= R->w->fault.min_coverage) return SF_OK;
+    char msg[1024];
+    snprintf(msg, sizeof msg,
+             "only %" PRIu64 " of %" PRIu64 " rows (%.4g) were processed, below fault.min_coverage %g (%" PRIu64
+             " shard pieces excluded after fault.max_attempts %d attempts)%s%s",
+             incl, incl + excl, share, R->w->fault.min_coverage, pieces, R->w->fault.max_attempts,
+             why[0] ? "; first failure: " : "", why);
+    /* The lowest rank that saw a failure gives the message. */
+    sf_status rc = sf_comm_agree(why[0] ? sf_error_set(SF_ERR_COVERAGE, __FILE__, __LINE__, "%s", msg) : SF_OK);
+    if (rc == SF_OK) rc = sf_error_set(SF_ERR_COVERAGE, __FILE__, __LINE__, "%s", msg);
+    return rc;
+}
+
 static sf_status write_result(run *R, const char *dir)
 {
     sf_json j;
@@ -607,17 +659,21 @@ static sf_status write_result(run *R, const char *dir)
         sa[i].json_len = tlen[i];
     }
     for (int l = 0; l < R->nlevels; l++) {
-        in.coverage.rows_done += R->levels[l].rows_processed;
-        in.coverage.rows_total += R->levels[l].st.rows_read;
-        in.coverage.shards_total += (uint64_t)R->levels[l].st.k;
-        /* A pass either completes (every shard processed) or the run fails;
-         * partial passes come with fault tolerance. */
-        in.coverage.shards_done += (uint64_t)R->levels[l].st.k;
+        const level_pass *L = &R->levels[l];
+        in.coverage.rows_done += L->rows_processed;
+        in.coverage.rows_total += L->st.rows_read;
+        in.coverage.shards_total += (uint64_t)L->st.k;
+        /* A shard is done when none of its rows was left out. */
+        for (int s = 0; s < L->st.k; s++) in.coverage.shards_done += L->tot == NULL || L->tot[L->st.k + s] == 0;
     }
 
     sf_json_obj_begin(&j);
     sf_json_key(&j, "workflow");
     sf_json_str(&j, R->w->name);
+    /* Rows left out by the fault tolerance (quality.coverage says how many). */
+    sf_json_key(&j, "partial");
+    sf_json_bool(&j, in.coverage.rows_done < in.coverage.rows_total ||
+                         in.coverage.shards_done < in.coverage.shards_total);
     sf_json_key(&j, "results");
     sf_json_obj_begin(&j);
     for (int s = 0, i = 0; s < R->w->nstages; s++) {
@@ -674,6 +730,56 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
     sf_json_int(&j, R->threads);
     sf_json_key(&j, "distribute");
     sf_json_str(&j, w->distribute.mode == SF_DIST_DYNAMIC ? "dynamic" : "static");
+    sf_json_key(&j, "restart");
+    sf_json_obj_begin(&j);
+    sf_json_key(&j, "resumed");
+    sf_json_bool(&j, R->resumed);
+    sf_json_key(&j, "from_sequence");
+    sf_json_uint(&j, R->resumed ? R->ck.sequence : 0);
+    sf_json_key(&j, "passes_restored");
+    sf_json_int(&j, R->resumed ? R->resume_level : 0);
+    sf_json_key(&j, "rows_restored");
+    sf_json_uint(&j, R->resumed ? R->resume_rows : 0);
+    sf_json_key(&j, "notes");
+    sf_json_str(&j, R->ck_notes);
+    sf_json_obj_end(&j);
+    sf_json_key(&j, "checkpoint");
+    sf_json_obj_begin(&j);
+    sf_json_key(&j, "enabled");
+    sf_json_bool(&j, R->ck_on);
+    sf_json_key(&j, "dir");
+    sf_json_str(&j, R->ckdir);
+    sf_json_key(&j, "written");
+    sf_json_int(&j, R->ck_written);
+    sf_json_key(&j, "last_sequence");
+    sf_json_uint(&j, R->ck_seq);
+    sf_json_key(&j, "write_seconds");
+    sf_json_num(&j, R->ck_seconds);
+    sf_json_key(&j, "state_bytes");
+    sf_json_uint(&j, R->ck_bytes);
+    sf_json_obj_end(&j);
+    sf_json_key(&j, "faults");
+    sf_json_obj_begin(&j);
+    {
+        uint64_t retries = 0, pieces = 0, rows = 0;
+        for (int l = 0; l < R->nlevels; l++) {
+            const level_pass *L = &R->levels[l];
+            for (int s = 0; L->tot && s < L->st.k; s++) {
+                rows += L->tot[L->st.k + s];
+                retries += L->tot[2 * L->st.k + s];
+                pieces += L->tot[3 * L->st.k + s];
+            }
+        }
+        sf_json_key(&j, "injected");
+        sf_json_int(&j, w->fault.ninject);
+        sf_json_key(&j, "retries");
+        sf_json_uint(&j, retries);
+        sf_json_key(&j, "pieces_excluded");
+        sf_json_uint(&j, pieces);
+        sf_json_key(&j, "rows_excluded");
+        sf_json_uint(&j, rows);
+    }
+    sf_json_obj_end(&j);
     sf_json_key(&j, "input");
     sf_json_obj_begin(&j);
     sf_json_key(&j, "rows");
@@ -790,6 +896,252 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
     return rc;
 }
 
+/* ---- checkpoints ---------------------------------------------------- */
+
+/* Entries of a pass's totals vector: 4 per shard, one per agent, then the
+ * pieces done. */
+static size_t tot_len(const level_pass *L) { return 4 * (size_t)L->st.k + (size_t)L->nagents + 1; }
+
+/* Sums this rank's fault statistics of pass L over all ranks into a new
+ * vector (every rank gets it). Collective. */
+static sf_status pass_totals(level_pass *L, uint64_t **out)
+{
+    *out = NULL;
+    int k = L->st.k;
+    size_t n = tot_len(L);
+    uint64_t *v = calloc(n, sizeof *v);
+    sf_status rc = v ? SF_OK : sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (totals)");
+    if (v) {
+        for (int s = 0; s < k; s++) {
+            v[s] = L->st.rows_included[s];
+            v[k + s] = L->st.rows_excluded[s];
+            v[2 * k + s] = L->st.retries[s];
+            v[3 * k + s] = L->st.pieces_excluded[s];
+        }
+        for (int a = 0; a < L->nagents; a++) v[4 * (size_t)k + (size_t)a] = sf_exec_agent_rows(L->x, a);
+        v[n - 1] = L->st.pieces_done;
+    }
+    rc = sf_comm_agree(rc);
+    if (rc == SF_OK) rc = sf_comm_agree(sf_comm_allreduce_sum_u64(v, (int)n));
+    if (rc != SF_OK) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    return SF_OK;
+}
+
+/* Crash points inside the checkpoint write (fault injection). */
+static void ckpt_point(const char *point, void *ctx)
+{
+    (void)ctx;
+    sf_fault_point(point);
+}
+
+/* Rank 0: writes a checkpoint holding passes [0, level) complete and, when
+ * cur != NULL, pass `level` in progress with the reduced states cur_bytes
+ * and totals cur_tot, at boundary st. */
+static sf_status write_checkpoint(run *R, int level, const uint8_t *cur_bytes, size_t cur_len,
+                                  const uint64_t *cur_tot, const sf_dist_stats *st)
+{
+    const sf_workflow *w = R->w;
+    sf_ckpt c;
+    sf_ckpt_init(&c);
+    sf_status rc = SF_OK;
+    double t0 = sf_comm_wtime();
+    c.format_version = SF_CKPT_FORMAT_VERSION;
+    snprintf(c.config_hash, sizeof c.config_hash, "%s", w->result_hash);
+    snprintf(c.input_id, sizeof c.input_id, "%s", R->input_id);
+    c.sequence = ++R->ck_seq;
+    c.ranks = sf_comm_size();
+    c.threads = R->threads;
+    c.nlevels = R->nlevels;
+    c.level = level;
+    if (cur_bytes != NULL) {
+        c.rows_read = st->pos_rows;
+        c.rounds_done = st->rounds;
+        memcpy(c.reader_pos, st->pos.v, sizeof c.reader_pos);
+        c.pieces_done = cur_tot[tot_len(&R->levels[level]) - 1];
+    }
+    for (int s = 0; s < w->nstages && rc == SF_OK; s++)
+        rc = sf_ckpt_add_stage(&c, w->stages[s].name, w->level[s], w->level[s] < level);
+    /* Shards of every pass, pass-major: k x nlevels entries. */
+    int k = R->w->shard.shards;
+    if (rc == SF_OK) rc = sf_ckpt_set_shards(&c, k * R->nlevels);
+    for (int l = 0; l <= level && l < R->nlevels && rc == SF_OK; l++) {
+        level_pass *L = &R->levels[l];
+        const uint8_t *bytes = l < level ? L->result.data : cur_bytes;
+        size_t len = l < level ? L->result.len : cur_len;
+        const uint64_t *tot = l < level ? L->tot : cur_tot;
+        if (bytes == NULL || tot == NULL) break; /* pass `level` not started */
+        for (int s = 0; s < k; s++) {
+            c.shard_rows_done[(size_t)l * (size_t)k + (size_t)s] = tot[s];
+            c.shard_rows_excluded[(size_t)l * (size_t)k + (size_t)s] = tot[k + s];
+            c.shard_attempts[(size_t)l * (size_t)k + (size_t)s] = (uint32_t)tot[2 * k + s];
+            c.shard_pieces_excluded[(size_t)l * (size_t)k + (size_t)s] = (uint32_t)tot[3 * k + s];
+        }
+        sf_rd rd;
+        sf_rd_init(&rd, bytes, len);
+        for (int a = 0; a < L->nagents && rc == SF_OK; a++) {
+            uint64_t n;
+            const uint8_t *p;
+            rc = sf_rd_u64(&rd, &n);
+            if (rc == SF_OK) rc = sf_rd_bytes(&rd, (size_t)n, &p);
+            const agent_inst *ai = &L->agents[a];
+            if (rc == SF_OK)
+                rc = sf_ckpt_add_state(&c, w->stages[ai->stage].name, ai->cfg.id, ai->cfg.agent, l,
+                                       tot[4 * (size_t)k + (size_t)a], p, (size_t)n);
+        }
+    }
+    if (rc == SF_OK) rc = sf_ckpt_write(R->ckdir, &c, ckpt_point, NULL);
+    if (rc == SF_OK) {
+        R->ck_written++;
+        size_t bytes = 0;
+        for (int i = 0; i < c.nstates; i++) bytes += c.states[i].len;
+        R->ck_bytes = bytes;
+    }
+    R->ck_seconds += sf_comm_wtime() - t0;
+    sf_ckpt_fini(&c);
+    return rc;
+}
+
+typedef struct ckpt_ctx {
+    run *R;
+    level_pass *L;
+} ckpt_ctx;
+
+/* The checkpoint of a pass in progress (sf_dist_hooks.checkpoint): the
+ * reduced states of the rounds done, the totals, rank 0 writes, and the
+ * file counts only when every rank agrees (SCR's complete flag). */
+static sf_status pass_checkpoint(run *R, level_pass *L, const sf_dist_stats *st, sf_status local)
+{
+    sf_status rc = sf_comm_agree(local);
+    if (rc != SF_OK) return rc;
+    sf_buf b;
+    sf_buf_init(&b);
+    uint64_t *tot = NULL;
+    rc = sf_comm_agree(sf_exec_encode(L->x, &b));
+    if (rc == SF_OK) rc = sf_comm_agree(sf_comm_reduce(&b, merge_cb, L->x));
+    if (rc == SF_OK) rc = pass_totals(L, &tot);
+    if (rc == SF_OK) {
+        sf_status wr = sf_comm_rank() == 0 ? write_checkpoint(R, L->level, b.data, b.len, tot, st) : SF_OK;
+        rc = sf_comm_agree(wr);
+    }
+    free(tot);
+    sf_buf_fini(&b);
+    return rc;
+}
+
+static sf_status ckpt_hook(void *ctx, sf_dist_stats *st, sf_status local)
+{
+    ckpt_ctx *c = ctx;
+    if (!c->R->ck_on) return sf_comm_agree(local);
+    return pass_checkpoint(c->R, c->L, st, local);
+}
+
+/* Rank 0: finds the checkpoint to resume from, if any, and checks that it
+ * belongs to this run's passes. Sets R->resumed, resume_level, resume_rows. */
+static sf_status find_checkpoint(run *R, bool asked)
+{
+    sf_ckpt_found found = SF_CKPT_NONE;
+    char notes[1024] = "";
+    sf_status rc = sf_ckpt_load(R->ckdir, R->w->result_hash, R->input_id, &R->ck, &found, notes, sizeof notes);
+    if (notes[0]) snprintf(R->ck_notes, sizeof R->ck_notes, "%s", notes);
+    if (rc == SF_ERR_CONFIG) {
+        /* Another workflow's or input's checkpoint: refused when asked
+         * for, else left alone and overwritten by this run. */
+        if (asked) return rc;
+        snprintf(R->ck_notes + strlen(R->ck_notes), sizeof R->ck_notes - strlen(R->ck_notes),
+                 "%s; starting from the beginning", sf_error_message());
+        sf_ckpt_fini(&R->ck);
+        return SF_OK;
+    }
+    if (rc == SF_ERR_IO) {
+        /* Both files unusable: the input is intact, so start afresh. */
+        snprintf(R->ck_notes + strlen(R->ck_notes), sizeof R->ck_notes - strlen(R->ck_notes),
+                 "%s; starting from the beginning", sf_error_message());
+        sf_ckpt_fini(&R->ck);
+        return SF_OK;
+    }
+    SF_CALL(rc);
+    if (found == SF_CKPT_NONE) return SF_OK;
+    R->ck_seq = R->ck.sequence;
+    const sf_ckpt *c = &R->ck;
+    /* The same workflow hash means the same passes; check anyway. */
+    int k = R->w->shard.shards;
+    bool ok = c->nlevels == R->nlevels && c->level >= 0 && c->level <= R->nlevels &&
+              c->k == k * R->nlevels;
+    int want_states = 0;
+    for (int l = 0; l < R->nlevels && ok; l++)
+        if (l < c->level || (l == c->level && c->rows_read > 0)) want_states += R->levels[l].nagents;
+    ok = ok && c->nstates == want_states;
+    for (int i = 0, l = 0, a = 0; ok && i < c->nstates; i++, a++) {
+        while (l < R->nlevels && a >= R->levels[l].nagents) {
+            l++;
+            a = 0;
+        }
+        const agent_inst *ai = &R->levels[l].agents[a];
+        ok = c->states[i].level == l && strcmp(c->states[i].agent, ai->cfg.id) == 0 &&
+             strcmp(c->states[i].stage, R->w->stages[ai->stage].name) == 0;
+    }
+    SF_CHECK(ok, SF_ERR_CONFIG,
+             "checkpoint %s/checkpoint.h5 does not match this workflow's passes and agents; remove it or set "
+             "checkpoint.restart: never",
+             R->ckdir);
+    if (c->level == R->nlevels && !asked) {
+        /* The run it belongs to finished: a new run starts afresh. */
+        sf_ckpt_fini(&R->ck);
+        return SF_OK;
+    }
+    R->resumed = true;
+    R->resume_level = c->level;
+    R->resume_rows = c->rows_read;
+    return SF_OK;
+}
+
+/* The states of pass l from the loaded checkpoint, as an sf_exec_encode
+ * output, and its totals. */
+static sf_status restored_pass(run *R, int l, sf_buf *bytes, uint64_t **tot)
+{
+    level_pass *L = &R->levels[l];
+    const sf_ckpt *c = &R->ck;
+    int k = L->st.k;
+    sf_buf_clear(bytes);
+    *tot = calloc(tot_len(L), sizeof **tot);
+    SF_CHECK(*tot != NULL, SF_ERR_NOMEM, "out of memory (restart)");
+    for (int s = 0; s < k; s++) {
+        size_t at = (size_t)l * (size_t)k + (size_t)s;
+        (*tot)[s] = c->shard_rows_done[at];
+        (*tot)[k + s] = c->shard_rows_excluded[at];
+        (*tot)[2 * k + s] = c->shard_attempts[at];
+        (*tot)[3 * k + s] = c->shard_pieces_excluded[at];
+    }
+    (*tot)[tot_len(L) - 1] = l == c->level ? c->pieces_done : 0;
+    int a = 0;
+    for (int i = 0; i < c->nstates; i++) {
+        if (c->states[i].level != l) continue;
+        SF_CALL(sf_buf_put_u64(bytes, (uint64_t)c->states[i].len));
+        SF_CALL(sf_buf_append(bytes, c->states[i].data, c->states[i].len));
+        (*tot)[4 * (size_t)k + (size_t)a] = c->states[i].rows;
+        a++;
+    }
+    SF_CHECK(a == L->nagents, SF_ERR_INTERNAL, "checkpoint: pass %d has %d states, expected %d", l, a, L->nagents);
+    return SF_OK;
+}
+
+/* Rank 0: puts a restored pass's figures where a run would have left them. */
+static void apply_totals(level_pass *L, const uint64_t *tot)
+{
+    int k = L->st.k;
+    uint64_t done = 0, total = 0;
+    for (int s = 0; s < k; s++) {
+        done += tot[s];
+        total += tot[s] + tot[k + s];
+    }
+    L->rows_processed = done;
+    L->st.rows_read = total;
+}
+
 static void run_fini(run *R)
 {
     /* Decoded states first: the executors know how to destroy them. */
@@ -806,8 +1158,10 @@ static void run_fini(run *R)
         sf_schema_fini(&L->schema);
         sf_buf_fini(&L->result);
         sf_dist_stats_fini(&L->st);
+        free(L->tot);
     }
     free(R->levels);
+    sf_ckpt_fini(&R->ck);
     for (int a = 0; a < R->nagents; a++) {
         agent_inst *ai = &R->agents[a];
         /* by arrays are shared between the sorted copy and nothing else. */
@@ -851,9 +1205,32 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
     if (rc == SF_ERR_IO) rc = SF_ERR_CONFIG;
     SF_CALL_GOTO(sf_comm_agree(rc), done);
     if (o->threads > 0) R.w->threads = o->threads;
+    rc = SF_OK;
+    if (o->ninject > 0) {
+        /* --inject adds to fault.inject. */
+        sf_fault_config *f = &R.w->fault;
+        sf_fault_spec *more = realloc(f->inject, sizeof *more * (size_t)(f->ninject + o->ninject));
+        if (more == NULL) rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (faults)");
+        else f->inject = more;
+        for (int i = 0; i < o->ninject && rc == SF_OK; i++) {
+            rc = sf_fault_parse(o->inject[i], &f->inject[f->ninject]);
+            if (rc == SF_OK) f->ninject++;
+            else rc = sf_error_set(SF_ERR_CONFIG, __FILE__, __LINE__, "--inject %s: %s", o->inject[i],
+                                   sf_error_message());
+        }
+    }
+    if (rc == SF_OK) rc = sf_fault_activate(&R.w->fault, rank);
+    SF_CALL_GOTO(sf_comm_agree(rc), done);
     sf_comm_set_chunk_limit((size_t)R.w->distribute.chunk_bytes);
     R.threads = R.w->threads > 0 ? R.w->threads : sf_exec_default_threads(sf_comm_local_size());
     sf_exec_set_threads(R.threads);
+    /* Stop signals only set a flag. The OpenMP threads are created with
+     * them blocked, so only the master thread (or MPI's own threads) ever
+     * runs the handler. */
+    sf_signal_install(R.w->fault.grace);
+    sf_signal_block();
+    sf_exec_start_threads(R.threads);
+    sf_signal_unblock();
     if (o->out_dir)
         snprintf(dir, sizeof dir, "%s", o->out_dir);
     else if (R.w->out_dir)
@@ -899,35 +1276,154 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
     SF_CALL_GOTO(sf_comm_agree(rc), done);
     R.t_plan = sf_comm_wtime() - t0;
 
+    /* Checkpoints: where, and whether this run resumes from one. */
+    R.ck_on = R.w->checkpoint.enabled;
+    if (R.w->checkpoint.dir) snprintf(R.ckdir, sizeof R.ckdir, "%s", R.w->checkpoint.dir);
+    else snprintf(R.ckdir, sizeof R.ckdir, "%s/checkpoint", dir);
+    rc = SF_OK;
+    if (rank == 0) {
+        if (R.w->input.format == SF_INPUT_SYNTHETIC)
+            snprintf(R.input_id, sizeof R.input_id, "synthetic (the generator's settings are in the workflow hash)");
+        else
+            rc = sf_ckpt_input_identity(R.w->input.path, R.input_id, sizeof R.input_id);
+        bool want = o->restart || R.w->checkpoint.restart == SF_RESTART_AUTO;
+        if (rc == SF_OK && want && (R.ck_on || o->restart)) rc = find_checkpoint(&R, o->restart);
+        if (R.ck_notes[0]) fprintf(stderr, "shardflow: %s\n", R.ck_notes);
+        if (rc == SF_OK && R.resumed)
+            fprintf(stderr, "shardflow: resuming from %s (checkpoint %" PRIu64 ": %d of %d passes done, %" PRIu64
+                            " rows of the next)\n",
+                    R.ckdir, R.ck.sequence, R.resume_level, R.nlevels, R.resume_rows);
+    }
+    SF_CALL_GOTO(sf_comm_agree(rc), done);
+    {
+        /* Every rank learns which passes to skip. */
+        uint64_t m[2] = {R.resumed ? (uint64_t)R.resume_level + 1 : 0, R.resume_rows};
+        rc = sf_comm_allreduce_sum_u64(m, 2);
+        R.resumed = m[0] > 0;
+        R.resume_level = m[0] > 0 ? (int)(m[0] - 1) : 0;
+        R.resume_rows = m[1];
+        SF_CALL_GOTO(sf_comm_agree(rc), done);
+    }
+
     for (int l = 0; l < R.nlevels; l++) {
         level_pass *L = &R.levels[l];
         rc = prepare_pass(&R, L);
         SF_CALL_GOTO(sf_comm_agree(rc), done);
-        t0 = sf_comm_wtime();
-        rc = sf_dist_run_pass(R.reader, R.plan, &R.w->distribute, L->cols, L->ncols, &L->schema, L->x, &L->st);
+        sf_exec_faults xf = {.level = l,
+                             .max_attempts = R.w->fault.max_attempts,
+                             .backoff = R.w->fault.backoff,
+                             .task_timeout = R.w->fault.task_timeout};
+        rc = sf_exec_set_faults(L->x, &xf);
         SF_CALL_GOTO(sf_comm_agree(rc), done);
-        L->seconds = sf_comm_wtime() - t0;
-        t0 = sf_comm_wtime();
-        rc = sf_exec_encode(L->x, &L->result);
-        SF_CALL_GOTO(sf_comm_agree(rc), done);
-        if (R.w->distribute.reduce == SF_REDUCE_HIERARCHICAL) {
-            rc = sf_comm_reduce_hier(&L->result, merge_cb, L->x, &L->red);
+        if (R.resumed && l < R.resume_level) {
+            /* Complete in the checkpoint: rank 0 takes its reduced states. */
+            L->restored = true;
+            rc = rank == 0 ? restored_pass(&R, l, &L->result, &L->tot) : SF_OK;
+            if (rc == SF_OK && rank == 0) apply_totals(L, L->tot);
+            SF_CALL_GOTO(sf_comm_agree(rc), done);
+            if (rank != 0) {
+                L->tot = calloc(tot_len(L), sizeof *L->tot);
+                SF_CHECK_GOTO(L->tot != NULL, SF_ERR_NOMEM, done, "out of memory (restart)");
+            }
         } else {
-            rc = sf_comm_reduce(&L->result, merge_cb, L->x);
-            sf_comm_reduce_last_stats(&L->red);
+            sf_dist_hooks hk = {.checkpoint = ckpt_hook,
+                                .every_pieces = R.ck_on ? R.w->checkpoint.every_shards : 0,
+                                .every_seconds = R.ck_on ? R.w->checkpoint.every_seconds : 0,
+                                .stop_on_signal = true};
+            ckpt_ctx cc = {&R, L};
+            hk.ctx = &cc;
+            if (R.resumed && l == R.resume_level && R.resume_rows > 0) {
+                /* In progress in the checkpoint: rank 0 starts from its
+                 * states and totals and reads on from its position. */
+                sf_buf prior;
+                sf_buf_init(&prior);
+                uint64_t *tot = NULL;
+                rc = SF_OK;
+                if (rank == 0) {
+                    rc = restored_pass(&R, l, &prior, &tot);
+                    int k = L->st.k;
+                    uint64_t rows = 0;
+                    for (int s = 0; rc == SF_OK && s < k; s++) {
+                        L->st.rows_included[s] = tot[s];
+                        L->st.rows_excluded[s] = tot[k + s];
+                        L->st.retries[s] = tot[2 * k + s];
+                        L->st.pieces_excluded[s] = tot[3 * k + s];
+                        rows += tot[s];
+                    }
+                    if (rc == SF_OK) {
+                        L->st.pieces_done = tot[tot_len(L) - 1];
+                        L->st.rows_read = R.ck.rows_read;
+                        rc = sf_exec_absorb(L->x, prior.data, prior.len, tot + 4 * (size_t)k, rows);
+                    }
+                    sf_reader_pos pos;
+                    memcpy(pos.v, R.ck.reader_pos, sizeof pos.v);
+                    if (rc == SF_OK) rc = sf_reader_seek(R.reader, &pos);
+                    hk.first_round = R.ck.rounds_done;
+                }
+                free(tot);
+                sf_buf_fini(&prior);
+                SF_CALL_GOTO(sf_comm_agree(rc), done);
+            }
+            t0 = sf_comm_wtime();
+            rc = sf_dist_run_pass_ex(R.reader, R.plan, &R.w->distribute, L->cols, L->ncols, &L->schema, L->x,
+                                     &L->st, &hk);
+            rc = sf_comm_agree(rc);
+            if (rc == SF_ERR_INTERRUPTED) {
+                /* Every rank stopped at the same round boundary: save it. */
+                R.stop_signal = sf_signal_pending();
+                sf_status e = R.ck_on ? pass_checkpoint(&R, L, &L->st, SF_OK) : SF_OK;
+                rc = e != SF_OK ? e : SF_ERR_INTERRUPTED;
+                if (rc == SF_ERR_INTERRUPTED)
+                    sf_error_set(rc, __FILE__, __LINE__,
+                                 "stopped by signal %d; %s%s%s", R.stop_signal ? R.stop_signal : 0,
+                                 R.ck_on ? "checkpoint written to " : "no checkpoint (checkpoint.enabled: false)",
+                                 R.ck_on ? R.ckdir : "", R.ck_on ? "; run again with --restart to resume" : "");
+                goto done;
+            }
+            SF_CALL_GOTO(rc, done);
+            L->seconds = sf_comm_wtime() - t0;
+            t0 = sf_comm_wtime();
+            rc = sf_exec_encode(L->x, &L->result);
+            SF_CALL_GOTO(sf_comm_agree(rc), done);
+            if (R.w->distribute.reduce == SF_REDUCE_HIERARCHICAL) {
+                rc = sf_comm_reduce_hier(&L->result, merge_cb, L->x, &L->red);
+            } else {
+                rc = sf_comm_reduce(&L->result, merge_cb, L->x);
+                sf_comm_reduce_last_stats(&L->red);
+            }
+            SF_CALL_GOTO(sf_comm_agree(rc), done);
+            L->reduce_seconds = sf_comm_wtime() - t0;
+            {
+                /* Totals over all ranks, for run.json and the coverage. */
+                uint64_t m[4] = {sf_exec_rows(L->x), L->red.messages, L->red.internode_messages, L->red.bytes};
+                rc = sf_comm_allreduce_sum_u64(m, 4);
+                L->rows_processed = m[0];
+                L->red.messages = m[1];
+                L->red.internode_messages = m[2];
+                L->red.bytes = m[3];
+            }
+            SF_CALL_GOTO(sf_comm_agree(rc), done);
+            SF_CALL_GOTO(pass_totals(L, &L->tot), done);
+            /* The end of the pass is a checkpoint of its own. */
+            if (R.ck_on) {
+                rc = rank == 0 ? write_checkpoint(&R, l + 1, NULL, 0, NULL, NULL) : SF_OK;
+                SF_CALL_GOTO(sf_comm_agree(rc), done);
+            }
+            {
+                /* A stop signal during the reduction: the pass is saved. */
+                uint64_t sig = (uint64_t)sf_signal_pending();
+                rc = sf_comm_allreduce_sum_u64(&sig, 1);
+                SF_CALL_GOTO(sf_comm_agree(rc), done);
+                if (sig != 0 && l + 1 < R.nlevels) {
+                    rc = sf_error_set(SF_ERR_INTERRUPTED, __FILE__, __LINE__,
+                                      "stopped by a signal after pass %d of %d; %s%s", l + 1, R.nlevels,
+                                      R.ck_on ? "checkpoint written; run again with --restart to resume from "
+                                              : "no checkpoint (checkpoint.enabled: false)",
+                                      R.ck_on ? R.ckdir : "");
+                    goto done;
+                }
+            }
         }
-        SF_CALL_GOTO(sf_comm_agree(rc), done);
-        L->reduce_seconds = sf_comm_wtime() - t0;
-        {
-            /* Totals over all ranks, for run.json and the coverage. */
-            uint64_t m[4] = {sf_exec_rows(L->x), L->red.messages, L->red.internode_messages, L->red.bytes};
-            rc = sf_comm_allreduce_sum_u64(m, 4);
-            L->rows_processed = m[0];
-            L->red.messages = m[1];
-            L->red.internode_messages = m[2];
-            L->red.bytes = m[3];
-        }
-        SF_CALL_GOTO(sf_comm_agree(rc), done);
         /* States that later passes use as baselines go to every rank: only
          * those (rank 0 keeps the whole result for the report). */
         bool later = false;
@@ -955,6 +1451,7 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
         }
     }
 
+    SF_CALL_GOTO(check_coverage(&R), done);
     t0 = sf_comm_wtime();
     rc = rank == 0 ? write_result(&R, dir) : SF_OK;
     if (rc == SF_OK && rank == 0 && R.w->input.format == SF_INPUT_SYNTHETIC && R.w->input.incidents) {
