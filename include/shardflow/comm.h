@@ -20,7 +20,8 @@ enum {
     SF_TAG_REDUCE = 3,   /* tree reduction of encoded states */
     SF_TAG_GATHER = 4,   /* gathers to rank 0 */
     SF_TAG_BCAST = 5,
-    SF_TAG_TEST = 6
+    SF_TAG_TEST = 6,
+    SF_TAG_VERDICT = 7   /* rank 0 -> worker: may a speculative unit be committed (dynamic mode) */
 };
 
 /* Initialises MPI (MPI_THREAD_FUNNELED: only the master thread calls MPI) with

@@ -2,6 +2,7 @@
 #ifndef SF_DIST_H
 #define SF_DIST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,9 @@ typedef struct sf_dist_stats {
     sf_reader_pos pos;        /* rank 0: reader position at that boundary */
     uint64_t pos_rows;        /* rank 0: rows read up to that boundary */
     char fault[512];          /* the first excluded piece's failure, "" if none */
+    uint64_t moved;           /* rank 0: pieces moved to another rank */
+    uint64_t speculated;      /* rank 0: units it re-ran for a straggler */
+    uint64_t speculation_won; /* rank 0: ... whose copy counted */
 } sf_dist_stats;
 
 /* The run's side of one pass: checkpoints at round boundaries and stops. */
@@ -50,6 +54,11 @@ typedef struct sf_dist_hooks {
     double every_seconds;    /* rank 0: ... or at the first boundary this long after the last (0 = never) */
     uint64_t first_round;    /* rank 0: index of the first round read (rounds done before a restart) */
     bool stop_on_signal;     /* end the pass at a round boundary on SIGTERM/SIGUSR1: SF_ERR_INTERRUPTED */
+    /* Dynamic mode's recovery (rank 0 decides; see the README). */
+    bool redistribute;       /* a piece that failed max_attempts on a rank is tried once on another */
+    uint32_t moved_attempt_base; /* its attempts there are numbered from this + 1 (max_attempts) */
+    bool speculate;          /* re-run a straggler's last units on rank 0 when the queue is empty */
+    double watchdog;         /* a worker with work and no message for this long ends the job (0 = off) */
 } sf_dist_hooks;
 
 sf_status sf_dist_stats_init(sf_dist_stats *s, int k);
@@ -84,6 +93,12 @@ sf_status sf_unit_begin(sf_buf *out, uint32_t kind);
 /* The input round of a data unit (header word 3). */
 void sf_unit_set_round(sf_buf *unit, uint32_t round);
 uint32_t sf_unit_round(const uint8_t *bytes, size_t n);
+/* Dynamic mode's bookkeeping in the kind word: the unit's id (20 bits,
+ * unique among the units in flight), whether it is speculative (the
+ * worker asks rank 0 before its result counts) and the attempts other
+ * ranks already made on its pieces (7 bits). */
+void sf_unit_set_meta(sf_buf *unit, uint32_t id, bool speculative, uint32_t attempt_base);
+void sf_unit_meta(const uint8_t *bytes, size_t n, uint32_t *id, bool *speculative, uint32_t *attempt_base);
 /* Reads a work unit: its kind and its pieces as batches that borrow from the
  * bytes (valid while the bytes live). *views / *cap are a reusable array
  * (start with NULL / 0); it grows as needed, for any pass schema; *nviews

@@ -91,6 +91,14 @@ typedef struct sf_exec_piece_result {
 sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const uint32_t *shards, int nb,
                                uint64_t round, sf_status (*side)(void *ctx), void *ctx,
                                sf_exec_piece_result *res /* out */);
+/* Settings of the next sf_exec_process_unit: attempts are numbered from
+ * attempt_base + 1 (a piece that another rank already tried), and with
+ * hold the unit's result is kept aside until sf_exec_hold_end decides
+ * (speculative execution: only one copy of a unit may count). Not
+ * collective. */
+sf_status sf_exec_set_unit(sf_exec *x, int attempt_base, bool hold);
+/* Merges the held result into the states (commit) or drops it. */
+sf_status sf_exec_hold_end(sf_exec *x, bool commit);
 /* The message of the last piece failure this executor recovered from or
  * excluded ("" if none). */
 const char *sf_exec_last_fault(const sf_exec *x);

@@ -17,6 +17,13 @@
  *     task_timeout: DUR    a piece running longer fails with SF_ERR_TIMEOUT (default 0 = none)
  *     min_coverage: X      fraction of rows that must be included (default 1.0)
  *     grace: DURATION      after a stop signal, time to checkpoint before exiting (default 60s)
+ *     redistribute: BOOL   dynamic mode: a piece that failed max_attempts on one rank is
+ *                          tried (max_attempts more times) on another (default true)
+ *     speculate: BOOL      dynamic mode: when the queue is empty, rank 0 re-runs a straggler's
+ *                          last units; the first copy to finish counts (default true)
+ *     watchdog: DURATION   dynamic mode: a rank holding work that sends nothing for this long
+ *                          ends the job with exit code 76 so that it can be restarted from its
+ *                          checkpoint (default 0 = off)
  */
 #ifndef SF_FAULT_H
 #define SF_FAULT_H
@@ -79,6 +86,9 @@ typedef struct sf_fault_config {
     double task_timeout;     /* seconds, 0 = none */
     double min_coverage;     /* default 1.0 */
     double grace;            /* seconds, default 60 */
+    bool redistribute;       /* default true */
+    bool speculate;          /* default true */
+    double watchdog;         /* seconds, 0 = off */
 } sf_fault_config;
 
 /* Defaults as listed above. */
@@ -122,6 +132,7 @@ double sf_fault_slow_factor(void);
  * of the OpenMP threads so that they never handle these signals. */
 #define SF_EXIT_INTERRUPTED 75   /* stopped by a signal after writing a checkpoint */
 #define SF_EXIT_COVERAGE 5       /* partial result below fault.min_coverage */
+#define SF_EXIT_WATCHDOG 76      /* the watchdog ended the job (a rank made no progress) */
 void sf_signal_install(double grace_seconds);
 /* The signal received (SIGTERM or SIGUSR1), 0 if none. Async-signal-safe. */
 int sf_signal_pending(void);

@@ -149,7 +149,11 @@ typedef struct worker {
     const sf_batch **list;
     uint32_t *shards;
     sf_exec_piece_result *res;
+    uint8_t *moved;
     size_t list_cap;
+    sf_exec_piece_result *pending;  /* a held unit's outcome */
+    uint8_t *pending_moved;
+    size_t npending, pending_cap;
     sf_dist_stats *st;
     const sf_dist_hooks *hk;
 } worker;
@@ -164,51 +168,40 @@ static void sleep_for(double s)
 /* A stop signal this rank should act on. */
 static bool stop_signalled(const worker *w) { return w->hk && w->hk->stop_on_signal && sf_signal_pending() != 0; }
 
-static sf_status work_on_side(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
-                              sf_status (*side)(void *), void *ctx);
+/* Dynamic mode's handling of one unit: pieces that failed every attempt
+ * here go into *ret to be tried on another rank (once: not for pieces
+ * that already moved); a speculative unit's result is held (*held) until
+ * rank 0 says whether it counts. */
+typedef struct unit_opts {
+    bool allow_move;
+    sf_buf *ret;
+    bool *held;
+} unit_opts;
 
-static sf_status work_on(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind)
-{
-    return work_on_side(w, bytes, n, kind, NULL, NULL);
-}
+static sf_status work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
+                              sf_status (*side)(void *), void *ctx, const unit_opts *o);
 
 static sf_status work_on_side(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
                               sf_status (*side)(void *), void *ctx)
 {
-    size_t nv = 0;
-    SF_CALL(sf_unit_parse(bytes, n, w->schema, kind, &w->views, &nv, &w->cap));
-    if (*kind != UNIT_DATA) return SF_OK;
-    if (nv > w->list_cap) {
-        const sf_batch **l = realloc(w->list, nv * sizeof *l);
-        if (l) w->list = l;
-        uint32_t *sh = realloc(w->shards, nv * sizeof *sh);
-        if (sh) w->shards = sh;
-        sf_exec_piece_result *res = realloc(w->res, nv * sizeof *res);
-        if (res) w->res = res;
-        SF_CHECK(l && sh && res, SF_ERR_NOMEM, "out of memory (work list)");
-        w->list_cap = nv;
-    }
+    return work_on_opts(w, bytes, n, kind, side, ctx, NULL);
+}
+
+static sf_status work_on(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind)
+{
+    return work_on_opts(w, bytes, n, kind, NULL, NULL, NULL);
+}
+
+/* Counts the outcome of a unit's pieces; moved[i]: piece i went to
+ * another rank (its attempts here count as retries). */
+static void apply_results(worker *w, const sf_exec_piece_result *res, const uint8_t *moved, size_t nv)
+{
     for (size_t i = 0; i < nv; i++) {
-        w->list[i] = &w->views[i].batch;
-        w->shards[i] = w->views[i].shard;
-        SF_CHECK(w->shards[i] < (uint32_t)w->st->k, SF_ERR_INTERNAL, "work unit names shard %u of %d",
-                 w->shards[i], w->st->k);
-        w->st->rows_done += w->views[i].batch.nrows;
-    }
-    /* A crash test's point: the n-th unit this rank takes on. */
-    sf_fault_point("round");
-    double t0 = sf_comm_wtime();
-    sf_status rc = sf_exec_process_unit(w->x, w->list, w->shards, (int)nv, sf_unit_round(bytes, n), side, ctx,
-                                        w->res);
-    double dt = sf_comm_wtime() - t0;
-    /* An injected straggler: this rank takes factor times as long. */
-    double slow = sf_fault_slow_factor();
-    if (slow > 1.0) sleep_for((slow - 1.0) * dt);
-    w->st->t_process += sf_comm_wtime() - t0;
-    w->st->units_done++;
-    if (rc != SF_OK) return rc;
-    for (size_t i = 0; i < nv; i++) {
-        const sf_exec_piece_result *pr = &w->res[i];
+        const sf_exec_piece_result *pr = &res[i];
+        if (moved && moved[i]) {
+            w->st->retries[pr->shard] += (uint64_t)pr->attempts;
+            continue;
+        }
         w->st->rows_included[pr->shard] += pr->rows - pr->rows_excluded;
         w->st->rows_excluded[pr->shard] += pr->rows_excluded;
         w->st->retries[pr->shard] += (uint64_t)(pr->attempts - 1);
@@ -220,7 +213,106 @@ static sf_status work_on_side(worker *w, const uint8_t *bytes, size_t n, uint32_
                          pr->attempts, sf_exec_last_fault(w->x));
         }
     }
+}
+
+static sf_status work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
+                              sf_status (*side)(void *), void *ctx, const unit_opts *o)
+{
+    size_t nv = 0;
+    SF_CALL(sf_unit_parse(bytes, n, w->schema, kind, &w->views, &nv, &w->cap));
+    if (*kind != UNIT_DATA) return SF_OK;
+    if (nv > w->list_cap) {
+        const sf_batch **l = realloc(w->list, nv * sizeof *l);
+        if (l) w->list = l;
+        uint32_t *sh = realloc(w->shards, nv * sizeof *sh);
+        if (sh) w->shards = sh;
+        sf_exec_piece_result *res = realloc(w->res, nv * sizeof *res);
+        if (res) w->res = res;
+        uint8_t *mv = realloc(w->moved, nv);
+        if (mv) w->moved = mv;
+        SF_CHECK(l && sh && res && mv, SF_ERR_NOMEM, "out of memory (work list)");
+        w->list_cap = nv;
+    }
+    for (size_t i = 0; i < nv; i++) {
+        w->list[i] = &w->views[i].batch;
+        w->shards[i] = w->views[i].shard;
+        SF_CHECK(w->shards[i] < (uint32_t)w->st->k, SF_ERR_INTERNAL, "work unit names shard %u of %d",
+                 w->shards[i], w->st->k);
+        w->st->rows_done += w->views[i].batch.nrows;
+    }
+    uint32_t id, base;
+    bool spec;
+    sf_unit_meta(bytes, n, &id, &spec, &base);
+    bool hold = o && o->held && spec;
+    SF_CALL(sf_exec_set_unit(w->x, (int)base, hold));
+    /* A crash test's point: the n-th unit this rank takes on. */
+    sf_fault_point("round");
+    double t0 = sf_comm_wtime();
+    sf_status rc = sf_exec_process_unit(w->x, w->list, w->shards, (int)nv, sf_unit_round(bytes, n), side, ctx,
+                                        w->res);
+    double dt = sf_comm_wtime() - t0;
+    /* An injected straggler: this rank takes factor times as long. */
+    double slow = sf_fault_slow_factor();
+    if (slow > 1.0) sleep_for((slow - 1.0) * dt);
+    w->st->t_process += sf_comm_wtime() - t0;
+    w->st->units_done++;
+    if (rc != SF_OK) {
+        if (hold) sf_exec_hold_end(w->x, false);
+        return rc;
+    }
+    memset(w->moved, 0, nv);
+    if (o && o->allow_move && base == 0) {
+        /* Pieces this rank could not do go back to rank 0 for another. */
+        for (size_t i = 0; i < nv && rc == SF_OK; i++) {
+            if (!w->res[i].excluded) continue;
+            const sf_batch *b = &w->views[i].batch;
+            uint32_t *all = malloc((b->nrows ? b->nrows : 1) * sizeof *all);
+            int *cols = malloc((size_t)(b->ncols ? b->ncols : 1) * sizeof *cols);
+            if (all == NULL || cols == NULL) rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (moving a piece)");
+            for (size_t r = 0; all && r < b->nrows; r++) all[r] = (uint32_t)r;
+            for (int c = 0; cols && c < b->ncols; c++) cols[c] = c;
+            if (rc == SF_OK && o->ret->len == 0) {
+                rc = sf_unit_begin(o->ret, UNIT_DATA);
+                sf_unit_set_round(o->ret, sf_unit_round(bytes, n));
+            }
+            if (rc == SF_OK) rc = sf_piece_append(o->ret, b, cols, b->ncols, w->shards[i], all, b->nrows);
+            free(all);
+            free(cols);
+            w->moved[i] = 1;
+        }
+        if (rc != SF_OK) {
+            if (hold) sf_exec_hold_end(w->x, false);
+            return rc;
+        }
+    }
+    if (hold) {
+        /* Counted when rank 0 grants the claim (pending_*). */
+        if (nv > w->pending_cap) {
+            sf_exec_piece_result *pr = realloc(w->pending, nv * sizeof *pr);
+            uint8_t *pm = pr ? realloc(w->pending_moved, nv) : NULL;
+            if (pr) w->pending = pr;
+            if (pm) w->pending_moved = pm;
+            SF_CHECK(pr && pm, SF_ERR_NOMEM, "out of memory (held unit)");
+            w->pending_cap = nv;
+        }
+        memcpy(w->pending, w->res, nv * sizeof *w->res);
+        memcpy(w->pending_moved, w->moved, nv);
+        w->npending = nv;
+        *o->held = true;
+        return SF_OK;
+    }
+    apply_results(w, w->res, w->moved, nv);
     return SF_OK;
+}
+
+/* The verdict on a held unit: counts it or drops it. */
+static sf_status end_hold(worker *w, bool commit, sf_buf *ret)
+{
+    sf_status rc = sf_exec_hold_end(w->x, commit);
+    if (commit) apply_results(w, w->pending, w->pending_moved, w->npending);
+    else if (ret) sf_buf_clear(ret);
+    w->npending = 0;
+    return rc;
 }
 
 static void worker_fini(worker *w)
@@ -229,6 +321,9 @@ static void worker_fini(worker *w)
     free(w->list);
     free(w->shards);
     free(w->res);
+    free(w->moved);
+    free(w->pending);
+    free(w->pending_moved);
 }
 
 static sf_status send_control(int dest, uint32_t kind)
@@ -247,7 +342,7 @@ static uint32_t unit_kind(const sf_buf *msg)
 {
     uint32_t kind = UNIT_ABORT;
     if (msg->len >= 16) memcpy(&kind, msg->data + 4, 4);
-    return kind;
+    return kind & 0xFu;
 }
 
 /* Static mode: every worker sends rank 0 exactly one status message per
@@ -309,22 +404,41 @@ static sf_status worker_static(worker *w)
 }
 
 /* Requests each worker keeps outstanding in dynamic mode. Rank 0 answers
- * every request; once it answers END (or ABORT) it answers every later one
- * the same way, so each worker receives exactly PREFETCH final replies. */
+ * every request; once it answers END (or STOP, ABORT) it answers every
+ * later one the same way, so each worker receives exactly PREFETCH final
+ * replies.
+ *
+ * A worker sends a request after finishing each data unit (plus PREFETCH
+ * at the start and one after each checkpoint): so a request also
+ * acknowledges the unit before it, and carries the pieces that failed
+ * here to be tried elsewhere. Header: {code, flags, unit id, 0} (u32). */
 #define PREFETCH 2
+enum { REQ_ACK = 1u, REQ_MOVED = 2u, REQ_CLAIM = 4u };
+
+static sf_status send_request(uint32_t code, uint32_t flags, uint32_t id, const sf_buf *moved)
+{
+    uint32_t hdr[4] = {code, flags, id, 0};
+    if (moved == NULL || moved->len == 0) return sf_comm_send(0, SF_TAG_REQUEST, hdr, sizeof hdr);
+    sf_buf b;
+    sf_buf_init(&b);
+    sf_status rc = sf_buf_append(&b, hdr, sizeof hdr);
+    if (rc == SF_OK) rc = sf_buf_append(&b, moved->data, moved->len);
+    if (rc == SF_OK) rc = sf_comm_send(0, SF_TAG_REQUEST, b.data, b.len);
+    sf_buf_fini(&b);
+    return rc;
+}
 
 static sf_status worker_dynamic(worker *w)
 {
-    /* Asking for the next units before working on the current one hides
-     * rank 0's answer time (it answers between reading rounds). */
-    sf_buf msg;
+    sf_buf msg, moved, verdict;
     sf_buf_init(&msg);
+    sf_buf_init(&moved);
+    sf_buf_init(&verdict);
     sf_status rc = SF_OK, comm = SF_OK;
-    uint32_t req = 0;
     int outstanding = 0;
-    for (int i = 0; i < PREFETCH && comm == SF_OK; i++, outstanding++)
-        comm = sf_comm_send(0, SF_TAG_REQUEST, &req, sizeof req);
+    for (int i = 0; i < PREFETCH && comm == SF_OK; i++, outstanding++) comm = send_request(0, 0, 0, NULL);
     bool done = false, stopped = false, asked_stop = false;
+    unit_opts opts = {.allow_move = w->hk && w->hk->redistribute, .ret = &moved, .held = NULL};
     while (comm == SF_OK && outstanding > 0) {
         double t0 = sf_comm_wtime();
         comm = sf_comm_recv(0, SF_TAG_PIECE, &msg, NULL);
@@ -342,16 +456,15 @@ static sf_status worker_dynamic(worker *w)
             kind = unit_kind(&msg);
         }
         if (kind == UNIT_CKPT) {
-            /* The answer to one request: every unit handed out before it is
-             * done (this rank works in order). Ask again, then checkpoint. */
-            req = (uint32_t)rc;
-            comm = sf_comm_send(0, SF_TAG_REQUEST, &req, sizeof req);
+            /* Rank 0 sends it once every unit handed out is acknowledged:
+             * ask again, then checkpoint. */
+            comm = send_request((uint32_t)rc, 0, 0, NULL);
             if (comm != SF_OK) break;
             outstanding++;
             sf_status e = w->hk && w->hk->checkpoint ? w->hk->checkpoint(w->hk->ctx, w->st, rc) : rc;
             if (e != SF_OK) {
-                sf_buf_fini(&msg);
-                return e;
+                rc = e;
+                goto out;
             }
             continue;
         }
@@ -361,19 +474,36 @@ static sf_status worker_dynamic(worker *w)
             continue;
         }
         if (done) continue;
-        /* A failure is reported with the next request; rank 0 then stops.
-         * A stop signal likewise, once. */
-        req = (uint32_t)rc;
+        uint32_t id = 0, base;
+        bool spec = false, held = false;
+        if (msg.len >= 16) sf_unit_meta(msg.data, msg.len, &id, &spec, &base);
+        sf_buf_clear(&moved);
+        opts.held = &held;
+        if (rc == SF_OK) rc = work_on_opts(w, msg.data, msg.len, &kind, NULL, NULL, &opts);
+        if (rc == SF_OK && held) {
+            /* A speculative unit: only the copy rank 0 grants counts. */
+            uint32_t hdr[4] = {0, REQ_CLAIM, id, 0};
+            comm = sf_comm_send(0, SF_TAG_REQUEST, hdr, sizeof hdr);
+            if (comm == SF_OK) comm = sf_comm_recv(0, SF_TAG_VERDICT, &verdict, NULL);
+            if (comm != SF_OK) break;
+            bool grant = verdict.len >= 1 && verdict.data[0] == 1;
+            rc = end_hold(w, grant, &moved);
+        }
+        /* The request acknowledges the unit; a failure or a stop signal
+         * rides along (rank 0 then stops). */
+        uint32_t code = (uint32_t)rc;
         if (rc == SF_OK && !asked_stop && stop_signalled(w)) {
-            req = (uint32_t)SF_ERR_INTERRUPTED;
+            code = (uint32_t)SF_ERR_INTERRUPTED;
             asked_stop = true;
         }
-        comm = sf_comm_send(0, SF_TAG_REQUEST, &req, sizeof req);
+        comm = send_request(code, REQ_ACK | (moved.len ? REQ_MOVED : 0u), id, &moved);
         if (comm != SF_OK) break;
         outstanding++;
-        if (rc == SF_OK) rc = work_on(w, msg.data, msg.len, &kind);
     }
+out:
     sf_buf_fini(&msg);
+    sf_buf_fini(&moved);
+    sf_buf_fini(&verdict);
     if (comm != SF_OK) return comm;
     if (rc == SF_OK && stopped) return SF_ERR_INTERRUPTED;
     return rc;
@@ -723,12 +853,146 @@ static sf_status enqueue_round(root *r, queue *q)
 }
 
 /* A worker's request code: a failure, or a request to stop. */
-static void request_code(const sf_buf *req, bool *failed, bool *stop)
+static void request_code(uint32_t code, bool *failed, bool *stop)
 {
-    uint32_t code = 0;
-    if (req->len >= 4) memcpy(&code, req->data, 4);
     if (code == (uint32_t)SF_ERR_INTERRUPTED) *stop = true;
     else if (code != 0) *failed = true;
+}
+
+/* A unit handed to a worker and not yet acknowledged. */
+typedef struct sent_unit {
+    uint32_t id;
+    double at;
+    bool spec;          /* the worker claims it before it counts */
+    uint8_t claim;      /* 0 open, 1 the worker's copy counts, 2 rank 0's copy counts */
+    bool tried;         /* rank 0 ran a copy */
+    sf_buf copy;        /* spec units: the bytes, for rank 0's copy */
+} sent_unit;
+
+#define MAX_SENT (PREFETCH + 1)
+
+typedef struct dyn {
+    root *r;
+    int P;
+    sent_unit (*sent)[MAX_SENT];   /* per worker, oldest first */
+    int *nsent;
+    double *heard;                 /* last message from each worker */
+    queue moved;                   /* pieces to try on another rank */
+    int *moved_from;               /* their origin, parallel to moved.items */
+    size_t moved_cap;
+    uint32_t next_id;
+    double *unit_time;             /* per worker: mean send-to-acknowledge time */
+    uint64_t *acks;
+} dyn;
+
+static int unacked(const dyn *d)
+{
+    int n = 0;
+    for (int p = 1; p < d->P; p++) n += d->nsent[p];
+    return n;
+}
+
+static sent_unit *find_sent(dyn *d, int src, uint32_t id)
+{
+    for (int i = 0; i < d->nsent[src]; i++)
+        if (d->sent[src][i].id == id) return &d->sent[src][i];
+    return NULL;
+}
+
+static sf_status moved_push(dyn *d, const uint8_t *bytes, size_t n, int origin)
+{
+    sf_buf b = pool_get(&d->r->pl);
+    sf_buf_clear(&b);
+    SF_CALL(sf_buf_append(&b, bytes, n));
+    if (d->moved.head + d->moved.n + 1 > d->moved_cap) {
+        size_t cap = d->moved_cap ? d->moved_cap * 2 : 16;
+        int *m = realloc(d->moved_from, cap * sizeof *m);
+        SF_CHECK(m != NULL, SF_ERR_NOMEM, "out of memory (moved pieces)");
+        d->moved_from = m;
+        d->moved_cap = cap;
+    }
+    /* Only moved_take removes items, so head stays 0 and queue_push never
+     * compacts: moved_from stays parallel to the items. */
+    SF_CALL(queue_push(&d->moved, b));
+    d->moved_from[d->moved.n - 1] = origin;
+    return SF_OK;
+}
+
+/* Index in d->moved of the first moved unit whose origin is not dest, -1. */
+static int moved_for(const dyn *d, int dest)
+{
+    for (size_t i = 0; i < d->moved.n; i++)
+        if (d->moved_from[d->moved.head + i] != dest) return (int)i;
+    return -1;
+}
+
+static sf_buf moved_take(dyn *d, int i)
+{
+    size_t at = d->moved.head + (size_t)i;
+    sf_buf b = d->moved.items[at];
+    d->moved.bytes -= b.len;
+    memmove(d->moved.items + at, d->moved.items + at + 1, (d->moved.n - (size_t)i - 1) * sizeof *d->moved.items);
+    memmove(d->moved_from + at, d->moved_from + at + 1, (d->moved.n - (size_t)i - 1) * sizeof *d->moved_from);
+    d->moved.n--;
+    return b;
+}
+
+/* Hands a data unit to dest; a unit near the end of the input is
+ * speculative and its bytes are kept for a copy on rank 0. */
+static sf_status dyn_send(dyn *d, int dest, sf_buf unit, uint32_t base, bool spec)
+{
+    root *r = d->r;
+    SF_CHECK(d->nsent[dest] < MAX_SENT, SF_ERR_INTERNAL, "worker %d has %d units in flight", dest, d->nsent[dest]);
+    uint32_t id = d->next_id++ & 0xFFFFFu;
+    sf_unit_set_meta(&unit, id, spec, base);
+    sent_unit *su = &d->sent[dest][d->nsent[dest]];
+    su->id = id;
+    su->at = sf_comm_wtime();
+    su->spec = spec;
+    su->claim = 0;
+    su->tried = false;
+    sf_buf_clear(&su->copy);
+    if (spec) SF_CALL(sf_buf_append(&su->copy, unit.data, unit.len));
+    d->nsent[dest]++;
+    return sender_post(r, dest, unit);
+}
+
+/* Takes one message from src: a request (acknowledging a unit, maybe with
+ * pieces to move) or a claim on a speculative unit (answered at once).
+ * *is_request tells which. */
+static sf_status dyn_take(dyn *d, int src, sf_buf *msg, bool *failed, bool *stop, bool *is_request)
+{
+    *is_request = false;
+    d->heard[src] = sf_comm_wtime();
+    uint32_t hdr[4] = {0, 0, 0, 0};
+    if (msg->len >= 16) memcpy(hdr, msg->data, 16);
+    else if (msg->len >= 4) memcpy(hdr, msg->data, 4);
+    if (hdr[1] & REQ_CLAIM) {
+        sent_unit *su = find_sent(d, src, hdr[2]);
+        uint8_t v = 1;
+        if (su == NULL || su->claim == 2) v = 0;
+        else su->claim = 1;
+        return sf_comm_send(src, SF_TAG_VERDICT, &v, 1);
+    }
+    *is_request = true;
+    request_code(hdr[0], failed, stop);
+    if (hdr[1] & REQ_ACK) {
+        if (d->nsent[src] > 0) {
+            sent_unit *su = &d->sent[src][0];
+            double t = sf_comm_wtime() - su->at;
+            d->unit_time[src] = (d->unit_time[src] * (double)d->acks[src] + t) / (double)(d->acks[src] + 1);
+            d->acks[src]++;
+            sf_buf keep = su->copy;
+            memmove(&d->sent[src][0], &d->sent[src][1], sizeof(sent_unit) * (size_t)(d->nsent[src] - 1));
+            d->nsent[src]--;
+            d->sent[src][d->nsent[src]].copy = keep; /* reuse the buffer */
+        }
+    }
+    if ((hdr[1] & REQ_MOVED) && msg->len > 16) {
+        SF_CALL(moved_push(d, msg->data + 16, msg->len - 16, src));
+        d->r->st->moved++;
+    }
+    return SF_OK;
 }
 
 static sf_status root_dynamic(root *r)
@@ -736,6 +1000,7 @@ static sf_status root_dynamic(root *r)
     sf_status rc = SF_OK, comm = SF_OK;
     queue q = {0};
     int P = r->P;
+    const sf_dist_hooks *hk = r->hk;
     /* Every worker gets exactly PREFETCH final (END/STOP/ABORT) replies. */
     int finals = 0, want_finals = PREFETCH * (P - 1);
     int *waiting = r->waiting; /* room for want_finals entries */
@@ -743,9 +1008,21 @@ static sf_status root_dynamic(root *r)
     bool eof = false, failed = false, stop = false, ckpt_wanted = false;
     int ckpt_sent_n = 0;
     uint8_t *ckpt_sent = calloc((size_t)P, 1);
+    dyn d = {.r = r, .P = P};
+    d.sent = calloc((size_t)P, sizeof *d.sent);
+    d.nsent = calloc((size_t)P, sizeof *d.nsent);
+    d.heard = calloc((size_t)P, sizeof *d.heard);
+    d.unit_time = calloc((size_t)P, sizeof *d.unit_time);
+    d.acks = calloc((size_t)P, sizeof *d.acks);
     sf_buf req;
     sf_buf_init(&req);
-    SF_CHECK_GOTO(ckpt_sent != NULL, SF_ERR_NOMEM, done, "out of memory (distribution)");
+    worker *w = &r->w;
+    SF_CHECK_GOTO(ckpt_sent && d.sent && d.nsent && d.heard && d.unit_time && d.acks, SF_ERR_NOMEM, done,
+                  "out of memory (distribution)");
+    for (int p = 0; p < P; p++) {
+        d.heard[p] = sf_comm_wtime();
+        for (int i = 0; i < MAX_SENT; i++) sf_buf_init(&d.sent[p][i].copy);
+    }
     {
         sf_reader_pos p0;
         sf_reader_tell(r->reader, &p0);
@@ -755,7 +1032,7 @@ static sf_status root_dynamic(root *r)
     for (;;) {
         comm = sender_retire(r, false);
         if (comm != SF_OK) goto done;
-        if (!stop && r->hk && r->hk->stop_on_signal && sf_signal_pending()) stop = true;
+        if (!stop && hk && hk->stop_on_signal && sf_signal_pending()) stop = true;
         if (stop && !eof) {
             /* No more reading: what is queued is handed out, then STOP. */
             eof = true;
@@ -764,63 +1041,79 @@ static sf_status root_dynamic(root *r)
             sf_reader_tell(r->reader, &p);
             note_boundary(r, &p, r->st->rows_read);
         }
-        /* Take every request that has arrived, answer what can be answered. */
+        bool broken = failed || rc != SF_OK;
+        /* Everything handed out is acknowledged and nothing waits to move:
+         * a boundary (for a checkpoint or the end). */
+        bool quiet = q.n == 0 && d.moved.n == 0 && unacked(&d) == 0;
+        /* Take every message that has arrived, answer what can be answered. */
         for (;;) {
             bool flag = false;
             int src = -1;
-            if (finals + nwaiting < want_finals) {
-                comm = sf_comm_iprobe(SF_TAG_REQUEST, &flag, &src);
-                if (comm != SF_OK) goto done;
-            }
+            comm = sf_comm_iprobe(SF_TAG_REQUEST, &flag, &src);
+            if (comm != SF_OK) goto done;
             if (flag) {
                 comm = sf_comm_recv(src, SF_TAG_REQUEST, &req, NULL);
+                bool is_req = false;
+                if (comm == SF_OK) comm = dyn_take(&d, src, &req, &failed, &stop, &is_req);
                 if (comm != SF_OK) goto done;
-                request_code(&req, &failed, &stop);
-                waiting[nwaiting++] = src;
+                if (is_req) waiting[nwaiting++] = src;
+                broken = failed || rc != SF_OK;
+                quiet = q.n == 0 && d.moved.n == 0 && unacked(&d) == 0;
             }
-            if (nwaiting == 0) break;
+            if (nwaiting == 0) {
+                if (flag) continue;
+                break;
+            }
             /* Once one worker has its CKPT the checkpoint happens (its
              * agreement carries any failure); before that a failure
              * cancels it. */
-            bool ckpt_phase = ckpt_wanted && q.n == 0 && (ckpt_sent_n > 0 || (!failed && rc == SF_OK));
+            bool ckpt_phase = ckpt_wanted && (ckpt_sent_n > 0 || (quiet && !broken));
             int i = 0;
             if (ckpt_phase) {
                 /* Each worker gets one CKPT; its later requests wait. */
                 while (i < nwaiting && ckpt_sent[waiting[i]]) i++;
                 if (i == nwaiting) {
-                    if (!flag) break;
-                    continue;
+                    if (flag) continue;
+                    break;
                 }
             }
             int dest = waiting[i];
+            int mv = broken || ckpt_phase ? -1 : moved_for(&d, dest);
             if (ckpt_phase) {
                 comm = send_control(dest, UNIT_CKPT);
                 ckpt_sent[dest] = 1;
                 ckpt_sent_n++;
-            } else if (failed || rc != SF_OK) {
+            } else if (broken) {
                 comm = send_control(dest, UNIT_ABORT);
                 finals++;
-            } else if (q.n > 0) {
-                comm = sender_post(r, dest, queue_pop(&q));
-            } else if (eof) {
+            } else if (mv >= 0) {
+                comm = dyn_send(&d, dest, moved_take(&d, mv), hk->moved_attempt_base, hk->speculate);
+            } else if (q.n > 0 && !(d.nsent[dest] >= MAX_SENT)) {
+                /* Units handed out once the whole input is read are
+                 * speculative: a straggler's share of the tail can be
+                 * re-run on rank 0. */
+                bool spec = hk && hk->speculate && eof;
+                comm = dyn_send(&d, dest, queue_pop(&q), 0, spec);
+            } else if (eof && quiet) {
                 comm = send_control(dest, stop ? UNIT_STOP : UNIT_END);
                 finals++;
             } else {
-                if (!flag) break; /* nothing to give yet: produce below */
-                continue;
+                if (flag) continue;
+                break; /* nothing to give yet: produce below */
             }
             if (comm != SF_OK) goto done;
             memmove(waiting + i, waiting + i + 1, sizeof *waiting * (size_t)(nwaiting - i - 1));
             nwaiting--;
+            quiet = q.n == 0 && d.moved.n == 0 && unacked(&d) == 0;
         }
-        if ((failed || rc != SF_OK) && ckpt_sent_n == 0) {
+        if (broken && ckpt_sent_n == 0) {
             while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
+            while (d.moved.n > 0) pool_put(&r->pl, moved_take(&d, 0));
             eof = true;
             ckpt_wanted = false;
         }
         if (ckpt_wanted && ckpt_sent_n == P - 1) {
-            /* Every unit before the boundary is done on every worker (each
-             * took its CKPT after them) and on this rank. */
+            /* Every unit before the boundary is done and acknowledged. */
             sf_reader_pos p;
             sf_reader_tell(r->reader, &p);
             note_boundary(r, &p, r->st->rows_read);
@@ -831,10 +1124,11 @@ static sf_status root_dynamic(root *r)
             ckpt_wanted = false;
             continue;
         }
-        if (finals == want_finals && eof && q.n == 0) break;
+        if (finals == want_finals && eof) break;
         uint64_t held = q.bytes + r->snd.bytes;
         note_peak(r, held);
         if (!eof && !ckpt_wanted && ckpt_due(r) && r->round > 0) ckpt_wanted = true;
+        int mine = broken ? -1 : moved_for(&d, 0);
         if (!eof && !ckpt_wanted && (held < r->cfg->memory_budget / 2 || q.n == 0)) {
             rc = next_round(r, &eof);
             if (rc == SF_OK && !eof) {
@@ -846,20 +1140,120 @@ static sf_status root_dynamic(root *r)
                 sf_reader_tell(r->reader, &p);
                 note_boundary(r, &p, r->st->rows_read);
             }
+        } else if (mine >= 0 && (nwaiting == 0 || eof)) {
+            /* A piece another rank could not do: rank 0 tries it. */
+            sf_buf unit = moved_take(&d, mine);
+            sf_unit_set_meta(&unit, 0, false, hk->moved_attempt_base);
+            uint32_t kind;
+            rc = work_on(w, unit.data, unit.len, &kind);
+            pool_put(&r->pl, unit);
         } else if (q.n > 0 && (nwaiting == 0 || eof || ckpt_wanted)) {
-            /* Nobody is asking: rank 0 works on a unit itself. */
+            /* Nobody is asking: rank 0 works on a unit itself, moving
+             * pieces it cannot do to a worker. */
             sf_buf unit = queue_pop(&q);
             uint32_t kind;
-            rc = work_on(&r->w, unit.data, unit.len, &kind);
+            sf_buf mv;
+            sf_buf_init(&mv);
+            unit_opts o = {.allow_move = hk && hk->redistribute && P > 1, .ret = &mv, .held = NULL};
+            rc = work_on_opts(w, unit.data, unit.len, &kind, NULL, NULL, &o);
+            if (rc == SF_OK && mv.len > 0) {
+                rc = moved_push(&d, mv.data, mv.len, 0);
+                r->st->moved++;
+            }
+            sf_buf_fini(&mv);
             pool_put(&r->pl, unit);
-        } else if (q.n == 0) {
-            /* Input done (or a checkpoint waits), queue empty: block for
-             * the next request. */
+        } else {
+            /* Wait for the next message; meanwhile re-run a straggler's
+             * speculative unit, and watch for workers that stopped
+             * making progress. */
+            double now = sf_comm_wtime();
+            sent_unit *slow = NULL;
+            int slow_rank = -1;
+            if (hk && hk->speculate && eof && q.n == 0 && d.moved.n == 0 && !broken && !ckpt_wanted) {
+                /* A straggler: its unit is out for twice as long as the
+                 * fastest rank takes for one (rank 0 counts with its own
+                 * processing time). */
+                double fast = w->st->units_done > 0 ? w->st->t_process / (double)w->st->units_done : 0.0;
+                for (int p = 1; p < P; p++)
+                    if (d.acks[p] > 0 && (fast == 0.0 || d.unit_time[p] < fast)) fast = d.unit_time[p];
+                double after = fast * 2.0 > 0.02 ? fast * 2.0 : 0.02;
+                for (int p = 1; p < P; p++)
+                    for (int k = 0; k < d.nsent[p]; k++) {
+                        sent_unit *su = &d.sent[p][k];
+                        if (su->spec && !su->tried && su->claim == 0 && now - su->at > after &&
+                            (slow == NULL || su->at < slow->at)) {
+                            slow = su;
+                            slow_rank = p;
+                        }
+                    }
+            }
+            if (slow != NULL) {
+                /* The copy's result is held; whichever claim rank 0 sees
+                 * first counts: the worker's (already granted) or this. */
+                slow->tried = true;
+                uint32_t id = slow->id;
+                r->st->speculated++;
+                uint32_t kind;
+                bool copy_held = false;
+                sf_buf mv;
+                sf_buf_init(&mv);
+                unit_opts o = {.allow_move = hk->redistribute, .ret = &mv, .held = &copy_held};
+                sf_buf copy = slow->copy; /* stays owned by the record */
+                rc = work_on_opts(w, copy.data, copy.len, &kind, NULL, NULL, &o);
+                if (rc == SF_OK) {
+                    /* Claims that arrived meanwhile come first. */
+                    for (;;) {
+                        bool flag = false;
+                        int src = -1;
+                        comm = sf_comm_iprobe(SF_TAG_REQUEST, &flag, &src);
+                        if (comm != SF_OK || !flag) break;
+                        comm = sf_comm_recv(src, SF_TAG_REQUEST, &req, NULL);
+                        bool is_req = false;
+                        if (comm == SF_OK) comm = dyn_take(&d, src, &req, &failed, &stop, &is_req);
+                        if (comm != SF_OK) break;
+                        if (is_req) waiting[nwaiting++] = src;
+                    }
+                    if (comm != SF_OK) goto done;
+                    sent_unit *su = find_sent(&d, slow_rank, id);
+                    bool win = copy_held && su != NULL && su->claim == 0;
+                    if (win) {
+                        su->claim = 2;
+                        r->st->speculation_won++;
+                    }
+                    if (copy_held) rc = end_hold(w, win, &mv);
+                    /* The copy's pieces to move, as the worker's would have been. */
+                    if (rc == SF_OK && win && mv.len > 0) {
+                        rc = moved_push(&d, mv.data, mv.len, 0);
+                        r->st->moved++;
+                    }
+                }
+                sf_buf_fini(&mv);
+                continue;
+            }
+            if (hk && hk->watchdog > 0) {
+                for (int p = 1; p < P; p++)
+                    if (d.nsent[p] > 0 && now - d.heard[p] > hk->watchdog) {
+                        fprintf(stderr,
+                                "shardflow: error: rank %d made no progress for %.0f s (fault.watchdog %g s) with "
+                                "%d units in hand; ending the job (run again with --restart to resume from the "
+                                "last checkpoint)\n",
+                                p, now - d.heard[p], hk->watchdog, d.nsent[p]);
+                        sf_comm_abort(SF_EXIT_WATCHDOG);
+                    }
+            }
+            bool flag = false;
             int src = -1;
-            comm = sf_comm_recv(-1, SF_TAG_REQUEST, &req, &src);
+            comm = sf_comm_iprobe(SF_TAG_REQUEST, &flag, &src);
             if (comm != SF_OK) goto done;
-            request_code(&req, &failed, &stop);
-            waiting[nwaiting++] = src;
+            if (!flag) {
+                sleep_for(100e-6);
+                continue;
+            }
+            comm = sf_comm_recv(src, SF_TAG_REQUEST, &req, NULL);
+            bool is_req = false;
+            if (comm == SF_OK) comm = dyn_take(&d, src, &req, &failed, &stop, &is_req);
+            if (comm != SF_OK) goto done;
+            if (is_req) waiting[nwaiting++] = src;
         }
     }
 done:
@@ -868,18 +1262,24 @@ done:
         sf_status e = sender_drain(r);
         if (comm == SF_OK) comm = e;
     }
+fail_all:
+    while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
+    while (d.moved.n > 0) pool_put(&r->pl, moved_take(&d, 0));
+    if (rc != SF_OK && comm == SF_OK) sender_drain(r);
     free(q.items);
+    free(d.moved.items);
+    free(d.moved_from);
+    for (int p = 0; d.sent && p < P; p++)
+        for (int i = 0; i < MAX_SENT; i++) sf_buf_fini(&d.sent[p][i].copy);
+    free(d.sent);
+    free(d.nsent);
+    free(d.heard);
+    free(d.unit_time);
+    free(d.acks);
     free(ckpt_sent);
     sf_buf_fini(&req);
     if (comm == SF_OK && rc == SF_OK && stop && !failed) return SF_ERR_INTERRUPTED;
     return comm != SF_OK ? comm : rc;
-fail_all:
-    while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
-    sender_drain(r);
-    free(q.items);
-    free(ckpt_sent);
-    sf_buf_fini(&req);
-    return rc;
 }
 
 /* An MPI failure mid-protocol leaves peers waiting for messages that will

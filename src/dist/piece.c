@@ -206,6 +206,24 @@ void sf_unit_set_round(sf_buf *unit, uint32_t round)
     if (unit->len >= 16) memcpy(unit->data + 12, &round, 4);
 }
 
+void sf_unit_set_meta(sf_buf *unit, uint32_t id, bool speculative, uint32_t attempt_base)
+{
+    if (unit->len < 16) return;
+    uint32_t w;
+    memcpy(&w, unit->data + 4, 4);
+    w = (w & 0xFu) | (speculative ? 0x10u : 0u) | ((attempt_base & 0x7Fu) << 5) | ((id & 0xFFFFFu) << 12);
+    memcpy(unit->data + 4, &w, 4);
+}
+
+void sf_unit_meta(const uint8_t *bytes, size_t n, uint32_t *id, bool *speculative, uint32_t *attempt_base)
+{
+    uint32_t w = 0;
+    if (n >= 16) memcpy(&w, bytes + 4, 4);
+    *id = w >> 12;
+    *speculative = (w & 0x10u) != 0;
+    *attempt_base = (w >> 5) & 0x7Fu;
+}
+
 uint32_t sf_unit_round(const uint8_t *bytes, size_t n)
 {
     uint32_t r = 0;
@@ -222,6 +240,7 @@ sf_status sf_unit_parse(const uint8_t *p, size_t n, const sf_schema *schema, uin
     uint32_t magic, np;
     memcpy(&magic, p, 4);
     memcpy(kind, p + 4, 4);
+    *kind &= 0xFu; /* the other bits: sf_unit_meta */
     memcpy(&np, p + 8, 4);
     SF_CHECK(magic == UNIT_MAGIC, SF_ERR_INTERNAL, "work unit has a bad magic number");
     off = 16;

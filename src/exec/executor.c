@@ -35,6 +35,13 @@ struct sf_exec {
     void **txn;             /* nthreads * nagents */
     uint64_t *txn_rows;     /* nthreads * nagents */
     uint64_t txn_xrows;
+    /* Hold mode (speculative units): committed pieces go to held states,
+     * merged into states or dropped once the arbiter decides. */
+    bool hold;
+    int attempt_base;
+    void **held;            /* nthreads * nagents, allocated on first use */
+    uint64_t *held_rows;
+    uint64_t held_xrows;
     /* The unit being processed. */
     const uint32_t *cur_shards;
     uint64_t cur_round;
@@ -82,6 +89,15 @@ void sf_exec_destroy(sf_exec **px)
     }
     free(x->txn);
     free(x->txn_rows);
+    if (x->held) {
+        for (size_t i = 0; i < (size_t)x->nthreads * (size_t)x->nagents; i++)
+            if (x->held[i]) {
+                x->agents[i % (size_t)x->nagents].ops->destroy(x->held[i]);
+                free(x->held[i]);
+            }
+    }
+    free(x->held);
+    free(x->held_rows);
     if (x->sel)
         for (int t = 0; t < x->nthreads; t++) free(x->sel[t]);
     free(x->sel);
@@ -475,21 +491,60 @@ static sf_status txn_rollback(sf_exec *x)
     return SF_OK;
 }
 
-/* Merges the transaction into the states (thread t's into thread t's:
- * every merge is exact, so which pairs are merged does not matter). */
+/* Merges the transaction into the states, or into the held states in
+ * hold mode (thread t's into thread t's: every merge is exact, so which
+ * pairs are merged does not matter). */
 static sf_status txn_commit(sf_exec *x, uint64_t bad_rows)
 {
     size_t n = (size_t)x->nthreads * (size_t)x->nagents;
+    void **into = x->hold ? x->held : x->states;
+    uint64_t *rows = x->hold ? x->held_rows : x->agent_rows;
     for (size_t i = 0; i < n; i++) {
         const sf_exec_agent *ag = &x->agents[i % (size_t)x->nagents];
         if (x->txn_rows[i] == 0) continue; /* untouched: still the initial state */
-        SF_CALL(ag->ops->merge(x->states[i], x->txn[i]));
+        SF_CALL(ag->ops->merge(into[i], x->txn[i]));
         SF_CALL(reset_state(ag, x->txn[i]));
-        x->agent_rows[i] += x->txn_rows[i];
+        rows[i] += x->txn_rows[i];
         x->txn_rows[i] = 0;
     }
-    x->rows += x->txn_xrows - bad_rows;
+    if (x->hold) x->held_xrows += x->txn_xrows - bad_rows;
+    else x->rows += x->txn_xrows - bad_rows;
     x->txn_xrows = 0;
+    x->merged = false;
+    return SF_OK;
+}
+
+sf_status sf_exec_set_unit(sf_exec *x, int attempt_base, bool hold)
+{
+    x->attempt_base = attempt_base;
+    x->hold = hold && x->ft;
+    if (x->hold && x->held == NULL) {
+        size_t n = (size_t)x->nthreads * (size_t)x->nagents;
+        x->held = calloc(n ? n : 1, sizeof *x->held);
+        x->held_rows = calloc(n ? n : 1, sizeof *x->held_rows);
+        SF_CHECK(x->held && x->held_rows, SF_ERR_NOMEM, "out of memory (executor held states)");
+        for (size_t i = 0; i < n; i++) SF_CALL(new_state(&x->agents[i % (size_t)x->nagents], &x->held[i]));
+    }
+    return SF_OK;
+}
+
+sf_status sf_exec_hold_end(sf_exec *x, bool commit)
+{
+    x->hold = false;
+    if (x->held == NULL) return SF_OK;
+    size_t n = (size_t)x->nthreads * (size_t)x->nagents;
+    for (size_t i = 0; i < n; i++) {
+        const sf_exec_agent *ag = &x->agents[i % (size_t)x->nagents];
+        if (x->held_rows[i] == 0 && !commit) continue;
+        if (commit && x->held_rows[i] > 0) {
+            SF_CALL(ag->ops->merge(x->states[i], x->held[i]));
+            x->agent_rows[i] += x->held_rows[i];
+        }
+        if (x->held_rows[i] > 0) SF_CALL(reset_state(ag, x->held[i]));
+        x->held_rows[i] = 0;
+    }
+    if (commit) x->rows += x->held_xrows;
+    x->held_xrows = 0;
     x->merged = false;
     return SF_OK;
 }
@@ -505,7 +560,7 @@ sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const
     uint8_t *failed = calloc((size_t)(nb ? nb : 1), 1);
     uint64_t *bad = calloc((size_t)(nb ? nb : 1), sizeof *bad);
     SF_CHECK_GOTO(attempt && failed && bad, SF_ERR_NOMEM, done, "out of memory (unit)");
-    for (int i = 0; i < nb; i++) attempt[i] = 1;
+    for (int i = 0; i < nb; i++) attempt[i] = x->attempt_base + 1;
     x->cur_shards = shards;
     x->cur_round = round;
     x->cur_attempt = attempt;
@@ -544,7 +599,7 @@ sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const
                 for (int k = 2; k < a; k++) wait *= 2;
                 sleep_s(wait);
             }
-            attempt[i] = a;
+            attempt[i] = x->attempt_base + a;
             failed[i] = 0;
             bad[i] = 0;
             sf_status e = sf_exec_process_overlap(x, batches + i, 1, NULL, NULL);

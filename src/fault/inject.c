@@ -24,6 +24,9 @@ void sf_fault_config_defaults(sf_fault_config *f)
     f->task_timeout = 0.0;
     f->min_coverage = 1.0;
     f->grace = 60.0;
+    f->redistribute = true;
+    f->speculate = true;
+    f->watchdog = 0.0;
 }
 
 void sf_fault_config_fini(sf_fault_config *f)

@@ -767,8 +767,9 @@ static sf_status load_checkpoint(const load_ctx *c, sf_workflow *w, const sf_cfg
 
 static sf_status load_fault(const load_ctx *c, sf_workflow *w, const sf_cfg_node *root)
 {
-    static const char *const keys[] = {"inject", "seed", "max_attempts", "backoff", "task_timeout",
-                                       "min_coverage", "grace", NULL};
+    static const char *const keys[] = {"inject",       "seed",  "max_attempts", "backoff",   "task_timeout",
+                                       "min_coverage", "grace", "redistribute", "speculate", "watchdog",
+                                       NULL};
     sf_fault_config *f = &w->fault;
     const sf_cfg_node *map, *v;
     SF_CALL(opt_map(c, sf_cfg_get(root, "fault"), "fault", NULL, &map));
@@ -800,7 +801,7 @@ static sf_status load_fault(const load_ctx *c, sf_workflow *w, const sf_cfg_node
     }
     if ((v = sf_cfg_get(map, "seed")) != NULL) SF_CALL(parse_uint(c, v, "fault.seed", 0, UINT64_MAX, &f->seed));
     if ((v = sf_cfg_get(map, "max_attempts")) != NULL) {
-        SF_CALL(parse_uint(c, v, "fault.max_attempts", 1, 1000, &u));
+        SF_CALL(parse_uint(c, v, "fault.max_attempts", 1, 100, &u));
         f->max_attempts = (int)u;
     }
     if ((v = sf_cfg_get(map, "backoff")) != NULL) SF_CALL(parse_duration(c, v, "fault.backoff", &f->backoff));
@@ -812,6 +813,10 @@ static sf_status load_fault(const load_ctx *c, sf_workflow *w, const sf_cfg_node
             return FAIL(c, v, 0, "fault.min_coverage", "must be at most 1, found '%s'", v->scalar);
     }
     if ((v = sf_cfg_get(map, "grace")) != NULL) SF_CALL(parse_duration(c, v, "fault.grace", &f->grace));
+    if ((v = sf_cfg_get(map, "redistribute")) != NULL)
+        SF_CALL(parse_bool(c, v, "fault.redistribute", &f->redistribute));
+    if ((v = sf_cfg_get(map, "speculate")) != NULL) SF_CALL(parse_bool(c, v, "fault.speculate", &f->speculate));
+    if ((v = sf_cfg_get(map, "watchdog")) != NULL) SF_CALL(parse_duration(c, v, "fault.watchdog", &f->watchdog));
     return SF_OK;
 }
 

@@ -778,6 +778,18 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
         sf_json_uint(&j, pieces);
         sf_json_key(&j, "rows_excluded");
         sf_json_uint(&j, rows);
+        uint64_t moved = 0, spec = 0, won = 0;
+        for (int l = 0; l < R->nlevels; l++) {
+            moved += R->levels[l].st.moved;
+            spec += R->levels[l].st.speculated;
+            won += R->levels[l].st.speculation_won;
+        }
+        sf_json_key(&j, "pieces_moved");
+        sf_json_uint(&j, moved);
+        sf_json_key(&j, "speculated_units");
+        sf_json_uint(&j, spec);
+        sf_json_key(&j, "speculation_won");
+        sf_json_uint(&j, won);
     }
     sf_json_obj_end(&j);
     sf_json_key(&j, "input");
@@ -1329,7 +1341,11 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
             sf_dist_hooks hk = {.checkpoint = ckpt_hook,
                                 .every_pieces = R.ck_on ? R.w->checkpoint.every_shards : 0,
                                 .every_seconds = R.ck_on ? R.w->checkpoint.every_seconds : 0,
-                                .stop_on_signal = true};
+                                .stop_on_signal = true,
+                                .redistribute = R.w->fault.redistribute,
+                                .moved_attempt_base = (uint32_t)R.w->fault.max_attempts,
+                                .speculate = R.w->fault.speculate,
+                                .watchdog = R.w->fault.watchdog};
             ckpt_ctx cc = {&R, L};
             hk.ctx = &cc;
             if (R.resumed && l == R.resume_level && R.resume_rows > 0) {
