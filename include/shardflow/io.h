@@ -86,7 +86,10 @@ sf_status sf_reader_next(sf_reader *r, sf_batch *b, bool *eof /* out */);
 sf_status sf_reader_rewind(sf_reader *r);
 /* Where a reader is: opaque to callers, stored in checkpoints. Four words
  * (CSV: byte offset of the next record, its physical line, rows delivered,
- * bad rows skipped; HDF5 and synthetic: next row, rows delivered). */
+ * bad rows skipped; HDF5 and synthetic: next row, rows delivered, the
+ * input's row count, 0). Only the count of bad rows carries across a seek,
+ * not their sample messages (run.json after a restart lists those seen
+ * since). */
 typedef struct sf_reader_pos {
     uint64_t v[4];
 } sf_reader_pos;

@@ -901,6 +901,79 @@ static sf_status csv_rewind(sf_reader *r)
     return seek_to(c, r->data_start, c->data_line);
 }
 
+/* A position is where the next record starts: v[0] its byte offset, v[1]
+ * its physical line, v[2] the rows delivered so far, v[3] the bad rows
+ * skipped so far (the pass's count, which the seek restores). Blank lines
+ * and bad records after the last delivered row are not consumed yet: the
+ * next call meets them again, with the same lines. */
+static void csv_tell(const sf_reader *r, sf_reader_pos *pos)
+{
+    const csv_impl *c = r->impl;
+    pos->v[0] = c->buf_off + c->pos;
+    pos->v[1] = c->line;
+    pos->v[2] = c->rows;
+    pos->v[3] = r->bad_rows;
+}
+
+/* Checks what can be checked cheaply (the offset lies in the data and starts
+ * a line; every record took at least one line and one byte), then moves
+ * there, reusing the buffer when it still holds the offset. Nothing is read
+ * or parsed between the data start and the offset, so a seek costs a stat
+ * and a one-byte read whatever the offset; the tokenizer's results do not
+ * depend on where a block starts, so the records that follow are the same
+ * as in a pass that read up to them. */
+static sf_status csv_seek(sf_reader *r, const sf_reader_pos *pos)
+{
+    csv_impl *c = r->impl;
+    const uint64_t off = pos->v[0], line = pos->v[1], rows = pos->v[2], bad = pos->v[3];
+    /* Already there (a restart at the position a fresh reader starts at):
+     * nothing to check or move, which also lets such a restart read a pipe. */
+    if (off == c->buf_off + c->pos && line == c->line && rows == c->rows && bad == r->bad_rows) return SF_OK;
+    struct stat st;
+    SF_CHECK(fstat(c->fd, &st) == 0, SF_ERR_IO, "%s: cannot stat: %s", c->path, strerror(errno));
+    SF_CHECK(S_ISREG(st.st_mode), SF_ERR_ARG, "%s: cannot seek in an input that is not a regular file",
+             c->path);
+    const uint64_t size = (uint64_t)st.st_size;
+    SF_CHECK(off >= r->data_start, SF_ERR_ARG,
+             "%s: reader position (byte %" PRIu64 ") is inside the header, which ends at byte %" PRIu64,
+             c->path, off, r->data_start);
+    SF_CHECK(off <= size, SF_ERR_ARG,
+             "%s: reader position (byte %" PRIu64 ") is past the end of the file (%" PRIu64 " bytes)",
+             c->path, off, size);
+    SF_CHECK(line >= c->data_line && line - c->data_line >= rows && line - c->data_line - rows >= bad &&
+                 off - r->data_start >= rows && off - r->data_start - rows >= bad,
+             SF_ERR_ARG,
+             "%s: reader position (byte %" PRIu64 ", line %" PRIu64 ", %" PRIu64 " rows, %" PRIu64
+             " bad rows) is not consistent with data that starts at byte %" PRIu64 ", line %" PRIu64,
+             c->path, off, line, rows, bad, r->data_start, c->data_line);
+    SF_CHECK(off > r->data_start || line == c->data_line, SF_ERR_ARG,
+             "%s: reader position at the first data byte must be on line %" PRIu64 ", not %" PRIu64, c->path,
+             c->data_line, line);
+    if (off > r->data_start && off < size) {
+        /* A record starts after a line end (the end of the file is also a
+         * boundary, with or without a final line end). */
+        char prev;
+        ssize_t n;
+        do {
+            n = pread(c->fd, &prev, 1, (off_t)(off - 1));
+        } while (n < 0 && errno == EINTR);
+        SF_CHECK(n == 1, SF_ERR_IO, "%s: read failed at byte %" PRIu64 ": %s", c->path, off - 1,
+                 n < 0 ? strerror(errno) : "end of file");
+        SF_CHECK(prev == '\n', SF_ERR_ARG,
+                 "%s: reader position (byte %" PRIu64 ", line %" PRIu64 ") is not the start of a record", c->path,
+                 off, line);
+    }
+    const uint64_t old_line = c->line;
+    sf_status rc = seek_to(c, off, line);
+    if (rc != SF_OK) {
+        c->line = old_line;
+        return rc;
+    }
+    c->rows = rows;
+    r->bad_rows = bad;
+    return SF_OK;
+}
+
 static void impl_free(csv_impl *c)
 {
     if (c == NULL) return;
@@ -920,7 +993,7 @@ static void csv_destroy(sf_reader *r)
     r->impl = NULL;
 }
 
-static const sf__reader_ops csv_ops = {csv_next, csv_rewind, csv_destroy};
+static const sf__reader_ops csv_ops = {csv_next, csv_rewind, csv_destroy, csv_tell, csv_seek};
 
 /* ------------------------------------------------------------------ */
 /* open: header, hints, type inference */

@@ -1158,6 +1158,38 @@ static sf_status gen_rewind(sf_reader *r)
     return SF_OK;
 }
 
+/* Rows are a pure function of their index (see the file comment), so a
+ * position is just the next row: v[0] next row, v[1] rows delivered (the
+ * same number: the generator skips nothing), v[2] the input's row count, to
+ * refuse a position taken with another input.rows; v[3] is zero. */
+static void gen_tell(const sf_reader *r, sf_reader_pos *pos)
+{
+    const gen_reader *g = r->impl;
+    pos->v[0] = g->next_row;
+    pos->v[1] = g->next_row;
+    pos->v[2] = r->cfg.rows;
+    pos->v[3] = 0;
+}
+
+/* Seeking costs nothing beyond the checks: the next fill starts at the row. */
+static sf_status gen_seek(sf_reader *r, const sf_reader_pos *pos)
+{
+    gen_reader *g = r->impl;
+    SF_CHECK(pos->v[2] == r->cfg.rows, SF_ERR_ARG,
+             "requests generator: reader position was taken with input.rows = %llu, this input has %llu",
+             (unsigned long long)pos->v[2], (unsigned long long)r->cfg.rows);
+    SF_CHECK(pos->v[0] <= r->cfg.rows, SF_ERR_ARG,
+             "requests generator: reader position row %llu is past the end (%llu rows)",
+             (unsigned long long)pos->v[0], (unsigned long long)r->cfg.rows);
+    SF_CHECK(pos->v[1] == pos->v[0] && pos->v[3] == 0, SF_ERR_ARG,
+             "requests generator: reader position {%llu, %llu, %llu, %llu} is not one of this reader",
+             (unsigned long long)pos->v[0], (unsigned long long)pos->v[1], (unsigned long long)pos->v[2],
+             (unsigned long long)pos->v[3]);
+    g->next_row = pos->v[0];
+    r->bad_rows = 0;
+    return SF_OK;
+}
+
 static void gen_destroy(sf_reader *r)
 {
     gen_reader *g = r->impl;
@@ -1167,7 +1199,7 @@ static void gen_destroy(sf_reader *r)
     r->impl = NULL;
 }
 
-static const sf__reader_ops gen_ops = {gen_next, gen_rewind, gen_destroy};
+static const sf__reader_ops gen_ops = {gen_next, gen_rewind, gen_destroy, gen_tell, gen_seek};
 
 sf_status sf__gen_open(sf_reader *r)
 {

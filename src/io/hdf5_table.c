@@ -343,7 +343,9 @@ done:
 static sf_status h5_next(sf_reader *r, sf_batch *b, bool *eof);
 static sf_status h5_rewind(sf_reader *r);
 static void h5_destroy(sf_reader *r);
-static const sf__reader_ops h5_ops = {h5_next, h5_rewind, h5_destroy};
+static void h5_tell(const sf_reader *r, sf_reader_pos *pos);
+static sf_status h5_seek(sf_reader *r, const sf_reader_pos *pos);
+static const sf__reader_ops h5_ops = {h5_next, h5_rewind, h5_destroy, h5_tell, h5_seek};
 
 /* Opens the validity masks in the table's "_valid" group and attaches each
  * to its column, checking name, shape, type and length. */
@@ -696,6 +698,38 @@ static sf_status h5_rewind(sf_reader *r)
 {
     h5reader *h = r->impl;
     h->next_row = 0;
+    return SF_OK;
+}
+
+/* A position is the next row: v[0] next row, v[1] rows delivered (the
+ * same: no row is ever skipped), v[2] the table's row count, to refuse a
+ * position taken on another table; v[3] is zero. */
+static void h5_tell(const sf_reader *r, sf_reader_pos *pos)
+{
+    const h5reader *h = r->impl;
+    pos->v[0] = h->next_row;
+    pos->v[1] = h->next_row;
+    pos->v[2] = h->nrows;
+    pos->v[3] = 0;
+}
+
+/* Every next reads its own hyperslab starting at next_row, so a seek only
+ * moves that index. */
+static sf_status h5_seek(sf_reader *r, const sf_reader_pos *pos)
+{
+    h5reader *h = r->impl;
+    SF_CHECK(pos->v[2] == h->nrows, SF_ERR_ARG,
+             "%s: reader position was taken on a table of %" PRIu64 " rows, this one has %" PRIu64,
+             r->cfg.path, pos->v[2], h->nrows);
+    SF_CHECK(pos->v[0] <= h->nrows, SF_ERR_ARG,
+             "%s: reader position row %" PRIu64 " is past the end of the table (%" PRIu64 " rows)",
+             r->cfg.path, pos->v[0], h->nrows);
+    SF_CHECK(pos->v[1] == pos->v[0] && pos->v[3] == 0, SF_ERR_ARG,
+             "%s: reader position {%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64
+             "} is not one of an HDF5 table",
+             r->cfg.path, pos->v[0], pos->v[1], pos->v[2], pos->v[3]);
+    h->next_row = pos->v[0];
+    r->bad_rows = 0;
     return SF_OK;
 }
 

@@ -109,6 +109,22 @@ sf_status sf_reader_rewind(sf_reader *r)
     return r->ops->rewind(r);
 }
 
+void sf_reader_tell(const sf_reader *r, sf_reader_pos *pos)
+{
+    memset(pos, 0, sizeof *pos);
+    r->ops->tell(r, pos);
+}
+
+sf_status sf_reader_seek(sf_reader *r, const sf_reader_pos *pos)
+{
+    SF_CALL(r->ops->seek(r, pos));
+    /* The messages of the bad rows before pos are not part of the position:
+     * the samples restart with the rows read from here, while the count
+     * (set by the format) continues the pass's total. */
+    r->nbad_samples = 0;
+    return SF_OK;
+}
+
 uint64_t sf_reader_total_rows(const sf_reader *r) { return r->total_rows; }
 uint64_t sf_reader_data_bytes(const sf_reader *r) { return r->data_bytes; }
 uint64_t sf_reader_data_start(const sf_reader *r) { return r->data_start; }

@@ -10,6 +10,13 @@ typedef struct sf__reader_ops {
     sf_status (*next)(sf_reader *r, sf_batch *b, bool *eof);
     sf_status (*rewind)(sf_reader *r);
     void (*destroy)(sf_reader *r);   /* frees the format's private data only */
+    /* The position after the last batch (see sf_reader_tell). */
+    void (*tell)(const sf_reader *r, sf_reader_pos *pos);
+    /* Checks that pos can belong to this input and, only if it can, moves
+     * there and sets r->bad_rows to the count the position carries; a
+     * position that cannot is SF_ERR_ARG and leaves the reader as it was.
+     * The caller drops the bad-row samples. */
+    sf_status (*seek)(sf_reader *r, const sf_reader_pos *pos);
 } sf__reader_ops;
 
 struct sf_reader {
