@@ -14,12 +14,18 @@
  *   /                      attributes format_version, config_hash, input_id,
  *                          sequence, created_unix, created, shardflow_version,
  *                          ranks, threads, level, nlevels, rows_read,
- *                          pieces_done, reader_pos (4 x u64), checksum
+ *                          pieces_done, rounds_done, reader_pos (4 x u64),
+ *                          checksum
  *   /stages/STAGE          attributes level, status ("done" or "running")
  *   /stages/STAGE/AGENT_ID dataset of u8: the agent's encoded state;
- *                          attributes agent, rows, checksum
+ *                          attributes agent (the agent's kind, e.g. "stats"),
+ *                          level, index (its place among the states), rows,
+ *                          checksum
  *   /shards                datasets rows_done, rows_excluded (u64 x k),
- *                          attempts, pieces_excluded (u32 x k)
+ *                          attempts, pieces_excluded (u32 x k); a run stores
+ *                          every (pass, shard) pair, pass-major, so k is
+ *                          passes x shards
+ * Names are percent-encoded ('%' -> %25, '/' -> %2F, a leading '.' -> %2E).
  *
  * Files are DIR/checkpoint.h5 (newest) and DIR/checkpoint.prev.h5 (the one
  * before). A write goes to DIR/checkpoint.h5.tmp, which is closed,

@@ -54,7 +54,7 @@ static void usage(FILE *f)
           "Run under MPI: mpirun -np N shardflow run WORKFLOW.yaml\n"
           "Exit codes: 0 ok, 1 runtime error, 2 usage, 3 invalid workflow, 4 bad input data,\n"
           "            5 coverage below fault.min_coverage, 75 stopped by a signal (checkpoint written;\n"
-          "            rerun with --restart to resume).\n",
+          "            rerun with --restart to resume), 76 the watchdog ended the job.\n",
           f);
 }
 

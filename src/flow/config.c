@@ -46,6 +46,20 @@
  *                                    1..2147483647.
  *     chunk_bytes: BYTES             largest single MPI message, default and
  *                                    maximum 2147483647.
+ *   checkpoint:                      optional mapping (include/shardflow/fault.h).
+ *     dir: STRING                    default OUTDIR/checkpoint; relative to the
+ *                                    workflow file like input.path.
+ *     enabled: BOOL                  default true.
+ *     every_shards: INT              a checkpoint after every N shard pieces
+ *                                    (0 = off, default).
+ *     every_seconds: DURATION        ... or at the first round boundary this
+ *                                    long after the last one (default 60s).
+ *     restart: auto|never            auto: resume an unfinished checkpoint of
+ *                                    the same workflow (default).
+ *   fault:                           optional mapping (include/shardflow/fault.h).
+ *     inject: [SPEC, ...]            seeded fault injection.
+ *     seed, max_attempts (1..100), backoff, task_timeout, min_coverage (0..1),
+ *     grace, redistribute, speculate, watchdog.
  *   output:                          optional mapping.
  *     dir: STRING                    output directory, relative to the current
  *                                    directory; default unset (the command line

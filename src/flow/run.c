@@ -1077,6 +1077,19 @@ static sf_status find_checkpoint(run *R, bool asked)
     }
     SF_CALL(rc);
     if (found == SF_CKPT_NONE) return SF_OK;
+    if (found == SF_CKPT_PREVIOUS) {
+        /* The newest file is unusable: set it aside, or the next write
+         * would rotate it over the good previous one. */
+        char bad[4300], keep[4300];
+        snprintf(bad, sizeof bad, "%s/checkpoint.h5", R->ckdir);
+        snprintf(keep, sizeof keep, "%s/checkpoint.corrupt.h5", R->ckdir);
+        struct stat stb;
+        if (stat(bad, &stb) == 0) {
+            SF_CHECK(rename(bad, keep) == 0, SF_ERR_IO, "%s: cannot rename to %s: %s", bad, keep, strerror(errno));
+            snprintf(R->ck_notes + strlen(R->ck_notes), sizeof R->ck_notes - strlen(R->ck_notes),
+                     " (the unusable file is kept as checkpoint.corrupt.h5)");
+        }
+    }
     R->ck_seq = R->ck.sequence;
     const sf_ckpt *c = &R->ck;
     /* The same workflow hash means the same passes; check anyway. */

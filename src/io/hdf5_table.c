@@ -102,7 +102,8 @@ __attribute__((format(printf, 3, 4))) static sf_status h5_fail(const char *src, 
     H5Eclear2(H5E_DEFAULT);
     /* A failed lock is the usual trouble on parallel file systems; say how
      * to turn locking off. */
-    if (strstr(detail, "lock") != NULL)
+    /* "to lock file" (not "sblock" in a truncated file's message). */
+    if (strstr(detail, "to lock file") != NULL || strstr(detail, "to lock the file") != NULL)
         return sf_error_set(SF_ERR_H5, src, line,
                             "%s (HDF5: %s; on a file system without file locking set "
                             "HDF5_USE_FILE_LOCKING=FALSE)",
