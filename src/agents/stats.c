@@ -361,6 +361,9 @@ static sf_status stats_decode(void *state, const void *bytes, size_t n)
     SF_CHECK(ng <= (n - r.off) / 42, SF_ERR_PARSE, "stats state: %llu groups in %zu bytes",
              (unsigned long long)ng, n);
     SF_CALL(sf__groups_clear(&s->grp));
+    /* Group slots are reused by index after the clear: empty them all, or
+     * a later merge would add into what an earlier decode left there. */
+    for (uint32_t i = 0; i < s->gcap; i++) group_init(&s->g[i]);
     const uint8_t *prev = NULL;
     size_t prev_len = 0;
     for (uint64_t i = 0; i < ng; i++) {

@@ -403,12 +403,18 @@ sf_status sf_exec_encode(sf_exec *x, sf_buf *out)
     return SF_OK;
 }
 
+/* Decodes into a freshly initialised state: the scratch states are reused
+ * from one merge to the next, and an agent's decode of an empty state need
+ * not clear what an earlier decode left there. */
+static sf_status reset_state(const sf_exec_agent *ag, void *s);
+
 static sf_status decode_into(sf_exec *x, int a, void *state, sf_rd *rd)
 {
     uint64_t len;
     const uint8_t *p;
     SF_CALL(sf_rd_u64(rd, &len));
     SF_CALL(sf_rd_bytes(rd, (size_t)len, &p));
+    SF_CALL(reset_state(&x->agents[a], state));
     return x->agents[a].ops->decode(state, p, (size_t)len);
 }
 
