@@ -99,7 +99,10 @@ typedef struct sf_agent_ops {
     sf_status (*merge)(void *into, const void *from);
     /* Appends a portable encoding of state to out. */
     sf_status (*encode)(const void *state, sf_buf *out);
-    /* Replaces the contents of an init'ed state with decoded bytes. */
+    /* Replaces the contents of an init'ed state with decoded bytes: no
+     * trace of earlier contents may remain, including spare per-group
+     * storage that a later merge or process reuses by index. After a
+     * failed decode the contents are unspecified (decode again or destroy). */
     sf_status (*decode)(void *state, const void *bytes, size_t n);
     /* Writes the result value (a JSON object) of the final state. */
     sf_status (*report)(const void *state, sf_json *out);

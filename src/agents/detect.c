@@ -806,6 +806,11 @@ static sf_status detect_decode(void *state, const void *bytes, size_t n)
         return SF_OK;
     }
     SF_CALL(sf__groups_clear(&s->grp));
+    /* Group slots are reused by index after the clear and grow_counts only
+     * zeroes new capacity: empty them all, or a later merge or row that
+     * creates a group at a reused index would add into the counts an
+     * earlier decode or process left there. */
+    if (s->gcap > 0) memset(s->gc, 0, (size_t)s->gcap * sizeof *s->gc);
     const uint8_t *prev = NULL;
     size_t prev_len = 0;
     uint64_t left_r = records, left_a = anomalies;
