@@ -35,7 +35,8 @@ typedef struct sf_dist_stats {
     uint64_t rounds;          /* rank 0: rounds done at the last boundary (counting from the pass's start) */
     sf_reader_pos pos;        /* rank 0: reader position at that boundary */
     uint64_t pos_rows;        /* rank 0: rows read up to that boundary */
-    char fault[512];          /* the first excluded piece's failure, "" if none */
+    char fault[512];          /* the first excluded piece's failure (in input order), "" if none */
+    uint64_t fault_key;       /* its (round << 20 | shard), UINT64_MAX if none */
     uint64_t moved;           /* rank 0: pieces moved to another rank */
     uint64_t speculated;      /* rank 0: units it re-ran for a straggler */
     uint64_t speculation_won; /* rank 0: ... whose copy counted */

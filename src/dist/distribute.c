@@ -31,6 +31,7 @@ sf_status sf_dist_stats_init(sf_dist_stats *s, int k)
     s->rows_excluded = calloc((size_t)(k ? k : 1), sizeof(uint64_t));
     s->retries = calloc((size_t)(k ? k : 1), sizeof(uint64_t));
     s->pieces_excluded = calloc((size_t)(k ? k : 1), sizeof(uint64_t));
+    s->fault_key = UINT64_MAX;
     SF_CHECK(s->shard_rows && s->shard_bytes && s->rows_included && s->rows_excluded && s->retries &&
                  s->pieces_excluded,
              SF_ERR_NOMEM, "out of memory (shard statistics)");
@@ -154,6 +155,7 @@ typedef struct worker {
     sf_exec_piece_result *pending;  /* a held unit's outcome */
     uint8_t *pending_moved;
     size_t npending, pending_cap;
+    uint64_t pending_round;
     sf_dist_stats *st;
     const sf_dist_hooks *hk;
 } worker;
@@ -194,7 +196,8 @@ static sf_status work_on(worker *w, const uint8_t *bytes, size_t n, uint32_t *ki
 
 /* Counts the outcome of a unit's pieces; moved[i]: piece i went to
  * another rank (its attempts here count as retries). */
-static void apply_results(worker *w, const sf_exec_piece_result *res, const uint8_t *moved, size_t nv)
+static void apply_results(worker *w, const sf_exec_piece_result *res, const uint8_t *moved, size_t nv,
+                          uint64_t round)
 {
     for (size_t i = 0; i < nv; i++) {
         const sf_exec_piece_result *pr = &res[i];
@@ -208,9 +211,14 @@ static void apply_results(worker *w, const sf_exec_piece_result *res, const uint
         w->st->pieces_done++;
         if (pr->excluded) {
             w->st->pieces_excluded[pr->shard]++;
-            if (w->st->fault[0] == '\0')
-                snprintf(w->st->fault, sizeof w->st->fault, "shard %u excluded after %d attempts: %s", pr->shard,
-                         pr->attempts, sf_exec_last_fault(w->x));
+            /* Keep the first exclusion in input order (round, shard), so
+             * that every layout names the same one. */
+            uint64_t key = (round << 20) | pr->shard;
+            if (key < w->st->fault_key) {
+                w->st->fault_key = key;
+                snprintf(w->st->fault, sizeof w->st->fault, "shard %u of round %llu excluded: %s", pr->shard,
+                         (unsigned long long)round, sf_exec_last_fault(w->x));
+            }
         }
     }
 }
@@ -298,10 +306,11 @@ static sf_status work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint32_
         memcpy(w->pending, w->res, nv * sizeof *w->res);
         memcpy(w->pending_moved, w->moved, nv);
         w->npending = nv;
+        w->pending_round = sf_unit_round(bytes, n);
         *o->held = true;
         return SF_OK;
     }
-    apply_results(w, w->res, w->moved, nv);
+    apply_results(w, w->res, w->moved, nv, sf_unit_round(bytes, n));
     return SF_OK;
 }
 
@@ -309,7 +318,7 @@ static sf_status work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint32_
 static sf_status end_hold(worker *w, bool commit, sf_buf *ret)
 {
     sf_status rc = sf_exec_hold_end(w->x, commit);
-    if (commit) apply_results(w, w->pending, w->pending_moved, w->npending);
+    if (commit) apply_results(w, w->pending, w->pending_moved, w->npending, w->pending_round);
     else if (ret) sf_buf_clear(ret);
     w->npending = 0;
     return rc;

@@ -1157,12 +1157,10 @@ __attribute__((format(printf, 3, 4))) static void note_add(char *notes, size_t c
 static sf_status check_identity(const sf_ckpt *c, const char *path, const char *config_hash, const char *input_id)
 {
     SF_CHECK(config_hash == NULL || strcmp(c->config_hash, config_hash) == 0, SF_ERR_CONFIG,
-             "checkpoint %s was written for workflow hash %s, this run is %s: refusing it (remove the directory "
-             "or set checkpoint.restart: never)",
+             "checkpoint %s was written for workflow hash %s, this run is %s",
              path, c->config_hash, config_hash);
     SF_CHECK(input_id == NULL || strcmp(c->input_id, input_id) == 0, SF_ERR_CONFIG,
-             "checkpoint %s was written for input '%s', the input now is '%s': refusing it (remove the directory "
-             "or set checkpoint.restart: never)",
+             "checkpoint %s was written for input '%s', the input now is '%s'",
              path, c->input_id, input_id);
     return SF_OK;
 }
@@ -1205,17 +1203,15 @@ sf_status sf_ckpt_load(const char *dir, const char *config_hash, const char *inp
     if (st_prev == SLOT_INVALID) note_add(notes, notes_cap, "%s: %s", CKPT_PREV, why_prev);
     if (st_new == SLOT_INVALID && st_prev == SLOT_INVALID)
         rc = sf_error_set(SF_ERR_IO, __FILE__, __LINE__,
-                          "%s: no valid checkpoint: %s: %s; %s: %s (remove the directory or set "
-                          "checkpoint.restart: never)",
+                          "%s: no valid checkpoint: %s: %s; %s: %s",
                           dir, CKPT_NEWEST, why_new, CKPT_PREV, why_prev);
     else if (st_new == SLOT_INVALID)
         rc = sf_error_set(SF_ERR_IO, __FILE__, __LINE__,
-                          "%s: %s, and there is no %s to fall back to (remove the directory or set "
-                          "checkpoint.restart: never)",
+                          "%s: %s, and there is no %s to fall back to",
                           newest, why_new, CKPT_PREV);
     else
         rc = sf_error_set(SF_ERR_IO, __FILE__, __LINE__,
-                          "%s: %s, and there is no %s (remove the directory or set checkpoint.restart: never)",
+                          "%s: %s, and there is no %s",
                           prev, why_prev, CKPT_NEWEST);
 done:
     if (rc == SF_OK) sf_error_clear(); /* what a passed-over file left */

@@ -227,9 +227,9 @@ sf_fault_kind sf_fault_morsel(int level, uint32_t shard, uint64_t round, uint64_
             if (s->attempts == 0) h = mix(h ^ (uint64_t)attempt);
             hit = (double)(h >> 11) * 0x1.0p-53 < s->rate;
         } else {
-            /* shard= without rate: the piece's first morsel (hang) or every
-             * morsel (the others). */
-            hit = s->kind == SF_FAULT_HANG ? morsel == 0 : true;
+            /* shard= without rate: the piece's first morsel (a hang, and
+             * corrupt rows: rows= per piece) or every morsel (the others). */
+            hit = s->kind == SF_FAULT_HANG || s->kind == SF_FAULT_CORRUPT ? morsel == 0 : true;
         }
         if (hit) {
             if (spec) *spec = s;

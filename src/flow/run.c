@@ -609,17 +609,30 @@ static sf_status check_coverage(run *R)
             excl += L->tot[k + s];
             pieces += L->tot[3 * k + s];
         }
-        if (why[0] == '\0' && L->st.fault[0] != '\0') why = L->st.fault;
     }
     double share = incl + excl > 0 ? (double)incl / (double)(incl + excl) : 1.0;
     if (share >= R->w->fault.min_coverage) return SF_OK;
+    /* The first exclusion in input order (first pass, round, shard), on
+     * whichever rank it happened: the same message for any layout. */
+    bool found = false;
+    for (int l = 0; l < R->nlevels && !found; l++) {
+        const level_pass *L = &R->levels[l];
+        double mine = L->st.fault_key == UINT64_MAX ? -1e300 : -(double)L->st.fault_key;
+        double key = mine;
+        SF_CALL(sf_comm_agree(sf_comm_allreduce_max_f64(&key, 1)));
+        if (key > -1e300) {
+            found = true;
+            if (mine == key) why = L->st.fault;
+        }
+    }
     char msg[1024];
     snprintf(msg, sizeof msg,
              "only %" PRIu64 " of %" PRIu64 " rows (%.4g) were processed, below fault.min_coverage %g (%" PRIu64
-             " shard pieces excluded after fault.max_attempts %d attempts)%s%s",
+             " shard pieces excluded after fault.max_attempts %d attempts%s)%s%s",
              incl, incl + excl, share, R->w->fault.min_coverage, pieces, R->w->fault.max_attempts,
+             R->w->distribute.mode == SF_DIST_DYNAMIC && R->w->fault.redistribute ? " on each of two ranks" : "",
              why[0] ? "; first failure: " : "", why);
-    /* The lowest rank that saw a failure gives the message. */
+    /* The rank that saw the first failure gives the message. */
     sf_status rc = sf_comm_agree(why[0] ? sf_error_set(SF_ERR_COVERAGE, __FILE__, __LINE__, "%s", msg) : SF_OK);
     if (rc == SF_OK) rc = sf_error_set(SF_ERR_COVERAGE, __FILE__, __LINE__, "%s", msg);
     return rc;
@@ -1058,20 +1071,31 @@ static sf_status find_checkpoint(run *R, bool asked)
     sf_ckpt_found found = SF_CKPT_NONE;
     char notes[1024] = "";
     sf_status rc = sf_ckpt_load(R->ckdir, R->w->result_hash, R->input_id, &R->ck, &found, notes, sizeof notes);
-    if (notes[0]) snprintf(R->ck_notes, sizeof R->ck_notes, "%s", notes);
+    if (notes[0]) {
+        snprintf(R->ck_notes, sizeof R->ck_notes, "%s", notes);
+        size_t n = strlen(R->ck_notes);
+        while (n > 0 && (R->ck_notes[n - 1] == '\n' || R->ck_notes[n - 1] == ' ')) R->ck_notes[--n] = '\0';
+    }
+    size_t used = strlen(R->ck_notes);
     if (rc == SF_ERR_CONFIG) {
         /* Another workflow's or input's checkpoint: refused when asked
          * for, else left alone and overwritten by this run. */
-        if (asked) return rc;
-        snprintf(R->ck_notes + strlen(R->ck_notes), sizeof R->ck_notes - strlen(R->ck_notes),
-                 "%s; starting from the beginning", sf_error_message());
+        if (asked) {
+            char msg[8192];
+            snprintf(msg, sizeof msg, "%s: refusing it (remove %s or run without --restart to start afresh)",
+                     sf_error_message(), R->ckdir);
+            return sf_error_set(rc, __FILE__, __LINE__, "%s", msg);
+        }
+        snprintf(R->ck_notes + used, sizeof R->ck_notes - used, "%s%s; starting from the beginning",
+                 used ? "; " : "", sf_error_message());
         sf_ckpt_fini(&R->ck);
         return SF_OK;
     }
     if (rc == SF_ERR_IO) {
-        /* Both files unusable: the input is intact, so start afresh. */
-        snprintf(R->ck_notes + strlen(R->ck_notes), sizeof R->ck_notes - strlen(R->ck_notes),
-                 "%s; starting from the beginning", sf_error_message());
+        /* No usable file (the notes say why): the input is intact, so
+         * start afresh. */
+        snprintf(R->ck_notes + used, sizeof R->ck_notes - used, "%sno usable checkpoint in %s; starting from the beginning",
+                 used ? "; " : "", R->ckdir);
         sf_ckpt_fini(&R->ck);
         return SF_OK;
     }
@@ -1110,8 +1134,8 @@ static sf_status find_checkpoint(run *R, bool asked)
              strcmp(c->states[i].stage, R->w->stages[ai->stage].name) == 0;
     }
     SF_CHECK(ok, SF_ERR_CONFIG,
-             "checkpoint %s/checkpoint.h5 does not match this workflow's passes and agents; remove it or set "
-             "checkpoint.restart: never",
+             "checkpoint %s/checkpoint.h5 does not match this workflow's passes and agents; remove it, or run "
+             "without --restart with checkpoint.restart: never",
              R->ckdir);
     if (c->level == R->nlevels && !asked) {
         /* The run it belongs to finished: a new run starts afresh. */
@@ -1338,7 +1362,14 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
                              .max_attempts = R.w->fault.max_attempts,
                              .backoff = R.w->fault.backoff,
                              .task_timeout = R.w->fault.task_timeout};
-        rc = sf_exec_set_faults(L->x, &xf);
+        /* Transactions only where something can be retried, moved or
+         * injected: with max_attempts 1, no move and no injection a
+         * failure ends the run, and the units go straight into the
+         * states (measured in bench/checkpoint). */
+        const sf_fault_config *fc = &R.w->fault;
+        bool ft = fc->max_attempts > 1 || fc->redistribute || fc->speculate || fc->ninject > 0 ||
+                  fc->task_timeout > 0;
+        rc = ft ? sf_exec_set_faults(L->x, &xf) : SF_OK;
         SF_CALL_GOTO(sf_comm_agree(rc), done);
         if (R.resumed && l < R.resume_level) {
             /* Complete in the checkpoint: rank 0 takes its reduced states. */
