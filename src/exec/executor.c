@@ -49,6 +49,10 @@ struct sf_exec {
     uint8_t *cur_failed;     /* per batch: a morsel of it failed */
     uint64_t *cur_bad;       /* per batch: rows left out as corrupt */
     char last_fault[1024];
+    /* Per agent: the encoding of a fresh state. Decoding it empties a
+     * transaction state while keeping its allocations and caches (a
+     * detector's baseline lookups), which destroy + init would lose. */
+    sf_buf *empty;
 };
 
 static void *state_at(sf_exec *x, int t, int a) { return x->states[(size_t)t * (size_t)x->nagents + (size_t)a]; }
@@ -89,6 +93,8 @@ void sf_exec_destroy(sf_exec **px)
     }
     free(x->txn);
     free(x->txn_rows);
+    for (int a = 0; x->empty && a < x->nagents; a++) sf_buf_fini(&x->empty[a]);
+    free(x->empty);
     if (x->held) {
         for (size_t i = 0; i < (size_t)x->nthreads * (size_t)x->nagents; i++)
             if (x->held[i]) {
@@ -471,6 +477,13 @@ sf_status sf_exec_set_faults(sf_exec *x, const sf_exec_faults *f)
         SF_CHECK(x->txn && x->txn_rows, SF_ERR_NOMEM, "out of memory (executor transactions)");
         for (size_t i = 0; i < n; i++)
             SF_CALL(new_state(&x->agents[i % (size_t)x->nagents], &x->txn[i]));
+        x->empty = calloc((size_t)(x->nagents ? x->nagents : 1), sizeof *x->empty);
+        SF_CHECK(x->empty != NULL, SF_ERR_NOMEM, "out of memory (executor transactions)");
+        for (int a = 0; a < x->nagents; a++) {
+            sf_buf_init(&x->empty[a]);
+            /* txn[a] (thread 0's) is still fresh here. */
+            SF_CALL(x->agents[a].ops->encode(x->txn[a], &x->empty[a]));
+        }
     }
     x->ft = true;
     return SF_OK;
@@ -485,12 +498,23 @@ static sf_status reset_state(const sf_exec_agent *ag, void *s)
     return ag->ops->init(s, ag->cfg);
 }
 
+/* Empties transaction state i (decode of a fresh state's encoding: the
+ * ABI's decode replaces every trace of earlier contents); destroy + init
+ * if that fails. */
+static sf_status txn_reset(sf_exec *x, size_t i)
+{
+    int a = (int)(i % (size_t)x->nagents);
+    const sf_exec_agent *ag = &x->agents[a];
+    if (x->empty && ag->ops->decode(x->txn[i], x->empty[a].data, x->empty[a].len) == SF_OK) return SF_OK;
+    return reset_state(ag, x->txn[i]);
+}
+
 /* Drops what the current transaction processed. */
 static sf_status txn_rollback(sf_exec *x)
 {
     size_t n = (size_t)x->nthreads * (size_t)x->nagents;
     for (size_t i = 0; i < n; i++) {
-        SF_CALL(reset_state(&x->agents[i % (size_t)x->nagents], x->txn[i]));
+        if (x->txn_rows[i] > 0) SF_CALL(txn_reset(x, i));
         x->txn_rows[i] = 0;
     }
     x->txn_xrows = 0;
@@ -509,7 +533,7 @@ static sf_status txn_commit(sf_exec *x, uint64_t bad_rows)
         const sf_exec_agent *ag = &x->agents[i % (size_t)x->nagents];
         if (x->txn_rows[i] == 0) continue; /* untouched: still the initial state */
         SF_CALL(ag->ops->merge(into[i], x->txn[i]));
-        SF_CALL(reset_state(ag, x->txn[i]));
+        SF_CALL(txn_reset(x, i));
         rows[i] += x->txn_rows[i];
         x->txn_rows[i] = 0;
     }
