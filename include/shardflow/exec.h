@@ -63,7 +63,7 @@ typedef struct sf_exec_faults {
     int level;              /* the pass, for injection decisions */
     int max_attempts;       /* attempts per piece, >= 1 */
     double backoff;         /* seconds before the first retry, doubled after each */
-    double task_timeout;    /* seconds per piece attempt, 0 = none */
+    double task_timeout;    /* seconds per morsel (checked when its agents return), 0 = none */
 } sf_exec_faults;
 /* Turns on transactional processing for sf_exec_process_unit: a unit is
  * processed into scratch states that are merged into the rank's states
@@ -78,6 +78,7 @@ typedef struct sf_exec_piece_result {
     uint64_t rows_excluded;  /* rows left out (the whole piece if excluded, else bad rows) */
     int attempts;            /* attempts made (1 = first try succeeded) */
     bool excluded;           /* failed max_attempts times: left out of the result */
+    char why[256];           /* excluded: its last failure */
 } sf_exec_piece_result;
 
 /* Processes one unit: nb pieces (batches[i] of shard shards[i], all from

@@ -138,6 +138,8 @@ void sf_signal_install(double grace_seconds);
 int sf_signal_pending(void);
 /* Forgets a received signal (tests). */
 void sf_signal_reset(void);
+/* Cancels the grace alarm (the run finishes anyway). */
+void sf_signal_disarm(void);
 void sf_signal_block(void);
 void sf_signal_unblock(void);
 

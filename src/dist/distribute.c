@@ -217,7 +217,7 @@ static void apply_results(worker *w, const sf_exec_piece_result *res, const uint
             if (key < w->st->fault_key) {
                 w->st->fault_key = key;
                 snprintf(w->st->fault, sizeof w->st->fault, "shard %u of round %llu excluded: %s", pr->shard,
-                         (unsigned long long)round, sf_exec_last_fault(w->x));
+                         (unsigned long long)round, pr->why);
             }
         }
     }
@@ -957,6 +957,7 @@ static sf_status dyn_send(dyn *d, int dest, sf_buf unit, uint32_t base, bool spe
     sent_unit *su = &d->sent[dest][d->nsent[dest]];
     su->id = id;
     su->at = sf_comm_wtime();
+    d->heard[dest] = su->at; /* the watchdog counts from the hand-out */
     su->spec = spec;
     su->claim = 0;
     su->tried = false;
@@ -1004,6 +1005,20 @@ static sf_status dyn_take(dyn *d, int src, sf_buf *msg, bool *failed, bool *stop
     return SF_OK;
 }
 
+/* Dynamic root: an MPI failure leaves the protocol (the job then ends in
+ * comm_broken); any other failure of rank 0 (out of memory) becomes rc and
+ * the workers are answered ABORT as usual. Returns whether to leave. */
+static bool split_status(sf_status e, sf_status *comm, sf_status *rc)
+{
+    if (e == SF_OK) return false;
+    if (e == SF_ERR_MPI) {
+        *comm = e;
+        return true;
+    }
+    if (*rc == SF_OK) *rc = e;
+    return false;
+}
+
 static sf_status root_dynamic(root *r)
 {
     sf_status rc = SF_OK, comm = SF_OK;
@@ -1026,8 +1041,11 @@ static sf_status root_dynamic(root *r)
     sf_buf req;
     sf_buf_init(&req);
     worker *w = &r->w;
-    SF_CHECK_GOTO(ckpt_sent && d.sent && d.nsent && d.heard && d.unit_time && d.acks, SF_ERR_NOMEM, done,
-                  "out of memory (distribution)");
+    if (!(ckpt_sent && d.sent && d.nsent && d.heard && d.unit_time && d.acks)) {
+        /* The workers are already asking: nobody could answer them. */
+        fprintf(stderr, "shardflow: error: rank 0: out of memory (distribution)\n");
+        sf_comm_abort(1);
+    }
     for (int p = 0; p < P; p++) {
         d.heard[p] = sf_comm_wtime();
         for (int i = 0; i < MAX_SENT; i++) sf_buf_init(&d.sent[p][i].copy);
@@ -1042,8 +1060,10 @@ static sf_status root_dynamic(root *r)
         comm = sender_retire(r, false);
         if (comm != SF_OK) goto done;
         if (!stop && hk && hk->stop_on_signal && sf_signal_pending()) stop = true;
-        if (stop && !eof) {
-            /* No more reading: what is queued is handed out, then STOP. */
+        if (stop && !eof && ckpt_sent_n == 0) {
+            /* No more reading: what is queued is handed out, then STOP. (A
+             * checkpoint whose units went out completes first: those
+             * workers are in its collective.) */
             eof = true;
             ckpt_wanted = false;
             sf_reader_pos p;
@@ -1062,9 +1082,9 @@ static sf_status root_dynamic(root *r)
             if (comm != SF_OK) goto done;
             if (flag) {
                 comm = sf_comm_recv(src, SF_TAG_REQUEST, &req, NULL);
-                bool is_req = false;
-                if (comm == SF_OK) comm = dyn_take(&d, src, &req, &failed, &stop, &is_req);
                 if (comm != SF_OK) goto done;
+                bool is_req = false;
+                if (split_status(dyn_take(&d, src, &req, &failed, &stop, &is_req), &comm, &rc)) goto done;
                 if (is_req) waiting[nwaiting++] = src;
                 broken = failed || rc != SF_OK;
                 quiet = q.n == 0 && d.moved.n == 0 && unacked(&d) == 0;
@@ -1095,14 +1115,18 @@ static sf_status root_dynamic(root *r)
             } else if (broken) {
                 comm = send_control(dest, UNIT_ABORT);
                 finals++;
-            } else if (mv >= 0) {
-                comm = dyn_send(&d, dest, moved_take(&d, mv), hk->moved_attempt_base, hk->speculate);
-            } else if (q.n > 0 && !(d.nsent[dest] >= MAX_SENT)) {
+            } else if (mv >= 0 || (q.n > 0 && !(d.nsent[dest] >= MAX_SENT))) {
                 /* Units handed out once the whole input is read are
                  * speculative: a straggler's share of the tail can be
                  * re-run on rank 0. */
-                bool spec = hk && hk->speculate && eof;
-                comm = dyn_send(&d, dest, queue_pop(&q), 0, spec);
+                sf_status e = mv >= 0 ? dyn_send(&d, dest, moved_take(&d, mv), hk->moved_attempt_base, hk->speculate)
+                                      : dyn_send(&d, dest, queue_pop(&q), 0, hk && hk->speculate && eof);
+                if (split_status(e, &comm, &rc)) goto done;
+                if (e != SF_OK) {
+                    /* Not sent: the request stays and gets ABORT. */
+                    broken = true;
+                    continue;
+                }
             } else if (eof && quiet) {
                 comm = send_control(dest, stop ? UNIT_STOP : UNIT_END);
                 finals++;
@@ -1217,9 +1241,9 @@ static sf_status root_dynamic(root *r)
                         comm = sf_comm_iprobe(SF_TAG_REQUEST, &flag, &src);
                         if (comm != SF_OK || !flag) break;
                         comm = sf_comm_recv(src, SF_TAG_REQUEST, &req, NULL);
-                        bool is_req = false;
-                        if (comm == SF_OK) comm = dyn_take(&d, src, &req, &failed, &stop, &is_req);
                         if (comm != SF_OK) break;
+                        bool is_req = false;
+                        if (split_status(dyn_take(&d, src, &req, &failed, &stop, &is_req), &comm, &rc)) break;
                         if (is_req) waiting[nwaiting++] = src;
                     }
                     if (comm != SF_OK) goto done;
@@ -1259,9 +1283,9 @@ static sf_status root_dynamic(root *r)
                 continue;
             }
             comm = sf_comm_recv(src, SF_TAG_REQUEST, &req, NULL);
-            bool is_req = false;
-            if (comm == SF_OK) comm = dyn_take(&d, src, &req, &failed, &stop, &is_req);
             if (comm != SF_OK) goto done;
+            bool is_req = false;
+            if (split_status(dyn_take(&d, src, &req, &failed, &stop, &is_req), &comm, &rc)) goto done;
             if (is_req) waiting[nwaiting++] = src;
         }
     }

@@ -49,6 +49,8 @@ struct sf_exec {
     uint8_t *cur_failed;     /* per batch: a morsel of it failed */
     uint64_t *cur_bad;       /* per batch: rows left out as corrupt */
     char last_fault[1024];
+    sf_status side_rc;       /* the last side work's status */
+    char side_msg[1024];
     /* Per agent: the encoding of a fresh state. Decoding it empties a
      * transaction state while keeping its allocations and caches (a
      * detector's baseline lookups), which destroy + init would lose. */
@@ -371,6 +373,10 @@ sf_status sf_exec_process_overlap(sf_exec *x, const sf_batch *const *batches, in
             }
         }
     }
+    /* The side work's own status, for sf_exec_process_unit: an agent's
+     * failure (retried) must not hide it. */
+    x->side_rc = side_rc;
+    if (side_rc != SF_OK) snprintf(x->side_msg, sizeof x->side_msg, "%s", side_msg);
     if (first != SF_OK) {
         sf_error_set_message(msg);
         return first;
@@ -546,8 +552,9 @@ static sf_status txn_commit(sf_exec *x, uint64_t bad_rows)
 
 sf_status sf_exec_set_unit(sf_exec *x, int attempt_base, bool hold)
 {
+    SF_CHECK(!hold || x->ft, SF_ERR_INTERNAL, "executor: a held unit needs sf_exec_set_faults");
     x->attempt_base = attempt_base;
-    x->hold = hold && x->ft;
+    x->hold = hold;
     if (x->hold && x->held == NULL) {
         size_t n = (size_t)x->nthreads * (size_t)x->nagents;
         x->held = calloc(n ? n : 1, sizeof *x->held);
@@ -610,6 +617,9 @@ sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const
     }
     bool side_failed = true;
     for (int i = 0; i < nb; i++) side_failed = side_failed && !failed[i];
+    sf_status side_rc = side ? x->side_rc : SF_OK;
+    char side_msg[1024];
+    snprintf(side_msg, sizeof side_msg, "%s", x->side_msg);
     SF_CALL_GOTO(txn_rollback(x), done);
     if (side_failed) {
         /* Not an agent's failure (the side work, the executor): not retried. */
@@ -649,11 +659,21 @@ sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const
         if (!ok) {
             res[i].excluded = true;
             res[i].rows_excluded = res[i].rows;
+            /* Truncated to the result's room. */
+            size_t n = strnlen(x->last_fault, sizeof res[i].why - 1);
+            memcpy(res[i].why, x->last_fault, n);
+            res[i].why[n] = '\0';
         }
         x->cur_shards++;
         x->cur_attempt++;
         x->cur_failed++;
         x->cur_bad++;
+    }
+    if (side_rc != SF_OK) {
+        /* The pieces are done; the side work (the next round's read)
+         * failed all the same. */
+        sf_error_set_message(side_msg);
+        rc = side_rc;
     }
 done:
     x->in_txn = false;

@@ -76,3 +76,5 @@ void sf_signal_unblock(void)
     sigset_t s = stop_set();
     pthread_sigmask(SIG_UNBLOCK, &s, NULL);
 }
+
+void sf_signal_disarm(void) { alarm(0); }

@@ -95,6 +95,7 @@ typedef struct run {
     char input_id[256];
     uint64_t ck_seq;          /* last sequence written or loaded */
     int ck_written;
+    int ck_failed;            /* writes that failed (warned, the run went on) */
     double ck_seconds;        /* writing them, rank 0 */
     uint64_t ck_bytes;        /* size of the last one */
     sf_ckpt ck;               /* rank 0: the loaded checkpoint */
@@ -599,6 +600,19 @@ static void bind_priors(run *R)
  * fault.min_coverage, with the first excluded piece's failure. Collective. */
 static sf_status check_coverage(run *R)
 {
+    /* Every row read is either included or excluded: a row that is neither
+     * would be a silent loss. */
+    sf_status inv = SF_OK;
+    for (int l = 0; l < R->nlevels && sf_comm_rank() == 0 && inv == SF_OK; l++) {
+        const level_pass *L = &R->levels[l];
+        uint64_t seen = 0;
+        for (int s = 0; L->tot && s < L->st.k; s++) seen += L->tot[s] + L->tot[L->st.k + s];
+        if (L->tot && seen != L->st.rows_read)
+            inv = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__,
+                               "pass %d read %" PRIu64 " rows but accounted for %" PRIu64 " (included or excluded)",
+                               l, L->st.rows_read, seen);
+    }
+    SF_CALL(sf_comm_agree(inv));
     uint64_t incl = 0, excl = 0, pieces = 0;
     const char *why = "";
     for (int l = 0; l < R->nlevels; l++) {
@@ -630,7 +644,9 @@ static sf_status check_coverage(run *R)
              "only %" PRIu64 " of %" PRIu64 " rows (%.4g) were processed, below fault.min_coverage %g (%" PRIu64
              " shard pieces excluded after fault.max_attempts %d attempts%s)%s%s",
              incl, incl + excl, share, R->w->fault.min_coverage, pieces, R->w->fault.max_attempts,
-             R->w->distribute.mode == SF_DIST_DYNAMIC && R->w->fault.redistribute ? " on each of two ranks" : "",
+             R->w->distribute.mode == SF_DIST_DYNAMIC && R->w->fault.redistribute && sf_comm_size() > 1
+                 ? " on each of two ranks"
+                 : "",
              why[0] ? "; first failure: " : "", why);
     /* The rank that saw the first failure gives the message. */
     sf_status rc = sf_comm_agree(why[0] ? sf_error_set(SF_ERR_COVERAGE, __FILE__, __LINE__, "%s", msg) : SF_OK);
@@ -764,6 +780,8 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
     sf_json_str(&j, R->ckdir);
     sf_json_key(&j, "written");
     sf_json_int(&j, R->ck_written);
+    sf_json_key(&j, "failed");
+    sf_json_int(&j, R->ck_failed);
     sf_json_key(&j, "last_sequence");
     sf_json_uint(&j, R->ck_seq);
     sf_json_key(&j, "write_seconds");
@@ -982,6 +1000,9 @@ static sf_status write_checkpoint(run *R, int level, const uint8_t *cur_bytes, s
     c.threads = R->threads;
     c.nlevels = R->nlevels;
     c.level = level;
+    /* Stopped before the first round boundary of the pass: nothing of it
+     * is done, so it is recorded as not started. */
+    if (cur_bytes != NULL && st->pos_rows == 0) cur_bytes = NULL;
     if (cur_bytes != NULL) {
         c.rows_read = st->pos_rows;
         c.rounds_done = st->rounds;
@@ -1018,7 +1039,22 @@ static sf_status write_checkpoint(run *R, int level, const uint8_t *cur_bytes, s
                                        tot[4 * (size_t)k + (size_t)a], p, (size_t)n);
         }
     }
-    if (rc == SF_OK) rc = sf_ckpt_write(R->ckdir, &c, ckpt_point, NULL);
+    if (rc == SF_OK) {
+        rc = sf_ckpt_write(R->ckdir, &c, ckpt_point, NULL);
+        if (rc != SF_OK) {
+            /* The previous checkpoint stands; the run goes on (a full
+             * disk should not end a run that is otherwise fine). */
+            fprintf(stderr, "shardflow: warning: checkpoint %" PRIu64 " not written: %s; the run goes on, the "
+                            "previous checkpoint stands\n",
+                    c.sequence, sf_error_message());
+            R->ck_seq--;
+            R->ck_failed++;
+            rc = SF_OK;
+            R->ck_seconds += sf_comm_wtime() - t0;
+            sf_ckpt_fini(&c);
+            return SF_OK;
+        }
+    }
     if (rc == SF_OK) {
         R->ck_written++;
         size_t bytes = 0;
@@ -1091,6 +1127,10 @@ static sf_status find_checkpoint(run *R, bool asked)
         sf_ckpt_fini(&R->ck);
         return SF_OK;
     }
+    if (rc == SF_ERR_IO && strstr(R->ck_notes, "lock") != NULL && strstr(R->ck_notes, "HDF5_USE_FILE_LOCKING") != NULL)
+        /* Not corruption: the files could not be locked. Starting afresh
+         * would overwrite good checkpoints. */
+        return rc;
     if (rc == SF_ERR_IO) {
         /* No usable file (the notes say why): the input is intact, so
          * start afresh. */
@@ -1377,9 +1417,24 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
             rc = rank == 0 ? restored_pass(&R, l, &L->result, &L->tot) : SF_OK;
             if (rc == SF_OK && rank == 0) apply_totals(L, L->tot);
             SF_CALL_GOTO(sf_comm_agree(rc), done);
-            if (rank != 0) {
-                L->tot = calloc(tot_len(L), sizeof *L->tot);
-                SF_CHECK_GOTO(L->tot != NULL, SF_ERR_NOMEM, done, "out of memory (restart)");
+            {
+                /* Every rank needs the pass's totals (the coverage check
+                 * decides the same way everywhere). */
+                sf_buf tb;
+                sf_buf_init(&tb);
+                if (rank == 0) rc = sf_buf_append(&tb, L->tot, tot_len(L) * sizeof *L->tot);
+                rc = sf_comm_agree(rc);
+                if (rc == SF_OK) rc = sf_comm_agree(sf_comm_bcast(&tb, 0));
+                if (rc == SF_OK && rank != 0) {
+                    L->tot = malloc(tot_len(L) * sizeof *L->tot);
+                    if (L->tot == NULL || tb.len != tot_len(L) * sizeof *L->tot)
+                        rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "restart: pass totals of %zu bytes",
+                                          tb.len);
+                    else
+                        memcpy(L->tot, tb.data, tb.len);
+                }
+                sf_buf_fini(&tb);
+                SF_CALL_GOTO(sf_comm_agree(rc), done);
             }
         } else {
             sf_dist_hooks hk = {.checkpoint = ckpt_hook,
@@ -1427,7 +1482,14 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
             t0 = sf_comm_wtime();
             rc = sf_dist_run_pass_ex(R.reader, R.plan, &R.w->distribute, L->cols, L->ncols, &L->schema, L->x,
                                      &L->st, &hk);
-            rc = sf_comm_agree(rc);
+            {
+                /* A real failure anywhere wins over a stop (the agreement
+                 * takes the highest code, and SF_ERR_INTERRUPTED is the
+                 * highest): first agree on failures, then on the stop. */
+                bool stopped = rc == SF_ERR_INTERRUPTED;
+                rc = sf_comm_agree(stopped ? SF_OK : rc);
+                if (rc == SF_OK) rc = sf_comm_agree(stopped ? SF_ERR_INTERRUPTED : SF_OK);
+            }
             if (rc == SF_ERR_INTERRUPTED) {
                 /* Every rank stopped at the same round boundary: save it. */
                 R.stop_signal = sf_signal_pending();
@@ -1511,6 +1573,9 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
         }
     }
 
+    /* Past the last pass a stop signal changes nothing: finish (the grace
+     * alarm must not cut the writing of the results). */
+    sf_signal_disarm();
     SF_CALL_GOTO(check_coverage(&R), done);
     t0 = sf_comm_wtime();
     rc = rank == 0 ? write_result(&R, dir) : SF_OK;
