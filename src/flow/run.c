@@ -8,12 +8,14 @@
 #include "shardflow/run.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "shardflow/agent.h"
 #include "shardflow/checkpoint.h"
@@ -1150,6 +1152,11 @@ static sf_status find_checkpoint(run *R, bool asked)
         struct stat stb;
         if (stat(bad, &stb) == 0) {
             SF_CHECK(rename(bad, keep) == 0, SF_ERR_IO, "%s: cannot rename to %s: %s", bad, keep, strerror(errno));
+            int dfd = open(R->ckdir, O_RDONLY | O_DIRECTORY);
+            if (dfd >= 0) {
+                (void)fsync(dfd); /* the rename is durable before the next write rotates */
+                close(dfd);
+            }
             snprintf(R->ck_notes + strlen(R->ck_notes), sizeof R->ck_notes - strlen(R->ck_notes),
                      " (the unusable file is kept as checkpoint.corrupt.h5)");
         }
