@@ -56,6 +56,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "core/fs.h"
+#include "io/hdf5_errors.h"
 #include "shardflow/checkpoint.h"
 
 #ifndef SF_VERSION
@@ -183,62 +185,6 @@ static void h5_quiet(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
-static herr_t h5_innermost(unsigned n, const H5E_error2_t *e, void *data)
-{
-    char *out = data;
-    if (n == 0 && e->desc != NULL) snprintf(out, 256, "%s", e->desc);
-    return 0;
-}
-
-/* Records SF_ERR_H5 with the formatted message and the most specific entry of
- * HDF5's error stack, then clears the stack. */
-__attribute__((format(printf, 3, 4))) static sf_status h5_fail(const char *src, int line, const char *fmt,
-                                                               ...)
-{
-    char msg[768], detail[256] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_innermost, detail);
-    H5Eclear2(H5E_DEFAULT);
-    /* A failed lock is the usual trouble on parallel file systems; say how
-     * to turn locking off. Not a bare "lock": HDF5's messages about
-     * truncated files ("sblock") and heap blocks contain it too. */
-    if (strstr(detail, "to lock file") != NULL || strstr(detail, "to lock the file") != NULL)
-        return sf_error_set(SF_ERR_H5, src, line,
-                            "%s (HDF5: %s; on a file system without file locking set "
-                            "HDF5_USE_FILE_LOCKING=FALSE)",
-                            msg, detail);
-    if (detail[0]) return sf_error_set(SF_ERR_H5, src, line, "%s (HDF5: %s)", msg, detail);
-    return sf_error_set(SF_ERR_H5, src, line, "%s", msg);
-}
-
-/* Runs an HDF5 call; a negative result records SF_ERR_H5 and jumps to label
- * (functions with one exit path and a `rc` variable). */
-#define SF_CALL_H5(expr, label, ...)                                     \
-    do {                                                                 \
-        if ((expr) < 0) {                                                \
-            rc = h5_fail(__FILE__, __LINE__, __VA_ARGS__);               \
-            goto label;                                                  \
-        }                                                                \
-    } while (0)
-
-static void h5_close_id(hid_t *id)
-{
-    if (*id < 0) return;
-    switch (H5Iget_type(*id)) {
-    case H5I_FILE: H5Fclose(*id); break;
-    case H5I_GROUP: H5Gclose(*id); break;
-    case H5I_DATASET: H5Dclose(*id); break;
-    case H5I_DATASPACE: H5Sclose(*id); break;
-    case H5I_DATATYPE: H5Tclose(*id); break;
-    case H5I_ATTR: H5Aclose(*id); break;
-    case H5I_GENPROP_LST: H5Pclose(*id); break;
-    default: H5Oclose(*id); break;
-    }
-    *id = H5I_INVALID_HID;
-}
 
 /* ---- names ---------------------------------------------------------------- */
 
@@ -391,26 +337,6 @@ static sf_status join_path(char *out, size_t cap, const char *dir, const char *n
     return SF_OK;
 }
 
-static sf_status mkdir_p(const char *path)
-{
-    char tmp[PATH_MAX];
-    int n = snprintf(tmp, sizeof tmp, "%s", path);
-    SF_CHECK(n > 0 && (size_t)n < sizeof tmp, SF_ERR_ARG, "checkpoint directory path too long: %s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-            return sf_error_set(SF_ERR_IO, __FILE__, __LINE__, "%s: cannot create directory: %s", tmp,
-                                strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-        return sf_error_set(SF_ERR_IO, __FILE__, __LINE__, "%s: cannot create directory: %s", tmp,
-                            strerror(errno));
-    struct stat st;
-    SF_CHECK(stat(tmp, &st) == 0 && S_ISDIR(st.st_mode), SF_ERR_IO, "%s: not a directory", tmp);
-    return SF_OK;
-}
 
 /* fsync of a file or (O_DIRECTORY) a directory by path. */
 static sf_status fsync_path(const char *path, int flags)
@@ -440,8 +366,8 @@ static sf_status attr_write(hid_t loc, const char *name, hid_t file_type, hid_t 
                "%s: cannot create attribute %s", path, name);
     SF_CALL_H5(H5Awrite(attr, mem_type, buf), done, "%s: cannot write attribute %s", path, name);
 done:
-    h5_close_id(&attr);
-    h5_close_id(&space);
+    sf__h5_close_id(&attr);
+    sf__h5_close_id(&space);
     return rc;
 }
 
@@ -456,7 +382,7 @@ static sf_status attr_write_str(hid_t loc, const char *name, const char *s, cons
                name);
     rc = attr_write(loc, name, type, type, 0, s, path);
 done:
-    h5_close_id(&type);
+    sf__h5_close_id(&type);
     return rc;
 }
 
@@ -495,9 +421,9 @@ static sf_status dset_write(hid_t loc, const char *name, hid_t file_type, hid_t 
         dset = H5I_INVALID_HID;
     }
 done:
-    h5_close_id(&dset);
-    h5_close_id(&dcpl);
-    h5_close_id(&space);
+    sf__h5_close_id(&dset);
+    sf__h5_close_id(&dcpl);
+    sf__h5_close_id(&space);
     return rc;
 }
 
@@ -513,7 +439,7 @@ static sf_status group_create(hid_t loc, const char *name, hid_t *out /* out */,
     SF_CALL_H5(*out = H5Gcreate2(loc, name, H5P_DEFAULT, gcpl, H5P_DEFAULT), done, "%s: cannot create group %s",
                path, name);
 done:
-    h5_close_id(&gcpl);
+    sf__h5_close_id(&gcpl);
     return rc;
 }
 
@@ -552,7 +478,7 @@ static sf_status write_stage_group(hid_t stages, const char *name, const sf_ckpt
         SF_CALL_GOTO(attr_write_str(g, "status", st->done ? "done" : "running", path), done);
     }
 done:
-    h5_close_id(&g);
+    sf__h5_close_id(&g);
     free(link);
     return rc;
 }
@@ -574,8 +500,8 @@ static sf_status write_state(hid_t stages, const sf_ckpt_state *s, int index, co
     SF_CALL_GOTO(attr_write_u64(dset, "index", (uint64_t)index, path), done);
     SF_CALL_GOTO(attr_write_u64(dset, "checksum", state_digest(s), path), done);
 done:
-    h5_close_id(&dset);
-    h5_close_id(&g);
+    sf__h5_close_id(&dset);
+    sf__h5_close_id(&g);
     free(glink);
     free(dlink);
     return rc;
@@ -672,16 +598,16 @@ static sf_status write_tmp(const char *tmp, const sf_ckpt *c, sf_ckpt_hook hook,
     SF_CALL_GOTO(dset_write(shards, "pieces_excluded", H5T_STD_U32LE, H5T_NATIVE_UINT32, k,
                             c->shard_pieces_excluded, NULL, tmp, "shards/pieces_excluded"),
                  done);
-    h5_close_id(&shards);
-    h5_close_id(&stages);
+    sf__h5_close_id(&shards);
+    sf__h5_close_id(&stages);
     herr_t closed = H5Fclose(file);
     file = H5I_INVALID_HID;
     SF_CALL_H5(closed, done, "%s: cannot close (write incomplete)", tmp);
 done:
-    h5_close_id(&shards);
-    h5_close_id(&stages);
-    h5_close_id(&file);
-    h5_close_id(&fapl);
+    sf__h5_close_id(&shards);
+    sf__h5_close_id(&stages);
+    sf__h5_close_id(&file);
+    sf__h5_close_id(&fapl);
     return rc;
 }
 
@@ -698,7 +624,7 @@ sf_status sf_ckpt_write(const char *dir, const sf_ckpt *c, sf_ckpt_hook hook, vo
     h5_quiet();
 
     if (hook != NULL) hook("ckpt.begin", hook_ctx);
-    SF_CALL(mkdir_p(dir));
+    SF_CALL(sf__mkdir_p(dir));
     tmp_exists = true;
     SF_CALL_GOTO(write_tmp(tmp, c, hook, hook_ctx), done);
     SF_CALL_GOTO(fsync_path(tmp, O_RDONLY), done);
@@ -745,9 +671,9 @@ static sf_status attr_open(hid_t loc, const char *name, H5T_class_t cls, hsize_t
     SF_CHECK_GOTO(H5Tget_class(type) == cls && np == (hssize_t)(n == 0 ? 1 : n), SF_ERR_PARSE, done,
                   "attribute %s of %s has an unexpected type or shape", name, where);
 done:
-    h5_close_id(&space);
-    h5_close_id(&type);
-    if (rc != SF_OK) h5_close_id(attr);
+    sf__h5_close_id(&space);
+    sf__h5_close_id(&type);
+    if (rc != SF_OK) sf__h5_close_id(attr);
     return rc;
 }
 
@@ -759,7 +685,7 @@ static sf_status attr_read(hid_t loc, const char *name, H5T_class_t cls, hid_t m
     SF_CALL_GOTO(attr_open(loc, name, cls, n, &attr, where), done);
     SF_CALL_H5(H5Aread(attr, mem_type, buf), done, "cannot read attribute %s of %s", name, where);
 done:
-    h5_close_id(&attr);
+    sf__h5_close_id(&attr);
     return rc;
 }
 
@@ -797,9 +723,9 @@ static sf_status attr_read_str(hid_t loc, const char *name, char **out /* out */
     s = NULL;
 done:
     free(s);
-    h5_close_id(&mtype);
-    h5_close_id(&ftype);
-    h5_close_id(&attr);
+    sf__h5_close_id(&mtype);
+    sf__h5_close_id(&ftype);
+    sf__h5_close_id(&attr);
     return rc;
 }
 
@@ -848,7 +774,7 @@ static sf_status dset_read(hid_t dset, hid_t mem_type, size_t elem, uint64_t fil
     buf = NULL;
 done:
     free(buf);
-    h5_close_id(&space);
+    sf__h5_close_id(&space);
     return rc;
 }
 
@@ -926,7 +852,7 @@ static sf_status load_state(loader *L, hid_t g, hsize_t idx, const char *stage)
     memset(&l, 0, sizeof l);
 done:
     loaded_state_free(&l);
-    h5_close_id(&obj);
+    sf__h5_close_id(&obj);
     free(raw);
     return rc;
 }
@@ -960,7 +886,7 @@ done:
     free(status);
     free(name);
     free(raw);
-    h5_close_id(&g);
+    sf__h5_close_id(&g);
     return rc;
 }
 
@@ -999,7 +925,7 @@ static sf_status load_shard_array(loader *L, hid_t shards, const char *name, hid
     SF_CALL_H5(d = H5Dopen2(shards, name, H5P_DEFAULT), done, "cannot open %s", where);
     SF_CALL_GOTO(dset_read(d, mem_type, elem, L->file_size, out, n, where), done);
 done:
-    h5_close_id(&d);
+    sf__h5_close_id(&d);
     return rc;
 }
 
@@ -1028,7 +954,7 @@ done:
     free(b);
     free(d);
     free(e);
-    h5_close_id(&shards);
+    sf__h5_close_id(&shards);
     return rc;
 }
 
@@ -1076,7 +1002,7 @@ static sf_status load_open_file(loader *L, hid_t file)
 done:
     free(created);
     free(version);
-    h5_close_id(&stages);
+    sf__h5_close_id(&stages);
     return rc;
 }
 
@@ -1118,8 +1044,8 @@ static sf_status load_slot(const char *path, sf_ckpt *out, slot_state *st /* out
 done:
     for (size_t i = 0; i < L.nls; i++) loaded_state_free(&L.ls[i]);
     free(L.ls);
-    h5_close_id(&file);
-    h5_close_id(&fapl);
+    sf__h5_close_id(&file);
+    sf__h5_close_id(&fapl);
     H5Eclear2(H5E_DEFAULT);
     if (rc == SF_OK) {
         *st = SLOT_VALID;

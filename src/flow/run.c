@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fs.h"
 #include "shardflow/agent.h"
 #include "shardflow/checkpoint.h"
 #include "shardflow/comm.h"
@@ -108,26 +109,6 @@ typedef struct run {
     int stop_signal;          /* the signal that stopped the run, 0 */
 } run;
 
-static sf_status mkdir_p(const char *path)
-{
-    char tmp[4096];
-    int n = snprintf(tmp, sizeof tmp, "%s", path);
-    SF_CHECK(n > 0 && (size_t)n < sizeof tmp, SF_ERR_ARG, "output directory path too long");
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-            return sf_error_set(SF_ERR_IO, __FILE__, __LINE__, "%s: cannot create directory: %s", tmp,
-                                strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-        return sf_error_set(SF_ERR_IO, __FILE__, __LINE__, "%s: cannot create directory: %s", tmp,
-                            strerror(errno));
-    struct stat st;
-    SF_CHECK(stat(tmp, &st) == 0 && S_ISDIR(st.st_mode), SF_ERR_IO, "%s: not a directory", tmp);
-    return SF_OK;
-}
 
 static sf_status encode_schema(const sf_schema *s, sf_buf *out)
 {
@@ -1341,7 +1322,7 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
     rc = SF_OK;
     if (rank == 0) {
         rc = open_input(&R, &buf);
-        if (rc == SF_OK && !o->validate_only) rc = mkdir_p(dir);
+        if (rc == SF_OK && !o->validate_only) rc = sf__mkdir_p(dir);
     }
     SF_CALL_GOTO(sf_comm_agree(rc), done);
     SF_CALL_GOTO(sf_comm_bcast(&buf, 0), done);

@@ -70,6 +70,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/hdf5_errors.h"
 #include "io/reader_impl.h"
 
 #define SF__H5_FIXED_WIDTH_MIN 64
@@ -81,62 +82,6 @@
 
 /* ---- errors --------------------------------------------------------------- */
 
-static herr_t h5_innermost(unsigned n, const H5E_error2_t *e, void *data)
-{
-    char *out = data;
-    if (n == 0 && e->desc != NULL) snprintf(out, 256, "%s", e->desc);
-    return 0;
-}
-
-/* Records SF_ERR_H5 with the formatted message and the most specific entry of
- * HDF5's error stack, then clears the stack. */
-__attribute__((format(printf, 3, 4))) static sf_status h5_fail(const char *src, int line, const char *fmt,
-                                                               ...)
-{
-    char msg[768], detail[256] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_innermost, detail);
-    H5Eclear2(H5E_DEFAULT);
-    /* A failed lock is the usual trouble on parallel file systems; say how
-     * to turn locking off. */
-    /* "to lock file" (not "sblock" in a truncated file's message). */
-    if (strstr(detail, "to lock file") != NULL || strstr(detail, "to lock the file") != NULL)
-        return sf_error_set(SF_ERR_H5, src, line,
-                            "%s (HDF5: %s; on a file system without file locking set "
-                            "HDF5_USE_FILE_LOCKING=FALSE)",
-                            msg, detail);
-    if (detail[0]) return sf_error_set(SF_ERR_H5, src, line, "%s (HDF5: %s)", msg, detail);
-    return sf_error_set(SF_ERR_H5, src, line, "%s", msg);
-}
-
-/* Runs an HDF5 call; a negative result records SF_ERR_H5 with the message and
- * jumps to label (functions with one exit path and a `rc` variable). */
-#define SF_CALL_H5(expr, label, ...)                                     \
-    do {                                                                 \
-        if ((expr) < 0) {                                                \
-            rc = h5_fail(__FILE__, __LINE__, __VA_ARGS__);               \
-            goto label;                                                  \
-        }                                                                \
-    } while (0)
-
-static void h5_close_id(hid_t *id)
-{
-    if (*id < 0) return;
-    switch (H5Iget_type(*id)) {
-    case H5I_FILE: H5Fclose(*id); break;
-    case H5I_GROUP: H5Gclose(*id); break;
-    case H5I_DATASET: H5Dclose(*id); break;
-    case H5I_DATASPACE: H5Sclose(*id); break;
-    case H5I_DATATYPE: H5Tclose(*id); break;
-    case H5I_ATTR: H5Aclose(*id); break;
-    case H5I_GENPROP_LST: H5Pclose(*id); break;
-    default: H5Oclose(*id); break;
-    }
-    *id = H5I_INVALID_HID;
-}
 
 static sf_status grow_scratch(void **p, size_t *cap, size_t need)
 {
@@ -218,17 +163,17 @@ static void h5reader_free(h5reader *h)
     if (h == NULL) return;
     for (int c = 0; c < h->ncols; c++) {
         h5col *k = &h->cols[c];
-        h5_close_id(&k->fspace);
-        if (k->own_mtype) h5_close_id(&k->mtype);
-        h5_close_id(&k->dset);
-        h5_close_id(&k->vfspace);
-        h5_close_id(&k->vdset);
+        sf__h5_close_id(&k->fspace);
+        if (k->own_mtype) sf__h5_close_id(&k->mtype);
+        sf__h5_close_id(&k->dset);
+        sf__h5_close_id(&k->vfspace);
+        sf__h5_close_id(&k->vdset);
         free(k->path);
         free(k->vpath);
     }
     free(h->cols);
-    h5_close_id(&h->group);
-    h5_close_id(&h->file);
+    sf__h5_close_id(&h->group);
+    sf__h5_close_id(&h->file);
     free(h->scratch);
     free(h->mask);
     free(h);
@@ -275,10 +220,10 @@ static sf_status read_type_attr(hid_t dset, const char *file, const char *obj, c
 done:
     if (vstr) H5free_memory(vstr);
     free(fbuf);
-    h5_close_id(&mtype);
-    h5_close_id(&aspace);
-    h5_close_id(&atype);
-    h5_close_id(&attr);
+    sf__h5_close_id(&mtype);
+    sf__h5_close_id(&aspace);
+    sf__h5_close_id(&atype);
+    sf__h5_close_id(&attr);
     return rc;
 }
 
@@ -337,7 +282,7 @@ static sf_status classify(h5col *k, const char *file, sf_type *type)
         goto done;
     }
 done:
-    h5_close_id(&ftype);
+    sf__h5_close_id(&ftype);
     return rc;
 }
 
@@ -372,7 +317,7 @@ static sf_status open_masks(sf_reader *r, h5reader *h, const char *file, const c
         mask_path(mpath, sizeof mpath, gname, lname);
         SF_CALL_H5(obj = H5Oopen(vg, lname, H5P_DEFAULT), done, "%s: cannot open '%s'", file, mpath);
         if (H5Iget_type(obj) != H5I_DATASET) {
-            h5_close_id(&obj);
+            sf__h5_close_id(&obj);
             continue;
         }
         int c = sf_schema_find(&r->schema, lname);
@@ -403,13 +348,13 @@ static sf_status open_masks(sf_reader *r, h5reader *h, const char *file, const c
                       "%s: validity mask '%s' is a %s dataset; masks must be integer datasets (1 = present, "
                       "0 = null; with h5py write numpy uint8, not bool)",
                       file, mpath, class_name(cls));
-        h5_close_id(&ftype);
+        sf__h5_close_id(&ftype);
     }
 done:
     free(lname);
-    h5_close_id(&ftype);
-    h5_close_id(&obj);
-    h5_close_id(&vg);
+    sf__h5_close_id(&ftype);
+    sf__h5_close_id(&obj);
+    sf__h5_close_id(&vg);
     return rc;
 }
 
@@ -465,7 +410,7 @@ sf_status sf__hdf5_open(sf_reader *r)
         SF_CALL_H5(obj = H5Oopen(h->group, lname, H5P_DEFAULT), done, "%s: cannot open '%s'", file, opath);
         if (H5Iget_type(obj) != H5I_DATASET) {   /* subgroups (the masks among them), named datatypes */
             if (H5Iget_type(obj) == H5I_GROUP && strcmp(lname, SF__H5_VALID_GROUP) == 0) has_masks = true;
-            h5_close_id(&obj);
+            sf__h5_close_id(&obj);
             continue;
         }
         h5col *k = &h->cols[h->ncols];
@@ -509,8 +454,8 @@ sf_status sf__hdf5_open(sf_reader *r)
     h = NULL;
 done:
     free(lname);
-    h5_close_id(&obj);
-    h5_close_id(&gcpl);
+    sf__h5_close_id(&obj);
+    sf__h5_close_id(&gcpl);
     if (rc != SF_OK) {
         h5reader_free(h);
         sf_schema_fini(&r->schema);
@@ -661,7 +606,7 @@ done:
         H5Dvlen_reclaim(k->mtype, mspace, H5P_DEFAULT, h->scratch);
 #endif
     }
-    h5_close_id(&mspace);
+    sf__h5_close_id(&mspace);
     return rc;
 }
 
@@ -771,14 +716,14 @@ static void h5writer_free(h5writer *h)
 {
     if (h == NULL) return;
     for (int c = 0; h->cols != NULL && c < h->ncols; c++) {
-        h5_close_id(&h->cols[c].dset);
-        h5_close_id(&h->cols[c].vdset);
-        h5_close_id(&h->cols[c].ftype);
+        sf__h5_close_id(&h->cols[c].dset);
+        sf__h5_close_id(&h->cols[c].vdset);
+        sf__h5_close_id(&h->cols[c].ftype);
     }
     free(h->cols);
-    h5_close_id(&h->vgroup);
-    h5_close_id(&h->group);
-    h5_close_id(&h->file);
+    sf__h5_close_id(&h->vgroup);
+    sf__h5_close_id(&h->group);
+    sf__h5_close_id(&h->file);
     free(h->path);
     free(h->group_name);
     free(h->scratch);
@@ -809,9 +754,9 @@ static sf_status write_type_attr(h5writer *h, hid_t dset, const char *obj)
     SF_CALL_H5(H5Awrite(a, st, &val), done, "%s: dataset '%s': cannot write attribute '%s'", h->path, obj,
                SF__H5_TYPE_ATTR);
 done:
-    h5_close_id(&a);
-    h5_close_id(&sp);
-    h5_close_id(&st);
+    sf__h5_close_id(&a);
+    sf__h5_close_id(&sp);
+    sf__h5_close_id(&st);
     return rc;
 }
 
@@ -866,13 +811,13 @@ static sf_status create_datasets(sf_table_writer *w, h5writer *h, const sf_batch
         SF_CALL_H5(H5Pset_chunk(dcpl, 1, &chunk), done, "%s: dataset '%s': chunking", h->path, obj);
         SF_CALL_H5(k->dset = H5Dcreate2(h->group, f->name, k->ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), done,
                    "%s: cannot create dataset '%s'", h->path, obj);
-        h5_close_id(&dcpl);
+        sf__h5_close_id(&dcpl);
         if (f->type == SF_TIMESTAMP) SF_CALL_GOTO(write_type_attr(h, k->dset, obj), done);
     }
     h->created = true;
 done:
-    h5_close_id(&dcpl);
-    h5_close_id(&space);
+    sf__h5_close_id(&dcpl);
+    sf__h5_close_id(&space);
     return rc;
 }
 
@@ -903,11 +848,11 @@ static sf_status write_mask_rows(h5writer *h, h5wcol *k, const char *obj, uint64
         SF_CALL_H5(H5Dwrite(k->vdset, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, valid ? valid : h->ones),
                    done, "%s: validity mask '%s': cannot write rows %llu..%llu", h->path, obj,
                    (unsigned long long)at, (unsigned long long)(at + count));
-        h5_close_id(&mspace);
+        sf__h5_close_id(&mspace);
     }
 done:
-    h5_close_id(&mspace);
-    h5_close_id(&fspace);
+    sf__h5_close_id(&mspace);
+    sf__h5_close_id(&fspace);
     return rc;
 }
 
@@ -934,9 +879,9 @@ static sf_status create_mask(h5writer *h, h5wcol *k, const char *name, const cha
                "%s: cannot create validity mask '%s'", h->path, obj);
     SF_CALL_GOTO(write_mask_rows(h, k, obj, 0, h->nrows, NULL), done);
 done:
-    h5_close_id(&gcpl);
-    h5_close_id(&dcpl);
-    h5_close_id(&space);
+    sf__h5_close_id(&gcpl);
+    sf__h5_close_id(&dcpl);
+    sf__h5_close_id(&space);
     return rc;
 }
 
@@ -1070,13 +1015,13 @@ static sf_status h5w_write(sf_table_writer *w, const sf_batch *b)
         SF_CALL_H5(H5Dwrite(k->dset, mtype, mspace, fspace, H5P_DEFAULT, buf), done,
                    "%s: dataset '%s/%s': cannot write rows %llu..%llu", h->path, h->group_name, name,
                    (unsigned long long)start, (unsigned long long)total);
-        h5_close_id(&fspace);
+        sf__h5_close_id(&fspace);
         SF_CALL_GOTO(write_mask(h, k, name, col, n), done);
     }
     h->nrows = total;
 done:
-    h5_close_id(&fspace);
-    h5_close_id(&mspace);
+    sf__h5_close_id(&fspace);
+    sf__h5_close_id(&mspace);
     return rc;
 }
 
@@ -1089,21 +1034,21 @@ static sf_status h5w_close(sf_table_writer *w)
     if (!h->created && w->rc == SF_OK) rc = create_datasets(w, h, NULL);
     for (int c = 0; c < h->ncols; c++) {
         if (h->cols[c].dset >= 0 && H5Dclose(h->cols[c].dset) < 0 && rc == SF_OK)
-            rc = h5_fail(__FILE__, __LINE__, "%s: cannot close dataset '%s'", h->path, w->schema.fields[c].name);
+            rc = sf__h5_fail(__FILE__, __LINE__, "%s: cannot close dataset '%s'", h->path, w->schema.fields[c].name);
         h->cols[c].dset = H5I_INVALID_HID;
         if (h->cols[c].vdset >= 0 && H5Dclose(h->cols[c].vdset) < 0 && rc == SF_OK)
-            rc = h5_fail(__FILE__, __LINE__, "%s: cannot close the validity mask of '%s'", h->path,
+            rc = sf__h5_fail(__FILE__, __LINE__, "%s: cannot close the validity mask of '%s'", h->path,
                          w->schema.fields[c].name);
         h->cols[c].vdset = H5I_INVALID_HID;
     }
     if (h->vgroup >= 0 && H5Gclose(h->vgroup) < 0 && rc == SF_OK)
-        rc = h5_fail(__FILE__, __LINE__, "%s: cannot close group '%s'", h->path, SF__H5_VALID_GROUP);
+        rc = sf__h5_fail(__FILE__, __LINE__, "%s: cannot close group '%s'", h->path, SF__H5_VALID_GROUP);
     h->vgroup = H5I_INVALID_HID;
     if (h->group >= 0 && H5Gclose(h->group) < 0 && rc == SF_OK)
-        rc = h5_fail(__FILE__, __LINE__, "%s: cannot close group '%s'", h->path, h->group_name);
+        rc = sf__h5_fail(__FILE__, __LINE__, "%s: cannot close group '%s'", h->path, h->group_name);
     h->group = H5I_INVALID_HID;
     if (h->file >= 0 && H5Fclose(h->file) < 0 && rc == SF_OK)
-        rc = h5_fail(__FILE__, __LINE__, "%s: cannot close the file (data may be incomplete)", h->path);
+        rc = sf__h5_fail(__FILE__, __LINE__, "%s: cannot close the file (data may be incomplete)", h->path);
     h->file = H5I_INVALID_HID;
     h5writer_free(h);
     w->impl = NULL;
@@ -1160,9 +1105,9 @@ sf_status sf__hdf5_writer_create(sf_table_writer *w, const char *path, const cha
     w->ops = &h5w_ops;
     h = NULL;
 done:
-    h5_close_id(&lcpl);
-    h5_close_id(&gcpl);
-    h5_close_id(&fcpl);
+    sf__h5_close_id(&lcpl);
+    sf__h5_close_id(&gcpl);
+    sf__h5_close_id(&fcpl);
     h5writer_free(h);
     return rc;
 }
