@@ -86,7 +86,7 @@ typedef struct sf_exec_piece_result {
  * Without sf_exec_set_faults it is sf_exec_process_overlap. With it, a
  * failing unit is rolled back and its pieces retried one by one (with
  * backoff) up to max_attempts each; a piece that still fails is excluded
- * (res[i].excluded, its message in sf_exec_last_fault). Returns a failure
+ * (res[i].excluded, its last failure in res[i].why). Returns a failure
  * only for what retrying cannot help (the side work, out of memory in the
  * executor itself). res has nb entries. Not collective. */
 sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const uint32_t *shards, int nb,
@@ -100,9 +100,6 @@ sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const
 sf_status sf_exec_set_unit(sf_exec *x, int attempt_base, bool hold);
 /* Merges the held result into the states (commit) or drops it. */
 sf_status sf_exec_hold_end(sf_exec *x, bool commit);
-/* The message of the last piece failure this executor recovered from or
- * excluded ("" if none). */
-const char *sf_exec_last_fault(const sf_exec *x);
 
 /* Merges an sf_exec_encode output (of the same agents: a checkpoint) into
  * this executor's states, and adds agent_rows[a] (may be NULL) to the rows

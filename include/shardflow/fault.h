@@ -136,8 +136,6 @@ double sf_fault_slow_factor(void);
 void sf_signal_install(double grace_seconds);
 /* The signal received (SIGTERM or SIGUSR1), 0 if none. Async-signal-safe. */
 int sf_signal_pending(void);
-/* Forgets a received signal (tests). */
-void sf_signal_reset(void);
 /* Cancels the grace alarm (the run finishes anyway). */
 void sf_signal_disarm(void);
 void sf_signal_block(void);

@@ -49,11 +49,6 @@ void sf_signal_install(double grace_seconds)
 
 int sf_signal_pending(void) { return (int)got_signal; }
 
-void sf_signal_reset(void)
-{
-    got_signal = 0;
-    alarm(0);
-}
 
 static sigset_t stop_set(void)
 {

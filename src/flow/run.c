@@ -75,7 +75,6 @@ typedef struct level_pass {
      * shard rows included, rows excluded, retries, pieces excluded (4 x k),
      * then rows per agent (nagents). */
     uint64_t *tot;
-    bool restored;            /* complete in the checkpoint: not run */
 } level_pass;
 
 typedef struct run {
@@ -1401,7 +1400,6 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
         SF_CALL_GOTO(sf_comm_agree(rc), done);
         if (R.resumed && l < R.resume_level) {
             /* Complete in the checkpoint: rank 0 takes its reduced states. */
-            L->restored = true;
             rc = rank == 0 ? restored_pass(&R, l, &L->result, &L->tot) : SF_OK;
             if (rc == SF_OK && rank == 0) apply_totals(L, L->tot);
             SF_CALL_GOTO(sf_comm_agree(rc), done);
@@ -1595,6 +1593,7 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
         SF_CALL_GOTO(sf_comm_agree(rc), done);
     }
 done:
+    sf_fault_deactivate();
     sf_buf_fini(&buf);
     run_fini(&R);
     return rc;
