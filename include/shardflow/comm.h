@@ -55,6 +55,17 @@ sf_status sf_comm_bcast(sf_buf *buf, int root);
 sf_status sf_comm_allreduce_sum_u64(uint64_t *v, int n);
 sf_status sf_comm_allreduce_max_f64(double *v, int n);
 
+/* All-to-all exchange of byte strings: this rank's send bytes hold, one
+ * after the other, sendcounts[d] bytes for every rank d (P entries); on
+ * return recv (cleared first) holds the bytes from every rank s, in rank
+ * order, and recvcounts[s] their lengths. The sizes go first
+ * (MPI_Alltoall), then the bytes (MPI_Alltoallv) in as many steps as the
+ * largest pair needs with at most chunk_limit / P bytes per pair and step,
+ * so no count or displacement exceeds INT_MAX (steps beyond the first go
+ * through a staging buffer). Collective. */
+sf_status sf_comm_alltoallv(const uint8_t *send, const uint64_t *sendcounts, sf_buf *recv,
+                            uint64_t *recvcounts /* out */);
+
 /* Blocking send of n bytes to dest with tag. Not collective. */
 sf_status sf_comm_send(int dest, int tag, const void *data, size_t n);
 

@@ -46,7 +46,10 @@ typedef struct sf_shard_config {
     uint64_t seed;                /* range: sample seed, default 1 */
 } sf_shard_config;
 
-typedef enum sf_dist_mode { SF_DIST_STATIC = 1, SF_DIST_DYNAMIC = 2 } sf_dist_mode;
+typedef enum sf_dist_mode { SF_DIST_STATIC = 1, SF_DIST_DYNAMIC = 2, SF_DIST_PARALLEL_READ = 3 } sf_dist_mode;
+
+/* parallel-read: whether records move to the rank that owns their shard. */
+typedef enum sf_exchange_mode { SF_EXCHANGE_AUTO = 0, SF_EXCHANGE_ALWAYS = 1, SF_EXCHANGE_NEVER = 2 } sf_exchange_mode;
 
 typedef enum sf_reduce_mode { SF_REDUCE_HIERARCHICAL = 1, SF_REDUCE_FLAT = 2 } sf_reduce_mode;
 
@@ -59,6 +62,12 @@ typedef struct sf_distribute_config {
     uint64_t memory_budget;       /* bytes; default 256 MiB; "256MiB", "1GiB", "4096" */
     size_t morsel_rows;           /* rows per morsel, default 16384 */
     uint64_t chunk_bytes;         /* largest single MPI message, default INT_MAX */
+    sf_exchange_mode exchange;    /* parallel-read: auto (key-based strategies), always, never */
+    /* Optimizations with a switch each (bench/optimize measures them; all
+     * default on): */
+    bool overlap;                 /* read round r+1 while round r is processed; non-blocking sends */
+    bool batch_pieces;            /* one message per rank and round, not one per shard piece */
+    bool pools;                   /* reuse unit buffers instead of allocating per unit */
 } sf_distribute_config;
 
 typedef struct sf_agent_spec {

@@ -43,6 +43,7 @@ typedef struct sf_input_config {
     size_t block_size;        /* csv: read size in bytes (default 4 MiB) */
     size_t batch_rows;        /* rows per batch produced by readers (default 65536) */
     size_t infer_rows;        /* csv: rows sampled for type inference (default 1000) */
+    bool fadvise;             /* csv: tell the kernel the reads are sequential (default true) */
     int nhints;
     sf_type_hint *hints;      /* input.schema */
 } sf_input_config;
@@ -103,6 +104,41 @@ void sf_reader_tell(const sf_reader *r, sf_reader_pos *pos /* out */);
  * A position that cannot belong to this input (past its end, inside the
  * header) is SF_ERR_ARG. Not collective. */
 sf_status sf_reader_seek(sf_reader *r, const sf_reader_pos *pos);
+/* Parallel reading (distribute.mode: parallel-read): every rank reads one
+ * part of the input. A part is given in the input's own units: byte
+ * offsets into the file for CSV (between sf_reader_data_start and
+ * data_start + sf_reader_data_bytes), row indices for HDF5 and synthetic
+ * inputs.
+ *
+ * The nominal bounds of part p of n: an even split of those units. Not
+ * collective. */
+void sf_reader_part_bounds(const sf_reader *r, int p, int n, uint64_t *begin /* out */, uint64_t *end /* out */);
+/* CSV: counts the quote characters (counts[0]) and line feeds (counts[1])
+ * in the file bytes [begin, end); other inputs: zeros. Reads with pread,
+ * so the reader's position is unchanged. Not collective. */
+sf_status sf_reader_part_count(sf_reader *r, uint64_t begin, uint64_t end, uint64_t counts[2] /* out */);
+/* Restricts the reader to one part, from its start: the following batches
+ * (and those after any rewind) hold only the part's rows. begin and end are
+ * nominal bounds; before[0..1] are the counts (sf_reader_part_count) of the
+ * bytes [data_start, begin), that is, the sum over the parts before.
+ *
+ * CSV: the part holds the records that start at or after B(begin) and
+ * before B(end), where B(x) is the first record boundary at or after x
+ * (data_start for x = data_start, the end of the file for x = its end): the
+ * first position after a line feed at which an even number of quotes has
+ * been seen since data_start. That is exact for RFC 4180 files, so the
+ * parts of all ranks together hold every record exactly once. A quote
+ * inside an unquoted field (which the reader otherwise accepts) can move a
+ * boundary inside a quoted field; then the part before it ends inside a
+ * quoted field and fails with a message saying so, rather than splitting
+ * a record. Line numbers in messages are the file's; the batches'
+ * first_row counts rows from the part's start, and row_offset is the
+ * file offset as always.
+ *
+ * HDF5 and synthetic: rows [begin, end); first_row is the global row.
+ * A part given twice replaces the first. Not collective. */
+sf_status sf_reader_set_part(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
+                             const uint64_t at_end[2]);
 /* Rows in the input if known without reading it (HDF5, synthetic), else
  * UINT64_MAX. */
 uint64_t sf_reader_total_rows(const sf_reader *r);

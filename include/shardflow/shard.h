@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "shardflow/batch.h"
+#include "shardflow/buf.h"
 #include "shardflow/config.h"
 #include "shardflow/json.h"
 #include "shardflow/status.h"
@@ -49,6 +50,19 @@ sf_status sf_shard_route(const sf_shard_plan *p, const sf_batch *b, uint32_t *sh
  * groups per shard (semantic), and notes such as a single key that alone is
  * larger than the mean shard. */
 void sf_shard_plan_describe(const sf_shard_plan *p, sf_json *j);
+
+/* A finished plan as portable bytes (fixed-width little-endian, versioned),
+ * so that rank 0 plans once and every rank routes with the same plan
+ * (distribute.mode: parallel-read). Appends to out. Fails on a plan that is
+ * not finished. Not collective. */
+sf_status sf_shard_plan_encode(const sf_shard_plan *p, sf_buf *out);
+/* Restores what sf_shard_plan_encode wrote into a plan created with the
+ * same config and schema (sf_shard_plan_create, not yet observed or
+ * finished): afterwards it is finished and routes every row exactly as
+ * the encoded plan does, and describes itself the same way. Malformed or
+ * truncated bytes, or bytes of another strategy or K, are SF_ERR_ARG with
+ * a message; the plan is then left unfinished. Not collective. */
+sf_status sf_shard_plan_decode(sf_shard_plan *p, const uint8_t *bytes, size_t n);
 
 /* Balance of a shard size vector: max / mean (1.0 is perfect; 0 if all empty). */
 double sf_shard_imbalance(const uint64_t *sizes, int k);

@@ -150,6 +150,92 @@ sf_status sf_comm_allreduce_max_f64(double *v, int n)
     return SF_OK;
 }
 
+sf_status sf_comm_alltoallv(const uint8_t *send, const uint64_t *sendcounts, sf_buf *recv, uint64_t *recvcounts)
+{
+    const int P = world_size;
+    sf_status rc = SF_OK;
+    int *sc = NULL, *sd = NULL, *rcn = NULL, *rd = NULL;
+    uint64_t *soff = NULL, *roff = NULL;
+    uint8_t *stage_s = NULL, *stage_r = NULL;
+    sf_buf_clear(recv);
+    SF_CALL_MPI(MPI_Alltoall(sendcounts, 1, MPI_UINT64_T, recvcounts, 1, MPI_UINT64_T, MPI_COMM_WORLD));
+    size_t limit = chunk_limit < (size_t)INT_MAX ? chunk_limit : (size_t)INT_MAX;
+    uint64_t q = limit / (size_t)P;
+    if (q == 0) q = 1;
+    /* Steps: the largest pair, anywhere, decides (every rank takes part in every step). */
+    uint64_t steps = 0, total_r = 0;
+    for (int i = 0; i < P; i++) {
+        uint64_t a = (sendcounts[i] + q - 1) / q, b = (recvcounts[i] + q - 1) / q;
+        if (a > steps) steps = a;
+        if (b > steps) steps = b;
+        total_r += recvcounts[i];
+    }
+    SF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, &steps, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD));
+    sc = malloc(sizeof(int) * (size_t)P);
+    sd = malloc(sizeof(int) * (size_t)P);
+    rcn = malloc(sizeof(int) * (size_t)P);
+    rd = malloc(sizeof(int) * (size_t)P);
+    soff = malloc(sizeof(uint64_t) * (size_t)P);
+    roff = malloc(sizeof(uint64_t) * (size_t)P);
+    stage_s = steps > 1 ? malloc((size_t)(q * (uint64_t)P)) : NULL;
+    stage_r = steps > 1 ? malloc((size_t)(q * (uint64_t)P)) : NULL;
+    int ok = sc && sd && rcn && rd && soff && roff && (steps <= 1 || (stage_s && stage_r)) &&
+             sf_buf_reserve(recv, (size_t)total_r) == SF_OK;
+    if (!ok) rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "rank %d: out of memory (all-to-all of %llu bytes)",
+                               world_rank, (unsigned long long)total_r);
+    /* Every rank learns whether all can take part before any data moves. */
+    int all_ok = ok;
+    int e = MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (e != MPI_SUCCESS && rc == SF_OK) rc = mpi_fail(e, "MPI_Allreduce", __FILE__, __LINE__);
+    if (rc == SF_OK && !all_ok)
+        rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "another rank ran out of memory in an all-to-all");
+    if (rc != SF_OK) steps = 0;
+    uint64_t so = 0, ro = 0;
+    for (int i = 0; rc == SF_OK && i < P; i++) {
+        soff[i] = so;
+        roff[i] = ro;
+        so += sendcounts[i];
+        ro += recvcounts[i];
+    }
+    for (uint64_t t = 0; t < steps; t++) {
+        int scount = 0, rcount = 0;
+        const uint64_t from = t * q;
+        for (int i = 0; i < P; i++) {
+            uint64_t ns = sendcounts[i] > from ? sendcounts[i] - from : 0;
+            uint64_t nr = recvcounts[i] > from ? recvcounts[i] - from : 0;
+            if (ns > q) ns = q;
+            if (nr > q) nr = q;
+            sc[i] = (int)ns;
+            rcn[i] = (int)nr;
+            sd[i] = steps > 1 ? scount : (int)soff[i];
+            rd[i] = steps > 1 ? rcount : (int)roff[i];
+            if (steps > 1) memcpy(stage_s + scount, send + soff[i] + from, (size_t)ns);
+            scount += (int)ns;
+            rcount += (int)nr;
+        }
+        const void *sb = steps > 1 ? (const void *)stage_s : (const void *)send;
+        void *rb = steps > 1 ? (void *)stage_r : (void *)recv->data;
+        e = MPI_Alltoallv(sb, sc, sd, MPI_BYTE, rb, rcn, rd, MPI_BYTE, MPI_COMM_WORLD);
+        if (e != MPI_SUCCESS) {
+            rc = mpi_fail(e, "MPI_Alltoallv", __FILE__, __LINE__);
+            break;
+        }
+        if (steps > 1) {
+            for (int i = 0; i < P; i++) memcpy(recv->data + roff[i] + from, stage_r + rd[i], (size_t)rcn[i]);
+        }
+    }
+    if (rc == SF_OK) recv->len = (size_t)total_r;
+    free(sc);
+    free(sd);
+    free(rcn);
+    free(rd);
+    free(soff);
+    free(roff);
+    free(stage_s);
+    free(stage_r);
+    return rc;
+}
+
 /* Wire protocol: a header message (tag*2) holding the u64 payload size, then
  * the payload in chunks (tag*2+1). MPI's non-overtaking rule keeps the
  * chunks of one message in order and after its header. */

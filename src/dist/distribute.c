@@ -19,7 +19,8 @@
 #include "shardflow/dist.h"
 #include "shardflow/fault.h"
 
-enum { UNIT_DATA = 0, UNIT_END = 1, UNIT_ABORT = 2, UNIT_CKPT = 3, UNIT_STOP = 4 };
+#include "dist/dist_impl.h"
+
 
 sf_status sf_dist_stats_init(sf_dist_stats *s, int k)
 {
@@ -49,13 +50,7 @@ void sf_dist_stats_fini(sf_dist_stats *s)
     memset(s, 0, sizeof *s);
 }
 
-/* A pool of unit buffers so that no round allocates once the pool is warm. */
-typedef struct pool {
-    sf_buf *free_bufs;
-    size_t nfree, cap;
-} pool;
-
-static sf_buf pool_get(pool *p)
+sf_buf sf__dist_pool_get(pool *p)
 {
     if (p->nfree) return p->free_bufs[--p->nfree];
     sf_buf b;
@@ -63,8 +58,12 @@ static sf_buf pool_get(pool *p)
     return b;
 }
 
-static void pool_put(pool *p, sf_buf b)
+void sf__dist_pool_put(pool *p, sf_buf b)
 {
+    if (p->off) {
+        sf_buf_fini(&b);
+        return;
+    }
     if (p->nfree == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 16;
         sf_buf *nb = realloc(p->free_bufs, cap * sizeof *nb);
@@ -78,22 +77,13 @@ static void pool_put(pool *p, sf_buf b)
     p->free_bufs[p->nfree++] = b;
 }
 
-static void pool_fini(pool *p)
+void sf__dist_pool_fini(pool *p)
 {
     for (size_t i = 0; i < p->nfree; i++) sf_buf_fini(&p->free_bufs[i]);
     free(p->free_bufs);
 }
 
-/* State of rank 0's routing of one round. */
-typedef struct router {
-    int k;
-    uint32_t *shard;       /* shard of each row */
-    uint32_t *order;       /* rows sorted by shard (stable) */
-    size_t *start;         /* k + 1 offsets into order */
-    size_t cap;
-} router;
-
-static sf_status route_round(router *rt, const sf_shard_plan *plan, const sf_batch *b,
+sf_status sf__dist_route_round(router *rt, const sf_shard_plan *plan, const sf_batch *b,
                              sf_dist_stats *st, int count_stats)
 {
     if (b->nrows > rt->cap) {
@@ -141,24 +131,6 @@ static sf_status route_round(router *rt, const sf_shard_plan *plan, const sf_bat
     return SF_OK;
 }
 
-/* Processes one encoded unit on this rank. */
-typedef struct worker {
-    const sf_schema *schema;
-    sf_exec *x;
-    sf_piece_view *views;
-    size_t cap;
-    const sf_batch **list;
-    uint32_t *shards;
-    sf_exec_piece_result *res;
-    uint8_t *moved;
-    size_t list_cap;
-    sf_exec_piece_result *pending;  /* a held unit's outcome */
-    uint8_t *pending_moved;
-    size_t npending, pending_cap;
-    uint64_t pending_round;
-    sf_dist_stats *st;
-    const sf_dist_hooks *hk;
-} worker;
 
 static void sleep_for(double s)
 {
@@ -170,28 +142,17 @@ static void sleep_for(double s)
 /* A stop signal this rank should act on. */
 static bool stop_signalled(const worker *w) { return w->hk && w->hk->stop_on_signal && sf_signal_pending() != 0; }
 
-/* Dynamic mode's handling of one unit: pieces that failed every attempt
- * here go into *ret to be tried on another rank (once: not for pieces
- * that already moved); a speculative unit's result is held (*held) until
- * rank 0 says whether it counts. */
-typedef struct unit_opts {
-    bool allow_move;
-    sf_buf *ret;
-    bool *held;
-} unit_opts;
 
-static sf_status work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
-                              sf_status (*side)(void *), void *ctx, const unit_opts *o);
 
-static sf_status work_on_side(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
+sf_status sf__dist_work_on_side(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
                               sf_status (*side)(void *), void *ctx)
 {
-    return work_on_opts(w, bytes, n, kind, side, ctx, NULL);
+    return sf__dist_work_on_opts(w, bytes, n, kind, side, ctx, NULL);
 }
 
 static sf_status work_on(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind)
 {
-    return work_on_opts(w, bytes, n, kind, NULL, NULL, NULL);
+    return sf__dist_work_on_opts(w, bytes, n, kind, NULL, NULL, NULL);
 }
 
 /* Counts the outcome of a unit's pieces; moved[i]: piece i went to
@@ -223,7 +184,7 @@ static void apply_results(worker *w, const sf_exec_piece_result *res, const uint
     }
 }
 
-static sf_status work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
+sf_status sf__dist_work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
                               sf_status (*side)(void *), void *ctx, const unit_opts *o)
 {
     size_t nv = 0;
@@ -324,7 +285,7 @@ static sf_status end_hold(worker *w, bool commit, sf_buf *ret)
     return rc;
 }
 
-static void worker_fini(worker *w)
+void sf__dist_worker_fini(worker *w)
 {
     sf_unit_views_free(w->views, w->cap);
     free(w->list);
@@ -488,7 +449,7 @@ static sf_status worker_dynamic(worker *w)
         if (msg.len >= 16) sf_unit_meta(msg.data, msg.len, &id, &spec, &base);
         sf_buf_clear(&moved);
         opts.held = &held;
-        if (rc == SF_OK) rc = work_on_opts(w, msg.data, msg.len, &kind, NULL, NULL, &opts);
+        if (rc == SF_OK) rc = sf__dist_work_on_opts(w, msg.data, msg.len, &kind, NULL, NULL, &opts);
         if (rc == SF_OK && held) {
             /* A speculative unit: only the copy rank 0 grants counts. */
             uint32_t hdr[4] = {0, REQ_CLAIM, id, 0};
@@ -603,7 +564,7 @@ static sf_status sender_retire(root *r, bool block)
             if (rc == SF_OK && !fin) break;
         }
         s->bytes -= f->buf.len;
-        pool_put(&r->pl, f->buf);
+        sf__dist_pool_put(&r->pl, f->buf);
         s->head++;
         if (rc != SF_OK) return rc;
     }
@@ -625,7 +586,7 @@ static sf_status sender_post(root *r, int dest, sf_buf unit)
             size_t cap = s->cap ? s->cap * 2 : 16;
             inflight *nf = realloc(s->fl, cap * sizeof *nf);
             if (nf == NULL) {
-                pool_put(&r->pl, unit);
+                sf__dist_pool_put(&r->pl, unit);
                 return sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (in-flight list)");
             }
             s->fl = nf;
@@ -634,7 +595,7 @@ static sf_status sender_post(root *r, int dest, sf_buf unit)
     }
     sf_status rc = sf_comm_isend(dest, SF_TAG_PIECE, unit.data, unit.len, &s->fl[s->n].req);
     if (rc != SF_OK) {
-        pool_put(&r->pl, unit);
+        sf__dist_pool_put(&r->pl, unit);
         return rc;
     }
     s->fl[s->n++].buf = unit;
@@ -669,7 +630,7 @@ static sf_status next_round(root *r, bool *eof)
     r->st->t_read += t1 - t0;
     if (*eof) return SF_OK;
     r->st->rows_read += r->batch.nrows;
-    SF_CALL(route_round(&r->rt, r->plan, &r->batch, r->st, r->count_stats));
+    SF_CALL(sf__dist_route_round(&r->rt, r->plan, &r->batch, r->st, r->count_stats));
     r->st->t_route += sf_comm_wtime() - t1;
     return SF_OK;
 }
@@ -709,7 +670,7 @@ static sf_status root_static(root *r)
 {
     sf_status rc = SF_OK;
     int P = r->P;
-    sf_buf local = pool_get(&r->pl), tmp;
+    sf_buf local = sf__dist_pool_get(&r->pl), tmp;
     sf_buf_init(&tmp);
     bool remote_failed = false, stop = false, skip_end = false;
     uint8_t *reported = calloc((size_t)P, 1);
@@ -735,22 +696,29 @@ static sf_status root_static(root *r)
         if (remote_failed || stop) break;
         double t0 = sf_comm_wtime();
         for (int dest = 1; dest < P; dest++) {
-            size_t rows = 0;
-            for (int s = dest; s < r->rt.k; s += P) rows += r->rt.start[s + 1] - r->rt.start[s];
-            if (rows == 0) continue; /* no empty messages */
-            sf_buf unit = pool_get(&r->pl);
-            rc = sf_unit_begin(&unit, UNIT_DATA);
-            sf_unit_set_round(&unit, r->round);
-            for (int s = dest; s < r->rt.k && rc == SF_OK; s += P) rc = append_shard(r, &unit, s);
-            /* Keep the bytes in flight under the budget: wait for the oldest. */
-            while (rc == SF_OK && r->snd.head < r->snd.n && r->snd.bytes + unit.len > r->cfg->memory_budget)
-                rc = sender_retire(r, true);
-            if (rc != SF_OK) {
-                pool_put(&r->pl, unit);
-                goto done;
+            /* One unit per rank and round (batch_pieces), or one per piece. */
+            int per = r->cfg->batch_pieces ? r->rt.k : 1;
+            for (int first = dest; first < r->rt.k; first += per * P) {
+                size_t rows = 0;
+                int last = first + per * P;
+                for (int s = first; s < r->rt.k && s < last; s += P) rows += r->rt.start[s + 1] - r->rt.start[s];
+                if (rows == 0) continue; /* no empty messages */
+                sf_buf unit = sf__dist_pool_get(&r->pl);
+                rc = sf_unit_begin(&unit, UNIT_DATA);
+                sf_unit_set_round(&unit, r->round);
+                for (int s = first; s < r->rt.k && s < last && rc == SF_OK; s += P) rc = append_shard(r, &unit, s);
+                /* Keep the bytes in flight under the budget: wait for the oldest. */
+                while (rc == SF_OK && r->snd.head < r->snd.n && r->snd.bytes + unit.len > r->cfg->memory_budget)
+                    rc = sender_retire(r, true);
+                if (rc != SF_OK) {
+                    sf__dist_pool_put(&r->pl, unit);
+                    goto done;
+                }
+                SF_CALL_GOTO(sender_post(r, dest, unit), done);
+                note_peak(r, r->snd.bytes);
+                /* Without overlap every send completes before anything else. */
+                while (!r->cfg->overlap && r->snd.head < r->snd.n) SF_CALL_GOTO(sender_retire(r, true), done);
             }
-            SF_CALL_GOTO(sender_post(r, dest, unit), done);
-            note_peak(r, r->snd.bytes);
         }
         for (int s = 0; s < r->rt.k; s++) r->pieces_since += r->rt.start[s + 1] > r->rt.start[s];
         SF_CALL_GOTO(sf_unit_begin(&local, UNIT_DATA), done);
@@ -760,7 +728,12 @@ static sf_status root_static(root *r)
         /* The round is packed: its batch may be overwritten by the next read,
          * which the master thread does while the other threads process. */
         uint32_t kind;
-        SF_CALL_GOTO(work_on_side(&r->w, local.data, local.len, &kind, read_ahead, &next), done);
+        if (r->cfg->overlap) {
+            SF_CALL_GOTO(sf__dist_work_on_side(&r->w, local.data, local.len, &kind, read_ahead, &next), done);
+        } else {
+            SF_CALL_GOTO(sf__dist_work_on_side(&r->w, local.data, local.len, &kind, NULL, NULL), done);
+            SF_CALL_GOTO(read_ahead(&next), done);
+        }
         SF_CALL_GOTO(sender_retire(r, false), done);
         r->round++;
         note_boundary(r, &r->before_pos, r->before_rows);
@@ -793,7 +766,7 @@ done:;
     }
     free(reported);
     sf_buf_fini(&tmp);
-    pool_put(&r->pl, local);
+    sf__dist_pool_put(&r->pl, local);
     if (rc == SF_OK && end == SF_OK && stop && !remote_failed) return SF_ERR_INTERRUPTED;
     return rc != SF_OK ? rc : end;
 }
@@ -837,7 +810,8 @@ static sf_status enqueue_round(root *r, queue *q)
 {
     size_t target = r->batch.nrows / (size_t)(2 * r->P);
     if (target < r->cfg->morsel_rows) target = r->cfg->morsel_rows;
-    sf_buf unit = pool_get(&r->pl);
+    if (!r->cfg->batch_pieces) target = 1; /* one unit per piece */
+    sf_buf unit = sf__dist_pool_get(&r->pl);
     sf_status rc = sf_unit_begin(&unit, UNIT_DATA);
     sf_unit_set_round(&unit, r->round);
     size_t rows = 0;
@@ -850,14 +824,14 @@ static sf_status enqueue_round(root *r, queue *q)
         if (rc == SF_OK && rows >= target) {
             rc = queue_push(q, unit);
             if (rc != SF_OK) return rc;
-            unit = pool_get(&r->pl);
+            unit = sf__dist_pool_get(&r->pl);
             rc = sf_unit_begin(&unit, UNIT_DATA);
             sf_unit_set_round(&unit, r->round);
             rows = 0;
         }
     }
     if (rc == SF_OK && rows > 0) return queue_push(q, unit);
-    pool_put(&r->pl, unit);
+    sf__dist_pool_put(&r->pl, unit);
     return rc;
 }
 
@@ -910,7 +884,7 @@ static sent_unit *find_sent(dyn *d, int src, uint32_t id)
 
 static sf_status moved_push(dyn *d, const uint8_t *bytes, size_t n, int origin)
 {
-    sf_buf b = pool_get(&d->r->pl);
+    sf_buf b = sf__dist_pool_get(&d->r->pl);
     sf_buf_clear(&b);
     SF_CALL(sf_buf_append(&b, bytes, n));
     if (d->moved.head + d->moved.n + 1 > d->moved_cap) {
@@ -1140,8 +1114,8 @@ static sf_status root_dynamic(root *r)
             quiet = q.n == 0 && d.moved.n == 0 && unacked(&d) == 0;
         }
         if (broken && ckpt_sent_n == 0) {
-            while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
-            while (d.moved.n > 0) pool_put(&r->pl, moved_take(&d, 0));
+            while (q.n > 0) sf__dist_pool_put(&r->pl, queue_pop(&q));
+            while (d.moved.n > 0) sf__dist_pool_put(&r->pl, moved_take(&d, 0));
             eof = true;
             ckpt_wanted = false;
         }
@@ -1179,7 +1153,7 @@ static sf_status root_dynamic(root *r)
             sf_unit_set_meta(&unit, 0, false, hk->moved_attempt_base);
             uint32_t kind;
             rc = work_on(w, unit.data, unit.len, &kind);
-            pool_put(&r->pl, unit);
+            sf__dist_pool_put(&r->pl, unit);
         } else if (q.n > 0 && (nwaiting == 0 || eof || ckpt_wanted)) {
             /* Nobody is asking: rank 0 works on a unit itself, moving
              * pieces it cannot do to a worker. */
@@ -1188,13 +1162,13 @@ static sf_status root_dynamic(root *r)
             sf_buf mv;
             sf_buf_init(&mv);
             unit_opts o = {.allow_move = hk && hk->redistribute && P > 1, .ret = &mv, .held = NULL};
-            rc = work_on_opts(w, unit.data, unit.len, &kind, NULL, NULL, &o);
+            rc = sf__dist_work_on_opts(w, unit.data, unit.len, &kind, NULL, NULL, &o);
             if (rc == SF_OK && mv.len > 0) {
                 rc = moved_push(&d, mv.data, mv.len, 0);
                 r->st->moved++;
             }
             sf_buf_fini(&mv);
-            pool_put(&r->pl, unit);
+            sf__dist_pool_put(&r->pl, unit);
         } else {
             /* Wait for the next message; meanwhile re-run a straggler's
              * speculative unit, and watch for workers that stopped
@@ -1232,7 +1206,7 @@ static sf_status root_dynamic(root *r)
                 sf_buf_init(&mv);
                 unit_opts o = {.allow_move = hk->redistribute, .ret = &mv, .held = &copy_held};
                 sf_buf copy = slow->copy; /* stays owned by the record */
-                rc = work_on_opts(w, copy.data, copy.len, &kind, NULL, NULL, &o);
+                rc = sf__dist_work_on_opts(w, copy.data, copy.len, &kind, NULL, NULL, &o);
                 if (rc == SF_OK) {
                     /* Claims that arrived meanwhile come first. */
                     for (;;) {
@@ -1290,14 +1264,14 @@ static sf_status root_dynamic(root *r)
         }
     }
 done:
-    while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
+    while (q.n > 0) sf__dist_pool_put(&r->pl, queue_pop(&q));
     {
         sf_status e = sender_drain(r);
         if (comm == SF_OK) comm = e;
     }
 fail_all:
-    while (q.n > 0) pool_put(&r->pl, queue_pop(&q));
-    while (d.moved.n > 0) pool_put(&r->pl, moved_take(&d, 0));
+    while (q.n > 0) sf__dist_pool_put(&r->pl, queue_pop(&q));
+    while (d.moved.n > 0) sf__dist_pool_put(&r->pl, moved_take(&d, 0));
     if (rc != SF_OK && comm == SF_OK) sender_drain(r);
     free(q.items);
     free(d.moved.items);
@@ -1338,16 +1312,19 @@ sf_status sf_dist_run_pass_ex(sf_reader *reader, const sf_shard_plan *plan, cons
                               const int *pass_cols, int npass, const sf_schema *pass_schema, sf_exec *x,
                               sf_dist_stats *stats, const sf_dist_hooks *hooks)
 {
+    if (cfg->mode == SF_DIST_PARALLEL_READ)
+        return sf__dist_parallel_read(reader, plan, cfg, pass_cols, npass, pass_schema, x, stats, hooks);
     worker w = {.schema = pass_schema, .x = x, .st = stats, .hk = hooks};
     int rank = sf_comm_rank();
     if (rank != 0) {
         sf_status rc = cfg->mode == SF_DIST_DYNAMIC ? worker_dynamic(&w) : worker_static(&w);
-        worker_fini(&w);
+        sf__dist_worker_fini(&w);
         return comm_broken(rc);
     }
     root r = {.reader = reader, .plan = plan, .cfg = cfg, .cols = pass_cols, .ncols = npass,
               .P = sf_comm_size(), .w = w, .st = stats, .count_stats = 1, .hk = hooks,
               .round = hooks ? (uint32_t)hooks->first_round : 0, .last_ckpt = sf_comm_wtime()};
+    r.pl.off = !cfg->pools;
     r.rt.k = sf_shard_plan_count(plan);
     r.rt.start = calloc((size_t)r.rt.k + 1, sizeof(size_t));
     r.waiting = calloc((size_t)(PREFETCH * r.P + 1), sizeof(int));
@@ -1378,8 +1355,8 @@ sf_status sf_dist_run_pass_ex(sf_reader *reader, const sf_shard_plan *plan, cons
         sf_buf_fini(&req);
     }
     free(r.waiting);
-    worker_fini(&r.w);
-    pool_fini(&r.pl);
+    sf__dist_worker_fini(&r.w);
+    sf__dist_pool_fini(&r.pl);
     free(r.rt.start);
     free(r.rt.shard);
     free(r.rt.order);

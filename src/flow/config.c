@@ -17,6 +17,8 @@
  *     on_bad_row: fail|skip          csv: default fail.
  *     max_line_length: BYTES         csv: longest record, default 1MiB.
  *     block_size: BYTES              csv: read size, default 4MiB.
+ *     fadvise: BOOL                  csv: posix_fadvise(SEQUENTIAL) and
+ *                                    read-ahead of the next block, default true.
  *     infer_rows: INT                csv: rows sampled for type inference,
  *                                    default 1000 (>= 1).
  *     schema: {COLUMN: TYPE, ...}    csv, hdf5: column types int64, float64,
@@ -40,7 +42,11 @@
  *     sample: INT                    range: sample size, default 100000 (>= 1).
  *     seed: INT                      range: sample seed, default 1.
  *   distribute:                      optional mapping.
- *     mode: static|dynamic           default static.
+ *     mode: static|dynamic|parallel-read  default static.
+ *     exchange: auto|always|never    parallel-read: move records to the rank
+ *                                    owning their shard (auto: for hash,
+ *                                    range and semantic sharding).
+ *     overlap, batch_pieces, pools: BOOL  optimizations, default true.
  *     memory_budget: BYTES           bound on buffers in flight, default 256MiB.
  *     morsel_rows: INT               rows per morsel, default 16384,
  *                                    1..2147483647.
@@ -522,10 +528,10 @@ static sf_status resolve_path(const load_ctx *c, const sf_cfg_node *node, char *
 
 static const char *const input_keys_all[] = {
     "format", "path", "group", "delimiter", "on_bad_row", "max_line_length", "block_size", "infer_rows",
-    "schema", "generator", "rows", "seed", "zipf", "users", "incidents", "batch_rows", NULL};
+    "fadvise", "schema", "generator", "rows", "seed", "zipf", "users", "incidents", "batch_rows", NULL};
 static const char *const input_keys_csv[] = {"format",     "path",       "delimiter",  "on_bad_row",
                                              "max_line_length", "block_size", "infer_rows", "batch_rows",
-                                             "schema",     NULL};
+                                             "schema",     "fadvise",    NULL};
 static const char *const input_keys_hdf5[] = {"format", "path", "group", "batch_rows", "schema", NULL};
 static const char *const input_keys_synth[] = {"format", "generator", "rows",       "seed",
                                                "zipf",   "users",     "incidents", "batch_rows", NULL};
@@ -637,6 +643,7 @@ static sf_status load_input(const load_ctx *c, sf_workflow *w, const sf_cfg_node
             SF_CALL(parse_uint(c, v, "input.infer_rows", 1, INT_MAX, &u));
             in->infer_rows = (size_t)u;
         }
+        if ((v = sf_cfg_get(node, "fadvise")) != NULL) SF_CALL(parse_bool(c, v, "input.fadvise", &in->fadvise));
     }
     if (in->format == SF_INPUT_SYNTHETIC) {
         if ((v = sf_cfg_get(node, "generator")) != NULL) {
@@ -701,9 +708,12 @@ static sf_status load_shard(const load_ctx *c, sf_workflow *w, const sf_cfg_node
 
 static sf_status load_distribute(const load_ctx *c, sf_workflow *w, const sf_cfg_node *root)
 {
-    static const char *const keys[] = {"mode", "memory_budget", "morsel_rows", "chunk_bytes", "reduce",
-                                       "aspects", NULL};
-    static const char *const modes[] = {"static", "dynamic", NULL};
+    static const char *const keys[] = {"mode",    "memory_budget", "morsel_rows",  "chunk_bytes", "reduce",
+                                       "aspects", "exchange",      "overlap",      "batch_pieces", "pools",
+                                       NULL};
+    static const char *const modes[] = {"static", "dynamic", "parallel-read", NULL};
+    static const sf_dist_mode mode_values[] = {SF_DIST_STATIC, SF_DIST_DYNAMIC, SF_DIST_PARALLEL_READ};
+    static const char *const exchanges[] = {"auto", "always", "never", NULL};
     static const char *const reduces[] = {"hierarchical", "flat", NULL};
     static const char *const schedules[] = {"concurrent", "sequential", NULL};
     sf_distribute_config *d = &w->distribute;
@@ -713,8 +723,16 @@ static sf_status load_distribute(const load_ctx *c, sf_workflow *w, const sf_cfg
     int m;
     if ((v = sf_cfg_get(map, "mode")) != NULL) {
         SF_CALL(parse_enum(c, v, "distribute.mode", modes, &m));
-        d->mode = m == 0 ? SF_DIST_STATIC : SF_DIST_DYNAMIC;
+        d->mode = mode_values[m];
     }
+    if ((v = sf_cfg_get(map, "exchange")) != NULL) {
+        SF_CALL(parse_enum(c, v, "distribute.exchange", exchanges, &m));
+        d->exchange = (sf_exchange_mode)m;
+    }
+    if ((v = sf_cfg_get(map, "overlap")) != NULL) SF_CALL(parse_bool(c, v, "distribute.overlap", &d->overlap));
+    if ((v = sf_cfg_get(map, "batch_pieces")) != NULL)
+        SF_CALL(parse_bool(c, v, "distribute.batch_pieces", &d->batch_pieces));
+    if ((v = sf_cfg_get(map, "pools")) != NULL) SF_CALL(parse_bool(c, v, "distribute.pools", &d->pools));
     if ((v = sf_cfg_get(map, "memory_budget")) != NULL)
         SF_CALL(parse_size(c, v, "distribute.memory_budget", 1, UINT64_MAX, &d->memory_budget));
     uint64_t u;
@@ -1504,6 +1522,10 @@ sf_status sf_workflow_load(const char *path, int nsets, const char *const *sets,
     w->distribute.memory_budget = UINT64_C(256) << 20;
     w->distribute.morsel_rows = 16384;
     w->distribute.chunk_bytes = INT_MAX;
+    w->distribute.exchange = SF_EXCHANGE_AUTO;
+    w->distribute.overlap = true;
+    w->distribute.batch_pieces = true;
+    w->distribute.pools = true;
     sf_checkpoint_config_defaults(&w->checkpoint);
     sf_fault_config_defaults(&w->fault);
     w->file = dup_str(path);

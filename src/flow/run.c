@@ -80,8 +80,10 @@ typedef struct level_pass {
 typedef struct run {
     sf_workflow *w;
     sf_schema schema;
-    sf_reader *reader;        /* rank 0 */
-    sf_shard_plan *plan;      /* rank 0 */
+    sf_reader *reader;        /* rank 0; every rank in parallel-read mode */
+    sf_shard_plan *plan;      /* rank 0; every rank in parallel-read mode */
+    bool pread;               /* distribute.mode: parallel-read */
+    uint64_t bad_rows;        /* bad rows skipped in the last pass, all ranks */
     int nagents;
     agent_inst *agents;
     int nlevels;
@@ -480,13 +482,76 @@ static sf_status plan_shards(run *R)
                                 sf_reader_data_bytes(rd));
 }
 
+/* parallel-read: every rank gets rank 0's plan and opens the input
+ * itself, restricted to its part. Collective. */
+static sf_status share_plan_and_parts(run *R)
+{
+    int rank = sf_comm_rank(), P = sf_comm_size();
+    sf_buf b;
+    sf_buf_init(&b);
+    sf_status rc = rank == 0 ? sf_shard_plan_encode(R->plan, &b) : SF_OK;
+    rc = sf_comm_agree(rc);
+    if (rc == SF_OK) rc = sf_comm_agree(sf_comm_bcast(&b, 0));
+    if (rc == SF_OK) {
+        rc = SF_OK;
+        if (rank != 0) {
+            rc = sf_reader_open(&R->w->input, &R->reader);
+            if (rc == SF_OK) {
+                /* Same file, same inference: a different schema means the
+                 * file changed under the run. */
+                sf_buf mine, theirs;
+                sf_buf_init(&mine);
+                sf_buf_init(&theirs);
+                rc = encode_schema(sf_reader_schema(R->reader), &mine);
+                if (rc == SF_OK) rc = encode_schema(&R->schema, &theirs);
+                if (rc == SF_OK && (mine.len != theirs.len || memcmp(mine.data, theirs.data, mine.len) != 0))
+                    rc = sf_error_set(SF_ERR_IO, __FILE__, __LINE__,
+                                      "%s: rank %d read another header or column types than rank 0 (did the "
+                                      "input change during the run?)",
+                                      R->w->input.path ? R->w->input.path : "input", rank);
+                sf_buf_fini(&mine);
+                sf_buf_fini(&theirs);
+            }
+            if (rc == SF_OK) rc = sf_shard_plan_create(&R->w->shard, sf_reader_schema(R->reader), R->w->file, &R->plan);
+            if (rc == SF_OK) rc = sf_shard_plan_decode(R->plan, b.data, b.len);
+            if (rc == SF_OK) clamp_batch_rows(R);
+        }
+        rc = sf_comm_agree(rc);
+    }
+    sf_buf_fini(&b);
+    SF_CALL(rc);
+    /* The parts: nominal even splits; the record boundaries need the quotes
+     * and line feeds before each (CSV), summed over the parts before. */
+    uint64_t *cnt = calloc(2 * (size_t)P, sizeof *cnt);
+    uint64_t begin = 0, end = 0;
+    rc = cnt != NULL ? SF_OK : sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (parts)");
+    if (rc == SF_OK) {
+        sf_reader_part_bounds(R->reader, rank, P, &begin, &end);
+        rc = sf_reader_part_count(R->reader, begin, end, cnt + 2 * rank);
+    }
+    rc = sf_comm_agree(rc);
+    if (rc == SF_OK) rc = sf_comm_agree(sf_comm_allreduce_sum_u64(cnt, 2 * P));
+    if (rc == SF_OK) {
+        uint64_t at_begin[2] = {0, 0}, at_end[2];
+        for (int q = 0; q < rank; q++) {
+            at_begin[0] += cnt[2 * q];
+            at_begin[1] += cnt[2 * q + 1];
+        }
+        at_end[0] = at_begin[0] + cnt[2 * rank];
+        at_end[1] = at_begin[1] + cnt[2 * rank + 1];
+        rc = sf_comm_agree(sf_reader_set_part(R->reader, begin, end, at_begin, at_end));
+    }
+    free(cnt);
+    return rc;
+}
+
 static sf_status prepare_pass(run *R, level_pass *L)
 {
     SF_CALL(sf_exec_create(L->xa, L->nagents, R->threads, R->w->distribute.morsel_rows, &L->x));
     sf_exec_set_schedule(L->x, R->w->distribute.aspects == SF_ASPECTS_SEQUENTIAL ? SF_EXEC_SEQUENTIAL
                                                                                : SF_EXEC_CONCURRENT);
     SF_CALL(sf_dist_stats_init(&L->st, R->w->shard.shards));
-    if (sf_comm_rank() != 0) return SF_OK;
+    if (sf_comm_rank() != 0 && !R->pread) return SF_OK;
     int ncols = R->schema.ncols;
     uint8_t *want = calloc((size_t)(ncols ? ncols : 1), 1);
     SF_CHECK(want != NULL, SF_ERR_NOMEM, "out of memory (projection)");
@@ -740,7 +805,24 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
     sf_json_key(&j, "threads");
     sf_json_int(&j, R->threads);
     sf_json_key(&j, "distribute");
-    sf_json_str(&j, w->distribute.mode == SF_DIST_DYNAMIC ? "dynamic" : "static");
+    sf_json_str(&j, w->distribute.mode == SF_DIST_DYNAMIC         ? "dynamic"
+                    : w->distribute.mode == SF_DIST_PARALLEL_READ ? "parallel-read"
+                                                                  : "static");
+    sf_json_key(&j, "optimizations");
+    sf_json_obj_begin(&j);
+    sf_json_key(&j, "overlap");
+    sf_json_bool(&j, w->distribute.overlap);
+    sf_json_key(&j, "batch_pieces");
+    sf_json_bool(&j, w->distribute.batch_pieces);
+    sf_json_key(&j, "pools");
+    sf_json_bool(&j, w->distribute.pools);
+    sf_json_key(&j, "fadvise");
+    sf_json_bool(&j, w->input.fadvise);
+    sf_json_key(&j, "exchange");
+    sf_json_bool(&j, R->pread && sf_comm_size() > 1 &&
+                         (w->distribute.exchange == SF_EXCHANGE_ALWAYS ||
+                          (w->distribute.exchange == SF_EXCHANGE_AUTO && w->shard.strategy != SF_SHARD_SIZE)));
+    sf_json_obj_end(&j);
     sf_json_key(&j, "restart");
     sf_json_obj_begin(&j);
     sf_json_key(&j, "resumed");
@@ -812,7 +894,7 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
     sf_json_key(&j, "batch_rows");
     sf_json_uint(&j, R->batch_rows);
     sf_json_key(&j, "bad_rows");
-    sf_json_uint(&j, sf_reader_bad_rows(R->reader));
+    sf_json_uint(&j, R->bad_rows);
     sf_json_key(&j, "bad_row_samples");
     sf_json_arr_begin(&j);
     const sf_bad_row *bad;
@@ -1281,6 +1363,7 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
     if (rc == SF_ERR_IO) rc = SF_ERR_CONFIG;
     SF_CALL_GOTO(sf_comm_agree(rc), done);
     if (o->threads > 0) R.w->threads = o->threads;
+    R.pread = R.w->distribute.mode == SF_DIST_PARALLEL_READ;
     rc = SF_OK;
     if (o->ninject > 0) {
         /* --inject adds to fault.inject. */
@@ -1350,6 +1433,7 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
         rc = R.plan_json.rc;
     }
     SF_CALL_GOTO(sf_comm_agree(rc), done);
+    if (R.pread) SF_CALL_GOTO(share_plan_and_parts(&R), done);
     R.t_plan = sf_comm_wtime() - t0;
 
     /* Checkpoints: where, and whether this run resumes from one. */
@@ -1378,6 +1462,12 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
         R.resumed = m[0] > 0;
         R.resume_level = m[0] > 0 ? (int)(m[0] - 1) : 0;
         R.resume_rows = m[1];
+        if (rc == SF_OK && R.pread && R.resumed && R.resume_rows > 0)
+            rc = sf_error_set(SF_ERR_CONFIG, __FILE__, __LINE__,
+                              "%s: the checkpoint in %s stopped inside pass %d, which distribute.mode: "
+                              "parallel-read cannot resume (its ranks read different parts); resume it with "
+                              "--set distribute.mode=static or dynamic",
+                              R.w->file, R.ckdir, R.resume_level + 1);
         SF_CALL_GOTO(sf_comm_agree(rc), done);
     }
 
@@ -1479,12 +1569,16 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
             if (rc == SF_ERR_INTERRUPTED) {
                 /* Every rank stopped at the same round boundary: save it. */
                 R.stop_signal = sf_signal_pending();
-                sf_status e = R.ck_on ? pass_checkpoint(&R, L, &L->st, SF_OK) : SF_OK;
+                /* parallel-read has no common position inside a pass: the
+                 * last completed pass is what a restart resumes from. */
+                sf_status e = R.ck_on && !R.pread ? pass_checkpoint(&R, L, &L->st, SF_OK) : SF_OK;
                 rc = e != SF_OK ? e : SF_ERR_INTERRUPTED;
                 if (rc == SF_ERR_INTERRUPTED)
                     sf_error_set(rc, __FILE__, __LINE__,
                                  "stopped by signal %d; %s%s%s", R.stop_signal ? R.stop_signal : 0,
-                                 R.ck_on ? "checkpoint written to " : "no checkpoint (checkpoint.enabled: false)",
+                                 !R.ck_on ? "no checkpoint (checkpoint.enabled: false)"
+                                 : R.pread ? "parallel-read resumes from the last completed pass in "
+                                           : "checkpoint written to ",
                                  R.ck_on ? R.ckdir : "", R.ck_on ? "; run again with --restart to resume" : "");
                 goto done;
             }
@@ -1503,9 +1597,11 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
             L->reduce_seconds = sf_comm_wtime() - t0;
             {
                 /* Totals over all ranks, for run.json and the coverage. */
-                uint64_t m[4] = {sf_exec_rows(L->x), L->red.messages, L->red.internode_messages, L->red.bytes};
-                rc = sf_comm_allreduce_sum_u64(m, 4);
+                uint64_t m[5] = {sf_exec_rows(L->x), L->red.messages, L->red.internode_messages, L->red.bytes,
+                                 R.reader ? sf_reader_bad_rows(R.reader) : 0};
+                rc = sf_comm_allreduce_sum_u64(m, 5);
                 L->rows_processed = m[0];
+                R.bad_rows = m[4];
                 L->red.messages = m[1];
                 L->red.internode_messages = m[2];
                 L->red.bytes = m[3];

@@ -63,6 +63,36 @@ typedef struct csv_rec {
     char bad_char;     /* TOK_BAD_QUOTE: the offending byte */
 } csv_rec;
 
+/* A small direct-mapped cache in front of a string column's dictionary, so
+ * that a low-cardinality column (service, region) costs a multiply and two
+ * compares per value instead of XXH3, a probe and a memcmp. A slot holds the
+ * first 16 bytes of a string (zero-padded), its length and its code; it is
+ * trusted only during the csv_next call that filled it (gen), because the
+ * batch's dictionaries are cleared between calls. A column whose values
+ * mostly miss (high cardinality: addresses, ids) turns its cache off for the
+ * rest of the call, so there it costs a few hundred lookups per batch. */
+enum { SCACHE_BITS = 6, SCACHE_SLOTS = 1 << SCACHE_BITS, SCACHE_MIN_MISSES = 256 };
+
+typedef struct str_slot {
+    uint64_t w0, w1;    /* bytes 0-7 and 8-15, zero past the end */
+    uint32_t len, code, gen;
+} str_slot;
+
+typedef struct str_cache {
+    str_slot *slot;          /* SCACHE_SLOTS slots; NULL: not a string column */
+    uint32_t tries, misses;  /* in this call */
+    bool off;                /* in this call: too many misses to pay */
+} str_cache;
+
+/* The last date a timestamp column held: a log's timestamps mostly share
+ * their date, which is then validated and converted once. */
+typedef struct ts_cache {
+    uint64_t d8;        /* bytes 0-7 of "YYYY-MM-DD" */
+    uint16_t d2;        /* bytes 8-9 */
+    bool valid;
+    int64_t day_us;     /* that date at midnight, microseconds since the epoch */
+} ts_cache;
+
 typedef struct csv_impl {
     int fd;
     const char *path;
@@ -86,6 +116,21 @@ typedef struct csv_impl {
     int *str_cols;      /* the K_STR columns */
     int nstr;
     int *null_cols;
+    /* Per-call destinations of the numeric columns (the batch's arrays), so
+     * the fast path stores without going through b->cols. */
+    void **dst;
+    /* Fast-path caches, allocated once at open: a string cache for each
+     * string column and the last date of each timestamp column. */
+    str_cache *scache;  /* ncols entries */
+    str_slot *slots;    /* nslots: SCACHE_SLOTS per string column */
+    size_t nslots;
+    ts_cache *tcache;   /* ncols entries */
+    uint32_t gen;       /* csv_next calls: tells this call's cache slots from older ones */
+    /* A part (sf_reader_set_part): the records that start in [part_lo,
+     * part_hi); the file ends at part_hi for this reader. */
+    bool part;
+    uint64_t part_lo, part_hi, part_line;
+    bool fadvise;       /* input.fadvise on a regular file */
 } csv_impl;
 
 /* ------------------------------------------------------------------ */
@@ -101,6 +146,17 @@ static sf_status refill(csv_impl *c)
     }
     size_t room = c->cap - c->len;
     size_t want = room < c->block ? room : c->block;
+    if (c->part) {
+        /* Nothing past the part's end is ever read. */
+        uint64_t at = c->buf_off + c->len;
+        uint64_t left = c->part_hi > at ? c->part_hi - at : 0;
+        if (left < want) want = (size_t)left;
+        if (want == 0) {
+            c->eof = true;
+            c->buf[c->len] = '\n';
+            return SF_OK;
+        }
+    }
     if (want == 0) {
         return sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "%s: CSV buffer full", c->path);
     }
@@ -115,6 +171,10 @@ static sf_status refill(csv_impl *c)
     if (n == 0) c->eof = true;
     c->len += (size_t)n;
     c->buf[c->len] = '\n'; /* sentinel for the fast path's scans */
+    /* Ask for the next block now, so it is (being) read while this one is
+     * parsed. */
+    if (c->fadvise && n > 0)
+        (void)posix_fadvise(c->fd, (off_t)(c->buf_off + c->len), (off_t)c->block, POSIX_FADV_WILLNEED);
     return SF_OK;
 }
 
@@ -275,18 +335,47 @@ static tok_rc tokenize(csv_impl *c, bool at_eof, csv_rec *rec)
     return TOK_OK;
 }
 
+/* Whether this reader is a part (sf_reader_set_part) that ends before the
+ * end of the file. */
+static bool part_cut_short(const sf_reader *r, const csv_impl *c)
+{
+    return c->part && c->part_hi < r->data_start + r->data_bytes;
+}
+
+/* A part cut short ended inside a quoted field of the record that starts
+ * on `line`: the part's end was taken for a record boundary only because a
+ * quote inside an unquoted field earlier in the file changed the count of
+ * quotes. The record can be neither read nor skipped without the next
+ * part's bytes, and the next part, which starts inside it, would read the
+ * rest of it as rows: fail instead. */
+static sf_status part_overrun(const csv_impl *c, uint64_t line)
+{
+    return sf_error_set(SF_ERR_PARSE, __FILE__, __LINE__,
+                        "%s:%" PRIu64 ": a quoted field runs past byte %" PRIu64
+                        ", where this rank's part of the file ends: a quote inside an unquoted "
+                        "field earlier in the file made the split ambiguous; read this file with "
+                        "distribute.mode: static or dynamic",
+                        c->path, line, c->part_hi);
+}
+
 /* Consumes the record at c->pos without keeping it (used for records that
  * are too long to hold, or malformed), reading further blocks as needed.
  * Follows the same grammar as the tokenizer; after a closing quote that is
  * followed by other bytes the rest of the field is taken as unquoted. */
-static sf_status skip_record(csv_impl *c)
+static sf_status skip_record(sf_reader *r, csv_impl *c)
 {
     enum { FIELD_START, UNQUOTED, QUOTED, QUOTE_SEEN } st = FIELD_START;
     uint64_t nlines = 1;
+    const uint64_t line = c->line;
     const char delim = c->delim;
     for (;;) {
         if (c->pos == c->len) {
-            if (c->eof) break;
+            if (c->eof) {
+                /* The end of a part cut short, inside a quoted field (a
+                 * bad-quote or overlong record): as in next_record. */
+                if (st == QUOTED && part_cut_short(r, c)) return part_overrun(c, line);
+                break;
+            }
             SF_CALL(refill(c));
             continue;
         }
@@ -545,7 +634,7 @@ static sf_status next_record(sf_reader *r, csv_impl *c, bool quiet, csv_rec *rec
             if (c->len - c->pos > c->maxlen + 1) {
                 uint64_t line = c->line;
                 if (!quiet) SF_CALL(overlong(r, c, line));
-                SF_CALL(skip_record(c));
+                SF_CALL(skip_record(r, c));
                 continue;
             }
             SF_CALL(refill(c));
@@ -555,13 +644,14 @@ static sf_status next_record(sf_reader *r, csv_impl *c, bool quiet, csv_rec *rec
             uint64_t line = c->line;
             c->pos = c->len;
             c->line += rec->nlines;
+            if (!quiet && part_cut_short(r, c)) return part_overrun(c, line);
             if (!quiet)
                 SF_CALL(bad_record(r, line, "%s:%" PRIu64 ": unterminated quoted field", c->path, line));
             continue;
         }
         if (t == TOK_BAD_QUOTE) {
             if (!quiet) SF_CALL(bad_quote(r, c, rec));
-            SF_CALL(skip_record(c));
+            SF_CALL(skip_record(r, c));
             continue;
         }
         if (rec->len > c->maxlen) {
@@ -898,7 +988,171 @@ static sf_status csv_rewind(sf_reader *r)
     r->bad_rows = 0;
     r->nbad_samples = 0;
     c->rows = 0;
+    if (c->part) return seek_to(c, c->part_lo, c->part_line);
     return seek_to(c, r->data_start, c->data_line);
+}
+
+/* ---- parts (parallel reading) ---- */
+
+/* Quote characters and line feeds in p[0..n). SSE2 (part of x86-64) when
+ * available: 16 bytes per compare; else 8 at a time (SWAR: a zero byte of
+ * w ^ ch*0x01.. is found without carries between bytes). */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static void count_quotes_lines(const char *p, size_t n, uint64_t *quotes, uint64_t *lines)
+{
+    const __m128i q = _mm_set1_epi8('"'), nl = _mm_set1_epi8('\n');
+    uint64_t nq = 0, nn = 0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        nq += (uint64_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, q)));
+        nn += (uint64_t)__builtin_popcount((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)));
+    }
+    for (; i < n; i++) {
+        nq += p[i] == '"';
+        nn += p[i] == '\n';
+    }
+    *quotes += nq;
+    *lines += nn;
+}
+#else
+static inline unsigned count_byte8(uint64_t w, uint64_t ch8)
+{
+    const uint64_t lo7 = UINT64_C(0x7f7f7f7f7f7f7f7f);
+    uint64_t x = w ^ ch8;
+    uint64_t t = ((x & lo7) + lo7) | x;
+    return (unsigned)__builtin_popcountll(~t & ~lo7);
+}
+
+static void count_quotes_lines(const char *p, size_t n, uint64_t *quotes, uint64_t *lines)
+{
+    const uint64_t q8 = UINT64_C(0x0101010101010101) * (unsigned char)'"';
+    const uint64_t n8 = UINT64_C(0x0101010101010101) * (unsigned char)'\n';
+    uint64_t nq = 0, nn = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        nq += count_byte8(w, q8);
+        nn += count_byte8(w, n8);
+    }
+    for (; i < n; i++) {
+        nq += p[i] == '"';
+        nn += p[i] == '\n';
+    }
+    *quotes += nq;
+    *lines += nn;
+}
+#endif
+
+static sf_status csv_part_count(sf_reader *r, uint64_t begin, uint64_t end, uint64_t counts[2])
+{
+    csv_impl *c = r->impl;
+    enum { BLOCK = 1 << 20 };
+    char *buf = malloc(BLOCK + 8);
+    SF_CHECK(buf != NULL, SF_ERR_NOMEM, "out of memory (counting a part of %s)", c->path);
+    uint64_t quotes = 0, lines = 0;
+    sf_status rc = SF_OK;
+    for (uint64_t off = begin; off < end;) {
+        size_t want = end - off < BLOCK ? (size_t)(end - off) : (size_t)BLOCK;
+        ssize_t n;
+        do {
+            n = pread(c->fd, buf, want, (off_t)off);
+        } while (n < 0 && errno == EINTR);
+        if (n <= 0) {
+            rc = sf_error_set(SF_ERR_IO, __FILE__, __LINE__, "%s: read failed at byte %" PRIu64 ": %s", c->path,
+                              off, n < 0 ? strerror(errno) : "end of file");
+            break;
+        }
+        count_quotes_lines(buf, (size_t)n, &quotes, &lines);
+        off += (uint64_t)n;
+    }
+    free(buf);
+    counts[0] = quotes;
+    counts[1] = lines;
+    return rc;
+}
+
+/* B(x): the first record boundary at or after x, given the quotes and line
+ * feeds in [data_start, x) (see sf_reader_set_part); *line gets the
+ * physical line of the record that starts there. */
+static sf_status part_boundary(sf_reader *r, uint64_t x, const uint64_t at[2], uint64_t *out, uint64_t *line)
+{
+    csv_impl *c = r->impl;
+    const uint64_t size = r->data_start + r->data_bytes;
+    *line = c->data_line + at[1];
+    if (x <= r->data_start) {
+        *out = r->data_start;
+        *line = c->data_line;
+        return SF_OK;
+    }
+    if (x >= size) {
+        *out = size;
+        return SF_OK;
+    }
+    bool inq = (at[0] & 1) != 0;
+    enum { BLOCK = 1 << 16 };
+    char buf[BLOCK];
+    /* x itself is a boundary when a line feed ends the byte before it. */
+    uint64_t off = x - 1;
+    bool first = true;
+    while (off < size) {
+        size_t want = size - off < BLOCK ? (size_t)(size - off) : (size_t)BLOCK;
+        ssize_t n;
+        do {
+            n = pread(c->fd, buf, want, (off_t)off);
+        } while (n < 0 && errno == EINTR);
+        SF_CHECK(n > 0, SF_ERR_IO, "%s: read failed at byte %" PRIu64 ": %s", c->path, off,
+                 n < 0 ? strerror(errno) : "end of file");
+        for (ssize_t i = 0; i < n; i++) {
+            char ch = buf[i];
+            if (first) {
+                /* The byte before x: already counted in at[]. */
+                first = false;
+                if (ch == '\n' && !inq) {
+                    *out = x;
+                    return SF_OK;
+                }
+                continue;
+            }
+            if (ch == '"') {
+                inq = !inq;
+            } else if (ch == '\n') {
+                (*line)++;
+                if (!inq) {
+                    *out = off + (uint64_t)i + 1;
+                    return SF_OK;
+                }
+            }
+        }
+        off += (uint64_t)n;
+    }
+    *out = size;
+    return SF_OK;
+}
+
+static sf_status csv_set_part(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
+                              const uint64_t at_end[2])
+{
+    csv_impl *c = r->impl;
+    uint64_t lo, hi, lo_line, hi_line;
+    SF_CALL(part_boundary(r, begin, at_begin, &lo, &lo_line));
+    SF_CALL(part_boundary(r, end, at_end, &hi, &hi_line));
+    if (hi < lo) hi = lo;
+    c->part = true;
+    c->part_lo = lo;
+    c->part_hi = hi;
+    c->part_line = lo_line;
+    c->rows = 0;
+    /* The buffer may hold bytes past the new end: start afresh. */
+    c->buf_off = lo;
+    c->len = c->pos = 0;
+    c->eof = false;
+    c->line = lo_line;
+    if (lseek(c->fd, (off_t)lo, SEEK_SET) == (off_t)-1)
+        return sf_error_set(SF_ERR_IO, __FILE__, __LINE__, "%s: seek failed: %s", c->path, strerror(errno));
+    return SF_OK;
 }
 
 /* A position is where the next record starts: v[0] its byte offset, v[1]
@@ -993,7 +1247,8 @@ static void csv_destroy(sf_reader *r)
     r->impl = NULL;
 }
 
-static const sf__reader_ops csv_ops = {csv_next, csv_rewind, csv_destroy, csv_tell, csv_seek};
+static const sf__reader_ops csv_ops = {csv_next,  csv_rewind,     csv_destroy, csv_tell,
+                                       csv_seek, csv_part_count, csv_set_part};
 
 /* ------------------------------------------------------------------ */
 /* open: header, hints, type inference */
@@ -1172,6 +1427,10 @@ sf_status sf__csv_open(sf_reader *r)
     struct stat st;
     SF_CHECK_GOTO(fstat(c->fd, &st) == 0, SF_ERR_IO, done, "%s: cannot stat: %s", c->path,
                   strerror(errno));
+    c->fadvise = cfg->fadvise && S_ISREG(st.st_mode);
+    /* Sequential reads: the kernel may read further ahead (advice only;
+     * a failure changes nothing). */
+    if (c->fadvise) (void)posix_fadvise(c->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
     SF_CALL_GOTO(read_header(r, c), done);
     const int ncols = r->schema.ncols;

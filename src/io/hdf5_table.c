@@ -152,6 +152,7 @@ typedef struct h5reader {
     h5col *cols;
     uint64_t nrows;
     uint64_t next_row;
+    uint64_t lo, hi;   /* the part read (sf_reader_set_part): rows [lo, hi) */
     void *scratch;
     size_t scratch_cap;
     int64_t *mask;     /* one column's mask values for the current batch */
@@ -291,7 +292,9 @@ static sf_status h5_rewind(sf_reader *r);
 static void h5_destroy(sf_reader *r);
 static void h5_tell(const sf_reader *r, sf_reader_pos *pos);
 static sf_status h5_seek(sf_reader *r, const sf_reader_pos *pos);
-static const sf__reader_ops h5_ops = {h5_next, h5_rewind, h5_destroy, h5_tell, h5_seek};
+static sf_status h5_set_part(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
+                             const uint64_t at_end[2]);
+static const sf__reader_ops h5_ops = {h5_next, h5_rewind, h5_destroy, h5_tell, h5_seek, NULL, h5_set_part};
 
 /* Opens the validity masks in the table's "_valid" group and attaches each
  * to its column, checking name, shape, type and length. */
@@ -444,6 +447,7 @@ sf_status sf__hdf5_open(sf_reader *r)
     SF_CHECK_GOTO(h->ncols > 0, SF_ERR_PARSE, done, "%s: group '%s' holds no datasets (no columns)", file,
                   gname);
     h->nrows = first_len;
+    h->hi = h->nrows;
     if (has_masks) SF_CALL_GOTO(open_masks(r, h, file, gname), done);
     r->total_rows = h->nrows;
     r->data_bytes = 0;
@@ -614,7 +618,7 @@ static sf_status h5_next(sf_reader *r, sf_batch *b, bool *eof)
 {
     h5reader *h = r->impl;
     sf_batch_clear(b);
-    uint64_t left = h->nrows - h->next_row;
+    uint64_t left = h->hi > h->next_row ? h->hi - h->next_row : 0;
     if (left == 0) {
         *eof = true;
         return SF_OK;
@@ -643,7 +647,21 @@ static sf_status h5_next(sf_reader *r, sf_batch *b, bool *eof)
 static sf_status h5_rewind(sf_reader *r)
 {
     h5reader *h = r->impl;
-    h->next_row = 0;
+    h->next_row = h->lo;
+    return SF_OK;
+}
+
+/* A part is a row range: every next reads its hyperslabs from there. */
+static sf_status h5_set_part(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
+                             const uint64_t at_end[2])
+{
+    (void)at_begin;
+    (void)at_end;
+    h5reader *h = r->impl;
+    SF_CHECK(end <= h->nrows, SF_ERR_ARG, "%s: part [%" PRIu64 ", %" PRIu64 ") is past the end (%" PRIu64 " rows)",
+             r->cfg.path, begin, end, h->nrows);
+    h->lo = h->next_row = begin;
+    h->hi = end;
     return SF_OK;
 }
 

@@ -12,6 +12,7 @@ void sf_input_config_defaults(sf_input_config *c)
     c->on_bad_row = SF_BAD_ROW_FAIL;
     c->max_line_length = (size_t)1 << 20;
     c->block_size = (size_t)4 << 20;
+    c->fadvise = true;
     c->batch_rows = 65536;
     c->infer_rows = 1000;
     c->zipf = 1.1;
@@ -187,4 +188,37 @@ sf_status sf_table_writer_close(sf_table_writer **pw)
     free(w);
     *pw = NULL;
     return rc;
+}
+
+void sf_reader_part_bounds(const sf_reader *r, int p, int n, uint64_t *begin, uint64_t *end)
+{
+    uint64_t base = r->offsets ? r->data_start : 0;
+    uint64_t total = r->offsets ? r->data_bytes : r->total_rows;
+    if (total == UINT64_MAX) total = 0;
+    if (n < 1) n = 1;
+    /* total * p / n without overflowing 64 bits. */
+    uint64_t q = total / (uint64_t)n, m = total % (uint64_t)n;
+    *begin = base + q * (uint64_t)p + m * (uint64_t)p / (uint64_t)n;
+    *end = base + q * (uint64_t)(p + 1) + m * (uint64_t)(p + 1) / (uint64_t)n;
+}
+
+sf_status sf_reader_part_count(sf_reader *r, uint64_t begin, uint64_t end, uint64_t counts[2])
+{
+    counts[0] = counts[1] = 0;
+    SF_CHECK(begin <= end, SF_ERR_ARG, "reader part [%llu, %llu) is reversed", (unsigned long long)begin,
+             (unsigned long long)end);
+    if (r->ops->part_count == NULL) return SF_OK;
+    return r->ops->part_count(r, begin, end, counts);
+}
+
+sf_status sf_reader_set_part(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
+                             const uint64_t at_end[2])
+{
+    SF_CHECK(begin <= end, SF_ERR_ARG, "reader part [%llu, %llu) is reversed", (unsigned long long)begin,
+             (unsigned long long)end);
+    SF_CHECK(r->ops->set_part != NULL, SF_ERR_ARG, "this input cannot be read in parts");
+    SF_CALL(r->ops->set_part(r, begin, end, at_begin, at_end));
+    r->bad_rows = 0;
+    r->nbad_samples = 0;
+    return SF_OK;
 }

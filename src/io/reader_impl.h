@@ -17,6 +17,12 @@ typedef struct sf__reader_ops {
      * position that cannot is SF_ERR_ARG and leaves the reader as it was.
      * The caller drops the bad-row samples. */
     sf_status (*seek)(sf_reader *r, const sf_reader_pos *pos);
+    /* Parallel reading (see sf_reader_part_count / sf_reader_set_part);
+     * part_count may be NULL (the counts are then zeros). set_part is
+     * called with begin <= end inside the input's units. */
+    sf_status (*part_count)(sf_reader *r, uint64_t begin, uint64_t end, uint64_t counts[2]);
+    sf_status (*set_part)(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
+                          const uint64_t at_end[2]);
 } sf__reader_ops;
 
 struct sf_reader {

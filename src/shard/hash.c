@@ -59,6 +59,16 @@ static void hash_describe(const sf_shard_plan *p, sf_json *j)
     sf_json_str(j, "xxh64, seed 0, little-endian key bytes");
 }
 
+/* The shard of a key is hash % K and K is in the header, so a hash plan
+ * has no state of its own to carry: the body is empty. */
+static sf_status hash_encode(const sf_shard_plan *p, sf_buf *out) { return SF_OK; }
+
+static sf_status hash_decode(sf_shard_plan *p, const uint8_t *bytes, size_t n)
+{
+    SF_CHECK(n == 0, SF_ERR_ARG, "%zu trailing bytes (a hash plan has no state)", n);
+    return SF_OK;
+}
+
 static void hash_destroy(sf_shard_plan *p)
 {
     free(p->impl);
@@ -73,5 +83,7 @@ const sf__shard_ops sf__shard_hash_ops = {
     .finish = hash_finish,
     .route = hash_route,
     .describe = hash_describe,
+    .encode = hash_encode,
+    .decode = hash_decode,
     .destroy = hash_destroy,
 };

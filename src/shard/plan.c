@@ -252,3 +252,104 @@ void sf_shard_plan_describe(const sf_shard_plan *p, sf_json *j)
     p->ops->describe(p, j);
     sf_json_obj_end(j);
 }
+
+/* ---- portable plan bytes ------------------------------------------------ */
+
+/* "SFSP" read as a little-endian u32: a cheap guard against handing the
+ * decoder bytes that are not a shard plan at all. */
+#define PLAN_MAGIC UINT32_C(0x50534653)
+/* Bumped whenever the layout of the header or of any strategy's body
+ * changes, so that a mismatch fails loudly instead of misrouting rows. */
+#define PLAN_FORMAT 1
+/* magic u32, format u8, strategy u8, key type u8, K u32, key column + 1 u32 */
+#define PLAN_HEADER_BYTES 15
+
+static const char *strategy_name(unsigned s)
+{
+    switch (s) {
+    case SF_SHARD_SIZE: return "size";
+    case SF_SHARD_HASH: return "hash";
+    case SF_SHARD_RANGE: return "range";
+    case SF_SHARD_SEMANTIC: return "semantic";
+    default: return "unknown";
+    }
+}
+
+sf_status sf_shard_plan_encode(const sf_shard_plan *p, sf_buf *out)
+{
+    sf_status rc = SF_OK;
+    SF_CHECK(p != NULL && out != NULL, SF_ERR_ARG, "sf_shard_plan_encode: NULL argument");
+    SF_CHECK(p->finished, SF_ERR_ARG,
+             "%s: shard plan: encode() before finish() (a %s plan is only portable once it is "
+             "finished)", p->file, p->ops->name);
+    size_t start = out->len;
+    SF_CALL_GOTO(sf_buf_reserve(out, PLAN_HEADER_BYTES), done);
+    SF_CALL_GOTO(sf_buf_put_u32(out, PLAN_MAGIC), done);
+    SF_CALL_GOTO(sf_buf_put_u8(out, PLAN_FORMAT), done);
+    SF_CALL_GOTO(sf_buf_put_u8(out, (uint8_t)p->strategy), done);
+    SF_CALL_GOTO(sf_buf_put_u8(out, (uint8_t)p->key_type), done);
+    SF_CALL_GOTO(sf_buf_put_u32(out, (uint32_t)p->k), done);
+    /* key_col is -1 for size sharding: stored shifted so it stays unsigned. */
+    SF_CALL_GOTO(sf_buf_put_u32(out, (uint32_t)(p->key_col + 1)), done);
+    SF_CALL_GOTO(p->ops->encode(p, out), done);
+done:
+    /* All or nothing: a failed encode leaves out as the caller gave it. */
+    if (rc != SF_OK) out->len = start;
+    return rc;
+}
+
+/* A failure while reading the strategy's bytes, re-recorded as SF_ERR_ARG
+ * (the byte reader reports underflow as SF_ERR_PARSE, and the contract is
+ * one code for every malformed encoding) with the plan it was meant for. */
+static sf_status decode_failed(const sf_shard_plan *p, sf_status rc)
+{
+    if (rc == SF_ERR_NOMEM) return rc;
+    char msg[768];
+    snprintf(msg, sizeof msg, "%s", sf_error_message());
+    return sf_error_set(SF_ERR_ARG, __FILE__, __LINE__, "%s: encoded %s shard plan (K = %d): %s",
+                        p->file, p->ops->name, p->k, msg);
+}
+
+sf_status sf_shard_plan_decode(sf_shard_plan *p, const uint8_t *bytes, size_t n)
+{
+    SF_CHECK(p != NULL && (bytes != NULL || n == 0), SF_ERR_ARG,
+             "sf_shard_plan_decode: NULL argument");
+    SF_CHECK(!p->finished, SF_ERR_ARG,
+             "%s: shard plan: decode() into a plan that is already finished", p->file);
+    SF_CHECK(n >= PLAN_HEADER_BYTES, SF_ERR_ARG,
+             "%s: encoded shard plan: %zu bytes, shorter than its %d-byte header", p->file, n,
+             PLAN_HEADER_BYTES);
+    sf_rd r;
+    uint32_t magic, k, keycol1;
+    uint8_t format, strategy, key_type;
+    sf_rd_init(&r, bytes, n);
+    /* The length was checked above, so none of these reads can fail. */
+    if (sf_rd_u32(&r, &magic) != SF_OK || sf_rd_u8(&r, &format) != SF_OK ||
+        sf_rd_u8(&r, &strategy) != SF_OK || sf_rd_u8(&r, &key_type) != SF_OK ||
+        sf_rd_u32(&r, &k) != SF_OK || sf_rd_u32(&r, &keycol1) != SF_OK)
+        return decode_failed(p, SF_ERR_PARSE);
+    SF_CHECK(magic == PLAN_MAGIC, SF_ERR_ARG,
+             "%s: encoded shard plan: bad magic 0x%08x (expected 0x%08x): not a shard plan",
+             p->file, (unsigned)magic, (unsigned)PLAN_MAGIC);
+    SF_CHECK(format == PLAN_FORMAT, SF_ERR_ARG,
+             "%s: encoded shard plan: format version %u, this build reads version %d", p->file,
+             (unsigned)format, PLAN_FORMAT);
+    SF_CHECK(strategy == (uint8_t)p->strategy, SF_ERR_ARG,
+             "%s: encoded shard plan is for strategy '%s' (%u), this plan is '%s'", p->file,
+             strategy_name(strategy), (unsigned)strategy, p->ops->name);
+    SF_CHECK(k == (uint32_t)p->k, SF_ERR_ARG,
+             "%s: encoded %s shard plan has K = %u shards, this plan has K = %d", p->file,
+             p->ops->name, (unsigned)k, p->k);
+    SF_CHECK(key_type == (uint8_t)p->key_type, SF_ERR_ARG,
+             "%s: encoded %s shard plan has a key of type %u (%s), this plan's key '%s' is %s",
+             p->file, p->ops->name, (unsigned)key_type, sf_type_name((sf_type)key_type),
+             p->key ? p->key : "(none)", sf_type_name(p->key_type));
+    /* Column numbers are 1-based in messages, as in batch_key(); 0 is none. */
+    SF_CHECK(keycol1 == (uint32_t)(p->key_col + 1), SF_ERR_ARG,
+             "%s: encoded %s shard plan keys on column number %u, this plan on column number "
+             "%d (the schemas differ)", p->file, p->ops->name, (unsigned)keycol1, p->key_col + 1);
+    sf_status rc = p->ops->decode(p, bytes + r.off, n - r.off);
+    if (rc != SF_OK) return decode_failed(p, rc);
+    p->finished = true;
+    return SF_OK;
+}

@@ -24,6 +24,17 @@ typedef struct sf__shard_ops {
                        uint32_t *shard);
     /* Writes the strategy's own members into the open plan object. */
     void (*describe)(const sf_shard_plan *p, sf_json *j);
+    /* Appends the state finish() computed, as fixed-width little-endian
+     * bytes, after the header plan.c writes (magic, version, strategy, K,
+     * key type, key column). Only called on a finished plan. */
+    sf_status (*encode)(const sf_shard_plan *p, sf_buf *out);
+    /* Restores what encode wrote, from exactly bytes[0..n) (the header is
+     * already checked), so that route() and describe() behave as after
+     * finish(); plan.c then marks the plan finished. The bytes are
+     * untrusted: every count is bounded by the bytes left before anything
+     * is allocated from it, and a malformed encoding fails with a message
+     * and leaves p->impl as it was. */
+    sf_status (*decode)(sf_shard_plan *p, const uint8_t *bytes, size_t n);
     void (*destroy)(sf_shard_plan *p);   /* frees p->impl only */
 } sf__shard_ops;
 

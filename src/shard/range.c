@@ -480,6 +480,179 @@ static void range_describe(const sf_shard_plan *p, sf_json *j)
     sf_json_arr_end(j);
 }
 
+/* ---- portable state ----------------------------------------------------- */
+
+/* Body: shard.sample and shard.seed (u64, checked against this plan's
+ * config, since describe() reports them from it), m, rows, null_rows,
+ * nan_rows, nruns (u64), nsplit (u64) and the splitters, the K shard
+ * weights (u64), nheavy (u64) and the heavy keys (key, weight u64, shard
+ * u32). Keys travel as the 8 bytes of their int64 or float64 value. */
+#define RANGE_FIXED_BYTES (8 * 8)
+#define RANGE_HEAVY_BYTES 20
+
+static uint64_t key_bits(key64 v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+}
+
+static key64 bits_key(uint64_t u)
+{
+    key64 v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static sf_status range_encode(const sf_shard_plan *p, sf_buf *out)
+{
+    const range_plan *r = p->impl;
+    size_t k = (size_t)p->k;
+    SF_CALL(sf_buf_reserve(out, RANGE_FIXED_BYTES + 8 * (r->nsplit + k) + 8 +
+                                    RANGE_HEAVY_BYTES * r->nheavy));
+    SF_CALL(sf_buf_put_u64(out, r->want));
+    SF_CALL(sf_buf_put_u64(out, r->seed));
+    SF_CALL(sf_buf_put_u64(out, r->m));
+    SF_CALL(sf_buf_put_u64(out, r->rows));
+    SF_CALL(sf_buf_put_u64(out, r->null_rows));
+    SF_CALL(sf_buf_put_u64(out, r->nan_rows));
+    SF_CALL(sf_buf_put_u64(out, r->nruns));
+    SF_CALL(sf_buf_put_u64(out, r->nsplit));
+    for (size_t i = 0; i < r->nsplit; i++) SF_CALL(sf_buf_put_u64(out, key_bits(r->split[i])));
+    for (size_t s = 0; s < k; s++) SF_CALL(sf_buf_put_u64(out, r->shard_weight[s]));
+    SF_CALL(sf_buf_put_u64(out, r->nheavy));
+    for (size_t i = 0; i < r->nheavy; i++) {
+        SF_CALL(sf_buf_put_u64(out, key_bits(r->heavy[i].v)));
+        SF_CALL(sf_buf_put_u64(out, r->heavy[i].weight));
+        SF_CALL(sf_buf_put_u32(out, (uint32_t)r->heavy[i].shard));
+    }
+    return SF_OK;
+}
+
+static bool key_less(bool is_float, key64 a, key64 b) { return is_float ? a.f < b.f : a.i < b.i; }
+
+static sf_status range_decode(sf_shard_plan *p, const uint8_t *bytes, size_t n)
+{
+    sf_status rc = SF_OK;
+    range_plan *r = p->impl;
+    size_t k = (size_t)p->k;
+    key64 *split = NULL;
+    uint64_t *weight = NULL;
+    heavy_key *heavy = NULL;
+    uint64_t want, seed, m, rows, null_rows, nan_rows, nruns, nsplit, nheavy;
+    sf_rd rd;
+    sf_rd_init(&rd, bytes, n);
+
+    SF_CALL_GOTO(sf_rd_u64(&rd, &want), done);
+    SF_CALL_GOTO(sf_rd_u64(&rd, &seed), done);
+    SF_CHECK_GOTO(want == r->want && seed == r->seed, SF_ERR_ARG, done,
+                  "sampled with shard.sample = %llu and shard.seed = %llu, this plan has "
+                  "shard.sample = %llu and shard.seed = %llu",
+                  (unsigned long long)want, (unsigned long long)seed,
+                  (unsigned long long)r->want, (unsigned long long)r->seed);
+    SF_CALL_GOTO(sf_rd_u64(&rd, &m), done);
+    SF_CALL_GOTO(sf_rd_u64(&rd, &rows), done);
+    SF_CALL_GOTO(sf_rd_u64(&rd, &null_rows), done);
+    SF_CALL_GOTO(sf_rd_u64(&rd, &nan_rows), done);
+    SF_CALL_GOTO(sf_rd_u64(&rd, &nruns), done);
+    /* What finish() guarantees: the sample is at most the requested size
+     * and the observed rows, and has at most one run per sampled row. */
+    SF_CHECK_GOTO(m <= want && m <= rows, SF_ERR_ARG, done,
+                  "sample of %llu keys from %llu rows with shard.sample = %llu",
+                  (unsigned long long)m, (unsigned long long)rows, (unsigned long long)want);
+    SF_CHECK_GOTO(nruns <= m && (nruns == 0) == (m == 0), SF_ERR_ARG, done,
+                  "%llu distinct keys in a sample of %llu", (unsigned long long)nruns,
+                  (unsigned long long)m);
+    SF_CHECK_GOTO(r->is_float || nan_rows == 0, SF_ERR_ARG, done,
+                  "%llu NaN rows for a %s key", (unsigned long long)nan_rows,
+                  sf_type_name(p->key_type));
+
+    SF_CALL_GOTO(sf_rd_u64(&rd, &nsplit), done);
+    SF_CHECK_GOTO(nsplit < k && (nsplit == 0 || nsplit < nruns), SF_ERR_ARG, done,
+                  "%llu splitters for K = %zu shards and %llu distinct keys",
+                  (unsigned long long)nsplit, k, (unsigned long long)nruns);
+    SF_CHECK_GOTO(nsplit <= (n - rd.off) / 8, SF_ERR_ARG, done,
+                  "%llu splitters in the %zu bytes left", (unsigned long long)nsplit, n - rd.off);
+    split = malloc((size_t)(nsplit ? nsplit : 1) * sizeof *split);
+    SF_CHECK_GOTO(split != NULL, SF_ERR_NOMEM, done, "out of memory decoding %llu splitters",
+                  (unsigned long long)nsplit);
+    for (size_t i = 0; i < nsplit; i++) {
+        uint64_t u;
+        SF_CALL_GOTO(sf_rd_u64(&rd, &u), done);
+        split[i] = bits_key(u);
+        /* route() binary-searches the splitters: they must be ordered. */
+        SF_CHECK_GOTO(!r->is_float || split[i].f == split[i].f, SF_ERR_ARG, done,
+                      "splitter %zu is NaN", i);
+        SF_CHECK_GOTO(i == 0 || key_less(r->is_float, split[i - 1], split[i]), SF_ERR_ARG, done,
+                      "splitter %zu is not above splitter %zu", i, i - 1);
+    }
+
+    SF_CHECK_GOTO(k <= (n - rd.off) / 8, SF_ERR_ARG, done,
+                  "%zu shard weights in the %zu bytes left", k, n - rd.off);
+    weight = malloc(k * sizeof *weight);
+    SF_CHECK_GOTO(weight != NULL, SF_ERR_NOMEM, done, "out of memory decoding %zu shard weights", k);
+    uint64_t total = 0;
+    for (size_t s = 0; s < k; s++) {
+        SF_CALL_GOTO(sf_rd_u64(&rd, &weight[s]), done);
+        SF_CHECK_GOTO(weight[s] <= m - total, SF_ERR_ARG, done,
+                      "shard weights exceed the sample of %llu keys", (unsigned long long)m);
+        total += weight[s];
+    }
+    SF_CHECK_GOTO(total == m, SF_ERR_ARG, done, "shard weights sum to %llu, the sample has %llu",
+                  (unsigned long long)total, (unsigned long long)m);
+
+    SF_CALL_GOTO(sf_rd_u64(&rd, &nheavy), done);
+    SF_CHECK_GOTO(nheavy <= nruns, SF_ERR_ARG, done, "%llu heavy keys among %llu distinct keys",
+                  (unsigned long long)nheavy, (unsigned long long)nruns);
+    SF_CHECK_GOTO(nheavy <= (n - rd.off) / RANGE_HEAVY_BYTES, SF_ERR_ARG, done,
+                  "%llu heavy keys in the %zu bytes left", (unsigned long long)nheavy, n - rd.off);
+    if (nheavy > 0) {
+        heavy = malloc((size_t)nheavy * sizeof *heavy);
+        SF_CHECK_GOTO(heavy != NULL, SF_ERR_NOMEM, done, "out of memory decoding %llu heavy keys",
+                      (unsigned long long)nheavy);
+    }
+    for (size_t i = 0; i < nheavy; i++) {
+        uint64_t u, w;
+        uint32_t sh;
+        SF_CALL_GOTO(sf_rd_u64(&rd, &u), done);
+        SF_CALL_GOTO(sf_rd_u64(&rd, &w), done);
+        SF_CALL_GOTO(sf_rd_u32(&rd, &sh), done);
+        SF_CHECK_GOTO(w <= m && sh <= nsplit, SF_ERR_ARG, done,
+                      "heavy key %zu: %llu sample rows of %llu on shard %u of %llu used", i,
+                      (unsigned long long)w, (unsigned long long)m, (unsigned)sh,
+                      (unsigned long long)nsplit + 1);
+        heavy[i] = (heavy_key){bits_key(u), w, (int)sh};
+    }
+    SF_CHECK_GOTO(rd.off == n, SF_ERR_ARG, done, "%zu trailing bytes", n - rd.off);
+
+    /* Valid: replace whatever the plan held (an observed sample included,
+     * which finish() would have dropped too). */
+    free(r->cand);
+    free(r->split);
+    free(r->shard_weight);
+    free(r->heavy);
+    r->cand = NULL;
+    r->ncand = r->cand_cap = 0;
+    r->m = m;
+    r->rows = rows;
+    r->null_rows = null_rows;
+    r->nan_rows = nan_rows;
+    r->nruns = (size_t)nruns;
+    r->nsplit = (size_t)nsplit;
+    r->split = split;
+    r->shard_weight = weight;
+    r->nheavy = (size_t)nheavy;
+    r->heavy = heavy;
+    split = NULL;
+    weight = NULL;
+    heavy = NULL;
+done:
+    free(split);
+    free(weight);
+    free(heavy);
+    return rc;
+}
+
 static void range_destroy(sf_shard_plan *p)
 {
     range_plan *r = p->impl;
@@ -499,5 +672,7 @@ const sf__shard_ops sf__shard_range_ops = {
     .finish = range_finish,
     .route = range_route,
     .describe = range_describe,
+    .encode = range_encode,
+    .decode = range_decode,
     .destroy = range_destroy,
 };

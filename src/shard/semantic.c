@@ -395,10 +395,10 @@ static sf_status sem_init(sf_shard_plan *p, const sf_shard_config *cfg)
     return SF_OK;
 }
 
-static void sem_destroy(sf_shard_plan *p)
+/* Frees and zeroes everything but map_path (which comes from the config
+ * and outlives a decode that replaces the rest). */
+static void sem_clear(sem_plan *s)
 {
-    sem_plan *s = p->impl;
-    free(s->map_path);
     sf_buf_fini(&s->arena);
     free(s->keys);
     free(s->kslots);
@@ -408,6 +408,19 @@ static void sem_destroy(sf_shard_plan *p)
     free(s->by_shard);
     free(s->shard_start);
     free(s->load);
+    char *map_path = s->map_path;
+    bool is_string = s->is_string;
+    memset(s, 0, sizeof *s);
+    sf_buf_init(&s->arena);
+    s->map_path = map_path;
+    s->is_string = is_string;
+}
+
+static void sem_destroy(sf_shard_plan *p)
+{
+    sem_plan *s = p->impl;
+    sem_clear(s);
+    free(s->map_path);
     free(s);
     p->impl = NULL;
 }
@@ -736,6 +749,210 @@ static void sem_describe(const sf_shard_plan *p, sf_json *j)
     sf_json_arr_end(j);
 }
 
+/* ---- portable state ----------------------------------------------------- */
+
+/* Body: has_map (u8, checked against this plan's config, since describe()
+ * reports the map from it), rows and null_rows (u64); the groups (u64
+ * count) in describe()'s order, shard by shard in packing order, each as
+ * shard (u32), unmapped (u8), rows (u64) and, for groups of the map, the
+ * name (u32 length, bytes); then the keys (u64 count), each as its bytes
+ * (u32 length, bytes) or its int64, and the index of its group in that
+ * order (u32). A group of an unmapped key carries no name: it is named
+ * after its one key, as finish() names it. Key row counts and map lines
+ * are pre-pass scratch that neither route() nor describe() reads, and are
+ * not carried. */
+#define SEM_GROUP_MIN_BYTES 13
+#define SEM_STR_KEY_MIN_BYTES 8
+#define SEM_INT_KEY_MIN_BYTES 12
+
+static sf_status sem_encode(const sf_shard_plan *p, sf_buf *out)
+{
+    sf_status rc = SF_OK;
+    const sem_plan *s = p->impl;
+    /* Position of each group in describe()'s order, which is the order the
+     * groups are written in and the index the keys refer to. */
+    uint32_t *pos = malloc((s->ngroups ? s->ngroups : 1) * sizeof *pos);
+    SF_CHECK(pos != NULL, SF_ERR_NOMEM, "out of memory encoding %zu groups", s->ngroups);
+    for (size_t i = 0; i < s->ngroups; i++) pos[s->by_shard[i]] = (uint32_t)i;
+    SF_CALL_GOTO(sf_buf_reserve(out, 25 + s->ngroups * SEM_GROUP_MIN_BYTES +
+                                         s->nkeys * SEM_INT_KEY_MIN_BYTES + s->arena.len),
+                 done);
+    SF_CALL_GOTO(sf_buf_put_u8(out, s->map_path != NULL), done);
+    SF_CALL_GOTO(sf_buf_put_u64(out, s->rows), done);
+    SF_CALL_GOTO(sf_buf_put_u64(out, s->null_rows), done);
+    SF_CALL_GOTO(sf_buf_put_u64(out, s->ngroups), done);
+    for (size_t i = 0; i < s->ngroups; i++) {
+        const sem_group *g = &s->groups[s->by_shard[i]];
+        SF_CALL_GOTO(sf_buf_put_u32(out, g->shard), done);
+        SF_CALL_GOTO(sf_buf_put_u8(out, g->unmapped), done);
+        SF_CALL_GOTO(sf_buf_put_u64(out, g->rows), done);
+        if (!g->unmapped)
+            SF_CALL_GOTO(sf_buf_put_str(out, arena_at(s, g->name_off), g->name_len), done);
+    }
+    SF_CALL_GOTO(sf_buf_put_u64(out, s->nkeys), done);
+    for (size_t i = 0; i < s->nkeys; i++) {
+        const sem_key *k = &s->keys[i];
+        if (s->is_string)
+            SF_CALL_GOTO(sf_buf_put_str(out, arena_at(s, k->soff), k->slen), done);
+        else
+            SF_CALL_GOTO(sf_buf_put_i64(out, k->ival), done);
+        SF_CALL_GOTO(sf_buf_put_u32(out, pos[k->group]), done);
+    }
+done:
+    free(pos);
+    return rc;
+}
+
+static sf_status sem_decode(sf_shard_plan *p, const uint8_t *bytes, size_t n)
+{
+    sf_status rc = SF_OK;
+    sem_plan *s = p->impl;
+    size_t k = (size_t)p->k;
+    /* Built aside and swapped in only once every check has passed, so a
+     * bad encoding leaves the plan as it was. */
+    sem_plan t;
+    memset(&t, 0, sizeof t);
+    sf_buf_init(&t.arena);
+    t.is_string = s->is_string;
+    uint32_t *owner = NULL;   /* unmapped group -> its one key + 1 */
+    uint8_t has_map;
+    uint64_t ngroups, nkeys, total = 0;
+    sf_rd rd;
+    sf_rd_init(&rd, bytes, n);
+
+    SF_CALL_GOTO(sf_rd_u8(&rd, &has_map), done);
+    SF_CHECK_GOTO(has_map <= 1, SF_ERR_ARG, done, "map flag %u", (unsigned)has_map);
+    SF_CHECK_GOTO(has_map == (s->map_path != NULL), SF_ERR_ARG, done,
+                  "planned %s a shard.map, this plan has %s", has_map ? "with" : "without",
+                  s->map_path != NULL ? "one" : "none");
+    SF_CALL_GOTO(sf_rd_u64(&rd, &t.rows), done);
+    SF_CALL_GOTO(sf_rd_u64(&rd, &t.null_rows), done);
+
+    SF_CALL_GOTO(sf_rd_u64(&rd, &ngroups), done);
+    SF_CHECK_GOTO(ngroups <= SEM_MAX_ENTRIES && ngroups <= (n - rd.off) / SEM_GROUP_MIN_BYTES,
+                  SF_ERR_ARG, done, "%llu groups in the %zu bytes left",
+                  (unsigned long long)ngroups, n - rd.off);
+    size_t ng = (size_t)ngroups;
+    t.groups = malloc((ng ? ng : 1) * sizeof *t.groups);
+    t.groups_cap = ng;   /* exactly ng, so group_new() never grows it */
+    t.by_shard = malloc((ng ? ng : 1) * sizeof *t.by_shard);
+    t.shard_start = calloc(k + 1, sizeof *t.shard_start);
+    t.load = calloc(k, sizeof *t.load);
+    owner = calloc(ng ? ng : 1, sizeof *owner);
+    SF_CHECK_GOTO(t.groups && t.by_shard && t.shard_start && t.load && owner, SF_ERR_NOMEM, done,
+                  "out of memory decoding %zu groups", ng);
+    uint32_t prev_shard = 0;
+    for (size_t i = 0; i < ng; i++) {
+        uint32_t sh;
+        uint8_t unmapped;
+        uint64_t rows;
+        size_t gi;
+        SF_CALL_GOTO(sf_rd_u32(&rd, &sh), done);
+        SF_CALL_GOTO(sf_rd_u8(&rd, &unmapped), done);
+        SF_CALL_GOTO(sf_rd_u64(&rd, &rows), done);
+        /* describe() walks the groups shard by shard. */
+        SF_CHECK_GOTO(sh < k && sh >= prev_shard, SF_ERR_ARG, done,
+                      "group %zu on shard %u, after shard %u, with K = %zu", i, (unsigned)sh,
+                      (unsigned)prev_shard, k);
+        SF_CHECK_GOTO(unmapped <= 1 && (unmapped || has_map), SF_ERR_ARG, done,
+                      "group %zu: unmapped flag %u %s a shard.map", i, (unsigned)unmapped,
+                      has_map ? "with" : "without");
+        SF_CHECK_GOTO(rows <= UINT64_MAX - total, SF_ERR_ARG, done, "group rows overflow");
+        if (unmapped) {
+            /* Named after its key once the keys are read. */
+            SF_CALL_GOTO(group_new(&t, 0, 0, true, &gi), done);
+        } else {
+            const char *name;
+            size_t len;
+            SF_CALL_GOTO(sf_rd_str(&rd, &name, &len), done);
+            SF_CHECK_GOTO(len > 0, SF_ERR_ARG, done, "group %zu of the map has an empty name", i);
+            SF_CALL_GOTO(group_add(&t, name, len, false, &gi), done);
+        }
+        t.groups[gi].rows = rows;
+        t.groups[gi].shard = sh;
+        t.by_shard[i] = (uint32_t)gi;
+        t.shard_start[sh + 1]++;
+        t.load[sh] += rows;
+        total += rows;
+        prev_shard = sh;
+    }
+    for (size_t i = 0; i < k; i++) t.shard_start[i + 1] += t.shard_start[i];
+    SF_CHECK_GOTO(total == t.rows, SF_ERR_ARG, done,
+                  "group rows sum to %llu, the pre-pass counted %llu rows",
+                  (unsigned long long)total, (unsigned long long)t.rows);
+
+    SF_CALL_GOTO(sf_rd_u64(&rd, &nkeys), done);
+    size_t key_min = t.is_string ? SEM_STR_KEY_MIN_BYTES : SEM_INT_KEY_MIN_BYTES;
+    SF_CHECK_GOTO(nkeys <= SEM_MAX_ENTRIES && nkeys <= (n - rd.off) / key_min, SF_ERR_ARG, done,
+                  "%llu keys in the %zu bytes left", (unsigned long long)nkeys, n - rd.off);
+    if (nkeys > 0) {
+        t.keys = malloc((size_t)nkeys * sizeof *t.keys);
+        SF_CHECK_GOTO(t.keys != NULL, SF_ERR_NOMEM, done, "out of memory decoding %llu keys",
+                      (unsigned long long)nkeys);
+        t.keys_cap = (size_t)nkeys;
+    }
+    for (size_t i = 0; i < (size_t)nkeys; i++) {
+        const char *str = NULL;
+        size_t len = 0, idx;
+        int64_t iv = 0;
+        uint64_t h;
+        uint32_t gi;
+        if (t.is_string) {
+            SF_CALL_GOTO(sf_rd_str(&rd, &str, &len), done);
+            h = sf__shard_hash_bytes(str, len);
+        } else {
+            SF_CALL_GOTO(sf_rd_i64(&rd, &iv), done);
+            h = int_hash(iv);
+        }
+        SF_CALL_GOTO(sf_rd_u32(&rd, &gi), done);
+        SF_CHECK_GOTO(gi < ng, SF_ERR_ARG, done, "key %zu is in group %u of %zu", i,
+                      (unsigned)gi, ng);
+        SF_CALL_GOTO(key_upsert(&t, h, iv, str, len, &idx), done);
+        SF_CHECK_GOTO(idx == i, SF_ERR_ARG, done, "key %zu repeats key %zu", i, idx);
+        sem_group *g = &t.groups[gi];
+        if (g->unmapped) {
+            SF_CHECK_GOTO(owner[gi] == 0, SF_ERR_ARG, done,
+                          "keys %u and %zu share the group of an unmapped key", owner[gi] - 1, i);
+            owner[gi] = (uint32_t)i + 1;
+        } else {
+            t.map_keys++;
+        }
+        t.keys[i].group = (int64_t)gi;
+        t.keys[i].shard = g->shard;
+    }
+    /* Name each lone group after its key, as finish() does. */
+    char num[32];
+    for (size_t g = 0; g < ng; g++) {
+        if (!t.groups[g].unmapped) continue;
+        SF_CHECK_GOTO(owner[g] != 0, SF_ERR_ARG, done, "group %zu of an unmapped key has no key",
+                      g);
+        const sem_key *key = &t.keys[owner[g] - 1];
+        if (t.is_string) {
+            t.groups[g].name_off = key->soff;
+            t.groups[g].name_len = key->slen;
+        } else {
+            size_t len = (size_t)snprintf(num, sizeof num, "%" PRId64, key->ival);
+            SF_CALL_GOTO(arena_add(&t, num, len, &t.groups[g].name_off), done);
+            t.groups[g].name_len = (uint32_t)len;
+        }
+        t.unmapped_keys++;
+    }
+    SF_CHECK_GOTO(rd.off == n, SF_ERR_ARG, done, "%zu trailing bytes", n - rd.off);
+
+    /* Valid: replace the plan's tables (the map as loaded and any observed
+     * counts) with the decoded ones; map_path stays. */
+    t.map_path = s->map_path;
+    s->map_path = NULL;
+    sem_clear(s);
+    *s = t;
+    memset(&t, 0, sizeof t);
+    sf_buf_init(&t.arena);
+done:
+    sem_clear(&t);
+    free(owner);
+    return rc;
+}
+
 const sf__shard_ops sf__shard_semantic_ops = {
     .name = "semantic",
     .needs_prepass = true,
@@ -744,5 +961,7 @@ const sf__shard_ops sf__shard_semantic_ops = {
     .finish = sem_finish,
     .route = sem_route,
     .describe = sem_describe,
+    .encode = sem_encode,
+    .decode = sem_decode,
     .destroy = sem_destroy,
 };

@@ -146,6 +146,36 @@ static void size_describe(const sf_shard_plan *p, sf_json *j)
     sf_json_uint(j, s->data_bytes);
 }
 
+/* Body: total_rows, data_start, data_bytes (u64 each), as finish() kept
+ * them; routing is a closed form of these three. */
+static sf_status size_encode(const sf_shard_plan *p, sf_buf *out)
+{
+    const size_plan *s = p->impl;
+    SF_CALL(sf_buf_put_u64(out, s->total_rows));
+    SF_CALL(sf_buf_put_u64(out, s->data_start));
+    return sf_buf_put_u64(out, s->data_bytes);
+}
+
+static sf_status size_decode(sf_shard_plan *p, const uint8_t *bytes, size_t n)
+{
+    size_plan *s = p->impl;
+    uint64_t total_rows, data_start, data_bytes;
+    sf_rd rd;
+    sf_rd_init(&rd, bytes, n);
+    SF_CALL(sf_rd_u64(&rd, &total_rows));
+    SF_CALL(sf_rd_u64(&rd, &data_start));
+    SF_CALL(sf_rd_u64(&rd, &data_bytes));
+    SF_CHECK(rd.off == n, SF_ERR_ARG, "%zu trailing bytes", n - rd.off);
+    /* The same condition finish() enforces: a plan that knows neither the
+     * row count nor the byte size could not have been finished. */
+    SF_CHECK(total_rows != UINT64_MAX || data_bytes > 0, SF_ERR_ARG,
+             "size-sharding state knows neither the row count nor the byte size of the input");
+    s->total_rows = total_rows;
+    s->data_start = data_start;
+    s->data_bytes = data_bytes;
+    return SF_OK;
+}
+
 static void size_destroy(sf_shard_plan *p)
 {
     free(p->impl);
@@ -160,5 +190,7 @@ const sf__shard_ops sf__shard_size_ops = {
     .finish = size_finish,
     .route = size_route,
     .describe = size_describe,
+    .encode = size_encode,
+    .decode = size_decode,
     .destroy = size_destroy,
 };

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""result.json is byte-identical across rank counts, thread counts, static and
-dynamic distribution (and input formats), and equal to a sequential reference
+"""result.json is byte-identical across rank counts, thread counts, static,
+dynamic and parallel-read distribution (with and without the exchange of
+records; and input formats), and equal to a sequential reference
 computed here independently from the CSV text with exact rational arithmetic.
 
 usage: determinism.py MPIEXEC SHARDFLOW STRATEGY [--formats]
@@ -134,12 +135,23 @@ def main():
     wf = os.path.join(tmp, "wf.yaml")
     workflow(wf, f"{{format: csv, path: {data}, batch_rows: 4096}}")
     outputs = {}
-    for np_, threads, mode in itertools.product((1, 2, 3, 4), (1, 2), ("static", "dynamic")):
+    modes = ["static", "dynamic", "parallel-read"]
+    if STRATEGY != "size":
+        modes.append("parallel-read-noexchange")
+    for np_, threads, mode in itertools.product((1, 2, 3, 4), (1, 2), modes):
+        if mode == "parallel-read-noexchange" and threads == 2:
+            continue
         out = os.path.join(tmp, f"out-{np_}-{threads}-{mode}")
-        # Dynamic runs also split every message into chunks of 777 bytes.
-        chunk = ["--set", "distribute.chunk_bytes=777"] if mode == "dynamic" else []
+        # Dynamic and parallel-read runs also split every message (and every
+        # all-to-all) into chunks of 777 bytes.
+        chunk = ["--set", "distribute.chunk_bytes=777"] if mode != "static" else []
+        if mode == "parallel-read-noexchange":
+            chunk += ["--set", "distribute.exchange=never"]
+            mode_set = "parallel-read"
+        else:
+            mode_set = mode
         run([MPIEXEC, "-np", str(np_), "--oversubscribe", "--bind-to", "none", "-x", f"OMP_NUM_THREADS={threads}",
-             BINARY, "run", wf, "--out", out, "--set", f"distribute.mode={mode}"] + chunk)
+             BINARY, "run", wf, "--out", out, "--set", f"distribute.mode={mode_set}"] + chunk)
         with open(os.path.join(out, "result.json"), "rb") as f:
             outputs[(np_, threads, mode)] = f.read()
         with open(os.path.join(out, "run.json")) as f:
@@ -164,10 +176,10 @@ def main():
                            ("synthetic", f"{{format: synthetic, generator: requests, rows: {ROWS}, seed: {SEED}, batch_rows: 3000}}")):
             wf2 = os.path.join(tmp, f"wf-{name}.yaml")
             workflow(wf2, spec)
-            for np_ in (1, 3):
-                out = os.path.join(tmp, f"out-{name}-{np_}")
+            for np_, mode in ((1, "dynamic"), (3, "dynamic"), (3, "parallel-read"), (4, "parallel-read")):
+                out = os.path.join(tmp, f"out-{name}-{np_}-{mode}")
                 run([MPIEXEC, "-np", str(np_), "--oversubscribe", "--bind-to", "none", BINARY, "run", wf2,
-                     "--out", out, "--set", "distribute.mode=dynamic"])
+                     "--out", out, "--set", f"distribute.mode={mode}"])
                 with open(os.path.join(out, "result.json"), "rb") as f:
                     if f.read() != base:
                         sys.exit(f"FAIL: {name} input at -np {np_} gives a different result.json than CSV")

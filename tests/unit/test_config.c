@@ -555,7 +555,7 @@ static const edit_case edit_cases[] = {
     /* enum values */
     {"  strategy: hash\n", "  strategy: hsah\n", "hsah", "shard.strategy",
      "unknown value 'hsah'; did you mean 'hash'? (allowed: size, hash, range, semantic)"},
-    {"  mode: static\n", "  mode: eager\n", "eager", "distribute.mode", "unknown value 'eager' (allowed: static, dynamic)"},
+    {"  mode: static\n", "  mode: eager\n", "eager", "distribute.mode", "unknown value 'eager' (allowed: static, dynamic, parallel-read)"},
     {"  format: csv\n", "  format: parquet\n", "parquet", "input.format",
      "unknown value 'parquet' (allowed: csv, hdf5, synthetic)"},
     {"  path: data.csv\n", "  path: data.csv\n  on_bad_row: ignore\n", "ignore", "input.on_bad_row",

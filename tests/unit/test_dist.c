@@ -813,7 +813,7 @@ static void run_pass(sf_dist_mode mode, int threads, size_t morsel)
     sf_exec *x = NULL;
     assert_int_equal(sf_exec_create(xa, NAGENTS, threads, morsel, &x), SF_OK);
     sf_distribute_config dc = {.mode = mode, .memory_budget = (uint64_t)1 << 20, .morsel_rows = morsel,
-                               .chunk_bytes = INT_MAX};
+                               .chunk_bytes = INT_MAX, .overlap = true, .batch_pieces = true, .pools = true};
     sf_dist_stats st;
     assert_int_equal(sf_dist_stats_init(&st, PASS_K), SF_OK);
     assert_int_equal(sf_reader_rewind(F.rd), SF_OK);
@@ -910,7 +910,8 @@ static void test_pass_schema_mismatch(void **st)
     sf_exec *x = NULL;
     assert_int_equal(sf_exec_create(&xa, 1, 2, 1000, &x), SF_OK);
     sf_distribute_config dc = {.mode = SF_DIST_STATIC, .memory_budget = (uint64_t)1 << 20,
-                               .morsel_rows = 1000, .chunk_bytes = INT_MAX};
+                               .morsel_rows = 1000, .chunk_bytes = INT_MAX, .overlap = true,
+                               .batch_pieces = true, .pools = true};
     sf_dist_stats ds;
     assert_int_equal(sf_dist_stats_init(&ds, PASS_K), SF_OK);
     assert_int_equal(sf_reader_rewind(F.rd), SF_OK);
