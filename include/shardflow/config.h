@@ -123,12 +123,23 @@ typedef struct sf_workflow {
     char **plugins;               /* plugins: shared objects to load (paths resolved like input.path) */
     sf_checkpoint_config checkpoint; /* checkpoint: (src/fault) */
     sf_fault_config fault;        /* fault: (src/fault) */
+    bool cache_enabled;           /* cache.enabled: reuse stored stage results (default false) */
+    char *cache_dir;              /* cache.dir, default NULL (OUTDIR/cache) */
     sf_cfg_node *root;            /* the resolved tree */
     char config_hash[17];         /* xxh64 of the canonical resolved tree, hex */
     char result_hash[17];         /* the same over the keys that can change result.json: everything
                                    * but threads, output, distribute, checkpoint and fault (those may
                                    * change between a run and its restart) */
 } sf_workflow;
+
+/* The result-relevant configuration of pass `level` and the passes before
+ * it, as 16 hex digits: xxh64 over the tree without the run-only keys
+ * (threads, output, distribute, checkpoint, fault, cache), the workflow's
+ * name and the stages and synthesis, followed by every stage whose level is
+ * at most `level` (in file order). A later stage or the synthesis can
+ * change without changing it (the stage result cache's key). Empty if out
+ * of memory. Not collective. */
+void sf_workflow_level_hash(const sf_workflow *w, int level, char out[17]);
 
 /* Loads path, applies sets ("key.path=value", sequences indexed by number:
  * "stages.0.agents.1.column=bytes"), validates. Errors name file, line and

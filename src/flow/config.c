@@ -797,6 +797,20 @@ static sf_status load_checkpoint(const load_ctx *c, sf_workflow *w, const sf_cfg
     return SF_OK;
 }
 
+static sf_status load_cache(const load_ctx *c, sf_workflow *w, const sf_cfg_node *root)
+{
+    static const char *const keys[] = {"enabled", "dir", NULL};
+    const sf_cfg_node *map, *v;
+    SF_CALL(opt_map(c, sf_cfg_get(root, "cache"), "cache", NULL, &map));
+    SF_CALL(check_keys(c, map, "cache", keys, NULL));
+    if ((v = sf_cfg_get(map, "enabled")) != NULL) SF_CALL(parse_bool(c, v, "cache.enabled", &w->cache_enabled));
+    if ((v = sf_cfg_get(map, "dir")) != NULL) {
+        SF_CALL(parse_string(c, v, "cache.dir", &w->cache_dir));
+        SF_CALL(resolve_path(c, v, &w->cache_dir));
+    }
+    return SF_OK;
+}
+
 static sf_status load_fault(const load_ctx *c, sf_workflow *w, const sf_cfg_node *root)
 {
     static const char *const keys[] = {"inject",       "seed",  "max_attempts", "backoff",   "task_timeout",
@@ -1154,7 +1168,7 @@ static sf_status validate(load_ctx *c, sf_workflow *w)
 {
     static const char *const keys[] = {"name",   "input", "shard",     "distribute", "threads",    "output",
                                        "stages", "seed",  "synthesis", "plugins",    "checkpoint", "fault",
-                                       NULL};
+                                       "cache",  NULL};
     const sf_cfg_node *root = w->root, *v;
     if (root == NULL)
         return FAIL(c, NULL, 1, "", "the workflow is empty; it needs at least name, input and stages");
@@ -1168,6 +1182,7 @@ static sf_status validate(load_ctx *c, sf_workflow *w)
     SF_CALL(load_shard(c, w, root));
     SF_CALL(load_distribute(c, w, root));
     SF_CALL(load_checkpoint(c, w, root));
+    SF_CALL(load_cache(c, w, root));
     SF_CALL(load_fault(c, w, root));
     if ((v = sf_cfg_get(root, "threads")) != NULL) {
         uint64_t u;
@@ -1381,7 +1396,7 @@ static sf_status encode_node(const sf_cfg_node *n, sf_buf *b)
 /* The keys a restart may change without changing result.json. */
 static bool run_only_key(const char *key)
 {
-    static const char *const keys[] = {"threads", "output", "distribute", "checkpoint", "fault", NULL};
+    static const char *const keys[] = {"threads", "output", "distribute", "checkpoint", "fault", "cache", NULL};
     return in_list(keys, key);
 }
 
@@ -1412,6 +1427,33 @@ static sf_status compute_hash(sf_workflow *w)
     }
     sf_buf_fini(&b);
     return rc;
+}
+
+void sf_workflow_level_hash(const sf_workflow *w, int level, char out[17])
+{
+    sf_buf b;
+    sf_buf_init(&b);
+    const sf_cfg_node *r = w->root;
+    const sf_cfg_node *stages = sf_cfg_get(r, "stages");
+    sf_status rc = sf_buf_put_u8(&b, 'L');
+    for (size_t i = 0; i < r->n && rc == SF_OK; i++) {
+        const char *k = r->keys[i];
+        if (run_only_key(k) || strcmp(k, "stages") == 0 || strcmp(k, "synthesis") == 0 || strcmp(k, "name") == 0)
+            continue;
+        rc = sf_buf_put_str(&b, k, strlen(k));
+        if (rc == SF_OK) rc = encode_node(r->items[i], &b);
+    }
+    for (int s = 0; s < w->nstages && rc == SF_OK && stages != NULL && stages->kind == SF_NODE_SEQ; s++) {
+        if (w->level[s] > level || (size_t)s >= stages->n) continue;
+        rc = sf_buf_put_u64(&b, (uint64_t)s);
+        if (rc == SF_OK) rc = encode_node(stages->items[s], &b);
+    }
+    /* Out of memory: an empty key, which the cache never uses. */
+    if (rc == SF_OK)
+        (void)snprintf(out, 17, "%016" PRIx64, (uint64_t)XXH64(b.data, b.len, 0));
+    else
+        out[0] = '\0';
+    sf_buf_fini(&b);
 }
 
 
@@ -1494,6 +1536,7 @@ void sf_workflow_destroy(sf_workflow **pw)
     free(w->order);
     free(w->level);
     free(w->out_dir);
+    free(w->cache_dir);
     for (int k = 0; k < w->nplugins && w->plugins; k++) free(w->plugins[k]);
     free(w->plugins);
     sf__cfg_node_free(w->root);

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "core/fs.h"
 #include "shardflow/agent.h"
 #include "shardflow/checkpoint.h"
@@ -108,6 +110,13 @@ typedef struct run {
     uint64_t resume_rows;     /* rows of pass resume_level already done */
     char ck_notes[2048];
     int stop_signal;          /* the signal that stopped the run, 0 */
+    /* The stage result cache (rank 0). */
+    bool cache_on;
+    char cache_root[4200];
+    uint64_t code_id;         /* xxh64 of the executable and the plugins */
+    int cache_hits;           /* passes reused */
+    int cache_written;
+    int cache_failed;
 } run;
 
 
@@ -823,14 +832,29 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
                          (w->distribute.exchange == SF_EXCHANGE_ALWAYS ||
                           (w->distribute.exchange == SF_EXCHANGE_AUTO && w->shard.strategy != SF_SHARD_SIZE)));
     sf_json_obj_end(&j);
+    sf_json_key(&j, "cache");
+    sf_json_obj_begin(&j);
+    sf_json_key(&j, "enabled");
+    sf_json_bool(&j, R->cache_on);
+    if (R->cache_on) {
+        sf_json_key(&j, "dir");
+        sf_json_str(&j, R->cache_root);
+        sf_json_key(&j, "passes_reused");
+        sf_json_int(&j, R->cache_hits);
+        sf_json_key(&j, "entries_written");
+        sf_json_int(&j, R->cache_written);
+        sf_json_key(&j, "entries_failed");
+        sf_json_int(&j, R->cache_failed);
+    }
+    sf_json_obj_end(&j);
     sf_json_key(&j, "restart");
     sf_json_obj_begin(&j);
     sf_json_key(&j, "resumed");
-    sf_json_bool(&j, R->resumed);
+    sf_json_bool(&j, R->resumed && R->cache_hits == 0);
     sf_json_key(&j, "from_sequence");
     sf_json_uint(&j, R->resumed ? R->ck.sequence : 0);
     sf_json_key(&j, "passes_restored");
-    sf_json_int(&j, R->resumed ? R->resume_level : 0);
+    sf_json_int(&j, R->resumed && R->cache_hits == 0 ? R->resume_level : 0);
     sf_json_key(&j, "rows_restored");
     sf_json_uint(&j, R->resumed ? R->resume_rows : 0);
     sf_json_key(&j, "notes");
@@ -1048,8 +1072,12 @@ static void ckpt_point(const char *point, void *ctx)
 /* Rank 0: writes a checkpoint holding passes [0, level) complete and, when
  * cur != NULL, pass `level` in progress with the reduced states cur_bytes
  * and totals cur_tot, at boundary st. */
-static sf_status write_checkpoint(run *R, int level, const uint8_t *cur_bytes, size_t cur_len,
-                                  const uint64_t *cur_tot, const sf_dist_stats *st)
+/* Writes the passes before `level` (and, with cur_bytes, the one in
+ * progress) to dir under the identity hash; cache entries (cache) are
+ * counted apart from checkpoints. */
+static sf_status write_ckpt_file(run *R, const char *dir, const char *hash, bool cache, int level,
+                                 const uint8_t *cur_bytes, size_t cur_len, const uint64_t *cur_tot,
+                                 const sf_dist_stats *st)
 {
     const sf_workflow *w = R->w;
     sf_ckpt c;
@@ -1057,9 +1085,9 @@ static sf_status write_checkpoint(run *R, int level, const uint8_t *cur_bytes, s
     sf_status rc = SF_OK;
     double t0 = sf_comm_wtime();
     c.format_version = SF_CKPT_FORMAT_VERSION;
-    snprintf(c.config_hash, sizeof c.config_hash, "%s", w->result_hash);
+    snprintf(c.config_hash, sizeof c.config_hash, "%s", hash);
     snprintf(c.input_id, sizeof c.input_id, "%s", R->input_id);
-    c.sequence = ++R->ck_seq;
+    c.sequence = cache ? 1 : ++R->ck_seq;
     c.ranks = sf_comm_size();
     c.threads = R->threads;
     c.nlevels = R->nlevels;
@@ -1103,8 +1131,22 @@ static sf_status write_checkpoint(run *R, int level, const uint8_t *cur_bytes, s
                                        tot[4 * (size_t)k + (size_t)a], p, (size_t)n);
         }
     }
+    if (rc == SF_OK && cache) {
+        rc = sf__mkdir_p(dir);
+        if (rc == SF_OK) rc = sf_ckpt_write(dir, &c, NULL, NULL);
+        if (rc != SF_OK) {
+            fprintf(stderr, "shardflow: warning: cache entry %s not written: %s; the run goes on\n", dir,
+                    sf_error_message());
+            R->cache_failed++;
+            rc = SF_OK;
+        } else {
+            R->cache_written++;
+        }
+        sf_ckpt_fini(&c);
+        return rc;
+    }
     if (rc == SF_OK) {
-        rc = sf_ckpt_write(R->ckdir, &c, ckpt_point, NULL);
+        rc = sf_ckpt_write(dir, &c, ckpt_point, NULL);
         if (rc != SF_OK) {
             /* The previous checkpoint stands; the run goes on (a full
              * disk should not end a run that is otherwise fine). */
@@ -1128,6 +1170,119 @@ static sf_status write_checkpoint(run *R, int level, const uint8_t *cur_bytes, s
     R->ck_seconds += sf_comm_wtime() - t0;
     sf_ckpt_fini(&c);
     return rc;
+}
+
+static sf_status write_checkpoint(run *R, int level, const uint8_t *cur_bytes, size_t cur_len,
+                                  const uint64_t *cur_tot, const sf_dist_stats *st)
+{
+    return write_ckpt_file(R, R->ckdir, R->w->result_hash, false, level, cur_bytes, cur_len, cur_tot, st);
+}
+
+/* ---- the stage result cache ---- */
+
+/* Adds the bytes of a file to the hash; a file that cannot be read adds
+ * its name and errno instead (it then never matches a readable one). */
+static void hash_file(XXH64_state_t *h, const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    char buf[1 << 16];
+    ssize_t n = -1;
+    if (fd >= 0) {
+        while ((n = read(fd, buf, sizeof buf)) > 0) XXH64_update(h, buf, (size_t)n);
+        close(fd);
+    }
+    if (fd < 0 || n < 0) {
+        XXH64_update(h, path, strlen(path));
+        int e = errno;
+        XXH64_update(h, &e, sizeof e);
+    }
+}
+
+/* The code's identity: the executable itself and every plugin, so that a
+ * rebuilt binary or plugin never reuses results of another build. */
+static uint64_t code_identity(const sf_run_options *o, const sf_workflow *w)
+{
+    XXH64_state_t *h = XXH64_createState();
+    if (h == NULL) return 0;
+    XXH64_reset(h, 0);
+    hash_file(h, "/proc/self/exe");
+    for (int i = 0; i < o->nplugins; i++) hash_file(h, o->plugins[i]);
+    for (int i = 0; i < w->nplugins; i++) hash_file(h, w->plugins[i]);
+    uint64_t v = XXH64_digest(h);
+    XXH64_freeState(h);
+    return v;
+}
+
+/* The key of pass l: the result-relevant configuration of the passes up to
+ * it, the code, the input's identity and, with on_bad_row: skip, the
+ * columns every pass loads (they decide which rows are skipped). Empty if
+ * none can be made. */
+static void cache_key(const run *R, int l, char out[17])
+{
+    char cfg[17];
+    sf_workflow_level_hash(R->w, l, cfg);
+    out[0] = '\0';
+    if (cfg[0] == '\0' || R->code_id == 0) return;
+    XXH64_state_t *h = XXH64_createState();
+    if (h == NULL) return;
+    XXH64_reset(h, 0);
+    const char tag[] = "shardflow stage cache 1";
+    XXH64_update(h, tag, sizeof tag);
+    XXH64_update(h, cfg, 16);
+    XXH64_update(h, &R->code_id, sizeof R->code_id);
+    XXH64_update(h, R->input_id, strlen(R->input_id) + 1);
+    /* Under on_bad_row: fail a column's values only decide whether the run
+     * fails, never which rows count. */
+    for (int k = 0; k < R->nlevels && R->w->input.on_bad_row == SF_BAD_ROW_SKIP; k++)
+        for (int c = 0; c < R->levels[k].ncols; c++) {
+            const char *name = R->schema.fields[R->levels[k].cols[c]].name;
+            XXH64_update(h, name, strlen(name) + 1);
+        }
+    (void)snprintf(out, 17, "%016" PRIx64, (uint64_t)XXH64_digest(h));
+    XXH64_freeState(h);
+}
+
+/* Rank 0: the longest run of passes stored under their keys becomes a
+ * restart from pass n (as from a checkpoint); a damaged entry is a miss. */
+static sf_status find_cached(run *R)
+{
+    for (int l = R->nlevels - 1; l >= 0; l--) {
+        char key[17], dir[4300];
+        cache_key(R, l, key);
+        if (key[0] == '\0') continue;
+        snprintf(dir, sizeof dir, "%s/%s", R->cache_root, key);
+        sf_ckpt c;
+        sf_ckpt_init(&c);
+        sf_ckpt_found found = SF_CKPT_NONE;
+        char notes[1024] = "";
+        sf_status rc = sf_ckpt_load(dir, key, R->input_id, &c, &found, notes, sizeof notes);
+        if (rc != SF_OK || found == SF_CKPT_NONE || c.level != l + 1 || c.nlevels != R->nlevels) {
+            if (rc != SF_OK)
+                fprintf(stderr, "shardflow: cache entry %s not used: %s\n", dir, sf_error_message());
+            sf_ckpt_fini(&c);
+            sf_error_clear();
+            continue;
+        }
+        sf_ckpt_fini(&R->ck);
+        R->ck = c;
+        R->resumed = true;
+        R->resume_level = l + 1;
+        R->resume_rows = 0;
+        R->cache_hits = l + 1;
+        fprintf(stderr, "shardflow: reusing the cached results of %d of %d passes (%s)\n", l + 1, R->nlevels, dir);
+        return SF_OK;
+    }
+    return SF_OK;
+}
+
+/* Rank 0: stores the passes up to l under pass l's key. */
+static sf_status cache_store(run *R, int l)
+{
+    char key[17], dir[4300];
+    cache_key(R, l, key);
+    if (key[0] == '\0') return SF_OK;
+    snprintf(dir, sizeof dir, "%s/%s", R->cache_root, key);
+    return write_ckpt_file(R, dir, key, true, l + 1, NULL, 0, NULL, NULL);
 }
 
 typedef struct ckpt_ctx {
@@ -1438,6 +1593,10 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
 
     /* Checkpoints: where, and whether this run resumes from one. */
     R.ck_on = R.w->checkpoint.enabled;
+    /* Every rank knows whether the cache is on (its writes end in agreements). */
+    R.cache_on = R.w->cache_enabled;
+    if (R.w->cache_dir) snprintf(R.cache_root, sizeof R.cache_root, "%s", R.w->cache_dir);
+    else snprintf(R.cache_root, sizeof R.cache_root, "%s/cache", dir);
     if (R.w->checkpoint.dir) snprintf(R.ckdir, sizeof R.ckdir, "%s", R.w->checkpoint.dir);
     else snprintf(R.ckdir, sizeof R.ckdir, "%s/checkpoint", dir);
     rc = SF_OK;
@@ -1448,8 +1607,10 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
             rc = sf_ckpt_input_identity(R.w->input.path, R.input_id, sizeof R.input_id);
         bool want = o->restart || R.w->checkpoint.restart == SF_RESTART_AUTO;
         if (rc == SF_OK && want && (R.ck_on || o->restart)) rc = find_checkpoint(&R, o->restart);
+        if (R.cache_on) R.code_id = code_identity(o, R.w);
+        if (rc == SF_OK && R.cache_on && !R.resumed) rc = find_cached(&R);
         if (R.ck_notes[0]) fprintf(stderr, "shardflow: %s\n", R.ck_notes);
-        if (rc == SF_OK && R.resumed)
+        if (rc == SF_OK && R.resumed && R.cache_hits == 0)
             fprintf(stderr, "shardflow: resuming from %s (checkpoint %" PRIu64 ": %d of %d passes done, %" PRIu64
                             " rows of the next)\n",
                     R.ckdir, R.ck.sequence, R.resume_level, R.nlevels, R.resume_rows);
@@ -1611,6 +1772,11 @@ sf_status sf_run(const sf_run_options *o, char *out_dir_used)
             /* The end of the pass is a checkpoint of its own. */
             if (R.ck_on) {
                 rc = rank == 0 ? write_checkpoint(&R, l + 1, NULL, 0, NULL, NULL) : SF_OK;
+                SF_CALL_GOTO(sf_comm_agree(rc), done);
+            }
+            /* ... and, with the cache on, an entry under its key. */
+            if (R.cache_on) {
+                rc = rank == 0 ? cache_store(&R, l) : SF_OK;
                 SF_CALL_GOTO(sf_comm_agree(rc), done);
             }
             {
