@@ -128,6 +128,12 @@ uint64_t sf_exec_rows(const sf_exec *x);
 int sf_exec_default_threads(int local_ranks);
 /* Sets the OpenMP thread count for later regions. */
 void sf_exec_set_threads(int n);
+/* How OpenMP binds this rank's threads, as OMP_PROC_BIND and OMP_PLACES
+ * set it (shardflow never overrides them): "false", "true", "master",
+ * "close" or "spread", and the number of places (0 if none). Not
+ * collective. */
+const char *sf_exec_proc_bind(void);
+int sf_exec_num_places(void);
 /* Creates the OpenMP threads now (an empty parallel region), so that they
  * inherit the caller's signal mask. */
 void sf_exec_start_threads(int n);

@@ -773,6 +773,20 @@ int sf_exec_default_threads(int local_ranks)
 
 void sf_exec_set_threads(int n) { omp_set_num_threads(n > 0 ? n : 1); }
 
+const char *sf_exec_proc_bind(void)
+{
+    switch (omp_get_proc_bind()) {
+    case omp_proc_bind_false: return "false";
+    case omp_proc_bind_true: return "true";
+    case omp_proc_bind_master: return "master";
+    case omp_proc_bind_close: return "close";
+    case omp_proc_bind_spread: return "spread";
+    default: return "unknown";
+    }
+}
+
+int sf_exec_num_places(void) { return omp_get_num_places(); }
+
 void sf_exec_start_threads(int n)
 {
     int dummy = 0;

@@ -813,6 +813,13 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
     sf_json_int(&j, sf_comm_local_size());
     sf_json_key(&j, "threads");
     sf_json_int(&j, R->threads);
+    sf_json_key(&j, "thread_binding");
+    sf_json_obj_begin(&j);
+    sf_json_key(&j, "proc_bind");
+    sf_json_str(&j, sf_exec_proc_bind());
+    sf_json_key(&j, "places");
+    sf_json_int(&j, sf_exec_num_places());
+    sf_json_obj_end(&j);
     sf_json_key(&j, "distribute");
     sf_json_str(&j, w->distribute.mode == SF_DIST_DYNAMIC         ? "dynamic"
                     : w->distribute.mode == SF_DIST_PARALLEL_READ ? "parallel-read"
