@@ -54,6 +54,9 @@ sf_status sf_comm_bcast(sf_buf *buf, int root);
 /* Element-wise sum or max of n uint64 over all ranks, result on all. Collective. */
 sf_status sf_comm_allreduce_sum_u64(uint64_t *v, int n);
 sf_status sf_comm_allreduce_max_f64(double *v, int n);
+/* Exclusive prefix sum of n uint64 over the ranks: rank r gets the sum of
+ * ranks 0..r-1 (zeros on rank 0). O(log P). Collective. */
+sf_status sf_comm_exscan_sum_u64(const uint64_t *in, uint64_t *out, int n);
 
 /* All-to-all exchange of byte strings: this rank's send bytes hold, one
  * after the other, sendcounts[d] bytes for every rank d (P entries); on

@@ -144,6 +144,14 @@ sf_status sf_comm_allreduce_sum_u64(uint64_t *v, int n)
     return SF_OK;
 }
 
+sf_status sf_comm_exscan_sum_u64(const uint64_t *in, uint64_t *out, int n)
+{
+    SF_CALL_MPI(MPI_Exscan(in, out, n, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD));
+    /* MPI leaves rank 0's output undefined. */
+    if (world_rank == 0) memset(out, 0, sizeof *out * (size_t)n);
+    return SF_OK;
+}
+
 sf_status sf_comm_allreduce_max_f64(double *v, int n)
 {
     SF_CALL_MPI(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));

@@ -531,26 +531,16 @@ static sf_status share_plan_and_parts(run *R)
     SF_CALL(rc);
     /* The parts: nominal even splits; the record boundaries need the quotes
      * and line feeds before each (CSV), summed over the parts before. */
-    uint64_t *cnt = calloc(2 * (size_t)P, sizeof *cnt);
+    uint64_t mine[2] = {0, 0}, at_begin[2] = {0, 0}, at_end[2];
     uint64_t begin = 0, end = 0;
-    rc = cnt != NULL ? SF_OK : sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (parts)");
+    sf_reader_part_bounds(R->reader, rank, P, &begin, &end);
+    rc = sf_comm_agree(sf_reader_part_count(R->reader, begin, end, mine));
+    if (rc == SF_OK) rc = sf_comm_agree(sf_comm_exscan_sum_u64(mine, at_begin, 2));
     if (rc == SF_OK) {
-        sf_reader_part_bounds(R->reader, rank, P, &begin, &end);
-        rc = sf_reader_part_count(R->reader, begin, end, cnt + 2 * rank);
-    }
-    rc = sf_comm_agree(rc);
-    if (rc == SF_OK) rc = sf_comm_agree(sf_comm_allreduce_sum_u64(cnt, 2 * P));
-    if (rc == SF_OK) {
-        uint64_t at_begin[2] = {0, 0}, at_end[2];
-        for (int q = 0; q < rank; q++) {
-            at_begin[0] += cnt[2 * q];
-            at_begin[1] += cnt[2 * q + 1];
-        }
-        at_end[0] = at_begin[0] + cnt[2 * rank];
-        at_end[1] = at_begin[1] + cnt[2 * rank + 1];
+        at_end[0] = at_begin[0] + mine[0];
+        at_end[1] = at_begin[1] + mine[1];
         rc = sf_comm_agree(sf_reader_set_part(R->reader, begin, end, at_begin, at_end));
     }
-    free(cnt);
     return rc;
 }
 
