@@ -1136,7 +1136,10 @@ static sf_status root_dynamic(root *r)
         note_peak(r, held);
         if (!eof && !ckpt_wanted && ckpt_due(r) && r->round > 0) ckpt_wanted = true;
         int mine = broken ? -1 : moved_for(&d, 0);
-        if (!eof && !ckpt_wanted && (held < r->cfg->memory_budget / 2 || q.n == 0)) {
+        /* Read ahead while less than half the budget and less than two
+         * rounds (about 2P units each) are queued: enough to keep every
+         * worker busy, and rank 0's memory does not grow with the input. */
+        if (!eof && !ckpt_wanted && ((held < r->cfg->memory_budget / 2 && q.n < (size_t)(4 * P)) || q.n == 0)) {
             rc = next_round(r, &eof);
             if (rc == SF_OK && !eof) {
                 rc = enqueue_round(r, &q);

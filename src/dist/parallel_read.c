@@ -140,7 +140,9 @@ static sf_status run_exchange(preader *r, const sf_dist_hooks *hk, bool *stopped
         }
         bool stop_here = hk && hk->stop_on_signal && sf_signal_pending();
         uint64_t flags[3] = {rc == SF_OK && !r->eof, rc != SF_OK, stop_here};
+        double t0 = sf_comm_wtime();
         comm = sf_comm_allreduce_sum_u64(flags, 3);
+        r->st->t_wait += sf_comm_wtime() - t0;
         if (comm != SF_OK) break;
         if (flags[1] > 0) {
             if (rc == SF_OK) *remote_failed = true;
@@ -157,7 +159,9 @@ static sf_status run_exchange(preader *r, const sf_dist_hooks *hk, bool *stopped
             r->st->bytes_sent += send.len;
             if (send.len > r->st->peak_inflight) r->st->peak_inflight = send.len;
         }
+        t0 = sf_comm_wtime();
         comm = sf_comm_alltoallv(send.data, counts, &recv, counts + P);
+        r->st->t_wait += sf_comm_wtime() - t0;
         if (comm != SF_OK) break;
         /* Process what arrived, in source order; the first unit carries
          * the read of the next round (the send buffer holds this one). */

@@ -573,17 +573,21 @@ typedef struct gather_ctx {
 static sf_status encode_rank_stats(const run *R, sf_buf *out)
 {
     uint64_t units = 0, rows = 0;
-    double tp = 0, tw = 0;
+    double tp = 0, tw = 0, trd = 0, trt = 0;
     for (int l = 0; l < R->nlevels; l++) {
         units += R->levels[l].st.units_done;
         rows += R->levels[l].st.rows_done;
         tp += R->levels[l].st.t_process;
         tw += R->levels[l].st.t_wait;
+        trd += R->levels[l].st.t_read;
+        trt += R->levels[l].st.t_route;
     }
     SF_CALL(sf_buf_put_u64(out, units));
     SF_CALL(sf_buf_put_u64(out, rows));
     SF_CALL(sf_buf_put_f64(out, tp));
     SF_CALL(sf_buf_put_f64(out, tw));
+    SF_CALL(sf_buf_put_f64(out, trd));
+    SF_CALL(sf_buf_put_f64(out, trt));
     struct rusage ru;
     uint64_t rss = 0;
     if (getrusage(RUSAGE_SELF, &ru) == 0) rss = (uint64_t)ru.ru_maxrss * 1024; /* Linux: KiB */
@@ -601,6 +605,9 @@ static sf_status gather_cb(int rank, const uint8_t *bytes, size_t n, void *ctx)
     SF_CALL(sf_rd_u64(&rd, &rows));
     SF_CALL(sf_rd_f64(&rd, &tp));
     SF_CALL(sf_rd_f64(&rd, &tw));
+    double trd, trt;
+    SF_CALL(sf_rd_f64(&rd, &trd));
+    SF_CALL(sf_rd_f64(&rd, &trt));
     uint64_t rss;
     SF_CALL(sf_rd_u64(&rd, &rss));
     sf_json_obj_begin(g->j);
@@ -614,6 +621,10 @@ static sf_status gather_cb(int rank, const uint8_t *bytes, size_t n, void *ctx)
     sf_json_num(g->j, tp);
     sf_json_key(g->j, "wait_seconds");
     sf_json_num(g->j, tw);
+    sf_json_key(g->j, "read_seconds");
+    sf_json_num(g->j, trd);
+    sf_json_key(g->j, "route_seconds");
+    sf_json_num(g->j, trt);
     sf_json_key(g->j, "peak_rss_bytes");
     sf_json_uint(g->j, rss);
     sf_json_obj_end(g->j);
