@@ -194,11 +194,16 @@ def check_scaling_rows(kind, rows, configs, out, cpus, ref_bytes, ref_rows):
         expect(abs(rps - nrows / secs) <= 1e-3 * rps + 0.1, f"{tag}: rows_per_second == rows / seconds")
         expect(int(row["oversubscribed"]) == int(ranks * threads > cpus),
                f"{tag}: oversubscribed == {int(ranks * threads > cpus)}")
-        result = read_json(os.path.join(out, "runs", f"{ranks}x{threads}-1", "result.json"))
+        # The run column names the run's directory (runs/RANKSxTHREADS-1, or
+        # with the mode in the name where the job chose one).
+        run = os.path.join(out, row.get("run") or f"runs/{ranks}x{threads}-1")
+        expect(os.path.dirname(os.path.normpath(run)) == os.path.join(out, "runs"),
+               f"{tag}: the run column names a directory in OUTDIR/runs (got {row.get('run')})")
+        result = read_json(os.path.join(run, "result.json"))
         expect(result is not None and counted_rows(result) == nrows,
                f"{tag}: result.json counts {nrows} rows (got {None if result is None else counted_rows(result)})")
         if nrows == ref_rows:
-            got = read_bytes(os.path.join(out, "runs", f"{ranks}x{threads}-1", "result.json"))
+            got = read_bytes(os.path.join(run, "result.json"))
             expect(got == ref_bytes, f"{tag}: result.json equal to the direct mpirun -np 2 run")
 
 
