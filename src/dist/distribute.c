@@ -107,18 +107,17 @@ sf_status sf__dist_route_round(router *rt, const sf_shard_plan *plan, const sf_b
         if (b->row_bytes) {
             for (size_t i = 0; i < b->nrows; i++) st->shard_bytes[rt->shard[i]] += b->row_bytes[i];
         } else {
-            /* Columnar size: 8 bytes per number, the text of strings. */
-            for (size_t i = 0; i < b->nrows; i++) {
-                uint64_t bytes = 0;
-                for (int c = 0; c < b->ncols; c++) {
-                    const sf_column *col = &b->cols[c];
-                    if (!col->loaded) continue;
-                    if (col->type == SF_STRING)
-                        bytes += col->dict.off[col->code[i] + 1] - col->dict.off[col->code[i]];
-                    else
-                        bytes += 8;
-                }
-                st->shard_bytes[rt->shard[i]] += bytes;
+            /* Columnar size: 8 bytes per number, the text of strings. The
+             * numbers are the same for every row: count them once. */
+            uint64_t fixed = 0;
+            for (int c = 0; c < b->ncols; c++)
+                if (b->cols[c].loaded && b->cols[c].type != SF_STRING) fixed += 8;
+            for (size_t i = 0; i < b->nrows; i++) st->shard_bytes[rt->shard[i]] += fixed;
+            for (int c = 0; c < b->ncols; c++) {
+                const sf_column *col = &b->cols[c];
+                if (!col->loaded || col->type != SF_STRING) continue;
+                for (size_t i = 0; i < b->nrows; i++)
+                    st->shard_bytes[rt->shard[i]] += col->dict.off[col->code[i] + 1] - col->dict.off[col->code[i]];
             }
         }
     }
