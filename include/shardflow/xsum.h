@@ -58,7 +58,9 @@ static inline void sf_xsum_add_reserved(sf_xsum *x, double v)
     memcpy(&bits, &v, sizeof bits);
     unsigned ef = (unsigned)(bits >> 52) & 0x7FFu;
     if (ef - 1u >= 0x7FEu) { /* ef == 0 or ef == 0x7FF */
-        sf__xsum_add_rare(x, bits);
+        /* Zeros (common: the low part of an exact square of an integer)
+         * add nothing; subnormals and non-finite values are rare. */
+        if ((bits << 1) != 0) sf__xsum_add_rare(x, bits);
         return;
     }
     /* v = m * 2^(pos - 1074) with the signed 54-bit integer m; m * 2^sh is
