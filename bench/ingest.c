@@ -12,7 +12,10 @@
  *   a power-of-ten division; no quoting, no errors, no strings interned), so
  *   it is the speed a hand-written loop gets, not a competitor.
  *
- * Prints one line per parser: bytes, seconds (best), MB/s, rows/s. */
+ * Prints one line per parser: bytes, seconds (best), MB/s, rows/s, then the
+ * same pass measured in CPU time (MB per CPU second and ns per row), which
+ * is the per-core figure and moves less than the wall clock on a machine
+ * shared with other work. Both are the best of the passes. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <fcntl.h>
@@ -34,10 +37,22 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+static double cpu_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Seconds of one pass: wall clock and CPU time. */
+typedef struct pass_time {
+    double wall, cpu;
+} pass_time;
+
 static volatile double sink;
 
 /* One pass of the reader; returns the rows read, or -1 on error. */
-static int64_t reader_pass(const char *path, const char *cols, double *secs)
+static int64_t reader_pass(const char *path, const char *cols, pass_time *secs)
 {
     sf_input_config cfg;
     sf_input_config_defaults(&cfg);
@@ -46,7 +61,7 @@ static int64_t reader_pass(const char *path, const char *cols, double *secs)
     sf_reader *r = NULL;
     sf_batch b;
     int64_t rows = -1;
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     if (sf_reader_open(&cfg, &r) != SF_OK) goto fail;
     const sf_schema *s = sf_reader_schema(r);
     if (cols != NULL) {
@@ -84,7 +99,8 @@ static int64_t reader_pass(const char *path, const char *cols, double *secs)
     }
     sink = acc;
     sf_batch_fini(&b);
-    *secs = now_s() - t0;
+    secs->wall = now_s() - t0;
+    secs->cpu = cpu_s() - c0;
     sf_reader_destroy(&r);
     if (rows < 0) goto fail;
     return rows;
@@ -96,10 +112,10 @@ fail:
 
 /* The reference: reads the file in 4 MiB blocks and converts the wanted
  * fields (numbers only; other fields are skipped) of each line. */
-static int64_t reference_pass(const char *path, const uint8_t *want, int ncols, double *secs)
+static int64_t reference_pass(const char *path, const uint8_t *want, int ncols, pass_time *secs)
 {
     enum { BLOCK = 4 << 20 };
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     int fd = open(path, O_RDONLY);
     if (fd < 0) return -1;
     char *buf = malloc(BLOCK + 65536 + 1);
@@ -148,7 +164,8 @@ static int64_t reference_pass(const char *path, const uint8_t *want, int ncols, 
     close(fd);
     free(buf);
     sink = acc + (double)iacc;
-    *secs = now_s() - t0;
+    secs->wall = now_s() - t0;
+    secs->cpu = cpu_s() - c0;
     return rows;
 }
 
@@ -237,19 +254,23 @@ int main(int argc, char **argv)
     free(list);
     sf_reader_destroy(&r);
 
-    double best = 1e300, bref = 1e300, t;
+    pass_time best = {1e300, 1e300}, bref = {1e300, 1e300}, t;
     int64_t rows = 0, rrows = 0;
     for (int k = 0; k < passes; k++) {
         rows = reader_pass(path, cols, &t);
         if (rows < 0) return 1;
-        if (t < best) best = t;
+        if (t.wall < best.wall) best.wall = t.wall;
+        if (t.cpu < best.cpu) best.cpu = t.cpu;
         rrows = reference_pass(path, want, ncols, &t);
-        if (t < bref) bref = t;
+        if (t.wall < bref.wall) bref.wall = t.wall;
+        if (t.cpu < bref.cpu) bref.cpu = t.cpu;
     }
-    printf("%-28s %10.1f MB %8.3f s %9.1f MB/s %12.0f rows/s\n", "shardflow CSV reader", mb, best,
-           mb / best, (double)rows / best);
-    printf("%-28s %10.1f MB %8.3f s %9.1f MB/s %12.0f rows/s\n", "scalar reference (numbers)", mb,
-           bref, mb / bref, (double)rrows / bref);
+    printf("%-28s %10.1f MB %8.3f s %9.1f MB/s %12.0f rows/s | cpu %9.1f MB/s %7.1f ns/row\n",
+           "shardflow CSV reader", mb, best.wall, mb / best.wall, (double)rows / best.wall, mb / best.cpu,
+           rows > 0 ? 1e9 * best.cpu / (double)rows : 0.0);
+    printf("%-28s %10.1f MB %8.3f s %9.1f MB/s %12.0f rows/s | cpu %9.1f MB/s %7.1f ns/row\n",
+           "scalar reference (numbers)", mb, bref.wall, mb / bref.wall, (double)rrows / bref.wall, mb / bref.cpu,
+           rrows > 0 ? 1e9 * bref.cpu / (double)rrows : 0.0);
     if (rrows != rows) fprintf(stderr, "ingest: row counts differ: %" PRId64 " vs %" PRId64 "\n", rows, rrows);
     free(want);
     return 0;

@@ -217,7 +217,7 @@ sf_status sf_comm_alltoallv(const uint8_t *send, const uint64_t *sendcounts, sf_
             rcn[i] = (int)nr;
             sd[i] = steps > 1 ? scount : (int)soff[i];
             rd[i] = steps > 1 ? rcount : (int)roff[i];
-            if (steps > 1) memcpy(stage_s + scount, send + soff[i] + from, (size_t)ns);
+            if (steps > 1 && ns > 0) memcpy(stage_s + scount, send + soff[i] + from, (size_t)ns);
             scount += (int)ns;
             rcount += (int)nr;
         }
@@ -229,7 +229,8 @@ sf_status sf_comm_alltoallv(const uint8_t *send, const uint64_t *sendcounts, sf_
             break;
         }
         if (steps > 1) {
-            for (int i = 0; i < P; i++) memcpy(recv->data + roff[i] + from, stage_r + rd[i], (size_t)rcn[i]);
+            for (int i = 0; i < P; i++)
+                if (rcn[i] > 0) memcpy(recv->data + roff[i] + from, stage_r + rd[i], (size_t)rcn[i]);
         }
     }
     if (rc == SF_OK) recv->len = (size_t)total_r;

@@ -191,7 +191,9 @@ sf_status sf_batch_enable_valid(sf_batch *b, int c)
 sf_status sf_batch_set_null(sf_batch *b, int c, size_t r)
 {
     sf_column *col = &b->cols[c];
-    SF_CALL(sf_batch_enable_valid(b, c));
+    /* Readers call this for every empty field: the common case (validity
+     * already there) without a call. */
+    if (col->valid == NULL) SF_CALL(sf_batch_enable_valid(b, c));
     if (col->valid[r]) {
         col->valid[r] = 0;
         col->nulls++;

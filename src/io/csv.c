@@ -8,6 +8,16 @@
  * quotes are collapsed only when a value is converted), so a record that runs
  * past the end of the buffer is simply tokenized again after the next read.
  *
+ * Most records never reach the tokenizer. Runs of plain records (no field
+ * starting with a quote) are taken in chunks: split on SSE2 masks of the
+ * delimiters and line feeds, then converted a column at a time
+ * (chunk_records); a record with simple quoted strings is taken on its own
+ * (fast_record). Both take only values whose reading is beyond doubt (short
+ * numbers, well-formed timestamps) and leave everything else, errors
+ * included, to the general path (slow_record), so their results are the
+ * general path's. The buffer keeps a '\n' sentinel after its data and
+ * BUF_PAD bytes after that, which their scans and wide loads rely on.
+ *
  * Rules that are not in RFC 4180, chosen to be strict and simple:
  * - An unquoted empty field is null. A quoted empty field ("") is the empty
  *   string in a string column and null in any other column.
@@ -116,6 +126,7 @@ typedef struct csv_impl {
     int *str_cols;      /* the K_STR columns */
     int nstr;
     int *null_cols;
+    int *pend_cols;     /* fast path: string columns left for commit_row */
     /* Per-call destinations of the numeric columns (the batch's arrays), so
      * the fast path stores without going through b->cols. */
     void **dst;
@@ -126,6 +137,15 @@ typedef struct csv_impl {
     size_t nslots;
     ts_cache *tcache;   /* ncols entries */
     uint32_t gen;       /* csv_next calls: tells this call's cache slots from older ones */
+    /* Chunks (chunk_records): the fields of up to chunk_rows records, the
+     * empty fields of each column, and the adaptation state. */
+    int ncols;
+    const char **fs, **fe; /* chunk_rows * ncols: field starts and ends */
+    const char **rnext; /* chunk_rows: where the next record starts */
+    uint64_t *cnull;    /* ncols */
+    size_t chunk_rows;  /* at most 64: a null is one bit of cnull */
+    size_t chunk_len;   /* the records the next chunk may split */
+    size_t chunk_wait, chunk_backoff;
     /* A part (sf_reader_set_part): the records that start in [part_lo,
      * part_hi); the file ends at part_hi for this reader. */
     bool part;
@@ -689,57 +709,50 @@ static const uint64_t pow10u[20] = {1u,
                                     1000000000000000000u,
                                     10000000000000000000u};
 
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* 8 bytes at p as a little-endian word: byte 0 in the low bits, whatever
+ * the machine, so the SWAR below reads the digits in text order. */
+static inline uint64_t load_le64(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+/* The value of a word of 8 digit bytes, the first one most significant
+ * (zero bytes count as leading zeros). Three multiplies combine pairs of
+ * digits, then pairs of pairs, then the two halves (SWAR). */
+static inline uint64_t eight_digits(uint64_t w)
+{
+    w = ((w & 0x0F0F0F0F0F0F0F0Fu) * 2561) >> 8;
+    w = ((w & 0x00FF00FF00FF00FFu) * 6553601) >> 16;
+    return ((w & 0x0000FFFF0000FFFFu) * 42949672960001u) >> 32;
+}
+
+/* The value of the n <= 8 digits at p (known to be digits; n == 0 gives 0).
+ * Reads 8 bytes, so the buffer is padded. */
+static inline uint64_t digits_value8(const char *p, size_t n)
+{
+    /* Drop the bytes after the digits; the zeros shifted in become leading
+     * zeros. Two shifts, so that n == 0 (a shift by 64) is defined. */
+    const unsigned s = 4 * (8 - (unsigned)n);
+    return eight_digits((load_le64(p) << s) << s);
+}
+
 /* Up to 8 leading digits of p at once (SWAR): returns how many, their value
  * in *v. Reads 8 bytes, so the buffer is padded. */
 static inline unsigned digits8(const char *p, uint64_t *v)
 {
-    uint64_t w;
-    memcpy(&w, p, 8);
+    uint64_t w = load_le64(p);
     /* A byte is a digit iff its high nibble is 3 and adding 6 keeps it 3.
      * A carry out of a non-digit byte only disturbs the bytes after it. */
     uint64_t bad = ((w & 0xF0F0F0F0F0F0F0F0u) ^ 0x3030303030303030u) |
                    (((w + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) ^ 0x3030303030303030u);
     unsigned k = bad ? (unsigned)__builtin_ctzll(bad) / 8 : 8;
-    if (k == 0) {
-        *v = 0;
-        return 0;
-    }
-    w <<= 8 * (8 - k); /* drop the bytes after the digits; zeros become leading 0 digits */
-    w = ((w & 0x0F0F0F0F0F0F0F0Fu) * 2561) >> 8;
-    w = ((w & 0x00FF00FF00FF00FFu) * 6553601) >> 16;
-    *v = ((w & 0x0000FFFF0000FFFFu) * 42949672960001u) >> 32;
+    *v = digits_value8(p, k);
     return k;
-}
-#else
-static inline unsigned digits8(const char *p, uint64_t *v)
-{
-    uint64_t m = 0;
-    unsigned k = 0, d;
-    while (k < 8 && (d = (unsigned)(unsigned char)p[k] - '0') <= 9) {
-        m = m * 10 + d;
-        k++;
-    }
-    *v = m;
-    return k;
-}
-#endif
-
-/* The run of digits at *pp: advances *pp past it and returns its value
- * (modulo 2^64; callers reject runs longer than 19 digits). */
-static inline uint64_t digit_run(const char **pp)
-{
-    const char *p = *pp;
-    uint64_t v, m;
-    unsigned k = digits8(p, &m);
-    p += k;
-    while (k == 8) {
-        k = digits8(p, &v);
-        m = m * pow10u[k] + v;
-        p += k;
-    }
-    *pp = p;
-    return m;
 }
 
 /* ------------------------------------------------------------------ */
@@ -749,20 +762,291 @@ static inline uint64_t digit_run(const char **pp)
  * between calls). */
 enum { K_SKIP = 0, K_INT = 1, K_FLOAT = 2, K_TS = 3, K_STR = 4 };
 
-/* Commits row n: interns the string fields, marks the nulls and records
- * where the record lies in the file. */
-static sf_status commit_row(csv_impl *c, sf_batch *b, size_t n, int nnull, size_t start, size_t end)
+/* The buffer's bytes past the sentinel: every load of the fast path (at
+ * most 64 bytes, from a byte at or before the sentinel) stays inside the
+ * allocation. */
+enum { BUF_PAD = 64 };
+
+/* The bytes that end a field (the delimiter or a line feed) or a quoted
+ * field (a quote or a line feed), found 16 at a time with SSE2, which every
+ * x86-64 has. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+typedef struct stop_set {
+    __m128i a, b;
+} stop_set;
+
+static inline stop_set stop_set_make(char a, char b)
 {
-    for (int k = 0; k < c->nstr; k++) {
-        const int ci = c->str_cols[k];
+    stop_set s = {_mm_set1_epi8(a), _mm_set1_epi8(b)};
+    return s;
+}
+
+/* The first byte at or after p that is one of the set. The caller knows
+ * there is one at or before the buffer's sentinel; the loads may read up
+ * to 15 bytes past it, into the padding. */
+static inline const char *scan_stop(const char *p, const stop_set *s)
+{
+    for (;; p += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        const __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, s->a), _mm_cmpeq_epi8(v, s->b));
+        const unsigned m = (unsigned)_mm_movemask_epi8(hit);
+        if (m != 0) return p + __builtin_ctz(m);
+    }
+}
+#else
+typedef struct stop_set {
+    char a, b;
+} stop_set;
+
+static inline stop_set stop_set_make(char a, char b)
+{
+    stop_set s = {a, b};
+    return s;
+}
+
+static inline const char *scan_stop(const char *p, const stop_set *s)
+{
+    while (*p != s->a && *p != s->b) p++;
+    return p;
+}
+#endif
+
+#if defined(__SSE2__)
+/* Bit i: p[i] is one of the set, i < 16. */
+static inline unsigned stops16(const char *p, const stop_set *ss)
+{
+    const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, ss->a), _mm_cmpeq_epi8(v, ss->b)));
+}
+
+/* Bit i: p[i] is not a decimal digit, i < 16: x - '0' > 9 unsigned, which
+ * SSE2 (no unsigned compare) tells as max(x - '0', 9) != 9. */
+static inline unsigned nondigits16(const char *p)
+{
+    const __m128i nine = _mm_set1_epi8(9);
+    const __m128i t = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), _mm_set1_epi8('0'));
+    return ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(t, nine), nine)) & 0xFFFFu;
+}
+#else
+static inline unsigned stops16(const char *p, const stop_set *ss)
+{
+    unsigned m = 0;
+    for (unsigned i = 0; i < 16; i++) m |= (unsigned)(p[i] == ss->a || p[i] == ss->b) << i;
+    return m;
+}
+
+static inline unsigned nondigits16(const char *p)
+{
+    unsigned m = 0;
+    for (unsigned i = 0; i < 16; i++) m |= (unsigned)((unsigned)(unsigned char)p[i] - '0' > 9) << i;
+    return m;
+}
+#endif
+
+/* The stop mask of the 64 bytes at p (p at or before the sentinel: the
+ * loads reach into the padding). */
+static inline uint64_t stops64(const char *p, const stop_set *ss)
+{
+    return (uint64_t)stops16(p, ss) | (uint64_t)stops16(p + 16, ss) << 16 |
+           (uint64_t)stops16(p + 32, ss) << 32 | (uint64_t)stops16(p + 48, ss) << 48;
+}
+
+/* Masks keeping the first k bytes of a little-endian word, k = 0..8. */
+static const uint64_t keep_bytes[9] = {0,
+                                       UINT64_C(0xff),
+                                       UINT64_C(0xffff),
+                                       UINT64_C(0xffffff),
+                                       UINT64_C(0xffffffff),
+                                       UINT64_C(0xffffffffff),
+                                       UINT64_C(0xffffffffffff),
+                                       UINT64_C(0xffffffffffffff),
+                                       UINT64_MAX};
+
+/* The value of the n <= 15 digits at p (known to be digits). */
+static inline uint64_t digits_value15(const char *p, size_t n)
+{
+    if (n <= 8) return digits_value8(p, n);
+    return digits_value8(p, n - 8) * 100000000u + eight_digits(load_le64(p + n - 8));
+}
+
+/* The fast path's numbers: the whole field p[0..len) (len > 0) is an
+ * optional '-' and at most 15 more bytes, digits (and for floats one
+ * decimal point). false leaves anything else (a '+', more digits,
+ * exponents, words, spaces, quotes) to the general path, which reads it or
+ * reports it. The sign is taken without a branch: which values are
+ * negative is data, and a mispredicted branch costs more than the field.
+ * Reads 16 bytes from p and 8 from p + len + 1 (the buffer is padded). */
+static inline bool fast_int(const char *p, size_t len, int64_t *out)
+{
+    const unsigned neg = *p == '-';
+    if (len > 15 + neg || len == neg) return false;
+    if ((nondigits16(p) & ((1u << len) - 1) & ~neg) != 0) return false;
+    const int64_t v = (int64_t)digits_value15(p + neg, len - neg), sn = -(int64_t)neg;
+    *out = (v ^ sn) - sn;
+    return true;
+}
+
+static inline bool fast_float(const char *p, size_t len, double *out)
+{
+    static const double pow10[16] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    const unsigned neg = *p == '-';
+    if (len > 15 + neg) return false;
+    const unsigned bad = nondigits16(p) & ((1u << len) - 1) & ~neg;
+    size_t ni = len - neg, nf = 0;
+    if (bad != 0) { /* the only non-digit must be the decimal point */
+        const unsigned d = (unsigned)__builtin_ctz(bad);
+        if ((bad & (bad - 1)) != 0 || p[d] != '.') return false;
+        ni = d - neg;
+        nf = len - d - 1;
+    }
+    if (ni + nf == 0) return false;
+    /* The integer and fraction digits convert apart: their lengths are
+     * steadier than their sum (a column's fraction has a fixed width more
+     * often than not), so the branches on them are predicted. */
+    const uint64_t m = digits_value15(p + neg, ni) * pow10u[nf] + digits_value15(p + neg + ni + 1, nf);
+    /* An exact integer below 2^53 (at most 15 digits) divided by an exact
+     * power of ten: one rounding, the same double strtod gives (Clinger).
+     * The quotient is >= 0, so the sign is its top bit. */
+    const double v = (double)(int64_t)m / pow10[nf];
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    bits |= (uint64_t)neg << 63;
+    memcpy(out, &bits, sizeof bits);
+    return true;
+}
+
+/* Whether the column's cache takes p[0..len) in this call. */
+static inline bool cache_on(const str_cache *sc, size_t len)
+{
+    return sc->slot != NULL && !sc->off && len <= UINT32_MAX;
+}
+
+/* The slot of p[0..len) and its first 16 bytes, zero-padded. p must have 16
+ * readable bytes (a span of the padded buffer). */
+static inline str_slot *cache_slot(const str_cache *sc, const char *p, size_t len, uint64_t *w0, uint64_t *w1)
+{
+    uint64_t a, b;
+    memcpy(&a, p, 8);
+    memcpy(&b, p + 8, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    a = __builtin_bswap64(a);
+    b = __builtin_bswap64(b);
+#endif
+    a &= keep_bytes[len < 8 ? len : 8];
+    b &= keep_bytes[len < 8 ? 0 : len < 16 ? len - 8 : 8];
+    *w0 = a;
+    *w1 = b;
+    uint64_t h = (a ^ (b * UINT64_C(0x9E3779B97F4A7C15)) ^ len) * UINT64_C(0xC2B2AE3D27D4EB4F);
+    return &sc->slot[h >> (64 - SCACHE_BITS)];
+}
+
+/* Whether the cache holds p[0..len) (then its code is in *code). Changes
+ * nothing but the counters, so the fast path asks before it knows the
+ * record is good, and the dictionary still gets a record's strings only
+ * when the record is committed, in the same order as without the cache. */
+static inline bool cache_find(const csv_impl *c, str_cache *sc, const sf_dict *d, const char *p, size_t len,
+                              uint32_t *code)
+{
+    uint64_t w0, w1;
+    const str_slot *s = cache_slot(sc, p, len, &w0, &w1);
+    sc->tries++;
+    /* Equal length and first 16 bytes decide for strings of up to 16
+     * bytes; longer ones compare the rest with the dictionary's copy. */
+    if (s->gen == c->gen && s->len == len && s->w0 == w0 && s->w1 == w1 &&
+        (len <= 16 || memcmp(d->bytes + d->off[s->code] + 16, p + 16, len - 16) == 0)) {
+        *code = s->code;
+        return true;
+    }
+    return false;
+}
+
+/* Interns p[0..len) (p as for cache_slot) and remembers it in the cache. */
+static sf_status intern_fill(const csv_impl *c, str_cache *sc, sf_dict *d, const char *p, size_t len,
+                             uint32_t *code)
+{
+    SF_CALL(sf_dict_intern(d, p, len, code));
+    if (!cache_on(sc, len)) return SF_OK;
+    uint64_t w0, w1;
+    str_slot *s = cache_slot(sc, p, len, &w0, &w1);
+    s->w0 = w0;
+    s->w1 = w1;
+    s->len = (uint32_t)len;
+    s->code = *code;
+    s->gen = c->gen;
+    if (++sc->misses >= SCACHE_MIN_MISSES && (uint64_t)sc->misses * 4 > (uint64_t)sc->tries * 3)
+        sc->off = true;
+    return SF_OK;
+}
+
+/* s[0..len) as a timestamp: when it returns true, the value and verdict of
+ * sf_timestamp_parse; false sends the record to the general path, which
+ * calls sf_timestamp_parse and reports the error if there is one. The date
+ * is checked and converted by sf_timestamp_parse itself (on that date at
+ * midnight) when it differs from the column's last one. Reads 8 bytes from
+ * s + 20 (the padded buffer). */
+static inline bool fast_ts(ts_cache *tc, const char *s, size_t len, int64_t *out)
+{
+    if (len < 19) return false;
+    uint64_t d8;
+    uint16_t d2;
+    memcpy(&d8, s, 8);
+    memcpy(&d2, s + 8, 2);
+    if (!tc->valid || d8 != tc->d8 || d2 != tc->d2) {
+        char day[19];
+        memcpy(day, s, 10);
+        memcpy(day + 10, "T00:00:00", 9);
+        tc->valid = false;
+        if (!sf_timestamp_parse(day, sizeof day, &tc->day_us)) return false;
+        tc->d8 = d8;
+        tc->d2 = d2;
+        tc->valid = true;
+    }
+    if ((s[10] != 'T' && s[10] != ' ') || s[13] != ':' || s[16] != ':') return false;
+    const unsigned h1 = (unsigned)(unsigned char)s[11] - '0', h0 = (unsigned)(unsigned char)s[12] - '0';
+    const unsigned m1 = (unsigned)(unsigned char)s[14] - '0', m0 = (unsigned)(unsigned char)s[15] - '0';
+    const unsigned s1 = (unsigned)(unsigned char)s[17] - '0', s0 = (unsigned)(unsigned char)s[18] - '0';
+    if ((h1 > 9) | (h0 > 9) | (m1 > 9) | (m0 > 9) | (s1 > 9) | (s0 > 9)) return false;
+    const unsigned h = h1 * 10 + h0, mi = m1 * 10 + m0, se = s1 * 10 + s0;
+    if (h > 23 || mi > 59 || se > 59) return false;
+    size_t i = 19;
+    int64_t frac = 0;
+    if (i < len && s[i] == '.') {
+        uint64_t v;
+        unsigned k = digits8(s + 20, &v);
+        /* 1 to 6 digits, all inside the field. */
+        if (k == 0 || k > 6 || k > len - 20) return false;
+        frac = (int64_t)(v * pow10u[6 - k]);
+        i = 20 + k;
+    }
+    if (i < len && s[i] == 'Z') i++;
+    if (i != len) return false;
+    *out = tc->day_us + (int64_t)(h * 3600 + mi * 60 + se) * 1000000 + frac;
+    return true;
+}
+
+/* Commits row n: interns the string fields of the columns cols[0..ncols)
+ * (in column order: codes follow the order of first appearance), marks the
+ * nulls and records where the record lies in the file. */
+static sf_status commit_row(csv_impl *c, sf_batch *b, size_t n, const int *cols, int ncols, int nnull,
+                            size_t start, size_t end)
+{
+    for (int k = 0; k < ncols; k++) {
+        const int ci = cols[k];
         const csv_span *f = &c->f[ci];
+        sf_column *col = &b->cols[ci];
         if (f->len == 0 && !(f->flags & SPAN_QUOTED)) {
             c->null_cols[nnull++] = ci;
             continue;
         }
-        size_t len;
-        const char *p = field_text(c, f, &len);
-        SF_CALL(sf_dict_intern(&b->cols[ci].dict, p, len, &b->cols[ci].code[n]));
+        if (f->flags & SPAN_ESCAPED) {
+            size_t len;
+            const char *p = field_text(c, f, &len);
+            SF_CALL(sf_dict_intern(&col->dict, p, len, &col->code[n]));
+        } else {
+            SF_CALL(intern_fill(c, &c->scache[ci], &col->dict, f->p, f->len, &col->code[n]));
+        }
     }
     for (int k = 0; k < nnull; k++) SF_CALL(sf_batch_set_null(b, c->null_cols[k], n));
     if (b->row_offset != NULL) {
@@ -773,106 +1057,277 @@ static sf_status commit_row(csv_impl *c, sf_batch *b, size_t n, int nnull, size_
     return SF_OK;
 }
 
-/* The fast path for an ordinary record: no field starts with a quote, every
- * value is simple, the record ends inside the buffer. Fields are scanned in
- * column order and numbers are converted as they are scanned (the number
- * itself finds the end of the field). Returns false, having committed
- * nothing, for anything else: the general path then handles the record and
- * reports what is wrong with it. Relies on the '\n' sentinel at buf[len].
- * Numbers written into row n before a failure are simply overwritten later. */
-static bool fast_record(csv_impl *c, sf_batch *b, size_t n, int *nnull_out, size_t *end_out)
+/* A string field met by the fast path: its code goes straight into row n
+ * when the column's cache knows it; otherwise it is left (as a span, its
+ * column appended to pend_cols) for commit_row. Returns the new count of
+ * pending columns. */
+static inline int str_field(csv_impl *c, sf_batch *b, size_t n, int ci, const char *p, size_t len,
+                            unsigned flags, int npend)
 {
-    static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    str_cache *sc = &c->scache[ci];
+    if (cache_on(sc, len) && cache_find(c, sc, &b->cols[ci].dict, p, len, &((uint32_t *)c->dst[ci])[n]))
+        return npend;
+    c->f[ci].p = p;
+    c->f[ci].len = len;
+    c->f[ci].flags = flags;
+    c->pend_cols[npend] = ci;
+    return npend + 1;
+}
+
+/* Converts the non-empty plain field p[0..len) of column ci (kind kd) into
+ * row n; a string the cache does not know is left pending (str_field).
+ * false: the general path's value. */
+static inline bool fast_value(csv_impl *c, sf_batch *b, size_t n, int ci, int kd, const char *p, size_t len,
+                              int *npend)
+{
+    switch (kd) {
+    case K_INT: return fast_int(p, len, &((int64_t *)c->dst[ci])[n]);
+    case K_FLOAT: return fast_float(p, len, &((double *)c->dst[ci])[n]);
+    case K_TS: return fast_ts(&c->tcache[ci], p, len, &((int64_t *)c->dst[ci])[n]);
+    default: *npend = str_field(c, b, n, ci, p, len, 0, *npend); return true;
+    }
+}
+
+/* The record-at-a-time fast path, for an ordinary record that chunks do
+ * not take (it has a quoted field, or chunks are resting after records
+ * they could not take): every value is simple
+ * (see fast_int and fast_float; quoted strings without doubled quotes or
+ * line ends), the record ends inside the buffer. Returns false, having
+ * committed nothing, for anything else: the general path then handles the
+ * record and reports what is wrong with it. Relies on the '\n' sentinel at
+ * buf[len] and the padding after it. Values written into row n before a
+ * failure are simply overwritten later. */
+static bool fast_record(csv_impl *c, sf_batch *b, size_t n, int *nnull_out, int *npend_out, size_t *end_out)
+{
     const char *const s = c->buf + c->pos, *const e = c->buf + c->len;
     const char delim = c->delim;
-    const int ncols = b->ncols;
-    const char *p = s;
-    int nnull = 0;
-    for (int ci = 0; ci < ncols; ci++) {
-        const char *q = p;
-        const int kind = c->kind[ci];
+    const int last = b->ncols - 1;
+    const uint8_t *const kind = c->kind;
+    const stop_set field_end = stop_set_make(delim, '\n');
+    const char *p = s, *q;
+    int nnull = 0, npend = 0;
+    for (int ci = 0;; ci++) {
+        const int kd = kind[ci];
         if (*p == '"') {
             /* A quoted string without doubled quotes or line ends. */
-            if (kind != K_STR && kind != K_SKIP) return false;
-            q = p + 1;
-            while (*q != '"' && *q != '\n') q++;
+            if (kd != K_STR && kd != K_SKIP) return false;
+            const stop_set quote_end = stop_set_make('"', '\n');
+            q = scan_stop(p + 1, &quote_end);
             if (*q != '"' || q == e) return false;
-            if (kind == K_STR) {
-                c->f[ci].p = p + 1;
-                c->f[ci].len = (size_t)(q - p - 1);
-                c->f[ci].flags = SPAN_QUOTED;
-            }
+            if (kd == K_STR) npend = str_field(c, b, n, ci, p + 1, (size_t)(q - p - 1), SPAN_QUOTED, npend);
             q++;
             if (*q == '"') return false;
-        } else if (kind == K_INT || kind == K_FLOAT) {
-            bool neg = false;
-            if (*q == '-' || *q == '+') {
-                neg = *q == '-';
-                q++;
-            }
-            const char *d0 = q;
-            uint64_t m = digit_run(&q);
-            size_t nint = (size_t)(q - d0), nfrac = 0;
-            if (kind == K_FLOAT && *q == '.') {
-                const char *f0 = ++q;
-                uint64_t f = digit_run(&q);
-                nfrac = (size_t)(q - f0);
-                if (nfrac > 19) return false;
-                m = m * pow10u[nfrac] + f; /* may wrap: then nint + nfrac > 19 below */
-            }
-            if (q == p) {
-                c->null_cols[nnull++] = ci; /* empty field; the terminator is checked below */
-            } else if (kind == K_INT) {
-                if (nint == 0 || nint > 18) return false; /* 19 digits: range check is slow path */
-                b->cols[ci].i64[n] = neg ? -(int64_t)m : (int64_t)m;
-            } else {
-                /* Exact integer below 2^53 divided by an exact power of ten:
-                 * one rounding, the same double strtod gives. */
-                if (nint + nfrac == 0 || nint + nfrac > 19 || nfrac > 22 || m > ((uint64_t)1 << 53) ||
-                    *q == 'e' || *q == 'E')
-                    return false;
-                double v = (double)m / pow10[nfrac];
-                b->cols[ci].f64[n] = neg ? -v : v;
-            }
         } else {
-            while (*q != delim && *q != '\n') q++;
-            if (kind == K_TS) {
+            q = scan_stop(p, &field_end);
+            if (kd != K_SKIP) {
                 const char *fe = q;
-                if (ci + 1 == ncols && fe > p && fe[-1] == '\r') fe--;
-                if (fe == p) c->null_cols[nnull++] = ci;
-                else if (!sf_timestamp_parse(p, (size_t)(fe - p), &b->cols[ci].i64[n])) return false;
-            } else if (kind == K_STR) {
-                const char *fe = q;
-                if (ci + 1 == ncols && fe > p && fe[-1] == '\r') fe--;
-                c->f[ci].p = p;
-                c->f[ci].len = (size_t)(fe - p);
-                c->f[ci].flags = 0;
+                if (ci == last && fe > p && fe[-1] == '\r') fe--;
+                const size_t len = (size_t)(fe - p);
+                if (len == 0) c->null_cols[nnull++] = ci;
+                else if (!fast_value(c, b, n, ci, kd, p, len, &npend)) return false;
             }
         }
-        if (q == e) return false;
-        if (ci + 1 < ncols) {
-            if (*q != delim) return false;
-            p = q + 1;
-            continue;
-        }
-        size_t len;
-        if (*q == '\n') {
-            len = (size_t)(q - s);
-            if (len > 0 && q[-1] == '\r') len--;
-            *end_out = (size_t)(q + 1 - c->buf);
-        } else if (*q == '\r' && q + 1 < e && q[1] == '\n') {
-            len = (size_t)(q - s);
-            *end_out = (size_t)(q + 2 - c->buf);
-        } else {
-            return false;
-        }
-        if (len > c->maxlen || (len == 0 && ncols > 1)) return false;
-        break;
+        if (ci == last) break;
+        /* A field that ends at the sentinel ends at a '\n', not here. */
+        if (*q != delim) return false;
+        p = q + 1;
     }
+    if (q == e) return false; /* the record may go on in the next block */
+    size_t len;
+    if (*q == '\n') {
+        len = (size_t)(q - s);
+        if (len > 0 && q[-1] == '\r') len--;
+        *end_out = (size_t)(q + 1 - c->buf);
+    } else if (*q == '\r' && q + 1 < e && q[1] == '\n') { /* after a closing quote */
+        len = (size_t)(q - s);
+        *end_out = (size_t)(q + 2 - c->buf);
+    } else {
+        return false;
+    }
+    if (len > c->maxlen || (len == 0 && last > 0)) return false;
     *nnull_out = nnull;
+    *npend_out = npend;
     return true;
+}
+
+enum { CHUNK_FIELDS = 4096, CHUNK_MIN = 4, CHUNK_BACKOFF_MAX = 1023 };
+
+/* Chunks: up to 64 plain records (no field starts with a quote) are
+ * split first, then converted a column at a time. The split needs nothing
+ * but the stops (delimiters and line feeds, 64 bytes per mask, each field's
+ * end a count of trailing zeros away), and a column's loop repeats the same
+ * few instructions on independent values, which the CPU overlaps; the
+ * record-at-a-time path spends more on each field's kind and waits for each
+ * field's end before it can start the next. A value the fast path does not
+ * take ends the chunk before its record: nothing after it is committed,
+ * and the record goes to the record-at-a-time paths. */
+
+/* Splits up to max plain records from c->pos into the chunk tables: field
+ * ci of record r spans [fs[i], fe[i]) with i = r * ncols + ci (the CR of a
+ * CRLF line end is not in the last field), and the next record starts at
+ * rnext[r]. Stops before the first record that is not plain or not whole:
+ * a field that starts with a quote, the wrong number of fields, a blank or
+ * overlong line, the end of the buffer. Returns the records. */
+static size_t chunk_split(csv_impl *c, int ncols, size_t max)
+{
+    const char **fs = c->fs, **fe = c->fe;
+    const char *p = c->buf + c->pos, *const e = c->buf + c->len;
+    const char delim = c->delim;
+    const stop_set ss = stop_set_make(delim, '\n');
+    const int last = ncols - 1;
+    const char *base = p;
+    uint64_t rem = stops64(p, &ss); /* stops of base[0..64) not yet taken */
+    size_t r = 0;
+    for (; r < max; r++, fs += ncols, fe += ncols) {
+        const char *const s = p, *q;
+        for (int ci = 0;; ci++) {
+            fs[ci] = p;
+            if (*p == '"') return r;
+            if (rem == 0) {
+                base = p;
+                rem = stops64(p, &ss);
+            }
+            if (rem != 0) {
+                q = base + __builtin_ctzll(rem);
+                rem &= rem - 1;
+            } else { /* a field of 64 bytes or more */
+                q = scan_stop(p + 64, &ss);
+            }
+            fe[ci] = q;
+            if (ci == last) break;
+            if (*q != delim) return r;
+            p = q + 1;
+        }
+        if (*q != '\n' || q == e) return r;
+        const char *le = q;
+        if (le > s && le[-1] == '\r') le--;
+        if ((size_t)(le - s) > c->maxlen || (le == s && ncols > 1)) return r;
+        fe[last] = le; /* without the CR of a CRLF line end */
+        p = q + 1;
+        c->rnext[r] = p;
+    }
+    return r;
+}
+
+/* Converts the numbers or timestamps of column ci (kind kd) of chunk
+ * records [0, nr) into rows n0 + r; bit r of *nulls: record r's field is
+ * empty. Returns the records before the first value the fast path does not
+ * take. */
+static size_t chunk_column(csv_impl *c, int ci, int kd, size_t n0, size_t nr, uint64_t *nulls)
+{
+    const size_t stride = (size_t)c->ncols;
+    const char *const *fs = c->fs + ci, *const *fe = c->fe + ci;
+    uint64_t nm = 0;
+    size_t r = 0;
+    if (kd == K_INT) {
+        int64_t *out = (int64_t *)c->dst[ci] + n0;
+        for (; r < nr; r++) {
+            const char *p = fs[r * stride];
+            const size_t len = (size_t)(fe[r * stride] - p);
+            if (len == 0) nm |= UINT64_C(1) << r;
+            else if (!fast_int(p, len, &out[r])) break;
+        }
+    } else if (kd == K_FLOAT) {
+        double *out = (double *)c->dst[ci] + n0;
+        for (; r < nr; r++) {
+            const char *p = fs[r * stride];
+            const size_t len = (size_t)(fe[r * stride] - p);
+            if (len == 0) nm |= UINT64_C(1) << r;
+            else if (!fast_float(p, len, &out[r])) break;
+        }
+    } else {
+        int64_t *out = (int64_t *)c->dst[ci] + n0;
+        ts_cache *tc = &c->tcache[ci];
+        for (; r < nr; r++) {
+            const char *p = fs[r * stride];
+            const size_t len = (size_t)(fe[r * stride] - p);
+            if (len == 0) nm |= UINT64_C(1) << r;
+            else if (!fast_ts(tc, p, len, &out[r])) break;
+        }
+    }
+    *nulls = nm;
+    return r;
+}
+
+/* How many records the next chunk may take: the room left in the batch,
+ * at most the current chunk length. */
+static inline size_t chunk_size(const csv_impl *c, size_t room)
+{
+    return room < c->chunk_len ? room : c->chunk_len;
+}
+
+/* After a chunk that split `split` records and committed `got`: a value
+ * that stopped it wasted the work on the records after it, so chunks get
+ * shorter while that happens (and longer again when it stops); a chunk
+ * that got nothing at all makes the next few records go record by record,
+ * for longer each time, so that data the chunks never take (numbers with
+ * exponents, say) costs little more than without them. */
+static inline void chunk_adapt(csv_impl *c, size_t split, size_t got)
+{
+    if (got < split) {
+        c->chunk_len = c->chunk_len / 2 > CHUNK_MIN ? c->chunk_len / 2 : CHUNK_MIN;
+    } else if (got == split && c->chunk_len < c->chunk_rows) {
+        c->chunk_len = c->chunk_len * 2 < c->chunk_rows ? c->chunk_len * 2 : c->chunk_rows;
+    }
+    if (got == 0) {
+        c->chunk_wait = c->chunk_backoff;
+        const size_t next = c->chunk_backoff * 2 + 1;
+        c->chunk_backoff = next < CHUNK_BACKOFF_MAX ? next : CHUNK_BACKOFF_MAX;
+    } else {
+        c->chunk_backoff = 0;
+    }
+}
+
+/* Reads a chunk of at most max records into rows n0...: *split gets the
+ * plain records found, *got those committed (fewer when a value stopped
+ * the chunk). */
+static sf_status chunk_records(csv_impl *c, sf_batch *b, size_t n0, size_t max, size_t *split, size_t *got)
+{
+    const int ncols = c->ncols;
+    const size_t stride = (size_t)ncols;
+    size_t nr = chunk_split(c, ncols, max);
+    *split = nr;
+    /* Numbers and timestamps first: they may end the chunk early, and
+     * nothing of the records after the end may reach the batch (strings
+     * would enter the dictionaries). */
+    for (int ci = 0; ci < ncols && nr > 0; ci++) {
+        const int kd = c->kind[ci];
+        if (kd == K_INT || kd == K_FLOAT || kd == K_TS) nr = chunk_column(c, ci, kd, n0, nr, &c->cnull[ci]);
+    }
+    *got = nr;
+    if (nr == 0) return SF_OK;
+    const uint64_t keep = nr == 64 ? UINT64_MAX : (UINT64_C(1) << nr) - 1;
+    for (int ci = 0; ci < ncols; ci++) {
+        const int kd = c->kind[ci];
+        if (kd == K_INT || kd == K_FLOAT || kd == K_TS) {
+            for (uint64_t m = c->cnull[ci] & keep; m != 0; m &= m - 1)
+                SF_CALL(sf_batch_set_null(b, ci, n0 + (size_t)__builtin_ctzll(m)));
+        } else if (kd == K_STR) {
+            /* In record order, as record-at-a-time would: codes follow the
+             * order of first appearance. */
+            sf_column *col = &b->cols[ci];
+            str_cache *sc = &c->scache[ci];
+            for (size_t r = 0; r < nr; r++) {
+                const char *p = c->fs[r * stride + (size_t)ci];
+                const size_t len = (size_t)(c->fe[r * stride + (size_t)ci] - p);
+                uint32_t *code = &col->code[n0 + r];
+                if (len == 0) SF_CALL(sf_batch_set_null(b, ci, n0 + r));
+                else if (!cache_on(sc, len) || !cache_find(c, sc, &col->dict, p, len, code))
+                    SF_CALL(intern_fill(c, sc, &col->dict, p, len, code));
+            }
+        }
+    }
+    if (b->row_offset != NULL) {
+        for (size_t r = 0; r < nr; r++) {
+            const char *rs = c->fs[r * stride];
+            const size_t nb = (size_t)(c->rnext[r] - rs);
+            b->row_offset[n0 + r] = (int64_t)(c->buf_off + (size_t)(rs - c->buf));
+            b->row_bytes[n0 + r] = nb > UINT32_MAX ? UINT32_MAX : (uint32_t)nb;
+        }
+    }
+    c->pos = (size_t)(c->rnext[nr - 1] - c->buf);
+    c->line += nr;
+    return SF_OK;
 }
 
 /* The general path for one record: tokenizes it (reading more blocks as
@@ -925,7 +1380,7 @@ static sf_status slow_record(sf_reader *r, csv_impl *c, sf_batch *b, size_t n, b
                               sf_type_name(col->type));
         }
     }
-    SF_CALL(commit_row(c, b, n, nnull, start, rec.end));
+    SF_CALL(commit_row(c, b, n, c->str_cols, c->nstr, nnull, start, rec.end));
     *added = true;
     return SF_OK;
 }
@@ -939,17 +1394,25 @@ static sf_status csv_next(sf_reader *r, sf_batch *b, bool *eof)
     SF_CHECK(b->ncols == ncols, SF_ERR_ARG, "%s: batch has %d columns, reader has %d", c->path,
              b->ncols, ncols);
     c->nstr = 0;
+    if (++c->gen == 0) { /* wrapped: no slot may look filled in this call */
+        memset(c->slots, 0, sizeof *c->slots * c->nslots);
+        c->gen = 1;
+    }
     for (int i = 0; i < ncols; i++) {
         uint8_t k = K_SKIP;
+        void *dst = NULL;
         if ((r->want == NULL || r->want[i] != 0) && b->cols[i].loaded) {
             switch (s->fields[i].type) {
-            case SF_INT64: k = K_INT; break;
-            case SF_FLOAT64: k = K_FLOAT; break;
-            case SF_TIMESTAMP: k = K_TS; break;
-            default: k = K_STR; break;
+            case SF_INT64: k = K_INT; dst = b->cols[i].i64; break;
+            case SF_FLOAT64: k = K_FLOAT; dst = b->cols[i].f64; break;
+            case SF_TIMESTAMP: k = K_TS; dst = b->cols[i].i64; break;
+            default: k = K_STR; dst = b->cols[i].code; break;
             }
         }
         c->kind[i] = k;
+        c->dst[i] = dst;
+        c->scache[i].tries = c->scache[i].misses = 0;
+        c->scache[i].off = false;
         if (k == K_STR) c->str_cols[c->nstr++] = i;
     }
     size_t limit = b->cap;
@@ -957,14 +1420,24 @@ static sf_status csv_next(sf_reader *r, sf_batch *b, bool *eof)
     b->first_row = c->rows;
     size_t n = 0;
     while (n < limit) {
-        if (c->pos < c->len) {
-            int nnull = 0;
+        /* The fast paths (chunks, then record at a time), only for
+         * delimiters that cannot occur in a number: files with such
+         * delimiters are rare, and keeping them on the general path spares
+         * the fast paths' number grammar any question about them. */
+        if (c->pos < c->len && c->fast_ok) {
+            if (c->chunk_wait == 0) {
+                size_t split, got;
+                SF_CALL(chunk_records(c, b, n, chunk_size(c, limit - n), &split, &got));
+                n += got;
+                chunk_adapt(c, split, got);
+                if (got > 0) continue;
+            } else {
+                c->chunk_wait--;
+            }
+            int nnull = 0, npend = 0;
             size_t end = 0;
-            /* The fast path scans numbers without looking for the
-             * delimiter inside them: only for delimiters that cannot be
-             * part of a number. */
-            if (c->fast_ok && fast_record(c, b, n, &nnull, &end)) {
-                SF_CALL(commit_row(c, b, n, nnull, c->pos, end));
+            if (fast_record(c, b, n, &nnull, &npend, &end)) {
+                SF_CALL(commit_row(c, b, n, c->pend_cols, npend, nnull, c->pos, end));
                 c->pos = end;
                 c->line++;
                 n++;
@@ -1238,6 +1711,15 @@ static void impl_free(csv_impl *c)
     free(c->kind);
     free(c->str_cols);
     free(c->null_cols);
+    free(c->dst);
+    free(c->fs);
+    free(c->fe);
+    free(c->rnext);
+    free(c->cnull);
+    free(c->pend_cols);
+    free(c->scache);
+    free(c->slots);
+    free(c->tcache);
     free(c);
 }
 
@@ -1395,6 +1877,46 @@ done:
     return rc;
 }
 
+/* The fast path's per-column state, once the types are known: a string
+ * cache for each string column (the others never reach it) and a date for
+ * each column. */
+static sf_status alloc_caches(const sf_reader *r, csv_impl *c)
+{
+    const int ncols = r->schema.ncols;
+    size_t nstring = 0;
+    for (int i = 0; i < ncols; i++) {
+        sf_type t = r->schema.fields[i].type;
+        nstring += t != SF_INT64 && t != SF_FLOAT64 && t != SF_TIMESTAMP;
+    }
+    c->dst = calloc((size_t)ncols, sizeof *c->dst);
+    /* Chunks of 64 records, fewer for wide files (the table of field
+     * starts stays within a few thousand entries). */
+    c->ncols = ncols;
+    c->chunk_rows = CHUNK_FIELDS / (size_t)ncols;
+    if (c->chunk_rows > 64) c->chunk_rows = 64;
+    if (c->chunk_rows < 1) c->chunk_rows = 1;
+    c->chunk_len = c->chunk_rows;
+    c->fs = malloc(sizeof *c->fs * c->chunk_rows * (size_t)ncols);
+    c->fe = malloc(sizeof *c->fe * c->chunk_rows * (size_t)ncols);
+    c->rnext = malloc(sizeof *c->rnext * c->chunk_rows);
+    c->cnull = calloc((size_t)ncols, sizeof *c->cnull);
+    c->pend_cols = calloc((size_t)ncols, sizeof *c->pend_cols);
+    c->scache = calloc((size_t)ncols, sizeof *c->scache);
+    c->tcache = calloc((size_t)ncols, sizeof *c->tcache);
+    c->nslots = nstring * SCACHE_SLOTS;
+    c->slots = calloc(c->nslots ? c->nslots : 1, sizeof *c->slots);
+    SF_CHECK(c->dst && c->fs && c->fe && c->rnext && c->cnull && c->pend_cols && c->scache && c->tcache &&
+                 c->slots,
+             SF_ERR_NOMEM, "out of memory (CSV reader)");
+    size_t k = 0;
+    for (int i = 0; i < ncols; i++) {
+        sf_type t = r->schema.fields[i].type;
+        if (t != SF_INT64 && t != SF_FLOAT64 && t != SF_TIMESTAMP)
+            c->scache[i].slot = c->slots + SCACHE_SLOTS * k++;
+    }
+    return SF_OK;
+}
+
 sf_status sf__csv_open(sf_reader *r)
 {
     sf_status rc = SF_OK;
@@ -1413,7 +1935,7 @@ sf_status sf__csv_open(sf_reader *r)
     SF_CHECK_GOTO(c->maxlen < SIZE_MAX / 4 && c->block < SIZE_MAX / 4, SF_ERR_ARG, done,
                   "%s: input.max_line_length or input.block_size too large", c->path);
     c->cap = c->block + c->maxlen + 2;
-    c->buf = calloc(c->cap + 1 + 8, 1); /* + the sentinel, + padding for 8-byte loads */
+    c->buf = calloc(c->cap + 1 + BUF_PAD, 1); /* + the sentinel, + padding for the fast path's loads */
     c->scratch = malloc(2 * (c->maxlen + 2));
     SF_CHECK_GOTO(c->buf && c->scratch, SF_ERR_NOMEM, done, "out of memory (CSV buffer of %zu bytes)",
                   c->cap);
@@ -1453,6 +1975,7 @@ sf_status sf__csv_open(sf_reader *r)
     }
     r->impl = c;
     SF_CALL_GOTO(infer_types(r, c), done);
+    SF_CALL_GOTO(alloc_caches(r, c), done);
 
     r->ops = &csv_ops;
     r->offsets = true;
