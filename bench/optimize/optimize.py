@@ -171,7 +171,7 @@ class Bench:
             shutil.rmtree(os.path.join(self.a.work, g.gid, f"cache-{rnd}"), ignore_errors=True)
         cmd = self.command(g, v, outdir)
         if v.prep in ("cache-fresh", "cache-reuse"):
-            cmd += ["--set", f"cache.enabled=true", "--set", f"cache.dir={os.path.join(self.a.work, g.gid, f'cache-{rnd}')}"]
+            cmd += ["--set", "cache.enabled=true", "--set", f"cache.dir={os.path.join(self.a.work, g.gid, f'cache-{rnd}')}"]
         t0 = time.time()
         p = subprocess.run(cmd, env=self.env, capture_output=True, text=True)
         wall = time.time() - t0
