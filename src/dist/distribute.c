@@ -572,9 +572,21 @@ static sf_status sender_retire(root *r, bool block)
 }
 
 /* Sends a unit without blocking; the sender owns the buffer from here on. */
+/* Sends in flight at most: Open MPI tracks a bounded number of pending
+ * messages per peer, and tens of thousands of small ones (one per piece,
+ * batch_pieces: false) overflowed it (truncated or lost messages). */
+#define MAX_SENDS_IN_FLIGHT 256
+
 static sf_status sender_post(root *r, int dest, sf_buf unit)
 {
     sender *s = &r->snd;
+    while (s->n - s->head >= MAX_SENDS_IN_FLIGHT) {
+        sf_status e = sender_retire(r, true);
+        if (e != SF_OK) {
+            sf__dist_pool_put(&r->pl, unit);
+            return e;
+        }
+    }
     if (s->n == s->cap) {
         if (s->head > 0) {
             memmove(s->fl, s->fl + s->head, (s->n - s->head) * sizeof *s->fl);
