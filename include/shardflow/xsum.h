@@ -91,6 +91,37 @@ static inline void sf_xsum_add(sf_xsum *x, double v)
     sf_xsum_add_reserved(x, v);
 }
 
+/* Adds v * v exactly as an integer when 2^-480 <= |v| < 2^499 (the
+ * square of the 53-bit significand, 106 bits, shifted into five limbs, each
+ * changed by less than 2^32: one add's worth of room) and returns true;
+ * otherwise adds nothing and returns false, and the caller adds the square
+ * its own way (e.g. as p = v*v plus its fma tail, which is the same value
+ * wherever that pair is exact). Needs one reserved add. */
+__extension__ typedef unsigned __int128 sf__xsum_u128;
+static inline bool sf_xsum_add_square_reserved(sf_xsum *x, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    unsigned ef = (unsigned)(bits >> 52) & 0x7FFu;
+    /* 2^-480 <= |v| < 2^499: biased exponents 543 .. 1521. */
+    if (ef - 543u > 1521u - 543u) return false;
+    uint64_t m = (bits & 0x000FFFFFFFFFFFFFull) | 0x0010000000000000ull;
+    /* v = m 2^(ef - 1075), so v^2 = m^2 2^(2 ef - 2150): in units of
+     * 2^-1074, m^2 shifted left by 2 ef - 1076 >= 10. */
+    sf__xsum_u128 q = (sf__xsum_u128)m * m; /* < 2^106 */
+    unsigned pos = 2u * ef - 1076u;
+    unsigned k = pos >> 5, sh = pos & 31u;
+    sf__xsum_u128 low = q << sh;                              /* bits 0..127 of q 2^sh */
+    uint64_t top = (uint64_t)(q >> 64) >> (63u - sh) >> 1u;  /* bits 128..136 */
+    uint64_t w0 = (uint64_t)low, w1 = (uint64_t)(low >> 64);
+    x->limb[k] += (int64_t)(w0 & 0xFFFFFFFFu);
+    x->limb[k + 1] += (int64_t)(w0 >> 32);
+    x->limb[k + 2] += (int64_t)(w1 & 0xFFFFFFFFu);
+    x->limb[k + 3] += (int64_t)(w1 >> 32);
+    x->limb[k + 4] += (int64_t)top;
+    return true;
+}
+
 /* Adds v[0..n) exactly; same result as n calls of sf_xsum_add. */
 void sf_xsum_add_many(sf_xsum *x, const double *v, size_t n);
 

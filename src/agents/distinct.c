@@ -316,13 +316,13 @@ static sf_status distinct_process(void *state, const sf_batch *b, const sf_rows 
         return SF_OK;
     }
     SF_CALL(sf__groups_batch(&s->groups, b));
+    const uint32_t *gi;
+    bool created;
+    SF_CALL(sf__groups_rows(&s->groups, b, rows, &gi, &created));
+    if (created) SF_CALL(sync_groups(s));
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
-        uint32_t gi;
-        bool created;
-        SF_CALL(sf__groups_row(&s->groups, b, r, &gi, &created));
-        if (created) SF_CALL(sync_groups(s));
-        hgroup *g = &s->g[gi];
+        hgroup *g = &s->g[gi[i]];
         if (sf_col_is_null(c, r))
             g->nulls++;
         else

@@ -272,6 +272,7 @@ void sf__groups_fini(sf__groups *g)
     free(g->slots);
     free(g->scratch);
     free(g->cache);
+    free(g->idx);
     memset(g, 0, sizeof *g);
 }
 
@@ -413,6 +414,141 @@ sf_status sf__groups_row(sf__groups *g, const sf_batch *b, size_t r, uint32_t *i
     size_t len;
     SF_CALL(sf_agent_row_key(b, g->by_col, g->nby, r, &g->scratch, &g->scratch_cap, &len));
     return sf__groups_find(g, g->scratch, len, idx, created);
+}
+
+/* A row the cached loops below could not place (a cache miss, a null key
+ * part, or no cache): the general path. */
+static inline sf_status row_slow(sf__groups *g, const sf_batch *b, size_t r, uint32_t *idx, bool *created)
+{
+    bool cr = false;
+    SF_CALL(sf__groups_row(g, b, r, idx, &cr));
+    *created |= cr;
+    return SF_OK;
+}
+
+sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows, const uint32_t **out,
+                          bool *created)
+{
+    *created = false;
+    const size_t n = rows->n;
+    if (g->idx_cap < n || g->idx == NULL) {
+        size_t cap = g->idx_cap ? g->idx_cap : 1024;
+        while (cap < n) cap *= 2;
+        uint32_t *p = realloc(g->idx, cap * sizeof *p);
+        SF_CHECK(p != NULL, SF_ERR_NOMEM, "out of memory for the groups of %zu rows", n);
+        g->idx = p;
+        g->idx_cap = cap;
+    }
+    uint32_t *idx = g->idx;
+    *out = idx;
+    if (g->nby == 0) {
+        for (size_t i = 0; i < n; i++) idx[i] = 0;
+        return SF_OK;
+    }
+    const uint32_t *sel = rows->sel;
+    const size_t begin = rows->begin;
+    if (g->multi_batch == b) {
+        const uint32_t *code[4];
+        const uint8_t *valid[4];
+        uint32_t ncodes[4], stride[4];
+        const int nby = g->nby;
+        bool nulls = false;
+        for (int j = 0; j < nby; j++) {
+            const sf_column *c = &b->cols[g->by_col[j]];
+            code[j] = c->code;
+            valid[j] = c->valid;
+            nulls |= c->valid != NULL;
+            ncodes[j] = c->dict.n;
+            stride[j] = g->stride[j];
+        }
+        const struct sf__code_cache *cache = g->cache;
+        const uint32_t gen = g->gen;
+        if (nby == 2 && !nulls) {
+            /* The common case (e.g. service x region) as straight code. */
+            const uint32_t *c0 = code[0], *c1 = code[1];
+            const uint32_t s0 = stride[0], n0 = ncodes[0], n1 = ncodes[1];
+            for (size_t i = 0; i < n; i++) {
+                size_t r = sel ? sel[i] : begin + i;
+                uint32_t a = c0[r], d = c1[r];
+                SF_CHECK(a < n0 && d < n1, SF_ERR_INTERNAL, "dictionary codes %u of %u, %u of %u", a, n0, d, n1);
+                size_t k = (size_t)a * s0 + d;
+                if (cache[k].gen == gen) {
+                    idx[i] = cache[k].grp;
+                    continue;
+                }
+                SF_CALL(row_slow(g, b, r, &idx[i], created));
+            }
+            return SF_OK;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t r = sel ? sel[i] : begin + i;
+            size_t k = 0;
+            bool ok = true;
+            for (int j = 0; j < nby; j++) {
+                if (nulls && valid[j] != NULL && valid[j][r] == 0) ok = false;
+                uint32_t cj = code[j][r];
+                SF_CHECK(cj < ncodes[j] || !ok, SF_ERR_INTERNAL, "dictionary code %u of %u", cj, ncodes[j]);
+                k += (size_t)cj * stride[j];
+            }
+            if (ok && cache[k].gen == gen) {
+                idx[i] = cache[k].grp;
+                continue;
+            }
+            SF_CALL(row_slow(g, b, r, &idx[i], created));
+        }
+        return SF_OK;
+    }
+    const sf_column *kc = g->cache_col;
+    if (g->nby == 1 && kc != NULL && kc == &b->cols[g->by_col[0]]) {
+        const uint32_t *code = kc->code;
+        const uint8_t *valid = kc->valid;
+        const uint32_t ncodes = kc->dict.n;
+        const struct sf__code_cache *cache = g->cache;
+        for (size_t i = 0; i < n; i++) {
+            size_t r = sel ? sel[i] : begin + i;
+            uint32_t c = code[r];
+            if ((valid == NULL || valid[r] != 0) && c < ncodes && cache[c].gen == g->gen) {
+                idx[i] = cache[c].grp;
+                continue;
+            }
+            SF_CALL(row_slow(g, b, r, &idx[i], created));
+        }
+        return SF_OK;
+    }
+    if (g->nby == 1 && b->cols[g->by_col[0]].type != SF_STRING) {
+        /* One numeric key: the value cache, inline (row_slow fills it). */
+        const sf_column *c = &b->cols[g->by_col[0]];
+        if (g->vcache == NULL) {
+            g->vcache = malloc(VCACHE_SIZE * sizeof *g->vcache);
+            if (g->vcache) memset(g->vcache, 0xff, VCACHE_SIZE * sizeof *g->vcache);
+        }
+        const struct sf__value_cache *vc = g->vcache;
+        const uint8_t *valid = c->valid;
+        const bool f64 = c->type == SF_FLOAT64;
+        for (size_t i = 0; i < n; i++) {
+            size_t r = sel ? sel[i] : begin + i;
+            if (vc != NULL && (valid == NULL || valid[r] != 0)) {
+                uint64_t bits;
+                if (f64) {
+                    double v = c->f64[r];
+                    if (isnan(v)) v = NAN;
+                    if (v == 0.0) v = 0.0;
+                    memcpy(&bits, &v, sizeof bits);
+                } else {
+                    bits = (uint64_t)c->i64[r];
+                }
+                const struct sf__value_cache *e = &vc[(bits * 0x9E3779B97F4A7C15ull) >> 54];
+                if (e->grp != SF__NO_GROUP && e->bits == bits) {
+                    idx[i] = e->grp;
+                    continue;
+                }
+            }
+            SF_CALL(row_slow(g, b, r, &idx[i], created));
+        }
+        return SF_OK;
+    }
+    for (size_t i = 0; i < n; i++) SF_CALL(row_slow(g, b, sel ? sel[i] : begin + i, &idx[i], created));
+    return SF_OK;
 }
 
 /* ---- orders ----------------------------------------------------------------- */

@@ -50,6 +50,9 @@ typedef struct sf__groups {
      * to the group (values, unlike dictionary codes, keep their meaning
      * across batches). */
     struct sf__value_cache { uint64_t bits; uint32_t grp; } *vcache;
+    /* The group indices of the last sf__groups_rows call. */
+    uint32_t *idx;
+    size_t idx_cap;
 } sf__groups;
 
 /* by_col/nby/schema are borrowed (normally from the agent's config). With
@@ -64,6 +67,14 @@ sf_status sf__groups_clear(sf__groups *g);
 sf_status sf__groups_batch(sf__groups *g, const sf_batch *b);
 /* The group of row r of b (created if new: *created, which may be NULL). */
 sf_status sf__groups_row(sf__groups *g, const sf_batch *b, size_t r, uint32_t *idx, bool *created);
+/* The groups of all rows of a process() call: (*idx)[i] is the group of
+ * row sf_rows_at(rows, i), created if new (*created: whether any was, so
+ * that the caller grows its per-group arrays once). The array belongs to
+ * the table and is valid until the next call. Same groups, created in the
+ * same order, as sf__groups_row row by row; the cached paths run as one
+ * loop without a call per row. Call sf__groups_batch(g, b) first. */
+sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows, const uint32_t **idx /* out */,
+                          bool *created /* out */);
 /* The group of key bytes (created if new). */
 sf_status sf__groups_find(sf__groups *g, const uint8_t *key, size_t len, uint32_t *idx,
                           bool *created);

@@ -16,6 +16,10 @@
 /* Quantiles of a numeric column with relative value accuracy (a DDSketch
  * without collapsing), optionally grouped (agents/quantiles.c). */
 extern const sf_agent_ops sf__agent_quantiles;
+/* The bins that a quantiles sketch of accuracy alpha gives the magnitudes
+ * ax[0..n) (finite, >= 1e-300) into out[0..n): the agent's own path, for
+ * tests comparing it with ceil(log(ax) / log(gamma)). Not collective. */
+void sf__quantiles_bins(double alpha, const double *ax, size_t n, int32_t *out /* out */);
 /* Approximate number of distinct values of a column of any type (a
  * HyperLogLog with a sparse form for small groups), optionally grouped
  * (agents/distinct.c). */

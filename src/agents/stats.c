@@ -88,6 +88,7 @@ static inline double square_tail(double x, double p)
  * have been reserved. */
 static inline void add_square_reserved(sf_xsum *sq, double x)
 {
+    if (sf_xsum_add_square_reserved(sq, x)) return; /* the same value, as one integer */
     double p = x * x;
     sf_xsum_add_reserved(sq, p);
     if (isfinite(p)) sf_xsum_add_reserved(sq, square_tail(x, p));
@@ -271,13 +272,32 @@ static sf_status process_grouped(stats_state *s, const sf_batch *b, const sf_col
                                 const sf_rows *rows)
 {
     SF_CALL(sf__groups_batch(&s->grp, b));
-    for (size_t i = 0; i < rows->n; i++) {
-        size_t r = sf_rows_at(rows, i);
-        uint32_t gi;
-        bool created;
-        SF_CALL(sf__groups_row(&s->grp, b, r, &gi, &created));
-        if (created) SF_CALL(grow_groups(s));
-        add_row(&s->g[gi], c, r);
+    const uint32_t *gi;
+    bool created;
+    SF_CALL(sf__groups_rows(&s->grp, b, rows, &gi, &created));
+    if (created) SF_CALL(grow_groups(s));
+    group *g = s->g;
+    const uint32_t *sel = rows->sel;
+    const size_t begin = rows->begin;
+    const uint8_t *valid = c->valid;
+    if (c->type == SF_FLOAT64) {
+        const double *f64 = c->f64;
+        for (size_t i = 0; i < rows->n; i++) {
+            size_t r = sel ? sel[i] : begin + i;
+            if (valid != NULL && valid[r] == 0)
+                g[gi[i]].nulls++;
+            else
+                group_add(&g[gi[i]], f64[r]);
+        }
+    } else {
+        const int64_t *i64 = c->i64;
+        for (size_t i = 0; i < rows->n; i++) {
+            size_t r = sel ? sel[i] : begin + i;
+            if (valid != NULL && valid[r] == 0)
+                g[gi[i]].nulls++;
+            else
+                group_add(&g[gi[i]], (double)i64[r]);
+        }
     }
     return SF_OK;
 }

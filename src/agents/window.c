@@ -405,6 +405,21 @@ static sf_status window_process(void *state, const sf_batch *b, const sf_rows *r
         SF_CALL(sf_filter_eval(s->flag, b, lo, hi, s->sel, &nflag));
     }
     SF_CALL(sf__groups_batch(&s->groups, b));
+    /* Groups are looked up for the whole call at once unless some times
+     * are null: an untimed row must not create a group. */
+    const uint32_t *gidx = NULL;
+    if (tc->valid == NULL) {
+        bool created;
+        uint32_t before = s->groups.n;
+        SF_CALL(sf__groups_rows(&s->groups, b, rows, &gidx, &created));
+        for (uint32_t gi = before; gi < s->groups.n; gi++) SF_CALL(new_group(s, gi));
+    }
+    /* Rows come mostly in time order: the bucket of the previous row's
+     * time range [blo, bhi) is reused without a division (only where
+     * neither end can overflow). */
+    const int64_t d = s->bucket_us;
+    const bool range_ok = d > 0 && d < (INT64_C(1) << 61);
+    int64_t blo = 1, bhi = 0, bq = 0;
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
         bool flagged = false;
@@ -416,12 +431,31 @@ static sf_status window_process(void *state, const sf_batch *b, const sf_rows *r
             s->untimed++;
             continue;
         }
-        int64_t bucket = floor_div(tc->i64[r], s->bucket_us);
+        int64_t t = tc->i64[r];
+        if (t < blo || t >= bhi) {
+            bq = floor_div(t, d);
+            if (range_ok && t > -(INT64_C(1) << 62) && t < (INT64_C(1) << 62)) {
+                blo = bq * d;
+                bhi = blo + d;
+            } else {
+                blo = 1;
+                bhi = 0;
+            }
+        }
+        const int64_t bucket = bq;
         uint32_t gi, ci;
-        bool created;
-        SF_CALL(sf__groups_row(&s->groups, b, r, &gi, &created));
-        if (created) SF_CALL(new_group(s, gi));
-        SF_CALL(cell_of(s, gi, bucket, &ci, NULL));
+        if (gidx != NULL) {
+            gi = gidx[i];
+        } else {
+            bool created;
+            SF_CALL(sf__groups_row(&s->groups, b, r, &gi, &created));
+            if (created) SF_CALL(new_group(s, gi));
+        }
+        const wgroup *wg = &s->g[gi];
+        if (wg->last != CELL_NONE && wg->last_bucket == bucket)
+            ci = wg->last;
+        else
+            SF_CALL(cell_of(s, gi, bucket, &ci, NULL));
         cell *c = &s->c[ci];
         c->rows++;
         c->flagged += flagged;

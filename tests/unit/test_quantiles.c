@@ -726,10 +726,58 @@ static void test_config_errors(void **st)
 }
 
 /* An optional argument runs only the tests whose names match it. */
+/* The agent's bin of a value must be exactly ceil(log(|x|) / ln gamma) as
+ * the C library computes it, for every accuracy, over the whole range and
+ * right at the bin edges (where its fast path hands over to log()). */
+static void test_bins_equal_library_log(void **st)
+{
+    (void)st;
+    rng_state = 77;
+    const double alphas[] = {0.01, 0.0001, 0.05, 0.1, 0.003};
+    enum { N = 200000 };
+    double *ax = malloc(N * sizeof *ax);
+    int32_t *got = malloc(N * sizeof *got);
+    assert_non_null(ax);
+    assert_non_null(got);
+    for (size_t a = 0; a < sizeof alphas / sizeof alphas[0]; a++) {
+        double gamma = (1.0 + alphas[a]) / (1.0 - alphas[a]);
+        double inv = 1.0 / log(gamma);
+        for (int i = 0; i < N; i++) {
+            int kind = i % 4;
+            if (kind == 0) {
+                ax[i] = ldexp(1.0 + unif(), (int)(unif() * 2018.0) - 996); /* 1e-300 .. 2^1023 */
+            } else if (kind == 1) {
+                ax[i] = 1.0 + unif() * 1e5; /* latencies */
+            } else {
+                /* At and next to a bin edge gamma^j. */
+                int j = (int)(unif() * 2000.0) - 1000;
+                double e = exp((double)j / inv);
+                int steps = (int)(unif() * 5.0) - 2;
+                for (; steps > 0; steps--) e = nextafter(e, INFINITY);
+                for (; steps < 0; steps++) e = nextafter(e, 0.0);
+                ax[i] = e;
+            }
+            if (ax[i] < 1e-300) ax[i] = 1e-300;
+        }
+        sf__quantiles_bins(alphas[a], ax, N, got);
+        int edges_near = 0;
+        for (int i = 0; i < N; i++) {
+            double f = log(ax[i]) * inv;
+            int32_t want = (int32_t)ceil(f);
+            if (got[i] != want) fail_msg("alpha %g: x = %a: bin %d, log() gives %d", alphas[a], ax[i], got[i], want);
+            edges_near += fabs(f - nearbyint(f)) < 1e-6;
+        }
+        assert_true(edges_near > 100); /* the slow path was exercised */
+    }
+    free(ax);
+    free(got);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bins_equal_library_log),
         cmocka_unit_test(test_report_tiny),
         cmocka_unit_test(test_defaults_nonfinite_and_zero),
         cmocka_unit_test(test_accuracy),

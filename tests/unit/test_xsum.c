@@ -249,6 +249,55 @@ static void test_triples_match_fma(void **st)
     }
 }
 
+/* sf_xsum_add_square_reserved adds v*v as one integer; the pair p = v*v,
+ * e = fma(v, v, -p) is the same value computed in floating point. Both
+ * accumulators must encode alike after every add, over the whole range
+ * (and outside it the function must decline and add nothing). */
+static void test_square_matches_fma_pair(void **st)
+{
+    (void)st;
+    rng_state = 11;
+    sf_xsum a, b, empty;
+    sf_xsum_init(&a);
+    sf_xsum_init(&b);
+    sf_xsum_init(&empty);
+    int taken = 0, declined = 0;
+    for (int trial = 0; trial < 200000; trial++) {
+        double v = rnd_exp(-530, 530);
+        if (trial % 7 == 0) v = ldexp(1.0, (int)(trial % 1060) - 530); /* exact powers, range edges */
+        if (trial & 1) v = -v;
+        sf_xsum_reserve(&a, 2);
+        bool ok = sf_xsum_add_square_reserved(&a, v);
+        double av = fabs(v);
+        assert_int_equal(ok, av >= 0x1p-480 && av < 0x1p499);
+        if (!ok) {
+            declined++;
+            sf_xsum one;
+            sf_xsum_init(&one);
+            sf_xsum_reserve(&one, 1);
+            assert_false(sf_xsum_add_square_reserved(&one, v));
+            assert_same_encoding(&one, &empty);
+            continue;
+        }
+        taken++;
+        double p = v * v, e = fma(v, v, -p);
+        sf_xsum_add(&b, p);
+        sf_xsum_add(&b, e);
+        if (trial % 997 == 0) assert_same_encoding(&a, &b);
+    }
+    assert_same_encoding(&a, &b);
+    assert_true(taken > 100000 && declined > 1000);
+    /* A square alone rounds to the correctly rounded v*v. */
+    for (int trial = 0; trial < 20000; trial++) {
+        double v = rnd_exp(-479, 498);
+        sf_xsum x;
+        sf_xsum_init(&x);
+        sf_xsum_reserve(&x, 1);
+        assert_true(sf_xsum_add_square_reserved(&x, v));
+        assert_same_double(sf_xsum_round(&x), v * v);
+    }
+}
+
 static void test_subnormals(void **st)
 {
     (void)st;
@@ -614,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_ties_to_even),
         cmocka_unit_test(test_pairs_match_ieee),
         cmocka_unit_test(test_triples_match_fma),
+        cmocka_unit_test(test_square_matches_fma_pair),
         cmocka_unit_test(test_subnormals),
         cmocka_unit_test(test_overflow),
         cmocka_unit_test(test_non_finite),
