@@ -145,9 +145,30 @@ sf_status sf_agent_key_text(const sf_schema *s, const int *by_col, int nby, cons
 
 #define VCACHE_SIZE 1024 /* entries of the numeric-key cache (power of two) */
 
-static uint64_t key_hash(const uint8_t *k, size_t n)
+/* Hashes stay inside the table (nothing encoded depends on them), so short
+ * keys, the common case (one number: 9 bytes; a short string or two),
+ * take an inline multiply-mix of two words instead of a library call. */
+static inline uint64_t mix64(uint64_t x)
 {
-    return XXH3_64bits(k, n);
+    x ^= x >> 32;
+    x *= 0xD6E8FEB86659FD93ull;
+    x ^= x >> 32;
+    x *= 0xD6E8FEB86659FD93ull;
+    return x ^ (x >> 32);
+}
+
+static inline uint64_t key_hash(const uint8_t *k, size_t n)
+{
+    if (n > 32) return XXH3_64bits(k, n);
+    uint64_t w[4] = {0, 0, 0, 0};
+    if (n != 0) memcpy(w, k, n);
+    uint64_t h = mix64(w[0] ^ ((uint64_t)n << 56));
+    h = mix64(h ^ w[1]);
+    if (n > 16) {
+        h = mix64(h ^ w[2]);
+        h = mix64(h ^ w[3]);
+    }
+    return h;
 }
 
 static sf_status rehash(sf__groups *g, uint32_t nslots)
@@ -426,6 +447,39 @@ static inline sf_status row_slow(sf__groups *g, const sf_batch *b, size_t r, uin
     return SF_OK;
 }
 
+/* A code-cache miss of a row whose key columns are all strings and all
+ * non-null: the canonical key built straight from the dictionaries, the
+ * group found or created, and the cache entry e filled. */
+static sf_status miss_strings(sf__groups *g, const sf_batch *b, size_t r, struct sf__code_cache *e,
+                              uint32_t *idx, bool *created)
+{
+    size_t need = 0;
+    for (int j = 0; j < g->nby; j++) {
+        const sf_column *c = &b->cols[g->by_col[j]];
+        need += 5 + (size_t)(c->dict.off[c->code[r] + 1] - c->dict.off[c->code[r]]);
+    }
+    SF_CALL(reserve(&g->scratch, &g->scratch_cap, need));
+    uint8_t *p = g->scratch;
+    for (int j = 0; j < g->nby; j++) {
+        const sf_column *c = &b->cols[g->by_col[j]];
+        uint32_t lo = c->dict.off[c->code[r]], n = c->dict.off[c->code[r] + 1] - lo;
+        *p++ = 1;
+        for (int k = 0; k < 4; k++) *p++ = (uint8_t)(n >> (8 * k));
+        if (n != 0) memcpy(p, c->dict.bytes + lo, n);
+        p += n;
+    }
+    uint64_t h = key_hash(g->scratch, need);
+    uint32_t i = lookup_hashed(g, g->scratch, need, h);
+    if (i == SF__NO_GROUP) {
+        SF_CALL(new_group(g, g->scratch, need, h, &i));
+        *created = true;
+    }
+    e->gen = g->gen;
+    e->grp = i;
+    *idx = i;
+    return SF_OK;
+}
+
 sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows, const uint32_t **out,
                           bool *created)
 {
@@ -476,7 +530,7 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
                     idx[i] = cache[k].grp;
                     continue;
                 }
-                SF_CALL(row_slow(g, b, r, &idx[i], created));
+                SF_CALL(miss_strings(g, b, r, &g->cache[k], &idx[i], created));
             }
             return SF_OK;
         }
@@ -494,7 +548,10 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
                 idx[i] = cache[k].grp;
                 continue;
             }
-            SF_CALL(row_slow(g, b, r, &idx[i], created));
+            if (ok)
+                SF_CALL(miss_strings(g, b, r, &g->cache[k], &idx[i], created));
+            else
+                SF_CALL(row_slow(g, b, r, &idx[i], created));
         }
         return SF_OK;
     }
@@ -507,8 +564,12 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
         for (size_t i = 0; i < n; i++) {
             size_t r = sel ? sel[i] : begin + i;
             uint32_t c = code[r];
-            if ((valid == NULL || valid[r] != 0) && c < ncodes && cache[c].gen == g->gen) {
-                idx[i] = cache[c].grp;
+            if ((valid == NULL || valid[r] != 0) && c < ncodes) {
+                if (cache[c].gen == g->gen) {
+                    idx[i] = cache[c].grp;
+                    continue;
+                }
+                SF_CALL(miss_strings(g, b, r, &g->cache[c], &idx[i], created));
                 continue;
             }
             SF_CALL(row_slow(g, b, r, &idx[i], created));
@@ -522,28 +583,47 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
             g->vcache = malloc(VCACHE_SIZE * sizeof *g->vcache);
             if (g->vcache) memset(g->vcache, 0xff, VCACHE_SIZE * sizeof *g->vcache);
         }
-        const struct sf__value_cache *vc = g->vcache;
+        struct sf__value_cache *vc = g->vcache;
         const uint8_t *valid = c->valid;
         const bool f64 = c->type == SF_FLOAT64;
+        /* With far more groups than cache entries (e.g. users), the cache
+         * would only thrash: probe the table directly. */
+        const bool use_cache = vc != NULL && g->n <= 4 * VCACHE_SIZE;
+        uint8_t key[9];
+        key[0] = 1;
         for (size_t i = 0; i < n; i++) {
             size_t r = sel ? sel[i] : begin + i;
-            if (vc != NULL && (valid == NULL || valid[r] != 0)) {
-                uint64_t bits;
-                if (f64) {
-                    double v = c->f64[r];
-                    if (isnan(v)) v = NAN;
-                    if (v == 0.0) v = 0.0;
-                    memcpy(&bits, &v, sizeof bits);
-                } else {
-                    bits = (uint64_t)c->i64[r];
-                }
-                const struct sf__value_cache *e = &vc[(bits * 0x9E3779B97F4A7C15ull) >> 54];
-                if (e->grp != SF__NO_GROUP && e->bits == bits) {
-                    idx[i] = e->grp;
-                    continue;
-                }
+            if (valid != NULL && valid[r] == 0) {
+                SF_CALL(row_slow(g, b, r, &idx[i], created));
+                continue;
             }
-            SF_CALL(row_slow(g, b, r, &idx[i], created));
+            uint64_t bits;
+            if (f64) {
+                double v = c->f64[r];
+                if (isnan(v)) v = NAN;
+                if (v == 0.0) v = 0.0;
+                memcpy(&bits, &v, sizeof bits);
+            } else {
+                bits = (uint64_t)c->i64[r];
+            }
+            struct sf__value_cache *e = use_cache ? &vc[(bits * 0x9E3779B97F4A7C15ull) >> 54] : NULL;
+            if (e != NULL && e->grp != SF__NO_GROUP && e->bits == bits) {
+                idx[i] = e->grp;
+                continue;
+            }
+            /* The canonical key of one number (see sf_agent_row_key). */
+            sf_store_u64(key + 1, bits);
+            uint64_t h = key_hash(key, sizeof key);
+            uint32_t gi = lookup_hashed(g, key, sizeof key, h);
+            if (gi == SF__NO_GROUP) {
+                SF_CALL(new_group(g, key, sizeof key, h, &gi));
+                *created = true;
+            }
+            if (e != NULL) {
+                e->bits = bits;
+                e->grp = gi;
+            }
+            idx[i] = gi;
         }
         return SF_OK;
     }

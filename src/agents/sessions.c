@@ -345,17 +345,21 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
     const sf_column *ucol = &b->cols[uc], *tcol = &b->cols[s->time_col], *lcol = &b->cols[s->lat_col];
     SF_CALL(sf__groups_batch(&s->users, b));
     SF_CALL(sf__groups_batch(&s->keys, b));
+    /* Users and group keys for the whole call at once. A row that is not
+     * an event may so create a user or key with no session: neither is
+     * encoded, merged or reported (only sessions are). */
+    const uint32_t *uidx, *kidx;
+    bool created;
+    SF_CALL(sf__groups_rows(&s->users, b, rows, &uidx, &created));
+    if (created) SF_CALL(grow_users(s));
+    SF_CALL(sf__groups_rows(&s->keys, b, rows, &kidx, &created));
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
         if (sf_col_is_null(ucol, r) || sf_col_is_null(tcol, r)) {
             s->skipped++;
             continue;
         }
-        uint32_t ui, ki;
-        bool created;
-        SF_CALL(sf__groups_row(&s->users, b, r, &ui, &created));
-        if (created) SF_CALL(grow_users(s));
-        SF_CALL(sf__groups_row(&s->keys, b, r, &ki, NULL));
+        uint32_t ui = uidx[i], ki = kidx[i];
         session ev;
         ev.start = ev.end = tcol->i64[r];
         ev.events = 1;
