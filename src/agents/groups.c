@@ -196,6 +196,11 @@ static sf_status new_group(sf__groups *g, const uint8_t *key, size_t len, uint64
         struct sf__group_entry *e = realloc(g->e, (size_t)cap * sizeof *e);
         SF_CHECK(e != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
         g->e = e;
+        if (g->nby == 1 && g->schema != NULL && g->schema->fields[g->by_col[0]].type != SF_STRING) {
+            uint64_t *nm = realloc(g->num, (size_t)cap * sizeof *nm);
+            SF_CHECK(nm != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
+            g->num = nm;
+        }
         g->cap = cap;
     }
     if (g->keys == NULL || g->keys_cap - g->keys_len < len) {
@@ -212,6 +217,12 @@ static sf_status new_group(sf__groups *g, const uint8_t *key, size_t len, uint64
     g->e[i].off = g->keys_len;
     g->e[i].len = (uint32_t)len;
     g->e[i].hash = hash;
+    if (g->num != NULL) {
+        if (len == 9 && key[0] == 1)
+            g->num[i] = sf_load_u64(key + 1);
+        else
+            g->num_null = i; /* the null key: one tag byte */
+    }
     g->keys_len += len;
     uint32_t mask = g->nslots - 1;
     uint32_t h = (uint32_t)hash & mask;
@@ -232,6 +243,27 @@ static uint32_t lookup_hashed(const sf__groups *g, const uint8_t *key, size_t le
             return i;
     }
     return SF__NO_GROUP;
+}
+
+/* The group of the non-null numeric key with value bits (tables with
+ * num[]); hash is key_hash of its canonical key. */
+static inline uint32_t lookup_num(const sf__groups *g, uint64_t bits, uint64_t hash)
+{
+    if (g->nslots == 0) return SF__NO_GROUP;
+    uint32_t mask = g->nslots - 1;
+    for (uint32_t h = (uint32_t)hash & mask; g->slots[h] != 0; h = (h + 1) & mask) {
+        uint32_t i = g->slots[h] - 1;
+        if (g->num[i] == bits && i != g->num_null) return i;
+    }
+    return SF__NO_GROUP;
+}
+
+/* key_hash of the canonical key of one non-null number, {1, bits (LE)},
+ * without building it. */
+static inline uint64_t num_key_hash(uint64_t bits)
+{
+    uint64_t h = mix64((1u | (bits << 8)) ^ ((uint64_t)9 << 56));
+    return mix64(h ^ (bits >> 56));
 }
 
 uint32_t sf__groups_lookup(const sf__groups *g, const uint8_t *key, size_t len)
@@ -268,6 +300,7 @@ sf_status sf__groups_init(sf__groups *g, const sf_schema *schema, const int *by_
 sf_status sf__groups_clear(sf__groups *g)
 {
     g->n = 0;
+    g->num_null = SF__NO_GROUP;
     g->keys_len = 0;
     if (g->slots) memset(g->slots, 0, (size_t)g->nslots * sizeof *g->slots);
     g->cache_col = NULL;
@@ -289,6 +322,7 @@ void sf__groups_fini(sf__groups *g)
 {
     free(g->vcache);
     free(g->e);
+    free(g->num);
     free(g->keys);
     free(g->slots);
     free(g->scratch);
@@ -611,10 +645,10 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
                 idx[i] = e->grp;
                 continue;
             }
+            uint64_t h = num_key_hash(bits);
             /* The canonical key of one number (see sf_agent_row_key). */
             sf_store_u64(key + 1, bits);
-            uint64_t h = key_hash(key, sizeof key);
-            uint32_t gi = lookup_hashed(g, key, sizeof key, h);
+            uint32_t gi = g->num != NULL ? lookup_num(g, bits, h) : lookup_hashed(g, key, sizeof key, h);
             if (gi == SF__NO_GROUP) {
                 SF_CALL(new_group(g, key, sizeof key, h, &gi));
                 *created = true;

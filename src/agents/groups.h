@@ -50,6 +50,11 @@ typedef struct sf__groups {
      * to the group (values, unlike dictionary codes, keep their meaning
      * across batches). */
     struct sf__value_cache { uint64_t bits; uint32_t grp; } *vcache;
+    /* One numeric key column: each group's value bits (beside e[], so
+     * that a probe compares one word instead of the key bytes), and the
+     * group of the null key (SF__NO_GROUP if none). */
+    uint64_t *num;
+    uint32_t num_null;
     /* The group indices of the last sf__groups_rows call. */
     uint32_t *idx;
     size_t idx_cap;

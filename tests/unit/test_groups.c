@@ -475,6 +475,75 @@ static void test_cache_matches_generic(void **st)
     sf__groups_fini(&nobatch);
 }
 
+/* sf__groups_rows (the whole call at once, with its cached and direct
+ * paths) must give every row the group that sf__groups_find gives the
+ * row's canonical key in a table fed the same rows in the same order:
+ * for every key shape (one string, two and three strings, one integer,
+ * one double, a string and a number), with and without nulls, with a
+ * selection, with few and with many groups (the numeric path drops its
+ * value cache past 4096 groups), batch after batch on one reused batch. */
+static void test_rows_match_find(void **st)
+{
+    (void)st;
+    static const int shapes[][3] = {{C_S, -1, -1}, {C_S, C_S2, -1}, {C_S, C_S2, C_S}, {C_I, -1, -1},
+                                    {C_F, -1, -1}, {C_S, C_I, -1}, {C_T, -1, -1}};
+    static const int nshape[] = {1, 2, 3, 1, 1, 2, 1};
+    uint8_t *key = NULL;
+    size_t cap = 0;
+    uint32_t *sel = NULL;
+    rng_state = 4242;
+    for (size_t sh = 0; sh < sizeof nshape / sizeof nshape[0]; sh++) {
+        for (int many = 0; many < 2; many++) {
+            sf__groups fast, plain;
+            assert_int_equal(sf__groups_init(&fast, &schema, shapes[sh], nshape[sh]), SF_OK);
+            assert_int_equal(sf__groups_init(&plain, &schema, shapes[sh], nshape[sh]), SF_OK);
+            sf_batch b;
+            assert_int_equal(sf_batch_init(&b, &schema, NULL, 16), SF_OK);
+            for (int k = 0; k < 10; k++) {
+                size_t n = 300 + (size_t)(rnd() % 3000);
+                row *rows = make_rows(n, k % 3 == 0 ? 20 : 0);
+                if (many)
+                    for (size_t r = 0; r < n; r++) {
+                        rows[r].i = (int64_t)(rnd() % 20000);
+                        rows[r].f = (double)(rnd() % 20000) * 0.25;
+                        rows[r].t = (int64_t)(rnd() % 20000) * 1000;
+                    }
+                sf_batch_clear(&b);
+                fill(&b, rows, n);
+                sel = realloc(sel, n * sizeof *sel);
+                size_t nsel = 0;
+                for (size_t r = 0; r < n; r++)
+                    if (rnd() % 3 != 0) sel[nsel++] = (uint32_t)r;
+                sf_rows all = {k % 2 ? 0 : 7, n - (k % 2 ? 0 : 7), NULL}, some = {0, nsel, sel};
+                const sf_rows *rs = k % 4 == 3 ? &some : &all;
+                assert_int_equal(sf__groups_batch(&fast, &b), SF_OK);
+                const uint32_t *idx;
+                bool created;
+                uint32_t before = fast.n;
+                assert_int_equal(sf__groups_rows(&fast, &b, rs, &idx, &created), SF_OK);
+                assert_true(created == (fast.n > before));
+                for (size_t i = 0; i < rs->n; i++) {
+                    size_t r = sf_rows_at(rs, i), len;
+                    uint32_t p;
+                    assert_int_equal(sf_agent_row_key(&b, shapes[sh], nshape[sh], r, &key, &cap, &len), SF_OK);
+                    assert_int_equal(sf__groups_find(&plain, key, len, &p, NULL), SF_OK);
+                    if (idx[i] != p) fail_msg("shape %zu batch %d row %zu: group %u, find gives %u", sh, k, r, idx[i], p);
+                    /* The fast table finds its own groups by key bytes, too. */
+                    assert_int_equal(sf__groups_lookup(&fast, key, len), p);
+                }
+                free(rows);
+            }
+            assert_int_equal(fast.n, plain.n);
+            if (many && shapes[sh][0] != C_S) assert_true(fast.n > 4096);
+            sf_batch_fini(&b);
+            sf__groups_fini(&fast);
+            sf__groups_fini(&plain);
+        }
+    }
+    free(sel);
+    free(key);
+}
+
 /* The cache generation wraps after 2^32 batches; entries of earlier
  * batches must not survive the wrap (white-box: the counter is set near
  * its end instead of running 2^32 batches). */
@@ -1076,6 +1145,7 @@ int main(void)
         cmocka_unit_test(test_many_groups),
         cmocka_unit_test(test_cache_matches_generic),
         cmocka_unit_test(test_cache_generation_wrap),
+        cmocka_unit_test(test_rows_match_find),
         cmocka_unit_test(test_null_keys),
         cmocka_unit_test(test_float_canonical),
         cmocka_unit_test(test_sorted_order),
