@@ -53,10 +53,20 @@ typedef struct session {
     uint32_t key;        /* group of the end event (index into the state's key table) */
 } session;
 
+/* Most users have one session: it lives in the entry itself (cap == 0),
+ * so that adding an event touches one cache line instead of two. */
 typedef struct user_sessions {
-    uint32_t n, cap;
-    session *s;          /* sorted by start; consecutive ones more than gap apart */
+    uint32_t n, cap;     /* cap 0: room for one session, in `one` */
+    session *heap;       /* cap > 0: the sessions */
+    session one;
 } user_sessions;
+
+/* The sessions of a user, sorted by start; consecutive ones more than gap
+ * apart. */
+static inline session *S(const user_sessions *us)
+{
+    return us->cap ? us->heap : (session *)&us->one;
+}
 
 typedef struct sessions_state {
     const sf_agent_config *cfg;
@@ -130,13 +140,14 @@ static void join(const sessions_state *s, session *a, const session *b)
 
 static sf_status reserve_sessions(user_sessions *us, uint32_t need)
 {
-    if (need <= us->cap) return SF_OK;
+    if (need <= (us->cap ? us->cap : 1)) return SF_OK;
     SF_CHECK(need < UINT32_MAX / 2, SF_ERR_NOMEM, "sessions: %u sessions of one user", need);
     uint32_t cap = us->cap ? us->cap : 4;
     while (cap < need) cap *= 2;
-    session *p = realloc(us->s, (size_t)cap * sizeof *p);
+    session *p = realloc(us->heap, (size_t)cap * sizeof *p);
     SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for %u sessions of one user", cap);
-    us->s = p;
+    if (us->cap == 0 && us->n != 0) p[0] = us->one;
+    us->heap = p;
     us->cap = cap;
     return SF_OK;
 }
@@ -149,35 +160,35 @@ static sf_status add_event(const sessions_state *s, user_sessions *us, const ses
     int64_t t = ev->start;
     /* pos: the first session starting after t. */
     uint32_t pos;
-    if (n == 0 || us->s[n - 1].start <= t) {
+    if (n == 0 || S(us)[n - 1].start <= t) {
         pos = n;
     } else {
         uint32_t lo = 0, hi = n;
         while (lo < hi) {
             uint32_t mid = lo + (hi - lo) / 2;
-            if (us->s[mid].start > t) hi = mid;
+            if (S(us)[mid].start > t) hi = mid;
             else lo = mid + 1;
         }
         pos = lo;
     }
-    if (pos > 0 && within(us->s[pos - 1].end, t, s->gap)) {
-        session *p = &us->s[pos - 1];
+    if (pos > 0 && within(S(us)[pos - 1].end, t, s->gap)) {
+        session *p = &S(us)[pos - 1];
         join(s, p, ev);
         /* The event may bridge the gap to the next session. */
-        if (pos < n && within(p->end, us->s[pos].start, s->gap)) {
-            join(s, p, &us->s[pos]);
-            memmove(&us->s[pos], &us->s[pos + 1], (size_t)(n - pos - 1) * sizeof *us->s);
+        if (pos < n && within(p->end, S(us)[pos].start, s->gap)) {
+            join(s, p, &S(us)[pos]);
+            memmove(&S(us)[pos], &S(us)[pos + 1], (size_t)(n - pos - 1) * sizeof(session));
             us->n--;
         }
         return SF_OK;
     }
-    if (pos < n && within(t, us->s[pos].start, s->gap)) {
-        join(s, &us->s[pos], ev);
+    if (pos < n && within(t, S(us)[pos].start, s->gap)) {
+        join(s, &S(us)[pos], ev);
         return SF_OK;
     }
     SF_CALL(reserve_sessions(us, n + 1));
-    memmove(&us->s[pos + 1], &us->s[pos], (size_t)(n - pos) * sizeof *us->s);
-    us->s[pos] = *ev;
+    memmove(&S(us)[pos + 1], &S(us)[pos], (size_t)(n - pos) * sizeof(session));
+    S(us)[pos] = *ev;
     us->n++;
     return SF_OK;
 }
@@ -199,10 +210,10 @@ static sf_status merge_lists(sessions_state *s, user_sessions *into, const user_
     uint32_t i = 0, j = 0;
     while (i < into->n || j < from->n) {
         session next;
-        if (j >= from->n || (i < into->n && into->s[i].start <= from->s[j].start)) {
-            next = into->s[i++];
+        if (j >= from->n || (i < into->n && S(into)[i].start <= S(from)[j].start)) {
+            next = S(into)[i++];
         } else {
-            next = from->s[j++];
+            next = S(from)[j++];
             next.key = kmap[next.key];
         }
         if (out > 0 && within(s->scratch[out - 1].end, next.start, s->gap))
@@ -211,7 +222,7 @@ static sf_status merge_lists(sessions_state *s, user_sessions *into, const user_
             s->scratch[out++] = next;
     }
     SF_CALL(reserve_sessions(into, (uint32_t)out));
-    memcpy(into->s, s->scratch, out * sizeof *into->s);
+    memcpy(S(into), s->scratch, out * sizeof(session));
     into->n = (uint32_t)out;
     return SF_OK;
 }
@@ -285,7 +296,7 @@ static sf_status sessions_columns(const sf_agent_config *cfg, const char **names
 static void sessions_destroy(void *state)
 {
     sessions_state *s = state;
-    for (uint32_t i = 0; i < s->ucap; i++) free(s->u[i].s);
+    for (uint32_t i = 0; i < s->ucap; i++) free(s->u[i].heap);
     free(s->u);
     free(s->scratch);
     free(s->kmap);
@@ -424,7 +435,7 @@ static sf_status referenced_keys(const sessions_state *s, uint32_t **rank, uint3
     SF_CHECK(rk != NULL, SF_ERR_NOMEM, "sessions: out of memory for %u group keys", s->keys.n);
     for (uint32_t i = 0; i < s->keys.n; i++) rk[i] = 0;
     for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
-        for (uint32_t k = 0; k < s->u[u].n; k++) rk[s->u[u].s[k].key] = 1;
+        for (uint32_t k = 0; k < s->u[u].n; k++) rk[S(&s->u[u])[k].key] = 1;
     sf_status rc = sf__groups_sorted(&s->keys, &sorted);
     if (rc != SF_OK) {
         free(rk);
@@ -477,7 +488,7 @@ static sf_status sessions_encode(const void *state, sf_buf *out)
         SF_CALL_GOTO(sf_buf_put_u64(out, s->u[u].n), done);
         SF_CALL_GOTO(sf_buf_reserve(out, (size_t)s->u[u].n * SESSION_BYTES), done);
         for (uint32_t k2 = 0; k2 < s->u[u].n; k2++) {
-            const session *x = &s->u[u].s[k2];
+            const session *x = &S(&s->u[u])[k2];
             SF_CALL_GOTO(sf_buf_put_i64(out, x->start), done);
             SF_CALL_GOTO(sf_buf_put_i64(out, x->end), done);
             SF_CALL_GOTO(sf_buf_put_u64(out, x->events), done);
@@ -564,11 +575,11 @@ static sf_status sessions_decode(void *state, const void *bytes, size_t n)
                           "sessions state: malformed latency");
             SF_CHECK_GOTO(kr < nkeys, SF_ERR_PARSE, done, "sessions state: group key %u of %llu", kr,
                           (unsigned long long)nkeys);
-            SF_CHECK_GOTO(k == 0 || !within(us->s[k - 1].end, x.start, s->gap), SF_ERR_PARSE, done,
+            SF_CHECK_GOTO(k == 0 || !within(S(us)[k - 1].end, x.start, s->gap), SF_ERR_PARSE, done,
                           "sessions state: sessions out of order or closer than the gap");
             used[kr] = 1;
             x.key = s->kmap[kr];
-            us->s[k] = x;
+            S(us)[k] = x;
             us->n = (uint32_t)k + 1;
         }
     }
@@ -648,7 +659,7 @@ static sf_status sessions_report(const void *state, sf_json *j)
     uint64_t nsess = 0, events = 0, ab = 0, dur_lo = 0, dur_hi = 0;
     for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
         for (uint32_t k = 0; k < s->u[u].n; k++) {
-            const session *x = &s->u[u].s[k];
+            const session *x = &S(&s->u[u])[k];
             nsess++;
             events += x->events;
             ab += abandoned(s, x);
@@ -682,7 +693,7 @@ static sf_status sessions_report(const void *state, sf_json *j)
     size_t nr = 0;
     for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
         for (uint32_t k = 0; k < s->u[u].n; k++) {
-            const session *x = &s->u[u].s[k];
+            const session *x = &S(&s->u[u])[k];
             refs[nr].grank = grank[x->key];
             refs[nr].bucket = bucket_of(x->end, s->bucket);
             refs[nr].abandoned = abandoned(s, x);
@@ -765,7 +776,7 @@ static sf_status sessions_stat(const void *state, const uint8_t *key, size_t key
     uint64_t events = 0, nsess = 0, ab = 0;
     for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
         for (uint32_t k = 0; k < s->u[u].n; k++) {
-            const session *x = &s->u[u].s[k];
+            const session *x = &S(&s->u[u])[k];
             if (g != SF__NO_GROUP && x->key != g) continue;
             nsess++;
             events += x->events;
