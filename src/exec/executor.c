@@ -50,7 +50,7 @@ struct sf_exec {
     uint64_t *cur_bad;       /* per batch: rows left out as corrupt */
     char last_fault[1024];
     sf_status side_rc;       /* the last side work's status */
-    char side_msg[1024];
+    char side_msg[2048];
     /* Per agent: the encoding of a fresh state. Decoding it empties a
      * transaction state while keeping its allocations and caches (a
      * detector's baseline lookups), which destroy + init would lose. */
@@ -613,7 +613,7 @@ sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const
     bool side_failed = true;
     for (int i = 0; i < nb; i++) side_failed = side_failed && !failed[i];
     sf_status side_rc = side ? x->side_rc : SF_OK;
-    char side_msg[1024];
+    char side_msg[2048];
     snprintf(side_msg, sizeof side_msg, "%s", x->side_msg);
     SF_CALL_GOTO(txn_rollback(x), done);
     if (side_failed) {
