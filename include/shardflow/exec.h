@@ -138,4 +138,13 @@ int sf_exec_num_places(void);
  * inherit the caller's signal mask. */
 void sf_exec_start_threads(int n);
 
+/* Runs fn(ctx, t) once for every t in [0, nthreads), on up to nthreads
+ * OpenMP threads at once (t = 0 on the calling thread), and returns when
+ * all are done: for work that is not morsels of batches (parallel-read's
+ * sub-parts). fn must be safe to run for different t at once. Returns the
+ * failure of the lowest t that failed, with its message, whatever the
+ * threads' timing. Not collective; call from the master thread, outside
+ * any parallel region. */
+sf_status sf_exec_parallel(int nthreads, sf_status (*fn)(void *ctx, int t), void *ctx);
+
 #endif

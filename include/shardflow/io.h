@@ -115,7 +115,9 @@ sf_status sf_reader_seek(sf_reader *r, const sf_reader_pos *pos);
 void sf_reader_part_bounds(const sf_reader *r, int p, int n, uint64_t *begin /* out */, uint64_t *end /* out */);
 /* CSV: counts the quote characters (counts[0]) and line feeds (counts[1])
  * in the file bytes [begin, end); other inputs: zeros. Reads with pread,
- * so the reader's position is unchanged. Not collective. */
+ * so the reader's position is unchanged, and it changes nothing in the
+ * reader: several threads may count ranges of one reader at once. Not
+ * collective. */
 sf_status sf_reader_part_count(sf_reader *r, uint64_t begin, uint64_t end, uint64_t counts[2] /* out */);
 /* Restricts the reader to one part, from its start: the following batches
  * (and those after any rewind) hold only the part's rows. begin and end are
@@ -139,6 +141,48 @@ sf_status sf_reader_part_count(sf_reader *r, uint64_t begin, uint64_t end, uint6
  * A part given twice replaces the first. Not collective. */
 sf_status sf_reader_set_part(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
                              const uint64_t at_end[2]);
+/* Reading one part with several threads (distribute.mode: parallel-read
+ * at more than one thread per rank): the part is cut into sub-parts in the
+ * same way as the input is cut into parts, and each sub-part is read by its
+ * own reader.
+ *
+ * The nominal bounds of sub-part t of n of [begin, end): an even split, as
+ * sf_reader_part_bounds makes of the whole input. Not collective. */
+void sf_reader_sub_bounds(uint64_t begin, uint64_t end, int t, int n, uint64_t *sub_begin /* out */,
+                          uint64_t *sub_end /* out */);
+/* Restricts the reader to the part [cuts[0], cuts[n]) read as n sub-parts
+ * [cuts[t], cuts[t + 1]) (nominal bounds, ascending); at[2t] and at[2t + 1]
+ * (t = 0..n) are the counts (sf_reader_part_count: quotes, line feeds) of
+ * the bytes [data_start, cuts[t]).
+ * Sub-part 0 is read by r itself, each other one by a reader that this call
+ * opens with r's config (its schema must be r's) and that r owns; the
+ * boundaries between them are found as between parts (see
+ * sf_reader_set_part), so the sub-parts together hold exactly the records
+ * of the part [cuts[0], cuts[n]), each once, with the file's line numbers.
+ * n == 1 is sf_reader_set_part(r, cuts[0], cuts[1], at, at + 2). From
+ * then on sf_reader_rewind, sf_reader_set_projection and
+ * sf_reader_set_batch_rows act on every sub-part; sf_reader_bad_rows counts
+ * the bad rows of all of them and sf_reader_bad_row_samples gives the first
+ * ones in file order (sub-part 0's, then 1's, ...). sf_reader_next reads
+ * the sub-parts one after the other (batches never mix two; CSV first_row
+ * counts from the part's start as without a split). A split reader cannot
+ * seek (SF_ERR_ARG), and sf_reader_tell describes sub-part 0 only. A
+ * later sf_reader_set_part or sf_reader_split replaces the split. On
+ * failure the reader is left with no sub-parts and must be given a part
+ * again before it is read. Not collective. */
+sf_status sf_reader_split(sf_reader *r, int n, const uint64_t *cuts, const uint64_t *at);
+/* The sub-parts of r: 1 for a reader that was not split. */
+int sf_reader_split_count(const sf_reader *r);
+/* Reads the next rows of sub-part t (0 <= t < sf_reader_split_count) into b
+ * (a batch of sf_reader_batch_init(r), cleared first), as sf_reader_next
+ * does for a whole reader; errors name the file's line. Each sub-part has
+ * its own position, independent of the others and of sf_reader_next's. */
+sf_status sf_reader_next_sub(sf_reader *r, int t, sf_batch *b, bool *eof /* out */);
+/* Whether sf_reader_next_sub may run for different sub-parts on different
+ * threads at once (each sub-part on one thread at a time): true for CSV and
+ * the generator; for HDF5 only where the HDF5 library was built
+ * thread-safe. Not collective. */
+bool sf_reader_sub_concurrent(const sf_reader *r);
 /* Rows in the input if known without reading it (HDF5, synthetic), else
  * UINT64_MAX. */
 uint64_t sf_reader_total_rows(const sf_reader *r);

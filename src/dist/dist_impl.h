@@ -79,9 +79,10 @@ void sf__dist_worker_fini(worker *w);
 
 /* One pass of distribute.mode: parallel-read (src/dist/parallel_read.c):
  * every rank reads its part of the input (reader already restricted with
- * sf_reader_set_part, rewound and projected) and routes it with plan;
- * pieces are processed where they were read, or exchanged with
- * MPI_Alltoallv so that shard s is processed on rank s mod P. Collective. */
+ * sf_reader_split, rewound and projected; with more than one sub-part the
+ * rank's threads read them at once) and routes it with plan; pieces are
+ * processed where they were read, or exchanged with MPI_Alltoallv so that
+ * shard s is processed on rank s mod P. Collective. */
 sf_status sf__dist_parallel_read(sf_reader *reader, const sf_shard_plan *plan, const sf_distribute_config *cfg,
                                  const int *pass_cols, int npass, const sf_schema *pass_schema, sf_exec *x,
                                  sf_dist_stats *stats, const sf_dist_hooks *hooks);

@@ -425,8 +425,9 @@ static sf_status synth_input(const run *R, sf_synth_agent **out, sf_synth_input 
 
 /* A round (one batch) must fit in a quarter of distribute.memory_budget
  * once packed, so that the budget really bounds what rank 0 holds in flight:
- * estimate the packed bytes of a row and lower input.batch_rows if needed. */
-static void clamp_batch_rows(run *R)
+ * estimate the packed bytes of a row and lower input.batch_rows if needed.
+ * Returns the most rows a round may hold. */
+static uint64_t clamp_batch_rows(run *R)
 {
     uint8_t seen[4096] = {0};
     uint64_t width = 16;
@@ -442,6 +443,7 @@ static void clamp_batch_rows(run *R)
     if (cap < 256) cap = 256;
     if (sf_reader_batch_rows(R->reader) > cap) sf_reader_set_batch_rows(R->reader, (size_t)cap);
     R->batch_rows = sf_reader_batch_rows(R->reader);
+    return cap;
 }
 
 static sf_status merge_cb(sf_buf *into, const uint8_t *from, size_t n, void *ctx)
@@ -491,8 +493,23 @@ static sf_status plan_shards(run *R)
                                 sf_reader_data_bytes(rd));
 }
 
+/* Counting the quotes and line feeds of a rank's sub-parts, one thread
+ * each (sf_reader_part_count changes nothing in the reader). */
+typedef struct count_ctx {
+    sf_reader *reader;
+    const uint64_t *cuts;
+    uint64_t (*counts)[2];
+} count_ctx;
+
+static sf_status count_sub(void *ctx, int t)
+{
+    count_ctx *c = ctx;
+    return sf_reader_part_count(c->reader, c->cuts[t], c->cuts[t + 1], c->counts[t]);
+}
+
 /* parallel-read: every rank gets rank 0's plan and opens the input
- * itself, restricted to its part. Collective. */
+ * itself, restricted to its part, which its threads read as one sub-part
+ * each (src/dist/parallel_read.c). Collective. */
 static sf_status share_plan_and_parts(run *R)
 {
     int rank = sf_comm_rank(), P = sf_comm_size();
@@ -523,24 +540,56 @@ static sf_status share_plan_and_parts(run *R)
             }
             if (rc == SF_OK) rc = sf_shard_plan_create(&R->w->shard, sf_reader_schema(R->reader), R->w->file, &R->plan);
             if (rc == SF_OK) rc = sf_shard_plan_decode(R->plan, b.data, b.len);
-            if (rc == SF_OK) clamp_batch_rows(R);
         }
         rc = sf_comm_agree(rc);
     }
     sf_buf_fini(&b);
     SF_CALL(rc);
+    const uint64_t round_cap = clamp_batch_rows(R);
     /* The parts: nominal even splits; the record boundaries need the quotes
-     * and line feeds before each (CSV), summed over the parts before. */
-    uint64_t mine[2] = {0, 0}, at_begin[2] = {0, 0}, at_end[2];
-    uint64_t begin = 0, end = 0;
-    sf_reader_part_bounds(R->reader, rank, P, &begin, &end);
-    rc = sf_comm_agree(sf_reader_part_count(R->reader, begin, end, mine));
+     * and line feeds before each (CSV), summed over the parts before. A
+     * rank's part is cut again into one sub-part per thread in the same
+     * way; the threads count their own sub-parts, whose counts give the
+     * rank's. */
+    const int T = R->threads > 1 ? R->threads : 1;
+    uint64_t *cuts = calloc((size_t)T + 1, sizeof *cuts);
+    uint64_t(*at)[2] = calloc((size_t)T + 1, sizeof *at);
+    uint64_t(*counts)[2] = calloc((size_t)T, sizeof *counts);
+    rc = cuts && at && counts ? SF_OK : sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (parts)");
+    uint64_t mine[2] = {0, 0}, at_begin[2] = {0, 0};
+    if (rc == SF_OK) {
+        uint64_t begin = 0, end = 0;
+        sf_reader_part_bounds(R->reader, rank, P, &begin, &end);
+        for (int t = 0; t < T; t++) sf_reader_sub_bounds(begin, end, t, T, &cuts[t], &cuts[t + 1]);
+        count_ctx cc = {R->reader, cuts, counts};
+        rc = sf_exec_parallel(T, count_sub, &cc);
+        for (int t = 0; t < T; t++) {
+            mine[0] += counts[t][0];
+            mine[1] += counts[t][1];
+        }
+    }
+    rc = sf_comm_agree(rc);
     if (rc == SF_OK) rc = sf_comm_agree(sf_comm_exscan_sum_u64(mine, at_begin, 2));
     if (rc == SF_OK) {
-        at_end[0] = at_begin[0] + mine[0];
-        at_end[1] = at_begin[1] + mine[1];
-        rc = sf_comm_agree(sf_reader_set_part(R->reader, begin, end, at_begin, at_end));
+        at[0][0] = at_begin[0];
+        at[0][1] = at_begin[1];
+        for (int t = 0; t < T; t++) {
+            at[t + 1][0] = at[t][0] + counts[t][0];
+            at[t + 1][1] = at[t][1] + counts[t][1];
+        }
+        rc = sf_reader_split(R->reader, T, cuts, at[0]);
+        /* A round is now one batch of every sub-part: together they stay
+         * within the rows a round may hold. */
+        if (rc == SF_OK && T > 1 && (uint64_t)R->batch_rows * (uint64_t)T > round_cap) {
+            uint64_t per = round_cap / (uint64_t)T;
+            sf_reader_set_batch_rows(R->reader, (size_t)(per > 0 ? per : 1));
+            R->batch_rows = sf_reader_batch_rows(R->reader);
+        }
+        rc = sf_comm_agree(rc);
     }
+    free(cuts);
+    free(at);
+    free(counts);
     return rc;
 }
 
@@ -591,7 +640,11 @@ static sf_status encode_rank_stats(const run *R, sf_buf *out)
     struct rusage ru;
     uint64_t rss = 0;
     if (getrusage(RUSAGE_SELF, &ru) == 0) rss = (uint64_t)ru.ru_maxrss * 1024; /* Linux: KiB */
-    return sf_buf_put_u64(out, rss);
+    SF_CALL(sf_buf_put_u64(out, rss));
+    /* The sub-parts this rank read its input as (parallel-read: one per
+     * thread), 0 where it read none. */
+    uint64_t parts = R->pread && R->reader ? (uint64_t)sf_reader_split_count(R->reader) : 0;
+    return sf_buf_put_u64(out, parts);
 }
 
 static sf_status gather_cb(int rank, const uint8_t *bytes, size_t n, void *ctx)
@@ -608,8 +661,9 @@ static sf_status gather_cb(int rank, const uint8_t *bytes, size_t n, void *ctx)
     double trd, trt;
     SF_CALL(sf_rd_f64(&rd, &trd));
     SF_CALL(sf_rd_f64(&rd, &trt));
-    uint64_t rss;
+    uint64_t rss, parts;
     SF_CALL(sf_rd_u64(&rd, &rss));
+    SF_CALL(sf_rd_u64(&rd, &parts));
     sf_json_obj_begin(g->j);
     sf_json_key(g->j, "rank");
     sf_json_int(g->j, rank);
@@ -627,6 +681,10 @@ static sf_status gather_cb(int rank, const uint8_t *bytes, size_t n, void *ctx)
     sf_json_num(g->j, trt);
     sf_json_key(g->j, "peak_rss_bytes");
     sf_json_uint(g->j, rss);
+    if (parts > 0) {
+        sf_json_key(g->j, "read_parts");
+        sf_json_uint(g->j, parts);
+    }
     sf_json_obj_end(g->j);
     return g->j->rc;
 }

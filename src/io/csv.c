@@ -372,7 +372,7 @@ static sf_status part_overrun(const csv_impl *c, uint64_t line)
 {
     return sf_error_set(SF_ERR_PARSE, __FILE__, __LINE__,
                         "%s:%" PRIu64 ": a quoted field runs past byte %" PRIu64
-                        ", where this rank's part of the file ends: a quote inside an unquoted "
+                        ", where this part of the file ends: a quote inside an unquoted "
                         "field earlier in the file made the split ambiguous; read this file with "
                         "distribute.mode: static or dynamic",
                         c->path, line, c->part_hi);
@@ -1729,8 +1729,8 @@ static void csv_destroy(sf_reader *r)
     r->impl = NULL;
 }
 
-static const sf__reader_ops csv_ops = {csv_next,  csv_rewind,     csv_destroy, csv_tell,
-                                       csv_seek, csv_part_count, csv_set_part};
+static const sf__reader_ops csv_ops = {csv_next,  csv_rewind,     csv_destroy,  csv_tell,
+                                       csv_seek, csv_part_count, csv_set_part, false};
 
 /* ------------------------------------------------------------------ */
 /* open: header, hints, type inference */

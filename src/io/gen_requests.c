@@ -1215,7 +1215,9 @@ static void gen_destroy(sf_reader *r)
     r->impl = NULL;
 }
 
-static const sf__reader_ops gen_ops = {gen_next, gen_rewind, gen_destroy, gen_tell, gen_seek, NULL, gen_set_part};
+/* Every reader has its own model: sub-parts generate on threads at once. */
+static const sf__reader_ops gen_ops = {gen_next, gen_rewind, gen_destroy, gen_tell,
+                                       gen_seek, NULL,       gen_set_part, false};
 
 sf_status sf__gen_open(sf_reader *r)
 {

@@ -294,7 +294,15 @@ static void h5_tell(const sf_reader *r, sf_reader_pos *pos);
 static sf_status h5_seek(sf_reader *r, const sf_reader_pos *pos);
 static sf_status h5_set_part(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
                              const uint64_t at_end[2]);
-static const sf__reader_ops h5_ops = {h5_next, h5_rewind, h5_destroy, h5_tell, h5_seek, NULL, h5_set_part};
+/* The sub-parts of a split reader (parallel-read at several threads) read
+ * on several threads at once only where the HDF5 library can take it. */
+#ifdef H5_HAVE_THREADSAFE
+#define H5_SERIAL_NEXT false
+#else
+#define H5_SERIAL_NEXT true
+#endif
+static const sf__reader_ops h5_ops = {h5_next, h5_rewind, h5_destroy,    h5_tell,
+                                      h5_seek, NULL,      h5_set_part,   H5_SERIAL_NEXT};
 
 /* Opens the validity masks in the table's "_valid" group and attaches each
  * to its column, checking name, shape, type and length. */

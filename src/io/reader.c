@@ -56,10 +56,23 @@ sf_status sf_reader_open(const sf_input_config *cfg, sf_reader **out)
     return SF_OK;
 }
 
+/* Destroys the sub-part readers r opened (sf_reader_split); r itself stays
+ * restricted to sub-part 0 until it is given a part again. */
+static void unsplit(sf_reader *r)
+{
+    sf__reader_split *s = r->split;
+    if (s == NULL) return;
+    for (int t = 1; t < s->n; t++) sf_reader_destroy(&s->sub[t]);
+    free(s->sub);
+    free(s);
+    r->split = NULL;
+}
+
 void sf_reader_destroy(sf_reader **pr)
 {
     if (pr == NULL || *pr == NULL) return;
     sf_reader *r = *pr;
+    unsplit(r);
     if (r->ops && r->ops->destroy) r->ops->destroy(r);
     sf_schema_fini(&r->schema);
     free(r->want);
@@ -69,7 +82,7 @@ void sf_reader_destroy(sf_reader **pr)
 
 const sf_schema *sf_reader_schema(const sf_reader *r) { return &r->schema; }
 
-sf_status sf_reader_set_projection(sf_reader *r, const uint8_t *want)
+static sf_status set_projection_one(sf_reader *r, const uint8_t *want)
 {
     free(r->want);
     r->want = NULL;
@@ -80,7 +93,18 @@ sf_status sf_reader_set_projection(sf_reader *r, const uint8_t *want)
     return SF_OK;
 }
 
-void sf_reader_set_batch_rows(sf_reader *r, size_t rows) { r->cfg.batch_rows = rows ? rows : 1; }
+sf_status sf_reader_set_projection(sf_reader *r, const uint8_t *want)
+{
+    SF_CALL(set_projection_one(r, want));
+    for (int t = 1; r->split && t < r->split->n; t++) SF_CALL(set_projection_one(r->split->sub[t], want));
+    return SF_OK;
+}
+
+void sf_reader_set_batch_rows(sf_reader *r, size_t rows)
+{
+    r->cfg.batch_rows = rows ? rows : 1;
+    for (int t = 1; r->split && t < r->split->n; t++) r->split->sub[t]->cfg.batch_rows = r->cfg.batch_rows;
+}
 size_t sf_reader_batch_rows(const sf_reader *r) { return r->cfg.batch_rows; }
 
 sf_status sf_reader_batch_init(sf_reader *r, sf_batch *b)
@@ -96,18 +120,47 @@ sf_status sf_reader_batch_init(sf_reader *r, sf_batch *b)
     return SF_OK;
 }
 
-sf_status sf_reader_next(sf_reader *r, sf_batch *b, bool *eof)
+static sf_status next_one(sf_reader *r, sf_batch *b, bool *eof)
 {
     *eof = false;
     sf_batch_clear(b);
     return r->ops->next(r, b, eof);
 }
 
-sf_status sf_reader_rewind(sf_reader *r)
+sf_status sf_reader_next(sf_reader *r, sf_batch *b, bool *eof)
+{
+    sf__reader_split *s = r->split;
+    if (s == NULL) return next_one(r, b, eof);
+    /* The sub-parts in file order, as one part. */
+    for (;;) {
+        SF_CALL(next_one(s->sub[s->cur], b, eof));
+        if (!*eof || s->cur == s->n - 1) break;
+        s->cur++;
+        s->rows_before = s->rows;
+    }
+    s->rows += b->nrows;
+    /* CSV counts first_row from the start of the part, HDF5 and the
+     * generator give the global row: only the former is shifted. */
+    if (r->offsets) b->first_row += s->rows_before;
+    return SF_OK;
+}
+
+static sf_status rewind_one(sf_reader *r)
 {
     r->bad_rows = 0;
     r->nbad_samples = 0;
     return r->ops->rewind(r);
+}
+
+sf_status sf_reader_rewind(sf_reader *r)
+{
+    SF_CALL(rewind_one(r));
+    sf__reader_split *s = r->split;
+    if (s == NULL) return SF_OK;
+    for (int t = 1; t < s->n; t++) SF_CALL(rewind_one(s->sub[t]));
+    s->cur = 0;
+    s->rows = s->rows_before = 0;
+    return SF_OK;
 }
 
 void sf_reader_tell(const sf_reader *r, sf_reader_pos *pos)
@@ -118,6 +171,9 @@ void sf_reader_tell(const sf_reader *r, sf_reader_pos *pos)
 
 sf_status sf_reader_seek(sf_reader *r, const sf_reader_pos *pos)
 {
+    /* A position is one reader's; a split part has several. */
+    SF_CHECK(r->split == NULL, SF_ERR_ARG, "a reader split into %d sub-parts cannot seek",
+             r->split ? r->split->n : 0);
     SF_CALL(r->ops->seek(r, pos));
     /* The messages of the bad rows before pos are not part of the position:
      * the samples restart with the rows read from here, while the count
@@ -129,12 +185,31 @@ sf_status sf_reader_seek(sf_reader *r, const sf_reader_pos *pos)
 uint64_t sf_reader_total_rows(const sf_reader *r) { return r->total_rows; }
 uint64_t sf_reader_data_bytes(const sf_reader *r) { return r->data_bytes; }
 uint64_t sf_reader_data_start(const sf_reader *r) { return r->data_start; }
-uint64_t sf_reader_bad_rows(const sf_reader *r) { return r->bad_rows; }
+uint64_t sf_reader_bad_rows(const sf_reader *r)
+{
+    uint64_t n = r->bad_rows;
+    for (int t = 1; r->split && t < r->split->n; t++) n += r->split->sub[t]->bad_rows;
+    return n;
+}
 
 size_t sf_reader_bad_row_samples(const sf_reader *r, const sf_bad_row **rows)
 {
-    *rows = r->bad_samples;
-    return r->nbad_samples;
+    sf__reader_split *s = r->split;
+    if (s == NULL) {
+        *rows = r->bad_samples;
+        return r->nbad_samples;
+    }
+    /* The first samples of the whole part: each sub-part keeps its own
+     * first ones, and the sub-parts are in file order. A sub-part that
+     * kept fewer than it skipped is full, so none after it can come in
+     * before the limit. */
+    size_t n = 0;
+    for (int t = 0; t < s->n && n < SF__BAD_ROW_SAMPLES; t++) {
+        const sf_reader *u = s->sub[t];
+        for (size_t i = 0; i < u->nbad_samples && n < SF__BAD_ROW_SAMPLES; i++) s->samples[n++] = u->bad_samples[i];
+    }
+    *rows = s->samples;
+    return n;
 }
 
 void sf__reader_note_bad_row(sf_reader *r, uint64_t line, const char *msg)
@@ -211,8 +286,8 @@ sf_status sf_reader_part_count(sf_reader *r, uint64_t begin, uint64_t end, uint6
     return r->ops->part_count(r, begin, end, counts);
 }
 
-sf_status sf_reader_set_part(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
-                             const uint64_t at_end[2])
+static sf_status set_part_one(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
+                              const uint64_t at_end[2])
 {
     SF_CHECK(begin <= end, SF_ERR_ARG, "reader part [%llu, %llu) is reversed", (unsigned long long)begin,
              (unsigned long long)end);
@@ -222,3 +297,79 @@ sf_status sf_reader_set_part(sf_reader *r, uint64_t begin, uint64_t end, const u
     r->nbad_samples = 0;
     return SF_OK;
 }
+
+sf_status sf_reader_set_part(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
+                             const uint64_t at_end[2])
+{
+    unsplit(r);
+    return set_part_one(r, begin, end, at_begin, at_end);
+}
+
+void sf_reader_sub_bounds(uint64_t begin, uint64_t end, int t, int n, uint64_t *sub_begin, uint64_t *sub_end)
+{
+    uint64_t total = end > begin ? end - begin : 0;
+    if (n < 1) n = 1;
+    /* total * t / n without overflowing 64 bits, as sf_reader_part_bounds. */
+    uint64_t q = total / (uint64_t)n, m = total % (uint64_t)n;
+    *sub_begin = begin + q * (uint64_t)t + m * (uint64_t)t / (uint64_t)n;
+    *sub_end = begin + q * (uint64_t)(t + 1) + m * (uint64_t)(t + 1) / (uint64_t)n;
+}
+
+static bool same_schema(const sf_schema *a, const sf_schema *b)
+{
+    if (a->ncols != b->ncols) return false;
+    for (int i = 0; i < a->ncols; i++)
+        if (a->fields[i].type != b->fields[i].type || strcmp(a->fields[i].name, b->fields[i].name) != 0) return false;
+    return true;
+}
+
+sf_status sf_reader_split(sf_reader *r, int n, const uint64_t *cuts, const uint64_t *at)
+{
+    unsplit(r);
+    SF_CHECK(n >= 1, SF_ERR_ARG, "a reader cannot be split into %d sub-parts", n);
+    for (int t = 0; t < n; t++)
+        SF_CHECK(cuts[t] <= cuts[t + 1], SF_ERR_ARG, "reader sub-part %d [%llu, %llu) is reversed", t,
+                 (unsigned long long)cuts[t], (unsigned long long)cuts[t + 1]);
+    SF_CALL(set_part_one(r, cuts[0], cuts[1], at, at + 2));
+    if (n == 1) return SF_OK;
+    sf__reader_split *s = calloc(1, sizeof *s);
+    sf_reader **sub = calloc((size_t)n, sizeof *sub);
+    sf_status rc = SF_OK;
+    if (s == NULL || sub == NULL) rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (reader split)");
+    if (rc == SF_OK) {
+        s->n = n;
+        s->sub = sub;
+        sub[0] = r;
+    }
+    for (int t = 1; t < n && rc == SF_OK; t++) {
+        rc = sf_reader_open(&r->cfg, &sub[t]);
+        /* The same input opened again: another schema means that it
+         * changed in between. */
+        if (rc == SF_OK && !same_schema(&sub[t]->schema, &r->schema))
+            rc = sf_error_set(SF_ERR_IO, __FILE__, __LINE__,
+                              "%s: opened again for sub-part %d of %d, it has another header or column types "
+                              "(did the input change?)",
+                              r->cfg.path ? r->cfg.path : "input", t, n);
+        if (rc == SF_OK && r->want) rc = set_projection_one(sub[t], r->want);
+        if (rc == SF_OK) rc = set_part_one(sub[t], cuts[t], cuts[t + 1], at + 2 * t, at + 2 * t + 2);
+    }
+    if (rc != SF_OK) {
+        for (int t = 1; sub && t < n; t++) sf_reader_destroy(&sub[t]);
+        free(sub);
+        free(s);
+        return rc;
+    }
+    r->split = s;
+    return SF_OK;
+}
+
+int sf_reader_split_count(const sf_reader *r) { return r->split ? r->split->n : 1; }
+
+sf_status sf_reader_next_sub(sf_reader *r, int t, sf_batch *b, bool *eof)
+{
+    const int n = sf_reader_split_count(r);
+    SF_CHECK(t >= 0 && t < n, SF_ERR_ARG, "reader sub-part %d of %d", t, n);
+    return next_one(t == 0 ? r : r->split->sub[t], b, eof);
+}
+
+bool sf_reader_sub_concurrent(const sf_reader *r) { return !r->ops->serial_next; }

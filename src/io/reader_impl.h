@@ -23,7 +23,22 @@ typedef struct sf__reader_ops {
     sf_status (*part_count)(sf_reader *r, uint64_t begin, uint64_t end, uint64_t counts[2]);
     sf_status (*set_part)(sf_reader *r, uint64_t begin, uint64_t end, const uint64_t at_begin[2],
                           const uint64_t at_end[2]);
+    /* The readers of one input may not run next on different threads at
+     * once (a library without thread safety underneath). */
+    bool serial_next;
 } sf__reader_ops;
+
+/* A reader split into sub-parts (sf_reader_split): sub[0] is the owner
+ * itself, the others are readers it opened and destroys. */
+typedef struct sf__reader_split {
+    int n;
+    sf_reader **sub;
+    int cur;               /* sf_reader_next: the sub-part being read */
+    uint64_t rows;         /* rows that sf_reader_next delivered in this pass */
+    uint64_t rows_before;  /* ... of them from the sub-parts before cur */
+    /* sf_reader_bad_row_samples of the whole: filled when asked for. */
+    sf_bad_row samples[SF__BAD_ROW_SAMPLES];
+} sf__reader_split;
 
 struct sf_reader {
     const sf__reader_ops *ops;
@@ -38,6 +53,7 @@ struct sf_reader {
     size_t nbad_samples;
     sf_bad_row bad_samples[SF__BAD_ROW_SAMPLES];
     void *impl;                 /* format-private state */
+    sf__reader_split *split;    /* NULL unless split; the counts above are sub-part 0's then */
 };
 
 /* Each format's open fills r->ops, r->schema, r->impl and the sizes; r->cfg

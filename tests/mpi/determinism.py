@@ -157,6 +157,11 @@ def main():
         with open(os.path.join(out, "run.json")) as f:
             info = json.load(f)
         assert info["ranks"] == np_ and info["threads"] == threads, info
+        if mode_set == "parallel-read":
+            # Every rank reads its part as one sub-part per thread.
+            parts = [r.get("read_parts") for r in info["per_rank"]]
+            if parts != [threads] * np_:
+                sys.exit(f"FAIL: -np {np_} x {threads} parallel-read: ranks read {parts} sub-parts")
         rows = sum(info["shards"]["rows"])
         if rows != ROWS:
             sys.exit(f"FAIL: shards hold {rows} rows, input has {ROWS}")

@@ -14,7 +14,15 @@
  * of quotes has been seen), so no comparison rests on the code under test
  * alone. Rows are rendered into bytes: per column 'N' for a null or 'V' and
  * the int64, the float64's bits or the string; CSV rows also carry their
- * byte offset and length. */
+ * byte offset and length.
+ *
+ * The layouts of parallel-read with several threads per rank (P ranks x T
+ * threads, sf_reader_split) are read the same way: every rank's part as T
+ * sub-parts, taken one batch of each in turn as the run's rounds take
+ * them, or on T threads at once; the sub-parts' rows, in file order, must
+ * be the whole input's, each sub-part holding exactly the records between
+ * the boundaries computed here, with the file's line numbers in bad-row
+ * samples and error messages. */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
 #include <setjmp.h>
@@ -25,14 +33,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "shardflow/buf.h"
+#include "shardflow/exec.h"
 #include "shardflow/io.h"
 
 #define MAX_SAMPLES 64
+#define SAMPLE_LIMIT 10 /* bad-row samples a reader keeps per pass */
 #define MAXLEN 4096 /* input.max_line_length of the CSV cases (small buffers) */
 
 static char g_dir[64];
@@ -218,6 +229,7 @@ static void assert_rows(const rowset *got, const rowset *want, size_t a, size_t 
 typedef struct pass {
     rowset rows;
     sf_status rc;    /* SF_OK: ended at eof (or after max_batches) */
+    bool misordered; /* a batch's first_row was not the rows before it (sub-parts) */
     char msg[1024];
     uint64_t bad;
     size_t nsamples;
@@ -883,6 +895,297 @@ static void test_csv_every_split(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* P ranks x T threads: sub-parts (sf_reader_split) */
+
+/* The layout the run makes (src/flow/run.c): rank p reads part p of P as T
+ * sub-parts, the even split of its nominal range; g = p * T + t numbers
+ * the sub-parts in file order. */
+typedef struct layout {
+    int P, T;
+    sf_reader **r;  /* P: one reader per rank, split into T */
+    uint64_t *cuts; /* P * T + 1 nominal bounds */
+    uint64_t *at;   /* 2 (P * T + 1): quotes and line feeds of [base, cuts[g]) */
+} layout;
+
+/* Opens the P readers, cuts, counts (checked against text for CSV, prefix
+ * sums included) and splits them. */
+static void layout_open(layout *L, const sf_input_config *cfg, int P, int T, const char *text)
+{
+    const int n = P * T;
+    L->P = P;
+    L->T = T;
+    L->r = calloc((size_t)P, sizeof *L->r);
+    L->cuts = calloc((size_t)n + 1, sizeof *L->cuts);
+    L->at = calloc(2 * ((size_t)n + 1), sizeof *L->at);
+    uint64_t(*cnt)[2] = calloc((size_t)n, sizeof *cnt);
+    assert_true(L->r && L->cuts && L->at && cnt);
+    const bool csv = cfg->format == SF_INPUT_CSV;
+    for (int p = 0; p < P; p++) {
+        L->r[p] = open_reader(cfg);
+        uint64_t b, e;
+        sf_reader_part_bounds(L->r[p], p, P, &b, &e);
+        if (p > 0) assert_int_equal(b, L->cuts[p * T]);
+        for (int t = 0; t < T; t++) sf_reader_sub_bounds(b, e, t, T, &L->cuts[p * T + t], &L->cuts[p * T + t + 1]);
+        for (int t = 0; t <= T; t++) {
+            /* floor(size * t / T): the even split, computed directly. */
+            assert_int_equal(L->cuts[p * T + t], b + (e - b) * (uint64_t)t / (uint64_t)T);
+        }
+        for (int t = 0; t < T; t++) {
+            const int g = p * T + t;
+            if (sf_reader_part_count(L->r[p], L->cuts[g], L->cuts[g + 1], cnt[g]) != SF_OK)
+                fail_msg("part_count: %s", sf_error_message());
+        }
+    }
+    const uint64_t base = csv ? sf_reader_data_start(L->r[0]) : 0;
+    const uint64_t total = csv ? sf_reader_data_bytes(L->r[0]) : sf_reader_total_rows(L->r[0]);
+    assert_int_equal(L->cuts[0], base);
+    assert_int_equal(L->cuts[n], base + total);
+    for (int g = 0; g < n; g++) {
+        uint64_t want[2] = {0, 0}, before[2] = {0, 0};
+        if (csv) {
+            count_text(text, L->cuts[g], L->cuts[g + 1], want);
+            count_text(text, base, L->cuts[g + 1], before);
+        }
+        assert_int_equal(cnt[g][0], want[0]);
+        assert_int_equal(cnt[g][1], want[1]);
+        L->at[2 * g + 2] = L->at[2 * g] + cnt[g][0];
+        L->at[2 * g + 3] = L->at[2 * g + 1] + cnt[g][1];
+        assert_int_equal(L->at[2 * g + 2], before[0]);
+        assert_int_equal(L->at[2 * g + 3], before[1]);
+    }
+    for (int p = 0; p < P; p++) {
+        if (sf_reader_split(L->r[p], T, &L->cuts[p * T], &L->at[2 * p * T]) != SF_OK)
+            fail_msg("split %d of %d into %d: %s", p, P, T, sf_error_message());
+        assert_int_equal(sf_reader_split_count(L->r[p]), T);
+    }
+    free(cnt);
+}
+
+static void layout_close(layout *L)
+{
+    for (int p = 0; p < L->P; p++) sf_reader_destroy(&L->r[p]);
+    free(L->r);
+    free(L->cuts);
+    free(L->at);
+    memset(L, 0, sizeof *L);
+}
+
+/* One batch of sub-part t of r into ps (its first_row must count on from
+ * first0); true at the sub-part's end or first failure. Only running out
+ * of memory fails a CMocka assertion here: this also runs on threads. */
+static bool sub_step(sf_reader *r, int t, sf_batch *b, pass *ps, uint64_t first0)
+{
+    bool eof = false;
+    sf_status rc = sf_reader_next_sub(r, t, b, &eof);
+    if (rc != SF_OK) {
+        ps->rc = rc;
+        snprintf(ps->msg, sizeof ps->msg, "%s", sf_error_message());
+        return true;
+    }
+    if (eof) {
+        /* The end stays the end. */
+        if (b->nrows != 0 || sf_reader_next_sub(r, t, b, &eof) != SF_OK || !eof || b->nrows != 0)
+            ps->misordered = true;
+        return true;
+    }
+    if (b->first_row != first0 + ps->rows.n) ps->misordered = true;
+    for (size_t i = 0; i < b->nrows; i++) put_row(&ps->rows, b, i);
+    return false;
+}
+
+/* What each thread reads in layout_read's threaded mode. */
+typedef struct sub_job {
+    const layout *L;
+    int p;
+    pass *ps;
+    bool global;
+    sf_status init_rc;
+} sub_job;
+
+static sf_status sub_job_run(void *ctx, int t)
+{
+    sub_job *j = ctx;
+    const int g = j->p * j->L->T + t;
+    sf_batch b;
+    sf_status rc = sf_reader_batch_init(j->L->r[j->p], &b);
+    if (rc != SF_OK) return rc;
+    while (!sub_step(j->L->r[j->p], t, &b, &j->ps[g], j->global ? j->L->cuts[g] : 0)) {
+    }
+    sf_batch_fini(&b);
+    return SF_OK;
+}
+
+/* Reads every sub-part of every rank into ps[g] (initialised here). In
+ * turns, one batch of each sub-part of a rank after the other (the run's
+ * rounds), or each sub-part on its own thread at once (sf_exec_parallel).
+ * global: first_row is the input's row (HDF5, synthetic), else it counts
+ * from the sub-part's start. */
+static void layout_read(const layout *L, pass *ps, bool global, bool threads)
+{
+    const int T = L->T;
+    for (int g = 0; g < L->P * T; g++) pass_init(&ps[g]);
+    for (int p = 0; p < L->P; p++) {
+        if (threads && sf_reader_sub_concurrent(L->r[p])) {
+            sub_job j = {L, p, ps, global, SF_OK};
+            if (sf_exec_parallel(T, sub_job_run, &j) != SF_OK) fail_msg("threads: %s", sf_error_message());
+            continue;
+        }
+        sf_batch *b = calloc((size_t)T, sizeof *b);
+        bool *done = calloc((size_t)T, sizeof *done);
+        assert_true(b && done);
+        for (int t = 0; t < T; t++) assert_int_equal(sf_reader_batch_init(L->r[p], &b[t]), SF_OK);
+        for (int left = T; left > 0;) {
+            for (int t = 0; t < T; t++) {
+                const int g = p * T + t;
+                if (done[t]) continue;
+                if (sub_step(L->r[p], t, &b[t], &ps[g], global ? L->cuts[g] : 0)) {
+                    done[t] = true;
+                    left--;
+                }
+            }
+        }
+        for (int t = 0; t < T; t++) sf_batch_fini(&b[t]);
+        free(b);
+        free(done);
+    }
+    for (int g = 0; g < L->P * T; g++)
+        if (ps[g].misordered) fail_msg("sub-part %d: first_row or the end out of order", g);
+}
+
+/* sf_reader_next over a split reader, after a rewind, reads its sub-parts
+ * one after the other: the rows of ps[pT .. pT + T) in order (up to the
+ * first failing sub-part, with its failure), first_row counting on across
+ * them, with the same bad rows and samples as the first pass (first). */
+static void layout_sequential(const layout *L, int p, const pass *ps, bool global, const pass *first)
+{
+    assert_int_equal(sf_reader_rewind(L->r[p]), SF_OK);
+    assert_int_equal(sf_reader_bad_rows(L->r[p]), 0);
+    pass seq;
+    pass_init(&seq);
+    read_pass(L->r[p], &seq, global ? L->cuts[p * L->T] : 0, SIZE_MAX);
+    size_t at = 0;
+    const pass *failed = NULL;
+    for (int t = 0; t < L->T && failed == NULL; t++) {
+        const pass *sp = &ps[p * L->T + t];
+        if (at + sp->rows.n > seq.rows.n || first_diff(&sp->rows, &seq.rows, at, sp->rows.n, true) != sp->rows.n)
+            fail_msg("rank %d: sub-part %d's rows are not those that a sequential read gives", p, t);
+        at += sp->rows.n;
+        if (sp->rc != SF_OK) failed = sp;
+    }
+    assert_int_equal(seq.rows.n, at);
+    assert_int_equal(seq.rc, failed ? failed->rc : SF_OK);
+    if (failed) assert_string_equal(seq.msg, failed->msg);
+    assert_int_equal(seq.bad, first->bad);
+    assert_int_equal(seq.nsamples, first->nsamples);
+    for (size_t i = 0; i < seq.nsamples; i++) {
+        assert_int_equal(seq.samples[i].line, first->samples[i].line);
+        assert_string_equal(seq.samples[i].message, first->samples[i].message);
+    }
+    pass_fini(&seq);
+}
+
+/* A CSV read in the P x T layout (any policy; hf, when given, is the
+ * hand-made file with its records, and whole_skip its whole-file pass
+ * under skip): every sub-part holds exactly the rows of want (the whole
+ * file's) that start in [B(cuts[g]), B(cuts[g + 1])); under skip every
+ * rank counts the bad records of its range and samples its first ones,
+ * with their lines, in file order; under fail every sub-part with a bad
+ * record stops at its first one with the whole file's message for it. */
+static void csv_layout_x(const sf_input_config *cfg, const char *text, uint64_t size, const rowset *want,
+                         const hfile *hf, const pass *whole_skip, int P, int T, unsigned salt)
+{
+    layout L;
+    layout_open(&L, cfg, P, T, text);
+    const int n = P * T;
+    pass *ps = calloc((size_t)n, sizeof *ps);
+    assert_non_null(ps);
+    layout_read(&L, ps, false, salt % 2 == 1);
+    const uint64_t ds = sf_reader_data_start(L.r[0]);
+    const bool fail = cfg->on_bad_row == SF_BAD_ROW_FAIL;
+    size_t row = 0;
+    for (int g = 0; g < n; g++) {
+        const uint64_t lo = ref_boundary(text, size, ds, L.cuts[g]);
+        const uint64_t hi = ref_boundary(text, size, ds, L.cuts[g + 1]);
+        size_t k = row;
+        while (k < want->n && (uint64_t)want->off[k] < hi) k++;
+        if (k > row) assert_true((uint64_t)want->off[row] >= lo);
+        char what[256];
+        snprintf(what, sizeof what, "%s: %d x %d, sub-part %d, bytes [%" PRIu64 ", %" PRIu64 ") -> [%" PRIu64
+                 ", %" PRIu64 ")", cfg->path, P, T, g, L.cuts[g], L.cuts[g + 1], lo, hi);
+        const hrec *first_bad = NULL;
+        for (size_t i = 0; hf && i < hf->nrec && first_bad == NULL; i++)
+            if (hk_bad(hf->rec[i].kind) && hf->rec[i].off >= lo && hf->rec[i].off < hi) first_bad = &hf->rec[i];
+        if (fail && first_bad) {
+            if (ps[g].rc != SF_ERR_PARSE) fail_msg("%s: did not fail on line %" PRIu64, what, first_bad->line);
+            const char *expect = NULL;
+            for (size_t i = 0; i < whole_skip->nsamples; i++)
+                if (whole_skip->samples[i].line == first_bad->line) expect = whole_skip->samples[i].message;
+            assert_non_null(expect);
+            assert_string_equal(ps[g].msg, expect);
+            size_t before = row;
+            while (before < k && (uint64_t)want->off[before] < first_bad->off) before++;
+            assert_true(ps[g].rows.n <= before - row);
+            assert_rows(&ps[g].rows, want, row, ps[g].rows.n, what);
+        } else {
+            if (ps[g].rc != SF_OK) fail_msg("%s: %s", what, ps[g].msg);
+            assert_rows(&ps[g].rows, want, row, k - row, what);
+        }
+        row = k;
+    }
+    assert_int_equal(row, want->n);
+    for (int p = 0; p < P; p++) {
+        /* The rank's bad rows: those of its byte range, the first ones as
+         * samples, in file order. */
+        const uint64_t lo = ref_boundary(text, size, ds, L.cuts[p * T]);
+        const uint64_t hi = ref_boundary(text, size, ds, L.cuts[p * T + T]);
+        uint64_t nbad = 0;
+        size_t m = 0;
+        const sf_bad_row *smp;
+        const size_t ns = sf_reader_bad_row_samples(L.r[p], &smp);
+        assert_true(ns <= MAX_SAMPLES);
+        pass first;
+        pass_init(&first);
+        first.bad = sf_reader_bad_rows(L.r[p]);
+        first.nsamples = ns;
+        memcpy(first.samples, smp, ns * sizeof *smp);
+        for (size_t i = 0; hf && !fail && i < hf->nrec; i++) {
+            const hrec *e = &hf->rec[i];
+            if (!hk_bad(e->kind) || e->off < lo || e->off >= hi) continue;
+            nbad++;
+            if (m < ns) {
+                if (smp[m].line != e->line)
+                    fail_msg("%s: rank %d of %d x %d: bad-row sample %zu on line %" PRIu64 ", expected %" PRIu64,
+                             cfg->path, p, P, T, m, smp[m].line, e->line);
+                char prefix[200];
+                snprintf(prefix, sizeof prefix, "%s:%" PRIu64 ":", hf->path, e->line);
+                assert_int_equal(strncmp(smp[m].message, prefix, strlen(prefix)), 0);
+                m++;
+            }
+        }
+        if (!fail) {
+            assert_int_equal(first.bad, nbad);
+            assert_int_equal(m, ns);
+            /* The reader keeps the first SAMPLE_LIMIT of a pass (run.json's
+             * bad_row_samples), here of all its sub-parts together. */
+            assert_int_equal(ns, nbad < SAMPLE_LIMIT ? nbad : SAMPLE_LIMIT);
+        } else {
+            assert_int_equal(first.bad, 0);
+            assert_int_equal(ns, 0);
+        }
+        layout_sequential(&L, p, ps, false, &first);
+        pass_fini(&first);
+    }
+    passes_fini(ps, n);
+    layout_close(&L);
+}
+
+static void csv_layout(const sf_input_config *cfg, const char *text, uint64_t size, const rowset *want,
+                       const hfile *hf, int P, int T, unsigned salt)
+{
+    csv_layout_x(cfg, text, size, want, hf, NULL, P, T, salt);
+}
+
+/* ------------------------------------------------------------------ */
 /* Small files, by hand */
 
 typedef struct small_row {
@@ -933,6 +1236,8 @@ static void small_case(const char *name, const char *text, int ncols, const smal
             passes_fini(ps, n);
             plan_close(&pl);
         }
+        for (int P = 1; P <= 3; P++)
+            for (int T = 1; T <= 3; T++) csv_layout(&cfg, text, size, &want, NULL, P, T, (unsigned)(P + T + b));
     }
     rowset_fini(&want);
     unlink(path);
@@ -1650,6 +1955,38 @@ static void row_parts(const sf_input_config *cfg, const pass *whole, int n, unsi
     plan_close(&pl);
 }
 
+/* cfg in the P x T layout: the sub-parts' rows, in order, are the whole
+ * input's, sub-part g holding rows [cuts[g], cuts[g + 1]). */
+static void row_layout(const sf_input_config *cfg, const pass *whole, int P, int T, unsigned salt)
+{
+    layout L;
+    layout_open(&L, cfg, P, T, NULL);
+    const int n = P * T;
+    pass *ps = calloc((size_t)n, sizeof *ps);
+    assert_non_null(ps);
+    layout_read(&L, ps, true, salt % 2 == 1);
+    size_t row = 0;
+    for (int g = 0; g < n; g++) {
+        char what[128];
+        snprintf(what, sizeof what, "%d x %d, sub-part %d, rows [%" PRIu64 ", %" PRIu64 ")", P, T, g, L.cuts[g],
+                 L.cuts[g + 1]);
+        if (ps[g].rc != SF_OK) fail_msg("%s: %s", what, ps[g].msg);
+        assert_int_equal(L.cuts[g], row);
+        assert_rows(&ps[g].rows, &whole->rows, row, (size_t)(L.cuts[g + 1] - L.cuts[g]), what);
+        row += ps[g].rows.n;
+    }
+    assert_int_equal(row, whole->rows.n);
+    for (int p = 0; p < P; p++) {
+        assert_int_equal(sf_reader_bad_rows(L.r[p]), 0);
+        pass none;
+        pass_init(&none);
+        layout_sequential(&L, p, ps, true, &none);
+        pass_fini(&none);
+    }
+    passes_fini(ps, n);
+    layout_close(&L);
+}
+
 /* set_part: past the end and reversed are SF_ERR_ARG; a second part
  * replaces the first, even one read to its end. */
 static void row_part_args(const sf_input_config *cfg, const pass *whole)
@@ -1723,6 +2060,8 @@ static void test_hdf5_parts(void **state)
             row_parts(&cfg, &whole, n, (unsigned)n);
         }
         row_parts(&cfg, &whole, (int)sizes[k] % 50 + 9, 3); /* more parts than rows for the small table */
+        for (int P = 1; P <= 3; P++)
+            for (int T = 1; T <= 3; T++) row_layout(&cfg, &whole, P, T, (unsigned)(P * 3 + T));
         row_part_args(&cfg, &whole);
         pass_fini(&whole);
         unlink(path);
@@ -1752,6 +2091,14 @@ static void test_gen_parts(void **state)
             row_parts(&cfg, &whole, n, (unsigned)n);
         }
         row_parts(&cfg, &whole, 11, 2); /* more parts than rows for the small input */
+        for (int P = 1; P <= 3; P++)
+            for (int T = 1; T <= 3; T++) row_layout(&cfg, &whole, P, T, (unsigned)(P * 3 + T));
+        {
+            /* The generator's sub-parts run on threads at once. */
+            sf_reader *r = open_reader(&cfg);
+            assert_true(sf_reader_sub_concurrent(r));
+            sf_reader_destroy(&r);
+        }
         row_part_args(&cfg, &whole);
         pass_fini(&whole);
     }
@@ -1795,6 +2142,213 @@ static void test_csv_part_twice(void **state)
     hfile_fini(&f);
 }
 
+/* Hand-made CSV files (quoted line feeds, CRLF line ends, blank lines,
+ * bad records) in every layout of P ranks x T threads, P and T in 1..3:
+ * under skip (rows, bad-row counts and samples with their lines) and,
+ * where every bad record has a sample to compare with, under fail (each
+ * sub-part stops at its first bad record, with the whole file's message). */
+static void test_csv_layouts(void **state)
+{
+    (void)state;
+    const hspec specs[] = {
+        {4, 60, false, true, 10, 0, 0, false},  {4, 60, true, false, 10, 0, 0, false},
+        {4, 80, false, false, 5, 10, 9, false}, {4, 80, true, true, 5, 10, 9, false},
+        {1, 60, true, false, 0, 8, 9, false},   {1, 50, false, true, 0, 0, 0, false},
+        {4, 25, true, true, 30, 0, 0, false},   {4, 120, true, true, 5, 15, 30, false},
+    };
+    size_t with_bad = 0, fail_runs = 0;
+    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+        for (uint64_t seed = 1; seed <= 3; seed++) {
+            hfile f;
+            char name[64];
+            snprintf(name, sizeof name, "layout_%zu_%" PRIu64 ".csv", s, seed);
+            hfile_make(&f, &specs[s], 7000 + seed * 10 + s, name);
+            const char *text = (const char *)f.text.data;
+            sf_type_hint hints[4];
+            sf_input_config cfg = hcfg(&f, hints, 4, 0, SF_BAD_ROW_SKIP);
+            pass ws;
+            pass_init(&ws);
+            read_whole(&cfg, &ws);
+            check_whole(&f, &ws);
+            with_bad += f.nbad > SAMPLE_LIMIT;
+            for (int P = 1; P <= 3; P++) {
+                for (int T = 1; T <= 3; T++) {
+                    const unsigned salt = (unsigned)(seed + s + (uint64_t)(P * 3 + T));
+                    cfg = hcfg(&f, hints, g_batches[salt % 4], g_blocks[salt % 3], SF_BAD_ROW_SKIP);
+                    csv_layout_x(&cfg, text, f.text.len, &f.exp, &f, &ws, P, T, salt);
+                    if (f.nbad > 0 && f.nbad <= SAMPLE_LIMIT) {
+                        cfg.on_bad_row = SF_BAD_ROW_FAIL;
+                        csv_layout_x(&cfg, text, f.text.len, &f.exp, &f, &ws, P, T, salt + 1);
+                        fail_runs++;
+                    }
+                }
+            }
+            pass_fini(&ws);
+            hfile_fini(&f);
+        }
+    }
+    /* Files with more bad records than samples, and failing layouts. */
+    assert_true(with_bad >= 2);
+    assert_true(fail_runs > 50);
+}
+
+/* What a split reader passes on to its sub-parts (projection, rows per
+ * batch), and the calls it refuses or that undo the split. */
+static void test_split_settings(void **state)
+{
+    (void)state;
+    const hspec sp = {4, 120, true, true, 5, 20, 40, false};
+    hfile f;
+    hfile_make(&f, &sp, 31337, "settings.csv");
+    const char *text = (const char *)f.text.data;
+    const uint64_t size = f.text.len;
+    sf_type_hint hints[4];
+    sf_input_config cfg = hcfg(&f, hints, 64, 7, SF_BAD_ROW_SKIP);
+    /* Bad records other than a bad value of column v (2): those that a
+     * projection without v still skips. */
+    uint64_t bad_not_v = 0, bad_v = 0;
+    for (size_t i = 0; i < f.nrec; i++) {
+        if (!hk_bad(f.rec[i].kind)) continue;
+        if (f.rec[i].kind == HK_BAD_V) bad_v++;
+        else bad_not_v++;
+    }
+    assert_true(bad_v > 0 && bad_not_v > 0);
+    const uint8_t no_v[4] = {1, 1, 0, 1};
+    /* The same projection on a reader that is not split: the second path. */
+    sf_reader *whole = open_reader(&cfg);
+    assert_int_equal(sf_reader_set_projection(whole, no_v), SF_OK);
+    sf_batch b;
+    assert_int_equal(sf_reader_batch_init(whole, &b), SF_OK);
+    uint64_t whole_rows = 0;
+    for (;;) {
+        bool eof;
+        assert_int_equal(sf_reader_next(whole, &b, &eof), SF_OK);
+        if (eof) break;
+        whole_rows += b.nrows;
+    }
+    assert_int_equal(sf_reader_bad_rows(whole), bad_not_v);
+    sf_batch_fini(&b);
+    sf_reader_destroy(&whole);
+
+    /* Three sub-parts, their counts computed here from the text. */
+    enum { T = 3 };
+    uint64_t cuts[T + 1], at[2 * (T + 1)];
+    for (int t = 0; t < T; t++) sf_reader_sub_bounds(f.ds, size, t, T, &cuts[t], &cuts[t + 1]);
+    for (int t = 0; t <= T; t++) count_text(text, f.ds, cuts[t], &at[2 * t]);
+    sf_reader *r = open_reader(&cfg);
+    assert_true(sf_reader_sub_concurrent(r));
+    assert_int_equal(sf_reader_split(r, T, cuts, at), SF_OK);
+    assert_int_equal(sf_reader_split_count(r), T);
+    /* The batch is made before the projection (so it would take v if a
+     * reader converted it): only the readers' projection leaves v out. */
+    assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
+    assert_true(b.cols[2].loaded);
+    assert_int_equal(sf_reader_set_projection(r, no_v), SF_OK);
+    /* Fewer rows per batch after the batch was made: every sub-part takes
+     * the new limit. */
+    sf_reader_set_batch_rows(r, 2);
+    uint64_t rows = 0;
+    for (int t = 0; t < T; t++) {
+        for (;;) {
+            bool eof;
+            assert_int_equal(sf_reader_next_sub(r, t, &b, &eof), SF_OK);
+            if (eof) break;
+            assert_true(b.nrows >= 1 && b.nrows <= 2);
+            rows += b.nrows;
+        }
+    }
+    assert_int_equal(rows, whole_rows);
+    assert_int_equal(rows, f.exp.n + bad_v);
+    assert_int_equal(sf_reader_bad_rows(r), bad_not_v);
+    /* All columns again, after a rewind: every bad record is skipped. */
+    assert_int_equal(sf_reader_rewind(r), SF_OK);
+    assert_int_equal(sf_reader_set_projection(r, NULL), SF_OK);
+    sf_batch_fini(&b);
+    pass ps;
+    pass_init(&ps);
+    read_pass(r, &ps, 0, SIZE_MAX);
+    assert_int_equal(ps.rc, SF_OK);
+    assert_rows(&ps.rows, &f.exp, 0, f.exp.n, "split reader read in sequence");
+    assert_int_equal(ps.bad, f.nbad);
+    /* No seek across sub-parts; sub-parts out of range; reversed cuts. */
+    sf_reader_pos pos;
+    sf_reader_tell(r, &pos);
+    assert_int_equal(sf_reader_seek(r, &pos), SF_ERR_ARG);
+    assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
+    bool eof;
+    assert_int_equal(sf_reader_next_sub(r, T, &b, &eof), SF_ERR_ARG);
+    assert_int_equal(sf_reader_next_sub(r, -1, &b, &eof), SF_ERR_ARG);
+    uint64_t bad_cuts[3] = {cuts[0], cuts[2], cuts[1]};
+    assert_int_equal(sf_reader_split(r, 2, bad_cuts, at), SF_ERR_ARG);
+    assert_int_equal(sf_reader_split(r, 0, cuts, at), SF_ERR_ARG);
+    /* A part given again replaces the split (as split into one does). */
+    assert_int_equal(sf_reader_split(r, T, cuts, at), SF_OK);
+    assert_int_equal(sf_reader_set_part(r, cuts[0], cuts[T], at, at + 2 * T), SF_OK);
+    assert_int_equal(sf_reader_split_count(r), 1);
+    read_pass(r, &ps, 0, SIZE_MAX);
+    assert_rows(&ps.rows, &f.exp, 0, f.exp.n, "part after a split");
+    assert_int_equal(ps.bad, f.nbad);
+    assert_int_equal(sf_reader_split(r, T, cuts, at), SF_OK);
+    uint64_t one[2] = {cuts[1], cuts[T]};
+    assert_int_equal(sf_reader_split(r, 1, one, at + 2), SF_OK);
+    assert_int_equal(sf_reader_split_count(r), 1);
+    read_pass(r, &ps, 0, SIZE_MAX);
+    const uint64_t lo = ref_boundary(text, size, f.ds, cuts[1]);
+    size_t first = 0;
+    while (first < f.exp.n && (uint64_t)f.exp.off[first] < lo) first++;
+    assert_rows(&ps.rows, &f.exp, first, f.exp.n - first, "split into one");
+    pass_fini(&ps);
+    /* A projection given before the split holds for the sub-parts that
+     * the split opens (b was made with every column). */
+    assert_int_equal(sf_reader_set_projection(r, no_v), SF_OK);
+    assert_int_equal(sf_reader_split(r, T, cuts, at), SF_OK);
+    rows = 0;
+    for (int t = 0; t < T; t++) {
+        for (;;) {
+            assert_int_equal(sf_reader_next_sub(r, t, &b, &eof), SF_OK);
+            if (eof) break;
+            rows += b.nrows;
+        }
+    }
+    assert_int_equal(rows, whole_rows);
+    assert_int_equal(sf_reader_bad_rows(r), bad_not_v);
+    sf_batch_fini(&b);
+    sf_reader_destroy(&r);
+    hfile_fini(&f);
+}
+
+/* sf_exec_parallel, which reads the sub-parts: every index once, and the
+ * lowest failing index's status and message whichever thread ends first. */
+static sf_status par_index(void *ctx, int t)
+{
+    int *hits = ctx;
+    hits[t]++;
+    if (t == 2) {
+        /* The lowest failure ends last. */
+        struct timespec ts = {0, 3000000};
+        nanosleep(&ts, NULL);
+    }
+    if (t % 3 == 2) return sf_error_set(t == 2 ? SF_ERR_PARSE : SF_ERR_IO, __FILE__, __LINE__, "index %d failed", t);
+    return SF_OK;
+}
+
+static void test_exec_parallel(void **state)
+{
+    (void)state;
+    for (int n = 0; n <= 9; n++) {
+        int hits[9] = {0};
+        sf_error_clear();
+        sf_status rc = sf_exec_parallel(n, par_index, hits);
+        for (int t = 0; t < 9; t++) assert_int_equal(hits[t], t < n);
+        if (n >= 3) {
+            assert_int_equal(rc, SF_ERR_PARSE);
+            assert_string_equal(sf_error_message(), "index 2 failed");
+        } else {
+            assert_int_equal(rc, SF_OK);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1809,6 +2363,9 @@ int main(void)
         cmocka_unit_test(test_csv_part_twice),
         cmocka_unit_test(test_hdf5_parts),
         cmocka_unit_test(test_gen_parts),
+        cmocka_unit_test(test_csv_layouts),
+        cmocka_unit_test(test_split_settings),
+        cmocka_unit_test(test_exec_parallel),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
