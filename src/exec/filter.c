@@ -530,6 +530,51 @@ static bool eval_node(const eval_ctx *e, int k, size_t r)
     return false;
 }
 
+/* A conjunction of integer comparisons (e.g. status >= 400 and status <
+ * 500), each an inclusive range [lo, hi] of one non-null integer column:
+ * evaluated per row as one unsigned compare per term, without the tree. */
+#define MAX_RANGES 4
+typedef struct int_range {
+    const int64_t *v;
+    uint64_t lo, span; /* v - lo <= span, in unsigned (wrapping) arithmetic */
+} int_range;
+
+/* Adds node k to the conjunction; false if it is not one (then the caller
+ * uses the general evaluator). Same truth value as eval_node on every row:
+ * the column has no nulls and the literal is an exact integer. */
+static bool collect_ranges(const sf_filter *f, const sf_batch *b, int k, int_range *t, int *nt)
+{
+    const node *nd = &f->nodes[k];
+    if (nd->kind == N_AND)
+        return collect_ranges(f, b, nd->a, t, nt) && collect_ranges(f, b, nd->b, t, nt);
+    if (nd->kind != N_CMP || !nd->int_exact || nd->op == OP_NE || *nt == MAX_RANGES) return false;
+    const sf_column *c = &b->cols[nd->col];
+    if (c->valid != NULL || c->type == SF_STRING || c->type == SF_FLOAT64) return false;
+    int64_t lo = INT64_MIN, hi = INT64_MAX, x = nd->inum;
+    switch (nd->op) {
+    case OP_EQ: lo = hi = x; break;
+    case OP_LT: if (x == INT64_MIN) return false; hi = x - 1; break;
+    case OP_LE: hi = x; break;
+    case OP_GT: if (x == INT64_MAX) return false; lo = x + 1; break;
+    case OP_GE: lo = x; break;
+    default: return false;
+    }
+    /* Terms on the same column intersect. */
+    for (int i = 0; i < *nt; i++)
+        if (t[i].v == c->i64) {
+            int64_t plo = (int64_t)t[i].lo, phi = (int64_t)(t[i].lo + t[i].span);
+            if (lo < plo) lo = plo;
+            if (hi > phi) hi = phi;
+            if (lo > hi) return false; /* empty: rare, leave it to the tree */
+            t[i].lo = (uint64_t)lo;
+            t[i].span = (uint64_t)hi - (uint64_t)lo;
+            return true;
+        }
+    t[*nt] = (int_range){c->i64, (uint64_t)lo, (uint64_t)hi - (uint64_t)lo};
+    (*nt)++;
+    return true;
+}
+
 sf_status sf_filter_eval(const sf_filter *f, const sf_batch *b, size_t begin, size_t end,
                          uint32_t *sel, size_t *n)
 {
@@ -551,7 +596,25 @@ sf_status sf_filter_eval(const sf_filter *f, const sf_batch *b, size_t begin, si
     size_t m = 0;
     const node *root = &f->nodes[f->root];
     const sf_column *rc = root->kind == N_CMP ? &b->cols[root->col] : NULL;
-    if (rc != NULL && rc->valid == NULL && rc->type != SF_STRING && rc->type != SF_FLOAT64 && root->int_exact) {
+    int_range t[MAX_RANGES];
+    int nt = 0;
+    if (root->kind == N_AND && collect_ranges(f, b, f->root, t, &nt)) {
+        if (nt == 1) {
+            const int64_t *v = t[0].v;
+            const uint64_t lo = t[0].lo, span = t[0].span;
+            for (size_t r = begin; r < end; r++) {
+                sel[m] = (uint32_t)r;
+                m += (uint64_t)v[r] - lo <= span;
+            }
+        } else {
+            for (size_t r = begin; r < end; r++) {
+                bool ok = true;
+                for (int i = 0; i < nt; i++) ok &= (uint64_t)t[i].v[r] - t[i].lo <= t[i].span;
+                sel[m] = (uint32_t)r;
+                m += ok;
+            }
+        }
+    } else if (rc != NULL && rc->valid == NULL && rc->type != SF_STRING && rc->type != SF_FLOAT64 && root->int_exact) {
         /* One integer comparison without nulls: a branch-free loop per operator. */
         const int64_t *v = rc->i64, x = root->inum;
         switch (root->op) {

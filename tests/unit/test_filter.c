@@ -304,6 +304,14 @@ P(p_lat_gt1, HL(r) && r->lat > 1)
 P(p_lat_svc, (HL(r) && r->lat <= 0.5) && seq(r->svc, "a"))
 P(p_svc_a, seq(r->svc, "a"))
 P(p_svc_or, (r->svc != NULL && !seq(r->svc, "b")) || (HI(r) && r->i == 2))
+/* conjunctions of integer comparisons (evaluated as ranges when no value is null) */
+P(p_i_range, HI(r) && r->i >= -1 && r->i < 3)
+P(p_i_big, HI(r) && HB(r) && r->i > 0 && r->big <= 5)
+P(p_i_empty, HI(r) && r->i >= 3 && r->i < 1)
+P(p_i_point, HI(r) && r->i <= 2 && r->i >= 2 && r->i == 2)
+P(p_big_full, HB(r) && r->big <= INT64_MAX && r->big >= INT64_MIN)
+P(p_big_edges, HB(r) && r->big > INT64_MIN && r->big < INT64_MAX)
+P(p_i_big_t, HI(r) && HB(r) && r->i != 0 && r->big > -10 && r->i < 5)
 P(p_big_p53, HB(r) && r->big == P53)
 P(p_big_neg, HB(r) && r->big < 0)
 
@@ -398,6 +406,13 @@ static const fcase cases[] = {
     {"svc.name == \"a\"", p_svc_a},
     {"svc.name != 'b' or `i` == 2", p_svc_or},
     {"big == 9007199254740992", p_big_p53},
+    {"i >= -1 and i < 3", p_i_range},
+    {"i > 0 and big <= 5", p_i_big},
+    {"i >= 3 and i < 1", p_i_empty},
+    {"i <= 2 and (i >= 2 and i == 2)", p_i_point},
+    {"big <= 9223372036854775807 and big >= -9223372036854775808", p_big_full},
+    {"big > -9223372036854775808 and big < 9223372036854775807", p_big_edges},
+    {"i != 0 and big > -10 and i < 5", p_i_big_t},
     {"big < 0", p_big_neg},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
