@@ -16,6 +16,19 @@ static inline uint8_t *put_u64(uint8_t *p, uint64_t v)
     return p + 8;
 }
 
+/* The key bits of a non-null number: one value for every NaN payload, and
+ * -0 and +0 as one key, as in sharding. */
+static inline uint64_t num_key_bits(const sf_column *c, size_t r)
+{
+    if (c->type != SF_FLOAT64) return (uint64_t)c->i64[r];
+    double v = c->f64[r];
+    if (isnan(v)) v = NAN;
+    if (v == 0.0) v = 0.0;
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits;
+}
+
 static sf_status reserve(uint8_t **buf, size_t *cap, size_t need)
 {
     if (need <= *cap && *buf != NULL) return SF_OK;
@@ -54,15 +67,8 @@ sf_status sf_agent_row_key(const sf_batch *b, const int *by_col, int nby, size_t
             for (int k = 0; k < 4; k++) *p++ = (uint8_t)(n32 >> (8 * k));
             if (n != 0) memcpy(p, str, n); /* an empty dictionary may have no bytes */
             p += n;
-        } else if (c->type == SF_FLOAT64) {
-            double v = c->f64[r];
-            uint64_t bits;
-            if (isnan(v)) v = NAN; /* one key for every NaN payload */
-            if (v == 0.0) v = 0.0; /* -0 and +0 are one key, as in sharding */
-            memcpy(&bits, &v, sizeof bits);
-            p = put_u64(p, bits);
         } else {
-            p = put_u64(p, (uint64_t)c->i64[r]);
+            p = put_u64(p, num_key_bits(c, r));
         }
     }
     *len = (size_t)(p - *key);
@@ -414,15 +420,7 @@ sf_status sf__groups_row(sf__groups *g, const sf_batch *b, size_t r, uint32_t *i
     }
     if (g->nby == 1 && b->cols[g->by_col[0]].type != SF_STRING && !sf_col_is_null(&b->cols[g->by_col[0]], r)) {
         const sf_column *c = &b->cols[g->by_col[0]];
-        uint64_t bits;
-        if (c->type == SF_FLOAT64) {
-            double v = c->f64[r];
-            if (isnan(v)) v = NAN;
-            if (v == 0.0) v = 0.0;
-            memcpy(&bits, &v, sizeof bits);
-        } else {
-            bits = (uint64_t)c->i64[r];
-        }
+        const uint64_t bits = num_key_bits(c, r);
         if (g->vcache == NULL) {
             g->vcache = malloc(VCACHE_SIZE * sizeof *g->vcache);
             if (g->vcache) memset(g->vcache, 0xff, VCACHE_SIZE * sizeof *g->vcache);
@@ -619,7 +617,6 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
         }
         struct sf__value_cache *vc = g->vcache;
         const uint8_t *valid = c->valid;
-        const bool f64 = c->type == SF_FLOAT64;
         /* With far more groups than cache entries (e.g. users), the cache
          * would only thrash: probe the table directly. */
         const bool use_cache = vc != NULL && g->n <= 4 * VCACHE_SIZE;
@@ -631,15 +628,7 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
                 SF_CALL(row_slow(g, b, r, &idx[i], created));
                 continue;
             }
-            uint64_t bits;
-            if (f64) {
-                double v = c->f64[r];
-                if (isnan(v)) v = NAN;
-                if (v == 0.0) v = 0.0;
-                memcpy(&bits, &v, sizeof bits);
-            } else {
-                bits = (uint64_t)c->i64[r];
-            }
+            const uint64_t bits = num_key_bits(c, r);
             struct sf__value_cache *e = use_cache ? &vc[(bits * 0x9E3779B97F4A7C15ull) >> 54] : NULL;
             if (e != NULL && e->grp != SF__NO_GROUP && e->bits == bits) {
                 idx[i] = e->grp;
