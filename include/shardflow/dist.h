@@ -91,6 +91,11 @@ sf_status sf_piece_append(sf_buf *out, const sf_batch *src, const int *cols, int
 /* Begins a work unit message (kind 0 = data, 1 = end, 2 = abort, 3 =
  * checkpoint, 4 = stop). */
 sf_status sf_unit_begin(sf_buf *out, uint32_t kind);
+/* Appends the pieces of the data unit bytes[0..n) to the data unit that
+ * starts at byte `at` of buf and runs to its end (its header and round
+ * kept, its piece count summed); with buf->len == at there is no unit yet
+ * and this one is copied whole. Not collective. */
+sf_status sf_unit_append_pieces(sf_buf *buf, size_t at, const uint8_t *bytes, size_t n);
 /* The input round of a data unit (header word 3). */
 void sf_unit_set_round(sf_buf *unit, uint32_t round);
 uint32_t sf_unit_round(const uint8_t *bytes, size_t n);

@@ -252,28 +252,14 @@ static sf_status read_round_subs(preader *r)
 static sf_status next_round(preader *r) { return r->nsub > 1 ? read_round_subs(r) : read_round(r); }
 
 /* Appends the pieces that all sub-parts packed for destination d to out
- * as one unit. The header layout is piece.c's ({magic, kind, npieces,
- * round}, u32 each, then the pieces): the first unit is copied whole, the
- * others' pieces follow it, and the piece count is their sum. Units are
- * multiples of 8 bytes, so every piece stays 8-byte aligned. */
+ * as one unit. */
 static sf_status merge_units(preader *r, int d, sf_buf *out)
 {
-    size_t at = SIZE_MAX;
-    uint32_t npieces = 0;
+    const size_t at = out->len;
     for (int t = 0; t < r->nsub; t++) {
         const sf_buf *u = &r->sub[t].units[d];
-        if (u->len == 0) continue;
-        uint32_t np;
-        memcpy(&np, u->data + 8, 4);
-        npieces += np;
-        if (at == SIZE_MAX) {
-            at = out->len;
-            SF_CALL(sf_buf_append(out, u->data, u->len));
-        } else {
-            SF_CALL(sf_buf_append(out, u->data + 16, u->len - 16));
-        }
+        if (u->len > 0) SF_CALL(sf_unit_append_pieces(out, at, u->data, u->len));
     }
-    if (at != SIZE_MAX) memcpy(out->data + at + 8, &npieces, 4);
     return SF_OK;
 }
 

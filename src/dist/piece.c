@@ -201,6 +201,22 @@ void sf_unit_views_free(sf_piece_view *views, size_t cap)
     free(views);
 }
 
+sf_status sf_unit_append_pieces(sf_buf *buf, size_t at, const uint8_t *bytes, size_t n)
+{
+    SF_CHECK(n >= 16 && n % 8 == 0 && at <= buf->len, SF_ERR_INTERNAL, "appending a malformed unit of %zu bytes",
+             n);
+    if (buf->len == at) return sf_buf_append(buf, bytes, n);
+    SF_CHECK(buf->len - at >= 16, SF_ERR_INTERNAL, "appending to a malformed unit of %zu bytes", buf->len - at);
+    uint32_t a, b;
+    memcpy(&a, buf->data + at + 8, 4);
+    memcpy(&b, bytes + 8, 4);
+    /* Units are multiples of 8 bytes: the appended pieces stay aligned. */
+    SF_CALL(sf_buf_append(buf, bytes + 16, n - 16));
+    a += b;
+    memcpy(buf->data + at + 8, &a, 4);
+    return SF_OK;
+}
+
 void sf_unit_set_round(sf_buf *unit, uint32_t round)
 {
     if (unit->len >= 16) memcpy(unit->data + 12, &round, 4);

@@ -303,6 +303,57 @@ static const int proj_one[] = {C_TAG};
 
 /* ---- tests: pieces ------------------------------------------------------------ */
 
+/* Units of pieces packed apart (as parallel-read's sub-parts pack them)
+ * and joined with sf_unit_append_pieces behind other bytes in the same
+ * buffer: the joined unit parses as all their pieces in order, with the
+ * first unit's round; the bytes before it are untouched. */
+static void test_unit_append_pieces(void **st)
+{
+    (void)st;
+    sf_schema ps_schema;
+    pass_schema_of(proj_all, 5, &ps_schema);
+    rng_state = 77;
+    piece_spec ps[NPICKS];
+    for (int k = 0; k < NPICKS; k++) {
+        pick_rows(&ps[k], k);
+        ps[k].shard = (uint32_t)k * 3u;
+    }
+    sf_buf parts[3], out;
+    sf_buf_init(&out);
+    const int split[4] = {0, 1, 1, NPICKS}; /* the second unit has no piece */
+    for (int u = 0; u < 3; u++) {
+        sf_buf_init(&parts[u]);
+        assert_int_equal(sf_unit_begin(&parts[u], 0), SF_OK);
+        sf_unit_set_round(&parts[u], 40u + (uint32_t)u);
+        for (int k = split[u]; k < split[u + 1]; k++)
+            assert_int_equal(sf_piece_append(&parts[u], &src, proj_all, 5, ps[k].shard, ps[k].rows, ps[k].n), SF_OK);
+    }
+    static const uint8_t before[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    assert_int_equal(sf_buf_append(&out, before, sizeof before), SF_OK);
+    for (int u = 0; u < 3; u++)
+        assert_int_equal(sf_unit_append_pieces(&out, sizeof before, parts[u].data, parts[u].len), SF_OK);
+    assert_memory_equal(out.data, before, sizeof before);
+    size_t want = parts[0].len + (parts[1].len - 16) + (parts[2].len - 16);
+    assert_int_equal(out.len - sizeof before, want);
+    sf_piece_view *views = NULL;
+    size_t cap = 0, nv = 0;
+    uint32_t kind = 99;
+    const uint8_t *unit = out.data + sizeof before;
+    if (sf_unit_parse(unit, out.len - sizeof before, &ps_schema, &kind, &views, &nv, &cap) != SF_OK)
+        fail_msg("parse: %s", sf_error_message());
+    assert_int_equal(kind, 0);
+    assert_int_equal(nv, NPICKS);
+    assert_int_equal(sf_unit_round(unit, out.len - sizeof before), 40);
+    for (int k = 0; k < NPICKS; k++) check_view(&views[k], &ps[k], proj_all, 5);
+    /* A malformed unit is refused. */
+    assert_int_not_equal(sf_unit_append_pieces(&out, sizeof before, parts[0].data, 12), SF_OK);
+    sf_unit_views_free(views, cap);
+    for (int u = 0; u < 3; u++) sf_buf_fini(&parts[u]);
+    sf_buf_fini(&out);
+    free_specs(ps, NPICKS);
+    sf_schema_fini(&ps_schema);
+}
+
 static void test_pieces_round_trip(void **st)
 {
     (void)st;
@@ -928,6 +979,7 @@ static void test_pass_schema_mismatch(void **st)
 int main(void)
 {
     const struct CMUnitTest piece_tests[] = {
+        cmocka_unit_test(test_unit_append_pieces),
         cmocka_unit_test(test_pieces_round_trip),
         cmocka_unit_test(test_views_across_schemas),
         cmocka_unit_test(test_control_units),
