@@ -291,6 +291,56 @@ sf_status sf__groups_find(sf__groups *g, const uint8_t *key, size_t len, uint32_
     return new_group(g, key, len, hash, idx);
 }
 
+/* Keys between a probe's slot prefetch and its lookup (the entry's
+ * prefetch is issued half way). */
+#define FIND_AHEAD 16
+
+sf_status sf__groups_find_all(sf__groups *g, const sf__groups *src, const uint32_t *which, size_t n,
+                              uint32_t *out, bool *created)
+{
+    if (created) *created = false;
+    if (n == 0) return SF_OK;
+    SF_CHECK(g->nby == src->nby, SF_ERR_INTERNAL, "merging group tables of different key columns");
+    /* Room for every key first: no rehash moves the slots under the
+     * prefetches (new_group then never grows them). */
+    if ((size_t)g->n + n < (size_t)1 << 30) {
+        uint32_t want = g->nslots ? g->nslots : 32;
+        while (((size_t)g->n + n + 1) * 2 > want) want *= 2;
+        if (want != g->nslots) SF_CALL(rehash(g, want));
+    }
+    const bool num = g->num != NULL && src->num != NULL;
+    const size_t half = FIND_AHEAD / 2;
+    for (size_t i = 0; i < n + FIND_AHEAD; i++) {
+        uint32_t mask = g->nslots - 1;
+        if (i < n) {
+            const struct sf__group_entry *e = &src->e[which ? which[i] : (uint32_t)i];
+            __builtin_prefetch(&g->slots[(uint32_t)e->hash & mask]);
+        }
+        if (i >= half && i - half < n) {
+            const struct sf__group_entry *e = &src->e[which ? which[i - half] : (uint32_t)(i - half)];
+            uint32_t s = g->slots[(uint32_t)e->hash & mask];
+            if (s != 0) {
+                if (num)
+                    __builtin_prefetch(&g->num[s - 1]);
+                else
+                    __builtin_prefetch(&g->e[s - 1]);
+            }
+        }
+        if (i < FIND_AHEAD) continue;
+        size_t k = i - FIND_AHEAD;
+        uint32_t j = which ? which[k] : (uint32_t)k;
+        const struct sf__group_entry *e = &src->e[j];
+        uint32_t gi = num && j != src->num_null ? lookup_num(g, src->num[j], e->hash)
+                                                : lookup_hashed(g, src->keys + e->off, e->len, e->hash);
+        if (gi == SF__NO_GROUP) {
+            SF_CALL(new_group(g, src->keys + e->off, e->len, e->hash, &gi));
+            if (created) *created = true;
+        }
+        out[k] = gi;
+    }
+    return SF_OK;
+}
+
 sf_status sf__groups_init(sf__groups *g, const sf_schema *schema, const int *by_col, int nby)
 {
     memset(g, 0, sizeof *g);

@@ -83,6 +83,16 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
 /* The group of key bytes (created if new). */
 sf_status sf__groups_find(sf__groups *g, const uint8_t *key, size_t len, uint32_t *idx,
                           bool *created);
+/* The groups in g of groups of another table with the same key columns
+ * (merges): out[i] is the group in g of src's group which[i] (which NULL:
+ * of src's group i, for i < n), created if new, and *created (may be NULL)
+ * whether any was. The same groups, created in the same order, as
+ * sf__groups_find of each key in turn; it reuses the hashes src keeps,
+ * compares numbers instead of key bytes where both tables keep them, and
+ * prefetches the probes some keys ahead, so that a merge into a table much
+ * larger than the caches is not one cache miss after another. */
+sf_status sf__groups_find_all(sf__groups *g, const sf__groups *src, const uint32_t *which, size_t n,
+                              uint32_t *out, bool *created /* out */);
 /* The group of key bytes without creating it: SF__NO_GROUP if absent. */
 uint32_t sf__groups_lookup(const sf__groups *g, const uint8_t *key, size_t len);
 static inline const uint8_t *sf__groups_key(const sf__groups *g, uint32_t i, size_t *len)

@@ -83,6 +83,8 @@ typedef struct sessions_state {
     size_t scratch_cap;
     uint32_t *kmap;      /* merge and decode: other state's key index -> ours */
     size_t kmap_cap;
+    uint32_t *mwhich;    /* merge: the other state's users with sessions, then ours of them */
+    size_t mwhich_cap;
 } sessions_state;
 
 /* The options, as check(), columns() and init() read them. */
@@ -300,6 +302,7 @@ static void sessions_destroy(void *state)
     free(s->u);
     free(s->scratch);
     free(s->kmap);
+    free(s->mwhich);
     free(s->user_col);
     sf__groups_fini(&s->users);
     sf__groups_fini(&s->keys);
@@ -405,15 +408,30 @@ static sf_status sessions_merge(void *into, const void *from)
         const uint8_t *k = sf__groups_key(&f->keys, i, &len);
         SF_CALL(sf__groups_find(&a->keys, k, len, &a->kmap[i], NULL));
     }
-    for (uint32_t j = 0; j < f->users.n; j++) {
-        if (j >= f->ucap || f->u[j].n == 0) continue;
-        size_t len;
-        const uint8_t *k = sf__groups_key(&f->users, j, &len);
-        uint32_t ui;
-        bool created;
-        SF_CALL(sf__groups_find(&a->users, k, len, &ui, &created));
-        if (created) SF_CALL(grow_users(a));
-        SF_CALL(merge_lists(a, &a->u[ui], &f->u[j], a->kmap));
+    /* The users with sessions, looked up in one pass (prefetched: a
+     * commit merges a unit's users into a table of all of the rank's). */
+    size_t nu = 0;
+    for (uint32_t j = 0; j < f->users.n && j < f->ucap; j++) nu += f->u[j].n != 0;
+    if (nu == 0) {
+        a->skipped += f->skipped;
+        return SF_OK;
+    }
+    if (2 * nu > a->mwhich_cap) {
+        uint32_t *p = realloc(a->mwhich, 2 * nu * sizeof *p);
+        SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory merging %zu users", nu);
+        a->mwhich = p;
+        a->mwhich_cap = 2 * nu;
+    }
+    uint32_t *which = a->mwhich, *ours = a->mwhich + nu;
+    nu = 0;
+    for (uint32_t j = 0; j < f->users.n && j < f->ucap; j++)
+        if (f->u[j].n != 0) which[nu++] = j;
+    bool created;
+    SF_CALL(sf__groups_find_all(&a->users, &f->users, which, nu, ours, &created));
+    if (created) SF_CALL(grow_users(a));
+    for (size_t i = 0; i < nu; i++) {
+        if (i + 8 < nu) __builtin_prefetch(&a->u[ours[i + 8]]);
+        SF_CALL(merge_lists(a, &a->u[ours[i]], &f->u[which[i]], a->kmap));
     }
     a->skipped += f->skipped;
     return SF_OK;

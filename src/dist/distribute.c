@@ -381,7 +381,7 @@ static sf_status worker_static(worker *w)
  * at the start and one after each checkpoint): so a request also
  * acknowledges the unit before it, and carries the pieces that failed
  * here to be tried elsewhere. Header: {code, flags, unit id, 0} (u32). */
-#define PREFETCH 2
+#define PREFETCH 8
 enum { REQ_ACK = 1u, REQ_MOVED = 2u, REQ_CLAIM = 4u };
 
 static sf_status send_request(uint32_t code, uint32_t flags, uint32_t id, const sf_buf *moved)

@@ -544,6 +544,94 @@ static void test_rows_match_find(void **st)
     free(key);
 }
 
+/* sf__groups_find_all (merges) against sf__groups_find of each key in
+ * turn: the same groups for every key, created in the same order, for
+ * numeric (null key included), string and composite keys, all of a
+ * table's groups or a subset, into empty tables and into tables that
+ * already hold part of the keys, small and past several rehashes. */
+static void test_find_all_matches_find(void **st)
+{
+    (void)st;
+    static const int shapes[][2] = {{C_I, -1}, {C_F, -1}, {C_S, -1}, {C_S, C_I}, {C_T, -1}};
+    static const int nshape[] = {1, 1, 1, 2, 1};
+    uint8_t *key = NULL;
+    size_t cap = 0;
+    rng_state = 777;
+    for (size_t sh = 0; sh < sizeof nshape / sizeof nshape[0]; sh++) {
+        for (int trial = 0; trial < 6; trial++) {
+            sf__groups src, fast, plain;
+            assert_int_equal(sf__groups_init(&src, &schema, shapes[sh], nshape[sh]), SF_OK);
+            assert_int_equal(sf__groups_init(&fast, &schema, shapes[sh], nshape[sh]), SF_OK);
+            assert_int_equal(sf__groups_init(&plain, &schema, shapes[sh], nshape[sh]), SF_OK);
+            sf_batch b;
+            assert_int_equal(sf_batch_init(&b, &schema, NULL, 16), SF_OK);
+            /* Prior contents of the target (trials 2..5), then the source. */
+            for (int part = trial < 2 ? 1 : 0; part < 2; part++) {
+                size_t n = trial % 2 ? 20000 : 200;
+                row *rows = make_rows(n, 10);
+                for (size_t r = 0; r < n; r++) {
+                    rows[r].i = (int64_t)(rnd() % (3 * n));
+                    rows[r].f = (double)(rnd() % (3 * n)) * 0.5;
+                    rows[r].t = (int64_t)(rnd() % (3 * n)) * 1000;
+                }
+                sf_batch_clear(&b);
+                fill(&b, rows, n);
+                for (size_t r = 0; r < n; r++) {
+                    size_t len;
+                    uint32_t g;
+                    assert_int_equal(sf_agent_row_key(&b, shapes[sh], nshape[sh], r, &key, &cap, &len), SF_OK);
+                    if (part == 0) {
+                        assert_int_equal(sf__groups_find(&fast, key, len, &g, NULL), SF_OK);
+                        assert_int_equal(sf__groups_find(&plain, key, len, &g, NULL), SF_OK);
+                    } else {
+                        assert_int_equal(sf__groups_find(&src, key, len, &g, NULL), SF_OK);
+                    }
+                }
+                free(rows);
+            }
+            /* Every group, or every third (in order), of the source. */
+            uint32_t *which = malloc((size_t)src.n * sizeof *which), *out = malloc((size_t)src.n * sizeof *out);
+            assert_non_null(which);
+            assert_non_null(out);
+            size_t nw = 0;
+            for (uint32_t j = 0; j < src.n; j++)
+                if (trial % 3 != 2 || j % 3 == 0) which[nw++] = j;
+            uint32_t before = fast.n;
+            bool created = false;
+            assert_int_equal(sf__groups_find_all(&fast, &src, trial % 3 == 2 ? which : NULL,
+                                                 trial % 3 == 2 ? nw : src.n, out, &created), SF_OK);
+            bool any = false;
+            for (size_t i = 0; i < nw; i++) {
+                size_t len;
+                const uint8_t *k = sf__groups_key(&src, which[i], &len);
+                uint32_t p;
+                bool c;
+                assert_int_equal(sf__groups_find(&plain, k, len, &p, &c), SF_OK);
+                any = any || c;
+                if (out[i] != p) fail_msg("shape %zu trial %d key %zu: group %u, find gives %u", sh, trial, i, out[i], p);
+            }
+            assert_true(created == any);
+            assert_true(created == (fast.n > before));
+            /* The two tables are the same: same keys under the same indices. */
+            assert_int_equal(fast.n, plain.n);
+            for (uint32_t g = 0; g < plain.n; g++) {
+                size_t la, lb;
+                const uint8_t *ka = sf__groups_key(&fast, g, &la), *kb = sf__groups_key(&plain, g, &lb);
+                assert_int_equal(la, lb);
+                assert_memory_equal(ka, kb, la);
+                assert_int_equal(sf__groups_lookup(&fast, kb, lb), g);
+            }
+            free(which);
+            free(out);
+            sf_batch_fini(&b);
+            sf__groups_fini(&src);
+            sf__groups_fini(&fast);
+            sf__groups_fini(&plain);
+        }
+    }
+    free(key);
+}
+
 /* The cache generation wraps after 2^32 batches; entries of earlier
  * batches must not survive the wrap (white-box: the counter is set near
  * its end instead of running 2^32 batches). */
@@ -1146,6 +1234,7 @@ int main(void)
         cmocka_unit_test(test_cache_matches_generic),
         cmocka_unit_test(test_cache_generation_wrap),
         cmocka_unit_test(test_rows_match_find),
+        cmocka_unit_test(test_find_all_matches_find),
         cmocka_unit_test(test_null_keys),
         cmocka_unit_test(test_float_canonical),
         cmocka_unit_test(test_sorted_order),
