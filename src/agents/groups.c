@@ -295,6 +295,15 @@ sf_status sf__groups_find(sf__groups *g, const uint8_t *key, size_t len, uint32_
  * prefetch is issued half way). */
 #define FIND_AHEAD 16
 
+/* Room for n more groups without a rehash. */
+static sf_status reserve_groups(sf__groups *g, size_t n)
+{
+    if ((size_t)g->n + n >= (size_t)1 << 30) return SF_OK; /* new_group grows them as it goes */
+    uint32_t want = g->nslots ? g->nslots : 32;
+    while (((size_t)g->n + n + 1) * 2 > want) want *= 2;
+    return want != g->nslots ? rehash(g, want) : SF_OK;
+}
+
 sf_status sf__groups_find_all(sf__groups *g, const sf__groups *src, const uint32_t *which, size_t n,
                               uint32_t *out, bool *created)
 {
@@ -303,11 +312,7 @@ sf_status sf__groups_find_all(sf__groups *g, const sf__groups *src, const uint32
     SF_CHECK(g->nby == src->nby, SF_ERR_INTERNAL, "merging group tables of different key columns");
     /* Room for every key first: no rehash moves the slots under the
      * prefetches (new_group then never grows them). */
-    if ((size_t)g->n + n < (size_t)1 << 30) {
-        uint32_t want = g->nslots ? g->nslots : 32;
-        while (((size_t)g->n + n + 1) * 2 > want) want *= 2;
-        if (want != g->nslots) SF_CALL(rehash(g, want));
-    }
+    SF_CALL(reserve_groups(g, n));
     const bool num = g->num != NULL && src->num != NULL;
     const size_t half = FIND_AHEAD / 2;
     for (size_t i = 0; i < n + FIND_AHEAD; i++) {
@@ -334,6 +339,38 @@ sf_status sf__groups_find_all(sf__groups *g, const sf__groups *src, const uint32
                                                 : lookup_hashed(g, src->keys + e->off, e->len, e->hash);
         if (gi == SF__NO_GROUP) {
             SF_CALL(new_group(g, src->keys + e->off, e->len, e->hash, &gi));
+            if (created) *created = true;
+        }
+        out[k] = gi;
+    }
+    return SF_OK;
+}
+
+sf_status sf__groups_find_fixed(sf__groups *g, const uint8_t *keys, size_t klen, size_t n, uint32_t *out,
+                                bool *created)
+{
+    if (created) *created = false;
+    if (n == 0) return SF_OK;
+    SF_CALL(reserve_groups(g, n));
+    uint64_t ring[2 * FIND_AHEAD]; /* hashes of keys i - FIND_AHEAD .. i */
+    for (size_t i = 0; i < n + FIND_AHEAD; i++) {
+        uint32_t mask = g->nslots - 1;
+        if (i < n) {
+            uint64_t h = key_hash(keys + i * klen, klen);
+            ring[i % (2 * FIND_AHEAD)] = h;
+            __builtin_prefetch(&g->slots[(uint32_t)h & mask]);
+        }
+        if (i >= FIND_AHEAD / 2 && i - FIND_AHEAD / 2 < n) {
+            uint32_t s = g->slots[(uint32_t)ring[(i - FIND_AHEAD / 2) % (2 * FIND_AHEAD)] & mask];
+            if (s != 0) __builtin_prefetch(&g->e[s - 1]);
+        }
+        if (i < FIND_AHEAD) continue;
+        size_t k = i - FIND_AHEAD;
+        const uint8_t *key = keys + k * klen;
+        uint64_t h = ring[k % (2 * FIND_AHEAD)];
+        uint32_t gi = lookup_hashed(g, key, klen, h);
+        if (gi == SF__NO_GROUP) {
+            SF_CALL(new_group(g, key, klen, h, &gi));
             if (created) *created = true;
         }
         out[k] = gi;

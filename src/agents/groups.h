@@ -93,6 +93,9 @@ sf_status sf__groups_find(sf__groups *g, const uint8_t *key, size_t len, uint32_
  * larger than the caches is not one cache miss after another. */
 sf_status sf__groups_find_all(sf__groups *g, const sf__groups *src, const uint32_t *which, size_t n,
                               uint32_t *out, bool *created /* out */);
+/* The same for n keys of klen bytes each, key i at keys + i * klen. */
+sf_status sf__groups_find_fixed(sf__groups *g, const uint8_t *keys, size_t klen, size_t n, uint32_t *out,
+                                bool *created /* out */);
 /* The group of key bytes without creating it: SF__NO_GROUP if absent. */
 uint32_t sf__groups_lookup(const sf__groups *g, const uint8_t *key, size_t len);
 static inline const uint8_t *sf__groups_key(const sf__groups *g, uint32_t i, size_t *len)

@@ -343,18 +343,19 @@ static sf_status histogram_merge(void *into, const void *from)
     const histogram_state *f = from;
     SF_CHECK(a->groups.nby == f->groups.nby && a->edges_hash == f->edges_hash && a->stride == f->stride,
              SF_ERR_INTERNAL, "histogram: merging states of different shapes");
-    for (uint32_t i = 0; i < f->ng; i++) {
-        size_t len;
-        const uint8_t *k = sf__groups_key(&f->groups, i, &len);
-        uint32_t gi;
-        bool created;
-        SF_CALL(sf__groups_find(&a->groups, k, len, &gi, &created));
-        if (created) SF_CALL(sync_groups(a));
-        uint64_t *dst = a->c + (size_t)gi * a->stride;
+    if (f->ng == 0) return SF_OK;
+    uint32_t *map = malloc((size_t)f->ng * sizeof *map);
+    SF_CHECK(map != NULL, SF_ERR_NOMEM, "histogram: out of memory merging %u groups", f->ng);
+    bool created;
+    sf_status rc = sf__groups_find_all(&a->groups, &f->groups, NULL, f->ng, map, &created);
+    if (rc == SF_OK && created) rc = sync_groups(a);
+    for (uint32_t i = 0; rc == SF_OK && i < f->ng; i++) {
+        uint64_t *dst = a->c + (size_t)map[i] * a->stride;
         const uint64_t *src = f->c + (size_t)i * f->stride;
         for (size_t j = 0; j < a->stride; j++) dst[j] += src[j];
     }
-    return SF_OK;
+    free(map);
+    return rc;
 }
 
 static sf_status histogram_encode(const void *state, sf_buf *out)

@@ -374,16 +374,6 @@ static sf_status sync_groups(quantiles_state *s)
 }
 
 /* The payload of the group with key bytes k[0..len) (created if new). */
-static sf_status group_of_key(quantiles_state *s, const uint8_t *k, size_t len, qgroup **out)
-{
-    uint32_t gi;
-    bool created;
-    SF_CALL(sf__groups_find(&s->groups, k, len, &gi, &created));
-    if (created) SF_CALL(sync_groups(s));
-    *out = &s->g[gi];
-    return SF_OK;
-}
-
 /* ---- options ----------------------------------------------------------- */
 
 static int cmp_double(const void *a, const void *b)
@@ -504,14 +494,15 @@ static sf_status quantiles_merge(void *into, const void *from)
     const quantiles_state *f = from;
     SF_CHECK(a->groups.nby == f->groups.nby && a->alpha == f->alpha, SF_ERR_INTERNAL,
              "quantiles: merging states of different shapes");
-    for (uint32_t i = 0; i < f->ng; i++) {
-        size_t len;
-        const uint8_t *k = sf__groups_key(&f->groups, i, &len);
-        qgroup *g;
-        SF_CALL(group_of_key(a, k, len, &g));
-        SF_CALL(group_merge(g, &f->g[i]));
-    }
-    return SF_OK;
+    if (f->ng == 0) return SF_OK;
+    uint32_t *map = malloc((size_t)f->ng * sizeof *map);
+    SF_CHECK(map != NULL, SF_ERR_NOMEM, "quantiles: out of memory merging %u groups", f->ng);
+    bool created;
+    sf_status rc = sf__groups_find_all(&a->groups, &f->groups, NULL, f->ng, map, &created);
+    if (rc == SF_OK && created) rc = sync_groups(a);
+    for (uint32_t i = 0; rc == SF_OK && i < f->ng; i++) rc = group_merge(&a->g[map[i]], &f->g[i]);
+    free(map);
+    return rc;
 }
 
 /* Bins in use as (u32 index, u64 count) pairs, ascending. */

@@ -129,7 +129,7 @@ static inline double value_at(const sf_column *c, size_t r)
 
 /* ---- groups ---------------------------------------------------------- */
 
-/* The group of key bytes (created empty if new). */
+/* Room for every group of the table (new ones start empty). */
 static sf_status grow_groups(stats_state *s)
 {
     if (s->grp.n <= s->gcap) return SF_OK;
@@ -141,12 +141,6 @@ static sf_status grow_groups(stats_state *s)
     s->g = g;
     s->gcap = cap;
     return SF_OK;
-}
-
-static sf_status find_group(stats_state *s, const uint8_t *key, size_t len, uint32_t *out)
-{
-    SF_CALL(sf__groups_find(&s->grp, key, len, out, NULL));
-    return grow_groups(s);
 }
 
 /* ---- agent functions --------------------------------------------------- */
@@ -327,14 +321,15 @@ static sf_status stats_merge(void *into, const void *from)
     stats_state *a = into;
     const stats_state *f = from;
     SF_CHECK(a->nby == f->nby, SF_ERR_INTERNAL, "stats: merging states of different shapes");
-    for (uint32_t i = 0; i < f->grp.n; i++) {
-        size_t len;
-        const uint8_t *k = sf__groups_key(&f->grp, i, &len);
-        uint32_t gi;
-        SF_CALL(find_group(a, k, len, &gi));
-        group_merge(&a->g[gi], &f->g[i]);
-    }
-    return SF_OK;
+    if (f->grp.n == 0) return SF_OK;
+    uint32_t *map = malloc((size_t)f->grp.n * sizeof *map);
+    SF_CHECK(map != NULL, SF_ERR_NOMEM, "stats: out of memory merging %u groups", f->grp.n);
+    bool created;
+    sf_status rc = sf__groups_find_all(&a->grp, &f->grp, NULL, f->grp.n, map, &created);
+    if (rc == SF_OK && created) rc = grow_groups(a);
+    for (uint32_t i = 0; rc == SF_OK && i < f->grp.n; i++) group_merge(&a->g[map[i]], &f->g[i]);
+    free(map);
+    return rc;
 }
 
 static sf_status stats_encode(const void *state, sf_buf *out)

@@ -494,28 +494,53 @@ static sf_status window_merge(void *into, const void *from)
                  (a->value_col >= 0) == (f->value_col >= 0) && (a->flag != NULL) == (f->flag != NULL),
              SF_ERR_INTERNAL, "window: merging states of different shapes");
     sf_status rc = SF_OK;
-    uint32_t *map = NULL;
+    uint32_t *map = NULL, *cmap = NULL;
+    uint8_t *ckeys = NULL;
     if (f->groups.n != 0) {
         map = malloc((size_t)f->groups.n * sizeof *map);
         SF_CHECK(map != NULL, SF_ERR_NOMEM, "agent '%s': out of memory merging %u groups",
                  id_of(a->cfg), f->groups.n);
     }
-    for (uint32_t i = 0; i < f->groups.n; i++) {
-        size_t len;
-        const uint8_t *k = sf__groups_key(&f->groups, i, &len);
-        bool created;
-        SF_CALL_GOTO(sf__groups_find(&a->groups, k, len, &map[i], &created), done);
-        if (created) SF_CALL_GOTO(new_group(a, map[i]), done);
-    }
-    for (uint32_t ci = 1; ci < f->cells.n; ci++) {
-        const cell *fc = &f->c[ci];
-        uint32_t ai;
-        SF_CALL_GOTO(cell_of(a, map[fc->grp], fc->bucket, &ai, NULL), done);
-        cell_add(a, ai, fc, f->value_col >= 0 ? &f->sum[ci] : NULL);
+    uint32_t before = a->groups.n;
+    SF_CALL_GOTO(sf__groups_find_all(&a->groups, &f->groups, NULL, f->groups.n, map, NULL), done);
+    /* The new groups, in the order they were created. */
+    for (uint32_t gi = before; gi < a->groups.n; gi++) SF_CALL_GOTO(new_group(a, gi), done);
+    if (f->cells.n > 1) {
+        /* Cells 1.. of f, as our cells' keys, looked up in one pass. */
+        size_t nc = f->cells.n - 1;
+        ckeys = malloc(nc * CELL_KEY_LEN);
+        cmap = malloc(nc * sizeof *cmap);
+        SF_CHECK_GOTO(ckeys != NULL && cmap != NULL, SF_ERR_NOMEM, done, "agent '%s': out of memory merging %zu buckets",
+                      id_of(a->cfg), nc);
+        for (size_t i = 0; i < nc; i++) {
+            const cell *fc = &f->c[i + 1];
+            uint8_t *key = ckeys + i * CELL_KEY_LEN;
+            uint32_t gi = map[fc->grp];
+            for (int b = 0; b < 4; b++) key[b] = (uint8_t)(gi >> (8 * b));
+            sf_store_u64(key + 4, (uint64_t)fc->bucket);
+        }
+        uint32_t cbefore = a->cells.n;
+        SF_CALL_GOTO(sf__groups_find_fixed(&a->cells, ckeys, CELL_KEY_LEN, nc, cmap, NULL), done);
+        /* New cells in creation order: cell k was created by the first key that maps to it. */
+        uint32_t next = cbefore;
+        for (size_t i = 0; i < nc; i++)
+            if (cmap[i] == next) {
+                const cell *fc = &f->c[i + 1];
+                SF_CALL_GOTO(new_cell(a, next, map[fc->grp], fc->bucket), done);
+                next++;
+            }
+        SF_CHECK_GOTO(next == a->cells.n, SF_ERR_INTERNAL, done, "window: merged %u new buckets, expected %u",
+                      next - cbefore, a->cells.n - cbefore);
+        for (size_t i = 0; i < nc; i++) {
+            uint32_t ci = (uint32_t)i + 1;
+            cell_add(a, cmap[i], &f->c[ci], f->value_col >= 0 ? &f->sum[ci] : NULL);
+        }
     }
     a->untimed += f->untimed;
 done:
     free(map);
+    free(ckeys);
+    free(cmap);
     return rc;
 }
 

@@ -632,6 +632,58 @@ static void test_find_all_matches_find(void **st)
     free(key);
 }
 
+/* sf__groups_find_fixed against sf__groups_find of each key in turn, on
+ * 12-byte keys with repeats, into empty and partly filled tables. */
+static void test_find_fixed_matches_find(void **st)
+{
+    (void)st;
+    rng_state = 99;
+    for (int trial = 0; trial < 4; trial++) {
+        sf__groups fast, plain;
+        assert_int_equal(sf__groups_init(&fast, &schema, NULL, 0), SF_OK);
+        assert_int_equal(sf__groups_init(&plain, &schema, NULL, 0), SF_OK);
+        size_t n = trial % 2 ? 30000 : 100, range = trial < 2 ? n : n / 3;
+        uint8_t *keys = malloc(n * 12);
+        uint32_t *out = malloc(n * sizeof *out);
+        assert_non_null(keys);
+        assert_non_null(out);
+        for (int part = 0; part < 2; part++) {
+            for (size_t i = 0; i < n; i++) {
+                uint64_t v = rnd() % (2 * range);
+                memset(keys + i * 12, 0, 12);
+                memcpy(keys + i * 12, &v, sizeof v);
+                keys[i * 12 + 11] = (uint8_t)(v % 7);
+            }
+            if (part == 0 && trial % 2 == 0) {
+                /* A first batch through find alone: the target is not empty. */
+                for (size_t i = 0; i < n; i++) {
+                    uint32_t g;
+                    assert_int_equal(sf__groups_find(&fast, keys + i * 12, 12, &g, NULL), SF_OK);
+                    assert_int_equal(sf__groups_find(&plain, keys + i * 12, 12, &g, NULL), SF_OK);
+                }
+                continue;
+            }
+            uint32_t before = fast.n;
+            bool created = false, any = false;
+            assert_int_equal(sf__groups_find_fixed(&fast, keys, 12, n, out, &created), SF_OK);
+            for (size_t i = 0; i < n; i++) {
+                uint32_t p;
+                bool c;
+                assert_int_equal(sf__groups_find(&plain, keys + i * 12, 12, &p, &c), SF_OK);
+                any = any || c;
+                if (out[i] != p) fail_msg("trial %d part %d key %zu: group %u, find gives %u", trial, part, i, out[i], p);
+            }
+            assert_true(created == any);
+            assert_true(created == (fast.n > before));
+        }
+        assert_int_equal(fast.n, plain.n);
+        free(keys);
+        free(out);
+        sf__groups_fini(&fast);
+        sf__groups_fini(&plain);
+    }
+}
+
 /* The cache generation wraps after 2^32 batches; entries of earlier
  * batches must not survive the wrap (white-box: the counter is set near
  * its end instead of running 2^32 batches). */
@@ -1235,6 +1287,7 @@ int main(void)
         cmocka_unit_test(test_cache_generation_wrap),
         cmocka_unit_test(test_rows_match_find),
         cmocka_unit_test(test_find_all_matches_find),
+        cmocka_unit_test(test_find_fixed_matches_find),
         cmocka_unit_test(test_null_keys),
         cmocka_unit_test(test_float_canonical),
         cmocka_unit_test(test_sorted_order),
