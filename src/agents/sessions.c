@@ -199,6 +199,27 @@ static sf_status add_event(const sessions_state *s, user_sessions *us, const ses
 static sf_status merge_lists(sessions_state *s, user_sessions *into, const user_sessions *from,
                              const uint32_t *kmap)
 {
+    /* Lists are normalized (sorted, consecutive sessions more than gap
+     * apart: add_event, this merge and decode keep it so). When from starts
+     * no earlier than into's last session, the merge order is into, then
+     * from: into's sessions stay as they are and from's are appended, each
+     * joined to the last one where within the gap. (The common case: a
+     * user's later rows arrive in later units.) */
+    if (from->n > 0 && (into->n == 0 || S(from)[0].start >= S(into)[into->n - 1].start)) {
+        for (uint32_t j = 0; j < from->n; j++) {
+            session next = S(from)[j];
+            next.key = kmap[next.key];
+            uint32_t n = into->n;
+            if (n > 0 && within(S(into)[n - 1].end, next.start, s->gap)) {
+                join(s, &S(into)[n - 1], &next);
+            } else {
+                SF_CALL(reserve_sessions(into, n + 1));
+                S(into)[n] = next;
+                into->n = n + 1;
+            }
+        }
+        return SF_OK;
+    }
     size_t need = (size_t)into->n + from->n;
     if (need > s->scratch_cap) {
         size_t cap = s->scratch_cap ? s->scratch_cap : 16;
