@@ -85,6 +85,10 @@ typedef struct quantiles_state {
     sf__groups groups;
     qgroup *g;          /* payload of group i, for i < ng */
     uint32_t ng, gcap;
+    /* g[ng..nkept) are empty groups that keep their stores' windows from
+     * before a decode (a transaction's reset): the next unit's groups
+     * reuse them instead of growing new stores from 8 bins. */
+    uint32_t nkept;
 } quantiles_state;
 
 /* ---- values and bins -------------------------------------------------- */
@@ -230,6 +234,17 @@ static void group_init(qgroup *g)
     g->max_key = MAX_NONE;
 }
 
+/* Empties g, keeping its stores' windows (all bins zero). */
+static void group_empty(qgroup *g)
+{
+    store pos = g->pos, neg = g->neg;
+    if (pos.len) memset(pos.c, 0, (size_t)pos.len * sizeof *pos.c);
+    if (neg.len) memset(neg.c, 0, (size_t)neg.len * sizeof *neg.c);
+    group_init(g);
+    g->pos = pos;
+    g->neg = neg;
+}
+
 static void group_fini(qgroup *g)
 {
     store_fini(&g->pos);
@@ -368,12 +383,12 @@ static sf_status sync_groups(quantiles_state *s)
         s->g = g;
         s->gcap = cap;
     }
-    for (uint32_t i = s->ng; i < n; i++) group_init(&s->g[i]);
+    for (uint32_t i = s->ng; i < n; i++)
+        if (i >= s->nkept) group_init(&s->g[i]); /* else already emptied, windows kept */
     s->ng = n;
     return SF_OK;
 }
 
-/* The payload of the group with key bytes k[0..len) (created if new). */
 /* ---- options ----------------------------------------------------------- */
 
 static int cmp_double(const void *a, const void *b)
@@ -427,7 +442,7 @@ static sf_status quantiles_check(const sf_agent_config *cfg)
 static void quantiles_destroy(void *state)
 {
     quantiles_state *s = state;
-    for (uint32_t i = 0; i < s->ng; i++) group_fini(&s->g[i]);
+    for (uint32_t i = 0; i < s->ng || i < s->nkept; i++) group_fini(&s->g[i]);
     free(s->g);
     sf__groups_fini(&s->groups);
     memset(s, 0, sizeof *s);
@@ -619,7 +634,8 @@ static sf_status quantiles_decode(void *state, const void *bytes, size_t n)
     SF_CHECK(ng <= (n - r.off) / 52, SF_ERR_PARSE, "quantiles state: %llu groups in %zu bytes",
              (unsigned long long)ng, n);
 
-    for (uint32_t i = 0; i < s->ng; i++) group_fini(&s->g[i]);
+    for (uint32_t i = 0; i < s->ng; i++) group_empty(&s->g[i]);
+    if (s->ng > s->nkept) s->nkept = s->ng;
     s->ng = 0;
     SF_CALL(sf__groups_clear(&s->groups));
     SF_CALL(sync_groups(s));

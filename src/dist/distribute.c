@@ -864,6 +864,11 @@ typedef struct sent_unit {
 } sent_unit;
 
 #define MAX_SENT (PREFETCH + 1)
+/* Once the whole input is read, a worker gets a unit only while it holds
+ * fewer than this many: one to work on and one waiting, so that the last
+ * units are shared out instead of queued behind a busy worker while rank 0
+ * has nothing left to do. */
+#define TAIL_SENT 2
 
 typedef struct dyn {
     root *r;
@@ -1100,7 +1105,7 @@ static sf_status root_dynamic(root *r)
             } else if (broken) {
                 comm = send_control(dest, UNIT_ABORT);
                 finals++;
-            } else if (mv >= 0 || (q.n > 0 && !(d.nsent[dest] >= MAX_SENT))) {
+            } else if (mv >= 0 || (q.n > 0 && d.nsent[dest] < (eof ? TAIL_SENT : MAX_SENT))) {
                 /* Units handed out once the whole input is read are
                  * speculative: a straggler's share of the tail can be
                  * re-run on rank 0. */
