@@ -5,6 +5,7 @@
 #include "shardflow/agent.h"
 
 #include "agents/builtin.h"
+#include "agents/txn.h"
 #include "agents/detect.h"
 #include "agents/sessions.h"
 #include "agents/sketch_agents.h"
@@ -31,6 +32,11 @@ static const sf_agent_ops *const builtins[] = {
     &sf__agent_ewma,
     &sf__agent_vote,
 };
+
+const sf__agent_txn *sf__agent_txn_of(const sf_agent_ops *ops)
+{
+    return ops == &sf__agent_sessions ? &sf__sessions_txn : NULL;
+}
 
 static const sf_agent_ops *lookup(const char *name)
 {

@@ -37,6 +37,7 @@
 #include "agents/groups.h"
 #include "agents/order_key.h"
 #include "agents/sessions.h"
+#include "agents/txn.h"
 
 #define SESSIONS_FORMAT 1
 #define DEFAULT_GAP_US INT64_C(300000000)    /* 5 minutes */
@@ -59,7 +60,16 @@ typedef struct user_sessions {
     uint32_t n, cap;     /* cap 0: room for one session, in `one` */
     session *heap;       /* cap > 0: the sessions */
     session one;
+    uint32_t stamp;      /* the in-place transaction that logged this user (0: none) */
 } user_sessions;
+
+/* A user's sessions as they were when a transaction first changed them;
+ * a heap list is copied to undo_s at `at`. */
+typedef struct undo_entry {
+    uint32_t ui;
+    user_sessions was;
+    size_t at;
+} undo_entry;
 
 /* The sessions of a user, sorted by start; consecutive ones more than gap
  * apart. */
@@ -85,6 +95,15 @@ typedef struct sessions_state {
     size_t kmap_cap;
     uint32_t *mwhich;    /* merge: the other state's users with sessions, then ours of them */
     size_t mwhich_cap;
+    /* The in-place transaction (agents/txn.h), if one is open. */
+    bool in_txn;
+    uint32_t epoch;          /* stamp of the users logged in it */
+    uint32_t users_before;   /* users that existed at its begin */
+    uint64_t skipped_before;
+    undo_entry *undo;
+    size_t nundo, undo_cap;
+    session *undo_s;
+    size_t nundo_s, undo_s_cap;
 } sessions_state;
 
 /* The options, as check(), columns() and init() read them. */
@@ -324,6 +343,8 @@ static void sessions_destroy(void *state)
     free(s->scratch);
     free(s->kmap);
     free(s->mwhich);
+    free(s->undo);
+    free(s->undo_s);
     free(s->user_col);
     sf__groups_fini(&s->users);
     sf__groups_fini(&s->keys);
@@ -370,6 +391,92 @@ static sf_status grow_users(sessions_state *s)
     return SF_OK;
 }
 
+/* ---- in-place transactions ------------------------------------------------------- */
+
+/* Records user ui's sessions before the open transaction first changes them. */
+static sf_status log_user(sessions_state *s, uint32_t ui)
+{
+    user_sessions *us = &s->u[ui];
+    if (s->nundo == s->undo_cap) {
+        size_t cap = s->undo_cap ? 2 * s->undo_cap : 1024;
+        undo_entry *p = realloc(s->undo, cap * sizeof *p);
+        SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for the undo record of %zu users", cap);
+        s->undo = p;
+        s->undo_cap = cap;
+    }
+    size_t at = 0;
+    if (us->cap > 0 && us->n > 0) {
+        if (s->undo_s_cap - s->nundo_s < us->n) {
+            size_t cap = s->undo_s_cap ? s->undo_s_cap : 4096;
+            while (cap - s->nundo_s < us->n) cap *= 2;
+            session *p = realloc(s->undo_s, cap * sizeof *p);
+            SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for the undo record of %zu sessions", cap);
+            s->undo_s = p;
+            s->undo_s_cap = cap;
+        }
+        at = s->nundo_s;
+        memcpy(s->undo_s + at, us->heap, (size_t)us->n * sizeof(session));
+        s->nundo_s += us->n;
+    }
+    s->undo[s->nundo++] = (undo_entry){ui, *us, at};
+    us->stamp = s->epoch;
+    return SF_OK;
+}
+
+static sf_status sessions_txn_begin(void *state)
+{
+    sessions_state *s = state;
+    SF_CHECK(!s->in_txn, SF_ERR_INTERNAL, "sessions: a transaction is already open");
+    if (++s->epoch == 0) {
+        /* Stamps wrapped (after 2^32 transactions): forget them all. */
+        for (uint32_t i = 0; i < s->ucap; i++) s->u[i].stamp = 0;
+        s->epoch = 1;
+    }
+    s->in_txn = true;
+    s->users_before = s->users.n;
+    s->skipped_before = s->skipped;
+    s->nundo = 0;
+    s->nundo_s = 0;
+    return SF_OK;
+}
+
+static void sessions_txn_commit(void *state)
+{
+    sessions_state *s = state;
+    if (!s->in_txn) return;
+    s->in_txn = false;
+    s->nundo = 0;
+    s->nundo_s = 0;
+}
+
+/* Puts back every logged user's sessions and empties the users the
+ * transaction created (a user without sessions is neither encoded, merged
+ * nor reported; the keys it created are referenced by no session). Lists
+ * only grow inside a transaction, so the current one has room. */
+static void sessions_txn_rollback(void *state)
+{
+    sessions_state *s = state;
+    if (!s->in_txn) return; /* none open (its begin failed): nothing to undo */
+    for (size_t i = 0; i < s->nundo; i++) {
+        const undo_entry *e = &s->undo[i];
+        user_sessions *us = &s->u[e->ui];
+        if (us->cap > 0) {
+            const session *src = e->was.cap > 0 ? s->undo_s + e->at : &e->was.one;
+            if (e->was.n > 0) memcpy(us->heap, src, (size_t)e->was.n * sizeof(session));
+        } else {
+            us->one = e->was.one;
+        }
+        us->n = e->was.n;
+    }
+    for (uint32_t ui = s->users_before; ui < s->users.n && ui < s->ucap; ui++) s->u[ui].n = 0;
+    s->skipped = s->skipped_before;
+    s->in_txn = false;
+    s->nundo = 0;
+    s->nundo_s = 0;
+}
+
+const sf__agent_txn sf__sessions_txn = {sessions_txn_begin, sessions_txn_commit, sessions_txn_rollback};
+
 static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows *rows)
 {
     sessions_state *s = state;
@@ -400,6 +507,7 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
         ev.events = 1;
         ev.lat = sf_col_is_null(lcol, r) ? 0 : order_key(sf_col_as_double(lcol, r));
         ev.key = ki;
+        if (s->in_txn && ui < s->users_before && s->u[ui].stamp != s->epoch) SF_CALL(log_user(s, ui));
         SF_CALL(add_event(s, &s->u[ui], &ev));
     }
     return SF_OK;

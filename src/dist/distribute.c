@@ -381,7 +381,7 @@ static sf_status worker_static(worker *w)
  * at the start and one after each checkpoint): so a request also
  * acknowledges the unit before it, and carries the pieces that failed
  * here to be tried elsewhere. Header: {code, flags, unit id, 0} (u32). */
-#define PREFETCH 8
+#define PREFETCH 4
 enum { REQ_ACK = 1u, REQ_MOVED = 2u, REQ_CLAIM = 4u };
 
 static sf_status send_request(uint32_t code, uint32_t flags, uint32_t id, const sf_buf *moved)
@@ -864,10 +864,11 @@ typedef struct sent_unit {
 } sent_unit;
 
 #define MAX_SENT (PREFETCH + 1)
-/* Once the whole input is read, a worker gets a unit only while it holds
+/* Once the whole input is read, or while a checkpoint waits for every
+ * unit handed out to be done, a worker gets a unit only while it holds
  * fewer than this many: one to work on and one waiting, so that the last
- * units are shared out instead of queued behind a busy worker while rank 0
- * has nothing left to do. */
+ * units are shared out (rank 0 does the rest) instead of queued behind a
+ * busy worker. */
 #define TAIL_SENT 2
 
 typedef struct dyn {
@@ -1105,11 +1106,16 @@ static sf_status root_dynamic(root *r)
             } else if (broken) {
                 comm = send_control(dest, UNIT_ABORT);
                 finals++;
-            } else if (mv >= 0 || (q.n > 0 && d.nsent[dest] < (eof ? TAIL_SENT : MAX_SENT))) {
+            } else if (mv >= 0 || (q.n > 0 && d.nsent[dest] < (eof || ckpt_wanted ? TAIL_SENT : MAX_SENT))) {
                 /* Units handed out once the whole input is read are
                  * speculative: a straggler's share of the tail can be
                  * re-run on rank 0. */
-                sf_status e = mv >= 0 ? dyn_send(&d, dest, moved_take(&d, mv), hk->moved_attempt_base, hk->speculate)
+                /* Pieces moved away from rank 0 are never speculative:
+                 * rank 0's copy would run them where they already failed
+                 * (and, claiming first, exclude them). */
+                bool from0 = mv >= 0 && d.moved_from[d.moved.head + (size_t)mv] == 0;
+                sf_status e = mv >= 0 ? dyn_send(&d, dest, moved_take(&d, mv), hk->moved_attempt_base,
+                                                 hk->speculate && !from0)
                                       : dyn_send(&d, dest, queue_pop(&q), 0, hk && hk->speculate && eof);
                 if (split_status(e, &comm, &rc)) goto done;
                 if (e != SF_OK) {

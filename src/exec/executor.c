@@ -12,6 +12,8 @@
 
 #include "shardflow/fault.h"
 
+#include "agents/txn.h"
+
 struct sf_exec {
     int nagents;
     int nthreads;
@@ -51,6 +53,11 @@ struct sf_exec {
     char last_fault[1024];
     sf_status side_rc;       /* the last side work's status */
     char side_msg[2048];
+    /* Per agent: its in-place transaction functions (agents/txn.h) or
+     * NULL; in_place: the open transaction uses them (not in hold mode),
+     * so those agents process into their states. */
+    const sf__agent_txn **inplace;
+    bool in_place;
     /* Per agent: the encoding of a fresh state. Decoding it empties a
      * transaction state while keeping its allocations and caches (a
      * detector's baseline lookups), which destroy + init would lose. */
@@ -58,9 +65,10 @@ struct sf_exec {
 };
 
 static void *state_at(sf_exec *x, int t, int a) { return x->states[(size_t)t * (size_t)x->nagents + (size_t)a]; }
+static bool in_place(const sf_exec *x, int a) { return x->in_place && x->inplace[a] != NULL; }
 static void *work_state(sf_exec *x, int t, int a)
 {
-    void **s = x->in_txn ? x->txn : x->states;
+    void **s = x->in_txn && !in_place(x, a) ? x->txn : x->states;
     return s[(size_t)t * (size_t)x->nagents + (size_t)a];
 }
 
@@ -95,6 +103,7 @@ void sf_exec_destroy(sf_exec **px)
     }
     free(x->txn);
     free(x->txn_rows);
+    free(x->inplace);
     for (int a = 0; x->empty && a < x->nagents; a++) sf_buf_fini(&x->empty[a]);
     free(x->empty);
     if (x->held) {
@@ -481,7 +490,9 @@ sf_status sf_exec_set_faults(sf_exec *x, const sf_exec_faults *f)
         for (size_t i = 0; i < n; i++)
             SF_CALL(new_state(&x->agents[i % (size_t)x->nagents], &x->txn[i]));
         x->empty = calloc((size_t)(x->nagents ? x->nagents : 1), sizeof *x->empty);
-        SF_CHECK(x->empty != NULL, SF_ERR_NOMEM, "out of memory (executor transactions)");
+        x->inplace = calloc((size_t)(x->nagents ? x->nagents : 1), sizeof *x->inplace);
+        SF_CHECK(x->empty != NULL && x->inplace != NULL, SF_ERR_NOMEM, "out of memory (executor transactions)");
+        for (int a = 0; a < x->nagents; a++) x->inplace[a] = sf__agent_txn_of(x->agents[a].ops);
         for (int a = 0; a < x->nagents; a++) {
             sf_buf_init(&x->empty[a]);
             /* txn[a] (thread 0's) is still fresh here. */
@@ -510,15 +521,33 @@ static sf_status txn_reset(sf_exec *x, size_t i)
     return reset_state(ag, x->txn[i]);
 }
 
+/* Opens a transaction: agents with in-place transactions start recording
+ * (except in hold mode, whose pieces go to held states through
+ * transaction states like every other agent's). */
+static sf_status txn_begin(sf_exec *x)
+{
+    x->in_place = !x->hold;
+    if (!x->in_place) return SF_OK;
+    for (int a = 0; a < x->nagents; a++)
+        if (x->inplace[a] != NULL)
+            for (int t = 0; t < x->nthreads; t++) SF_CALL(x->inplace[a]->begin(state_at(x, t, a)));
+    return SF_OK;
+}
+
 /* Drops what the current transaction processed. */
 static sf_status txn_rollback(sf_exec *x)
 {
     size_t n = (size_t)x->nthreads * (size_t)x->nagents;
     for (size_t i = 0; i < n; i++) {
-        if (x->txn_rows[i] > 0) SF_CALL(txn_reset(x, i));
+        int a = (int)(i % (size_t)x->nagents);
+        if (in_place(x, a))
+            x->inplace[a]->rollback(x->states[i]);
+        else if (x->txn_rows[i] > 0)
+            SF_CALL(txn_reset(x, i));
         x->txn_rows[i] = 0;
     }
     x->txn_xrows = 0;
+    x->in_place = false;
     return SF_OK;
 }
 
@@ -532,6 +561,13 @@ static sf_status txn_commit(sf_exec *x, uint64_t bad_rows)
     uint64_t *rows = x->hold ? x->held_rows : x->agent_rows;
     for (size_t i = 0; i < n; i++) {
         const sf_exec_agent *ag = &x->agents[i % (size_t)x->nagents];
+        if (in_place(x, (int)(i % (size_t)x->nagents))) {
+            /* Already in the state (never in hold mode: into is states). */
+            x->inplace[i % (size_t)x->nagents]->commit(x->states[i]);
+            rows[i] += x->txn_rows[i];
+            x->txn_rows[i] = 0;
+            continue;
+        }
         if (x->txn_rows[i] == 0) continue; /* untouched: still the initial state */
         SF_CALL(ag->ops->merge(into[i], x->txn[i]));
         SF_CALL(txn_reset(x, i));
@@ -542,6 +578,7 @@ static sf_status txn_commit(sf_exec *x, uint64_t bad_rows)
     else x->rows += x->txn_xrows - bad_rows;
     x->txn_xrows = 0;
     x->merged = false;
+    x->in_place = false;
     return SF_OK;
 }
 
@@ -599,6 +636,7 @@ sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const
     x->cur_failed = failed;
     x->cur_bad = bad;
     x->in_txn = true;
+    SF_CALL_GOTO(txn_begin(x), done);
     /* Optimistically the whole unit at once: the common case. */
     sf_status first = sf_exec_process_overlap(x, batches, nb, side, ctx);
     if (first == SF_OK) {
@@ -637,6 +675,7 @@ sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const
             attempt[i] = x->attempt_base + a;
             failed[i] = 0;
             bad[i] = 0;
+            SF_CALL_GOTO(txn_begin(x), done);
             sf_status e = sf_exec_process_overlap(x, batches + i, 1, NULL, NULL);
             /* The batch index inside that call is 0: map the arrays to it. */
             (void)e;
@@ -671,6 +710,12 @@ sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const
         rc = side_rc;
     }
 done:
+    /* A transaction left open by a failure of the executor itself: its
+     * in-place changes are undone (the unit's result is the failure). */
+    if (x->in_place) {
+        sf_status e = txn_rollback(x);
+        if (rc == SF_OK) rc = e;
+    }
     x->in_txn = false;
     x->cur_shards = NULL;
     x->cur_attempt = NULL;

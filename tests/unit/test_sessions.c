@@ -23,6 +23,7 @@
 #include "shardflow/config.h"
 
 #include "agents/sessions.h"
+#include "agents/txn.h"
 
 #include "agent_testkit.h"
 
@@ -689,6 +690,82 @@ static void test_merge_laws(void **state)
     free(e);
 }
 
+/* In-place transactions (agents/txn.h): a rolled-back transaction leaves
+ * the state's encoding exactly as it was at begin, whatever it did (new
+ * users, users whose one inline session moved to the heap, heap lists that
+ * grew, joins and bridges inside old lists, skipped rows); a committed one
+ * leaves what processing without a transaction leaves; a state stays usable
+ * for later transactions and merges. Compared against states fed the same
+ * events without transactions. */
+static void test_in_place_transactions(void **state)
+{
+    (void)state;
+    const sf__agent_txn *tx = sf__agent_txn_of(ops);
+    assert_non_null(tx);
+    assert_ptr_equal(tx, &sf__sessions_txn);
+    for (int nby = 0; nby < 2; nby++) {
+        rng_state = 2024 + (uint64_t)nby;
+        sf_agent_config cfg = make_cfg(nby, NULL);
+        const size_t n = 6000, chunk = 500;
+        /* Few users: lists grow long and every chunk touches old users; the
+         * second half brings users the first half never saw. */
+        ev *e = random_events(n, 40, nby == 1);
+        for (size_t i = n / 2; i < n; i++)
+            if (below(4) == 0 && e[i].user != 0) e[i].user += 1000;
+        void *x = new_state(ops, &cfg), *ref = new_state(ops, &cfg);
+        for (size_t at = 0, k = 0; at < n; at += chunk, k++) {
+            sf_buf before = encoded(ops, x);
+            assert_int_equal(tx->begin(x), SF_OK);
+            feed(x, e + at, chunk / 2);
+            feed(x, e + at + chunk / 2, chunk - chunk / 2);
+            if (k % 3 == 1) {
+                /* Rolled back: as before; then done again and committed. */
+                tx->rollback(x);
+                sf_buf after = encoded(ops, x);
+                assert_same_bytes(&after, &before);
+                sf_buf_fini(&after);
+                assert_int_equal(tx->begin(x), SF_OK);
+                feed(x, e + at, chunk);
+            }
+            tx->commit(x);
+            feed(ref, e + at, chunk);
+            sf_buf bx = encoded(ops, x), br = encoded(ops, ref);
+            assert_same_bytes(&bx, &br);
+            sf_buf_fini(&bx);
+            sf_buf_fini(&br);
+            sf_buf_fini(&before);
+        }
+        /* A rolled-back transaction with nothing in it, and one whose
+         * events are all for users the state has never seen. */
+        sf_buf b0 = encoded(ops, x);
+        assert_int_equal(tx->begin(x), SF_OK);
+        tx->rollback(x);
+        ev fresh[3] = {{5001, T0, 1.0, false, false, "eu"}, {5001, T0 + 1000, 2.0, false, false, "eu"},
+                       {5002, T0, 3.0, false, false, NULL}};
+        assert_int_equal(tx->begin(x), SF_OK);
+        feed(x, fresh, 3);
+        tx->rollback(x);
+        sf_buf b1 = encoded(ops, x);
+        assert_same_bytes(&b1, &b0);
+        /* Merging the state into an empty one and reports still agree. */
+        void *m = new_state(ops, &cfg);
+        assert_int_equal(ops->merge(m, x), SF_OK);
+        sf_buf bm = encoded(ops, m);
+        assert_same_bytes(&bm, &b0);
+        /* A second transaction can not be opened inside the first. */
+        assert_int_equal(tx->begin(x), SF_OK);
+        assert_int_equal(tx->begin(x), SF_ERR_INTERNAL);
+        tx->commit(x);
+        sf_buf_fini(&b0);
+        sf_buf_fini(&b1);
+        sf_buf_fini(&bm);
+        free_state(ops, x);
+        free_state(ops, ref);
+        free_state(ops, m);
+        free(e);
+    }
+}
+
 /* Ties at equal end times: the end event is the one with the larger
  * latency, then the larger group key bytes, whichever state saw it. */
 static void test_end_ties(void **state)
@@ -1079,6 +1156,7 @@ int main(void)
         cmocka_unit_test(test_reference),
         cmocka_unit_test(test_split_invariance),
         cmocka_unit_test(test_merge_laws),
+        cmocka_unit_test(test_in_place_transactions),
         cmocka_unit_test(test_end_ties),
         cmocka_unit_test(test_hand_example),
         cmocka_unit_test(test_string_users),
