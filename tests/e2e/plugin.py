@@ -17,8 +17,12 @@ import sys
 import tempfile
 
 MPIEXEC, BINARY, SRC, PLUGIN, NO_INIT = sys.argv[1:6]
+# Every error case below ends with ranks that exit non-zero on their own,
+# after agreeing on the error; mpirun then spends odls_base_sigkill_timeout
+# (1 s, more than once) before it returns. 0 skips that wait; what mpirun
+# kills is the same.
 env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1")
+           OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_odls_base_sigkill_timeout="0")
 failures = []
 
 

@@ -18,6 +18,10 @@ import time
 MPIEXEC, BINARY, SRC = sys.argv[1], sys.argv[2], sys.argv[3]
 WF = os.path.join(SRC, "inputs", "demo.yaml")
 BASE = ["--set", "input.rows=600000", "--set", "distribute.mode=dynamic"]
+# When rank 0 ends the job (exit 76), mpirun kills the hung worker; it waits
+# odls_base_sigkill_timeout (1 s, more than once) before it does. 0 skips
+# the wait; the worker is killed all the same.
+ENV = dict(os.environ, OMPI_MCA_odls_base_sigkill_timeout="0")
 tmp = tempfile.mkdtemp(prefix="sf-watchdog-")
 failures = 0
 
@@ -27,7 +31,7 @@ def run(out, *extra, np_=2, timeout=120):
            *BASE, *extra]
     t0 = time.time()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, start_new_session=True)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, start_new_session=True, env=ENV)
     except subprocess.TimeoutExpired:
         return None, time.time() - t0
     return p, time.time() - t0

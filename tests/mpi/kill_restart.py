@@ -24,7 +24,7 @@ here: resumed exactly when a usable file existed, and the pass, rows and
 sequence it names those of the newest usable file.
 
 usage: kill_restart.py MPIEXEC SHARDFLOW [--seed S] [--cases N] [--rows N]
-                       [--only I[,I...]] [--keep]
+                       [--only I[,I...]] [--one-per-kind] [--keep]
 """
 import argparse
 import json
@@ -292,6 +292,7 @@ def make_cases(rng, n, rounds):
     all_kinds = ["worker_round", "rank0_round"] + CKPT_POINTS + ["kill_job", "kill_rank", "usr1"]
     while len(kinds) < n:
         kinds.append(rng.choice(all_kinds))
+    del kinds[n:]
     cases = []
     for i, kind in enumerate(kinds):
         mode = rng.choice(["static", "dynamic"])
@@ -435,6 +436,8 @@ def main():
     # The demo's incidents need at least 600000 rows; more only costs time.
     ap.add_argument("--rows", type=int, default=600000)
     ap.add_argument("--only", default="", help="comma-separated case numbers to run (of the same list)")
+    ap.add_argument("--one-per-kind", action="store_true",
+                    help="run only the first case of each kind (of the same list)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
 
@@ -472,6 +475,12 @@ def main():
         for c in cases:
             print("  " + describe(c))
         only = {int(x) for x in args.only.split(",") if x.strip()}
+        if args.one_per_kind:
+            # The first case of each kind, numbered as in the whole list.
+            firsts = {}
+            for c in cases:
+                firsts.setdefault(c["kind"], c["i"])
+            only |= set(firsts.values())
         sys.stdout.flush()
         for c in cases:
             if only and c["i"] not in only:
