@@ -337,12 +337,10 @@ static sf_status distinct_merge(void *into, const void *from)
     const distinct_state *f = from;
     SF_CHECK(a->groups.nby == f->groups.nby && a->p == f->p, SF_ERR_INTERNAL,
              "distinct: merging states of different shapes");
-    if (f->ng == 0) return SF_OK;
-    uint32_t *map = malloc((size_t)f->ng * sizeof *map);
-    SF_CHECK(map != NULL, SF_ERR_NOMEM, "distinct: out of memory merging %u groups", f->ng);
+    uint32_t *map;
     bool created;
-    sf_status rc = sf__groups_find_all(&a->groups, &f->groups, NULL, f->ng, map, &created);
-    if (rc == SF_OK && created) rc = sync_groups(a);
+    SF_CALL(sf__groups_map(&a->groups, &f->groups, f->ng, &map, &created));
+    sf_status rc = created ? sync_groups(a) : SF_OK;
     for (uint32_t i = 0; rc == SF_OK && i < f->ng; i++) rc = group_merge(a, &a->g[map[i]], &f->g[i]);
     free(map);
     return rc;

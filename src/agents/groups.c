@@ -378,6 +378,22 @@ sf_status sf__groups_find_fixed(sf__groups *g, const uint8_t *keys, size_t klen,
     return SF_OK;
 }
 
+sf_status sf__groups_map(sf__groups *g, const sf__groups *src, size_t n, uint32_t **map, bool *created)
+{
+    *map = NULL;
+    if (created) *created = false;
+    if (n == 0) return SF_OK;
+    uint32_t *m = malloc(n * sizeof *m);
+    SF_CHECK(m != NULL, SF_ERR_NOMEM, "out of memory merging %zu groups", n);
+    sf_status rc = sf__groups_find_all(g, src, NULL, n, m, created);
+    if (rc != SF_OK) {
+        free(m);
+        return rc;
+    }
+    *map = m;
+    return SF_OK;
+}
+
 sf_status sf__groups_init(sf__groups *g, const sf_schema *schema, const int *by_col, int nby)
 {
     memset(g, 0, sizeof *g);

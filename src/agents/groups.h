@@ -93,6 +93,9 @@ sf_status sf__groups_find(sf__groups *g, const uint8_t *key, size_t len, uint32_
  * larger than the caches is not one cache miss after another. */
 sf_status sf__groups_find_all(sf__groups *g, const sf__groups *src, const uint32_t *which, size_t n,
                               uint32_t *out, bool *created /* out */);
+/* A merge's mapping: *map (malloc'ed, the caller frees it; NULL when n is
+ * 0) gets the groups in g of src's groups 0..n-1, as sf__groups_find_all. */
+sf_status sf__groups_map(sf__groups *g, const sf__groups *src, size_t n, uint32_t **map, bool *created /* out */);
 /* The same for n keys of klen bytes each, key i at keys + i * klen. */
 sf_status sf__groups_find_fixed(sf__groups *g, const uint8_t *keys, size_t klen, size_t n, uint32_t *out,
                                 bool *created /* out */);

@@ -343,12 +343,10 @@ static sf_status histogram_merge(void *into, const void *from)
     const histogram_state *f = from;
     SF_CHECK(a->groups.nby == f->groups.nby && a->edges_hash == f->edges_hash && a->stride == f->stride,
              SF_ERR_INTERNAL, "histogram: merging states of different shapes");
-    if (f->ng == 0) return SF_OK;
-    uint32_t *map = malloc((size_t)f->ng * sizeof *map);
-    SF_CHECK(map != NULL, SF_ERR_NOMEM, "histogram: out of memory merging %u groups", f->ng);
+    uint32_t *map;
     bool created;
-    sf_status rc = sf__groups_find_all(&a->groups, &f->groups, NULL, f->ng, map, &created);
-    if (rc == SF_OK && created) rc = sync_groups(a);
+    SF_CALL(sf__groups_map(&a->groups, &f->groups, f->ng, &map, &created));
+    sf_status rc = created ? sync_groups(a) : SF_OK;
     for (uint32_t i = 0; rc == SF_OK && i < f->ng; i++) {
         uint64_t *dst = a->c + (size_t)map[i] * a->stride;
         const uint64_t *src = f->c + (size_t)i * f->stride;

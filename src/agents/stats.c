@@ -321,12 +321,10 @@ static sf_status stats_merge(void *into, const void *from)
     stats_state *a = into;
     const stats_state *f = from;
     SF_CHECK(a->nby == f->nby, SF_ERR_INTERNAL, "stats: merging states of different shapes");
-    if (f->grp.n == 0) return SF_OK;
-    uint32_t *map = malloc((size_t)f->grp.n * sizeof *map);
-    SF_CHECK(map != NULL, SF_ERR_NOMEM, "stats: out of memory merging %u groups", f->grp.n);
+    uint32_t *map;
     bool created;
-    sf_status rc = sf__groups_find_all(&a->grp, &f->grp, NULL, f->grp.n, map, &created);
-    if (rc == SF_OK && created) rc = grow_groups(a);
+    SF_CALL(sf__groups_map(&a->grp, &f->grp, f->grp.n, &map, &created));
+    sf_status rc = created ? grow_groups(a) : SF_OK;
     for (uint32_t i = 0; rc == SF_OK && i < f->grp.n; i++) group_merge(&a->g[map[i]], &f->g[i]);
     free(map);
     return rc;

@@ -662,10 +662,10 @@ static sf_status topk_merge(void *into, const void *from)
     SF_CHECK(a->cm == f->cm && a->threshold == f->threshold, SF_ERR_INTERNAL,
              "topk: merging states of different baselines");
     if (f->keys.n != 0) {
-        uint32_t *map = malloc((size_t)f->keys.n * sizeof *map);
-        SF_CHECK(map != NULL, SF_ERR_NOMEM, "topk: out of memory merging %u keys", f->keys.n);
+        uint32_t *map;
         uint32_t before = a->keys.n;
-        sf_status rc = sf__groups_find_all(&a->keys, &f->keys, NULL, f->keys.n, map, NULL);
+        SF_CALL(sf__groups_map(&a->keys, &f->keys, f->keys.n, &map, NULL));
+        sf_status rc = SF_OK;
         /* The new keys, in the order they were created. */
         for (uint32_t gi = before; rc == SF_OK && gi < a->keys.n; gi++) rc = new_key(a, gi);
         for (uint32_t i = 0; rc == SF_OK && i < f->keys.n; i++) a->count[map[i]] += f->count[i];

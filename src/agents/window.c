@@ -496,13 +496,8 @@ static sf_status window_merge(void *into, const void *from)
     sf_status rc = SF_OK;
     uint32_t *map = NULL, *cmap = NULL;
     uint8_t *ckeys = NULL;
-    if (f->groups.n != 0) {
-        map = malloc((size_t)f->groups.n * sizeof *map);
-        SF_CHECK(map != NULL, SF_ERR_NOMEM, "agent '%s': out of memory merging %u groups",
-                 id_of(a->cfg), f->groups.n);
-    }
     uint32_t before = a->groups.n;
-    SF_CALL_GOTO(sf__groups_find_all(&a->groups, &f->groups, NULL, f->groups.n, map, NULL), done);
+    SF_CALL(sf__groups_map(&a->groups, &f->groups, f->groups.n, &map, NULL));
     /* The new groups, in the order they were created. */
     for (uint32_t gi = before; gi < a->groups.n; gi++) SF_CALL_GOTO(new_group(a, gi), done);
     if (f->cells.n > 1) {
