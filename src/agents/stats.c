@@ -242,6 +242,81 @@ static inline void process_range(group *g, const double *f64, const int64_t *i64
     g->max_key = hi;
 }
 
+/* Adds the exact integer sign * m (m < 2^128) to an accumulator as three
+ * exact doubles of at most 50 bits each (scaled by 2^0, 2^50, 2^100). */
+__extension__ typedef unsigned __int128 u128;
+__extension__ typedef __int128 i128;
+static void add_u128(sf_xsum *x, u128 m, bool negative)
+{
+    const u128 mask = ((u128)1 << 50) - 1;
+    double d0 = (double)(uint64_t)(m & mask), d1 = (double)(uint64_t)((m >> 50) & mask),
+           d2 = (double)(uint64_t)(m >> 100);
+    if (negative) {
+        d0 = -d0;
+        d1 = -d1;
+        d2 = -d2;
+    }
+    sf_xsum_reserve(x, 3);
+    sf_xsum_add_reserved(x, d0);
+    sf_xsum_add_reserved(x, ldexp(d1, 50));
+    sf_xsum_add_reserved(x, ldexp(d2, 100));
+}
+
+/* Ungrouped integer (or timestamp) rows [begin, end): values below 2^53 in
+ * magnitude, whose conversion to double is exact, are summed as integers
+ * (x in 128 bits, x^2 < 2^106 in 128 unsigned bits, ROW_BLOCK of them at
+ * most) and their extremes kept as integers; each block's sums then go into
+ * the superaccumulators as three exact doubles each. The exact sums, and so
+ * the state and its encoding, are those of adding every (double)x and its
+ * square one by one; a value of 2^53 or more takes that path itself. */
+static void process_range_int(group *g, const int64_t *i64, const uint8_t *valid, size_t begin, size_t end)
+{
+    const int64_t big = INT64_C(1) << 53;
+    uint64_t count = g->count, nulls = g->nulls, lo = g->min_key, hi = g->max_key;
+    for (size_t at = begin; at < end;) {
+        size_t stop = end - at > ROW_BLOCK ? at + ROW_BLOCK : end;
+        i128 sum = 0;
+        u128 sq = 0;
+        int64_t ilo = INT64_MAX, ihi = INT64_MIN;
+        bool any = false;
+        for (size_t r = at; r < stop; r++) {
+            if (valid != NULL && valid[r] == 0) {
+                nulls++;
+                continue;
+            }
+            int64_t v = i64[r];
+            count++;
+            if ((uint64_t)v + (uint64_t)big < 2 * (uint64_t)big) { /* -2^53 <= v < 2^53 */
+                sum += v;
+                uint64_t a = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+                sq += (u128)a * a;
+                ilo = v < ilo ? v : ilo;
+                ihi = v > ihi ? v : ihi;
+                any = true;
+            } else {
+                double x = (double)v;
+                sf_xsum_add(&g->sum, x);
+                add_square(&g->sq, x);
+                uint64_t k = sf__order_key(x);
+                lo = k < lo ? k : lo;
+                hi = k > hi ? k : hi;
+            }
+        }
+        if (any) {
+            add_u128(&g->sum, sum < 0 ? (u128)0 - (u128)sum : (u128)sum, sum < 0);
+            add_u128(&g->sq, sq, false);
+            uint64_t klo = sf__order_key((double)ilo), khi = sf__order_key((double)ihi);
+            lo = klo < lo ? klo : lo;
+            hi = khi > hi ? khi : hi;
+        }
+        at = stop;
+    }
+    g->count = count;
+    g->nulls = nulls;
+    g->min_key = lo;
+    g->max_key = hi;
+}
+
 static void process_all(group *g, const sf_column *c, size_t begin, size_t end)
 {
     if (c->type == SF_FLOAT64) {
@@ -250,7 +325,7 @@ static void process_all(group *g, const sf_column *c, size_t begin, size_t end)
         else
             process_range(g, c->f64, NULL, c->valid, begin, end);
     } else {
-        process_range(g, NULL, c->i64, c->valid, begin, end);
+        process_range_int(g, c->i64, c->valid, begin, end);
     }
 }
 

@@ -172,6 +172,58 @@ static void test_int_and_timestamp_columns(void **st)
     free_state(ops, s);
 }
 
+/* Ungrouped integer and timestamp columns over contiguous rows take a
+ * block path (integer sums folded into the superaccumulators per block);
+ * a selection of the same rows takes the per-value path (each value
+ * converted to double and added with its square). Both must give the same
+ * state bytes, for values near and beyond +-2^53 (exact and rounded
+ * conversions), the int64 extremes, zeros and nulls, over several blocks
+ * and morsel sizes. */
+static void test_int_blocks_match_per_value(void **st)
+{
+    (void)st;
+    const int64_t b53 = INT64_C(1) << 53;
+    const int64_t edge[] = {0, 1, -1, b53 - 1, -b53 + 1, -b53, b53, b53 + 1, -b53 - 1, INT64_C(1) << 62,
+                            -(INT64_C(1) << 62), INT64_MAX, INT64_MIN, 1709251200000000, -1709251200000000};
+    uint64_t seed = 77;
+    for (int col = COL_N; col <= COL_TS; col++) {
+        for (int mix = 0; mix < 3; mix++) {
+            const size_t n = 3000;
+            sf_batch b;
+            assert_int_equal(sf_batch_init(&b, &schema, NULL, n), SF_OK);
+            for (size_t r = 0; r < n; r++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                uint64_t u = seed >> 11;
+                int64_t v;
+                if (mix == 0)
+                    v = (int64_t)(u % 2001) - 1000;                           /* small only */
+                else if (mix == 1)
+                    v = u % 5 == 0 ? edge[u % (sizeof edge / sizeof edge[0])] : (int64_t)(u % 2001) - 1000;
+                else
+                    v = (int64_t)(u % (uint64_t)b53) * (u & 1 ? 1 : -1);     /* large, all below 2^53 */
+                b.cols[col].i64[r] = v;
+                b.cols[COL_V].f64[r] = 0;
+            }
+            b.nrows = n;
+            for (size_t r = 5; r < n; r += 7) assert_int_equal(sf_batch_set_null(&b, col, r), SF_OK);
+            sf_agent_config cfg = make_cfg(col, 0, NULL);
+            assert_int_equal(ops->check(&cfg), SF_OK);
+            void *blocks = new_state(ops, &cfg), *each = new_state(ops, &cfg);
+            feed_morsels(ops, blocks, &b, mix == 1 ? 1000 : 700);
+            uint32_t *sel = malloc(n * sizeof *sel);
+            assert_non_null(sel);
+            for (size_t r = 0; r < n; r++) sel[r] = (uint32_t)r;
+            sf_rows all = {0, n, sel};
+            assert_int_equal(ops->process(each, &b, &all), SF_OK);
+            assert_same_state(ops, blocks, each);
+            free(sel);
+            free_state(ops, blocks);
+            free_state(ops, each);
+            sf_batch_fini(&b);
+        }
+    }
+}
+
 static void test_signed_zero_extremes(void **st)
 {
     (void)st;
@@ -812,6 +864,7 @@ int main(void)
         cmocka_unit_test(test_report_empty_and_single),
         cmocka_unit_test(test_nulls_skipped),
         cmocka_unit_test(test_int_and_timestamp_columns),
+        cmocka_unit_test(test_int_blocks_match_per_value),
         cmocka_unit_test(test_signed_zero_extremes),
         cmocka_unit_test(test_non_finite_values),
         cmocka_unit_test(test_grouped_by_hand),
