@@ -169,10 +169,16 @@ if not expect(p.returncode == 0, "uninterrupted reference exits 0 (%s)" % p.stde
 REF = result_bytes(ref)
 ref_res = json.loads(REF)
 
+# The crash: rank 1 at a third of the units it took in the reference's first
+# pass, so that the job dies mid-pass after several per-round checkpoints
+# (rank 0 takes units only while rank 1's queue is full, so how many it
+# does depends on the schedule; rank 1 does most of them).
+units = json.load(open(os.path.join(ref, "run.json")))["timings"]["passes"][0]["units_sent"]
+crash_at = max(3, units // 3)
 base = os.path.join(tmp, "base")
-p = shardflow(2, base, DEMO_ARGS + ["--inject", "crash:rank=0,point=round,at=6"], what="crash")
-expect(p.returncode != 0 and "injected crash" in p.stderr, "crash:rank=0 at its 6th unit kills the run (exit %d)"
-       % p.returncode)
+p = shardflow(2, base, DEMO_ARGS + ["--inject", "crash:rank=1,point=round,at=%d" % crash_at], what="crash")
+expect(p.returncode != 0 and "injected crash" in p.stderr,
+       "crash:rank=1 at its unit %d of the first pass's %d kills the run (exit %d)" % (crash_at, units, p.returncode))
 ck = os.path.join(base, "checkpoint")
 NEW, PREV = os.path.join(ck, "checkpoint.h5"), os.path.join(ck, "checkpoint.prev.h5")
 if not expect(os.path.exists(NEW) and os.path.exists(PREV), "checkpoint.h5 and checkpoint.prev.h5 both exist"):
@@ -354,9 +360,14 @@ expect(p.returncode == 0, "CSV reference exits 0 (%s)" % p.stderr.strip()[-300:]
 CREF = result_bytes(cref)
 
 
+# Rank 1 dies a third of the way through its units (as for the demo above).
+csv_crash_at = max(3, json.load(open(os.path.join(cref, "run.json")))["timings"]["passes"][0]["units_sent"] // 3)
+
+
 def csv_checkpoint(name, extra_env=None):
     out = os.path.join(tmp, name)
-    p = shardflow(2, out, [wf, "--inject", "crash:rank=0,point=round,at=4"], what=name, extra_env=extra_env)
+    p = shardflow(2, out, [wf, "--inject", "crash:rank=1,point=round,at=%d" % csv_crash_at], what=name,
+                  extra_env=extra_env)
     new = os.path.join(out, "checkpoint", "checkpoint.h5")
     expect(p.returncode != 0 and os.path.exists(new) and h5attr(new, "level") == 0 and
            (h5attr(new, "rows_read") or 0) > 0, "%s: crashed with a mid-pass checkpoint (exit %d)" % (name, p.returncode))
