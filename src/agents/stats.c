@@ -205,14 +205,13 @@ static sf_status stats_init(void *state, const sf_agent_config *cfg)
     return rc;
 }
 
-/* Ungrouped rows [begin, end), in blocks whose adds are reserved up front
+/* Ungrouped float rows [begin, end), in blocks whose adds are reserved up front
  * so that the per-value path has no carry check. The count and extremes stay
  * in locals. Inlined with constant arguments, so each column layout gets its
  * own loop. */
 #define ROW_BLOCK 512 /* 2 * ROW_BLOCK <= SF_XSUM_PENDING_MAX */
 
-static inline void process_range(group *g, const double *f64, const int64_t *i64,
-                                 const uint8_t *valid, size_t begin, size_t end)
+static inline void process_range(group *g, const double *f64, const uint8_t *valid, size_t begin, size_t end)
 {
     uint64_t count = g->count, nulls = g->nulls, lo = g->min_key, hi = g->max_key;
     for (size_t at = begin; at < end;) {
@@ -224,7 +223,7 @@ static inline void process_range(group *g, const double *f64, const int64_t *i64
                 nulls++;
                 continue;
             }
-            double x = f64 != NULL ? f64[r] : (double)i64[r];
+            double x = f64[r];
             count++;
             sf_xsum_add_reserved(&g->sum, x);
             add_square_reserved(&g->sq, x);
@@ -321,9 +320,9 @@ static void process_all(group *g, const sf_column *c, size_t begin, size_t end)
 {
     if (c->type == SF_FLOAT64) {
         if (c->valid == NULL)
-            process_range(g, c->f64, NULL, NULL, begin, end);
+            process_range(g, c->f64, NULL, begin, end);
         else
-            process_range(g, c->f64, NULL, c->valid, begin, end);
+            process_range(g, c->f64, c->valid, begin, end);
     } else {
         process_range_int(g, c->i64, c->valid, begin, end);
     }
