@@ -111,6 +111,19 @@ def check_moved(p, out, np_, mode, what, after, rank):
     return verdict(label, problems)
 
 
+def failed_once(p, err, what, rank):
+    """A failing run's problems: it must exit non-zero with exactly one
+    message, the one naming the failing agent call and rank."""
+    problems = []
+    if p.returncode == 0:
+        problems.append("exit 0")
+    if f"failer: {what} failed on rank {rank}" not in err:
+        problems.append("message missing")
+    if err.count("shardflow: error:") != 1:
+        problems.append(f"{err.count('shardflow: error:')} messages")
+    return problems
+
+
 def check_failed(p, out, np_, mode, what, after, rank):
     label = f"np={np_} {mode} {what} after {after} on rank {rank}"
     if p is None:
@@ -128,12 +141,7 @@ def check_failed(p, out, np_, mode, what, after, rank):
         if seen > after:
             problems.append(f"exit 0 although rank {rank} processed {seen} rows")
     elif expect_fail:
-        if p.returncode == 0:
-            problems.append("exit 0")
-        if f"failer: {what} failed on rank {rank}" not in err:
-            problems.append("message missing")
-        if err.count("shardflow: error:") != 1:
-            problems.append(f"{err.count('shardflow: error:')} messages")
+        problems += failed_once(p, err, what, rank)
     elif p.returncode != 0:
         problems.append(f"exit {p.returncode} without a failure point")
     if p.returncode != 0 and what == "process" and f"failer: {what} failed on rank {rank}" not in err:
@@ -150,12 +158,7 @@ def check_two_passes(p, out, np_, what, rank, env_extra):
         problems.append("hung")
     else:
         err = p.stderr
-        if p.returncode == 0:
-            problems.append("exit 0")
-        if f"failer: {what} failed on rank {rank}" not in err:
-            problems.append("message missing")
-        if err.count("shardflow: error:") != 1:
-            problems.append(f"{err.count('shardflow: error:')} messages")
+        problems += failed_once(p, err, what, rank)
         if p.returncode < 0 or p.returncode >= 128 or "Segmentation" in err or "AddressSanitizer" in err:
             problems.append("crash")
     return verdict(label, problems)
