@@ -67,6 +67,8 @@ typedef struct sf_distribute_config {
      * default on): */
     bool overlap;                 /* read round r+1 while round r is processed; non-blocking sends */
     bool batch_pieces;            /* one message per rank and round, not one per shard piece */
+    bool in_place;                /* parallel-read, size sharding, numeric pass columns: pieces are
+                                     views of the batch read, not packed copies */
     bool pools;                   /* reuse unit buffers instead of allocating per unit */
 } sf_distribute_config;
 

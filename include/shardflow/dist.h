@@ -117,6 +117,15 @@ typedef struct sf_piece_view {
 } sf_piece_view;
 sf_status sf_unit_parse(const uint8_t *bytes, size_t n, const sf_schema *pass_schema,
                         uint32_t *kind, sf_piece_view **views, size_t *nviews, size_t *cap);
+/* The pieces of batch b that the runs start[0..k] (sf_shard_route_runs)
+ * give to the shards, as views of b's own arrays (no copy; valid while b
+ * is unchanged), shard by shard in order, empty shards left out: each view
+ * holds the pass columns cols[0..ncols) of b, as sf_unit_parse would read
+ * them back from the unit sf_piece_append packs of the same rows. Only for
+ * numeric columns (strings need their dictionary packed): fails with
+ * SF_ERR_ARG on a string column. Not collective. */
+sf_status sf_unit_views_of_runs(const sf_batch *b, const int *cols, int ncols, const size_t *start, int k,
+                                sf_piece_view **views, size_t *nviews, size_t *cap);
 /* Frees what sf_unit_parse allocated for cap views. */
 void sf_unit_views_free(sf_piece_view *views, size_t cap);
 

@@ -46,6 +46,14 @@ sf_status sf_shard_plan_finish(sf_shard_plan *p, uint64_t total_rows, uint64_t d
  * concurrent calls on a finished plan. Null keys go to shard 0. */
 sf_status sf_shard_route(const sf_shard_plan *p, const sf_batch *b, uint32_t *shard /* out */);
 
+/* Where the plan puts the rows of b shard by shard in contiguous runs
+ * (size sharding by rows: a shard is a block of row numbers), writes
+ * start[0..k] (shard s gets rows start[s] .. start[s + 1] of b, exactly
+ * as sf_shard_route routes them) and returns true, in time independent of
+ * the row count; else returns false and leaves start alone. Thread-safe on
+ * a finished plan. */
+bool sf_shard_route_runs(const sf_shard_plan *p, const sf_batch *b, size_t *start /* out, k + 1 */);
+
 /* Describes the plan for run.json: strategy, K, key, splitters (range),
  * groups per shard (semantic), and notes such as a single key that alone is
  * larger than the mean shard. */

@@ -31,6 +31,7 @@
 #include "agents/builtin.h"
 #include "agents/groups.h"
 #include "agents/order_key.h"
+#include "agents/stats_kernels.h"
 
 #define STATS_FORMAT 1
 #define MIN_NONE UINT64_MAX /* never the order key of a non-NaN double */
@@ -211,7 +212,7 @@ static sf_status stats_init(void *state, const sf_agent_config *cfg)
  * own loop. */
 #define ROW_BLOCK 512 /* 2 * ROW_BLOCK <= SF_XSUM_PENDING_MAX */
 
-static inline void process_range(group *g, const double *f64, const uint8_t *valid, size_t begin, size_t end)
+static inline void process_range_each(group *g, const double *f64, const uint8_t *valid, size_t begin, size_t end)
 {
     uint64_t count = g->count, nulls = g->nulls, lo = g->min_key, hi = g->max_key;
     for (size_t at = begin; at < end;) {
@@ -268,7 +269,7 @@ static void add_u128(sf_xsum *x, u128 m, bool negative)
  * the superaccumulators as three exact doubles each. The exact sums, and so
  * the state and its encoding, are those of adding every (double)x and its
  * square one by one; a value of 2^53 or more takes that path itself. */
-static void process_range_int(group *g, const int64_t *i64, const uint8_t *valid, size_t begin, size_t end)
+static void process_range_int_each(group *g, const int64_t *i64, const uint8_t *valid, size_t begin, size_t end)
 {
     const int64_t big = INT64_C(1) << 53;
     uint64_t count = g->count, nulls = g->nulls, lo = g->min_key, hi = g->max_key;
@@ -316,13 +317,72 @@ static void process_range_int(group *g, const int64_t *i64, const uint8_t *valid
     g->max_key = hi;
 }
 
+static inline void keep_keys(group *g, uint64_t lo, uint64_t hi)
+{
+    g->min_key = lo < g->min_key ? lo : g->min_key;
+    g->max_key = hi > g->max_key ? hi : g->max_key;
+}
+
+/* Ungrouped float rows [begin, end): blocks the vector kernel takes add its
+ * exact split sums (stats_kernels.h); the others take the per-value path.
+ * Same state either way. */
+static void process_range(group *g, const double *f64, const uint8_t *valid, size_t begin, size_t end)
+{
+    if (!sf__stats_simd_enabled()) {
+        if (valid == NULL)
+            process_range_each(g, f64, NULL, begin, end);
+        else
+            process_range_each(g, f64, valid, begin, end);
+        return;
+    }
+    for (size_t at = begin; at < end;) {
+        size_t n = end - at < SF__STATS_BLOCK ? end - at : SF__STATS_BLOCK;
+        sf__stats_fblock k;
+        if (sf__stats_block_f64(f64 + at, valid ? valid + at : NULL, n, &k)) {
+            g->count += k.count;
+            g->nulls += k.nulls;
+            keep_keys(g, k.min_key, k.max_key);
+            sf_xsum_reserve(&g->sum, 2);
+            sf_xsum_add_reserved(&g->sum, k.sum[0]);
+            sf_xsum_add_reserved(&g->sum, k.sum[1]);
+            sf_xsum_reserve(&g->sq, 4);
+            for (int i = 0; i < 4; i++) sf_xsum_add_reserved(&g->sq, k.sq[i]);
+        } else {
+            process_range_each(g, f64, valid, at, at + n);
+        }
+        at += n;
+    }
+}
+
+/* Ungrouped integer rows [begin, end), the same way. */
+static void process_range_int(group *g, const int64_t *i64, const uint8_t *valid, size_t begin, size_t end)
+{
+    if (!sf__stats_simd_enabled()) {
+        process_range_int_each(g, i64, valid, begin, end);
+        return;
+    }
+    for (size_t at = begin; at < end;) {
+        size_t n = end - at < SF__STATS_BLOCK ? end - at : SF__STATS_BLOCK;
+        sf__stats_iblock k;
+        if (sf__stats_block_i64(i64 + at, valid ? valid + at : NULL, n, &k)) {
+            g->count += k.count;
+            g->nulls += k.nulls;
+            if (k.count > 0) {
+                keep_keys(g, sf__order_key((double)k.min), sf__order_key((double)k.max));
+                add_u128(&g->sum, k.sum < 0 ? (u128)0 - (u128)k.sum : (u128)k.sum, k.sum < 0);
+                add_u128(&g->sq, ((u128)k.sq_hi << 52) + ((u128)k.sq_mid << 27) + (u128)k.sq_lo, false);
+            }
+        } else {
+            process_range_int_each(g, i64, valid, at, at + n);
+        }
+        at += n;
+    }
+}
+
 static void process_all(group *g, const sf_column *c, size_t begin, size_t end)
 {
     if (c->type == SF_FLOAT64) {
-        if (c->valid == NULL)
-            process_range(g, c->f64, NULL, begin, end);
-        else
-            process_range(g, c->f64, c->valid, begin, end);
+        process_range(g, c->f64, c->valid, begin, end);
     } else {
         process_range_int(g, c->i64, c->valid, begin, end);
     }

@@ -73,6 +73,9 @@ typedef struct unit_opts {
  * while the other threads work; o may be NULL. */
 sf_status sf__dist_work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
                                 sf_status (*side)(void *), void *ctx, const unit_opts *o);
+/* Processes the pieces already in w->views[0..nv) (sf_unit_views_of_runs:
+ * views of a batch, no unit) as the data unit of input round `round`. */
+sf_status sf__dist_work_on_views(worker *w, size_t nv, uint32_t round, sf_status (*side)(void *), void *ctx);
 sf_status sf__dist_work_on_side(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
                                 sf_status (*side)(void *), void *ctx);
 void sf__dist_worker_fini(worker *w);

@@ -183,12 +183,12 @@ static void apply_results(worker *w, const sf_exec_piece_result *res, const uint
     }
 }
 
-sf_status sf__dist_work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
-                              sf_status (*side)(void *), void *ctx, const unit_opts *o)
+/* The pieces in w->views[0..nv) of a unit of input round `round`; base:
+ * the attempts other ranks made; hold: a speculative unit kept apart until
+ * rank 0's verdict. */
+static sf_status work_parsed(worker *w, size_t nv, uint32_t round, uint32_t base, bool hold,
+                             sf_status (*side)(void *), void *ctx, const unit_opts *o)
 {
-    size_t nv = 0;
-    SF_CALL(sf_unit_parse(bytes, n, w->schema, kind, &w->views, &nv, &w->cap));
-    if (*kind != UNIT_DATA) return SF_OK;
     if (nv > w->list_cap) {
         const sf_batch **l = realloc(w->list, nv * sizeof *l);
         if (l) w->list = l;
@@ -208,15 +208,11 @@ sf_status sf__dist_work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint3
                  w->shards[i], w->st->k);
         w->st->rows_done += w->views[i].batch.nrows;
     }
-    uint32_t id, base;
-    bool spec;
-    sf_unit_meta(bytes, n, &id, &spec, &base);
-    bool hold = o && o->held && spec;
     SF_CALL(sf_exec_set_unit(w->x, (int)base, hold));
     /* A crash test's point: the n-th unit this rank takes on. */
     sf_fault_point("round");
     double t0 = sf_comm_wtime();
-    sf_status rc = sf_exec_process_unit(w->x, w->list, w->shards, (int)nv, sf_unit_round(bytes, n), side, ctx,
+    sf_status rc = sf_exec_process_unit(w->x, w->list, w->shards, (int)nv, round, side, ctx,
                                         w->res);
     double dt = sf_comm_wtime() - t0;
     /* An injected straggler: this rank takes factor times as long. */
@@ -241,7 +237,7 @@ sf_status sf__dist_work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint3
             for (int c = 0; cols && c < b->ncols; c++) cols[c] = c;
             if (rc == SF_OK && o->ret->len == 0) {
                 rc = sf_unit_begin(o->ret, UNIT_DATA);
-                sf_unit_set_round(o->ret, sf_unit_round(bytes, n));
+                sf_unit_set_round(o->ret, round);
             }
             if (rc == SF_OK) rc = sf_piece_append(o->ret, b, cols, b->ncols, w->shards[i], all, b->nrows);
             free(all);
@@ -266,12 +262,29 @@ sf_status sf__dist_work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint3
         memcpy(w->pending, w->res, nv * sizeof *w->res);
         memcpy(w->pending_moved, w->moved, nv);
         w->npending = nv;
-        w->pending_round = sf_unit_round(bytes, n);
+        w->pending_round = round;
         *o->held = true;
         return SF_OK;
     }
-    apply_results(w, w->res, w->moved, nv, sf_unit_round(bytes, n));
+    apply_results(w, w->res, w->moved, nv, round);
     return SF_OK;
+}
+
+sf_status sf__dist_work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint32_t *kind,
+                              sf_status (*side)(void *), void *ctx, const unit_opts *o)
+{
+    size_t nv = 0;
+    SF_CALL(sf_unit_parse(bytes, n, w->schema, kind, &w->views, &nv, &w->cap));
+    if (*kind != UNIT_DATA) return SF_OK;
+    uint32_t id, base;
+    bool spec;
+    sf_unit_meta(bytes, n, &id, &spec, &base);
+    return work_parsed(w, nv, sf_unit_round(bytes, n), base, o && o->held && spec, side, ctx, o);
+}
+
+sf_status sf__dist_work_on_views(worker *w, size_t nv, uint32_t round, sf_status (*side)(void *), void *ctx)
+{
+    return work_parsed(w, nv, round, 0, false, side, ctx, NULL);
 }
 
 /* The verdict on a held unit: counts it or drops it. */

@@ -263,9 +263,119 @@ static sf_status merge_units(preader *r, int d, sf_buf *out)
     return SF_OK;
 }
 
+/* ---- In place (T == 1): pieces as views of the batch read ---- */
+
+/* The next batch, read into spare while the current one is processed. */
+typedef struct ahead {
+    preader *r;
+    sf_batch *b;
+    bool eof;
+} ahead;
+
+static sf_status read_into(preader *r, sf_batch *b, bool *eof)
+{
+    double t0 = sf_comm_wtime();
+    SF_CALL(sf_reader_next(r->reader, b, eof));
+    r->st->t_read += sf_comm_wtime() - t0;
+    if (!*eof) r->st->rows_read += b->nrows;
+    return SF_OK;
+}
+
+static sf_status read_ahead_into(void *ctx)
+{
+    ahead *a = ctx;
+    return read_into(a->r, a->b, &a->eof);
+}
+
+/* Whether the pass can take its pieces as views: distribute.in_place, one
+ * reader, and only numbers in the pass (a string column's piece needs its
+ * own dictionary, which packing builds). */
+static bool in_place_possible(const preader *r)
+{
+    if (!r->cfg->in_place || r->nsub > 1) return false;
+    for (int c = 0; c < r->ncols; c++) {
+        sf_type t = r->w.schema->fields[c].type;
+        if (t != SF_INT64 && t != SF_FLOAT64 && t != SF_TIMESTAMP) return false;
+    }
+    return true;
+}
+
+/* Routes batch b by runs when the plan has them and counts its rows and
+ * bytes per shard as sf__dist_route_round does (8 bytes per number); false
+ * when b must be routed row by row. */
+static bool route_runs(preader *r, const sf_batch *b)
+{
+    int fixed = 0;
+    for (int c = 0; c < b->ncols; c++) {
+        if (!b->cols[c].loaded) continue;
+        if (b->cols[c].type == SF_STRING) return false;
+        fixed += 8;
+    }
+    if (b->row_bytes != NULL || !sf_shard_route_runs(r->plan, b, r->rt.start)) return false;
+    for (int s = 0; s < r->rt.k; s++) {
+        uint64_t n = r->rt.start[s + 1] - r->rt.start[s];
+        r->st->shard_rows[s] += n;
+        r->st->shard_bytes[s] += n * (uint64_t)fixed;
+    }
+    return true;
+}
+
+/* The pass without exchange, each round's pieces taken as views of its
+ * batch: no routing row by row, no packing. The next round is read into a
+ * second batch while this one is processed (distribute.overlap). A batch
+ * the plan cannot route by runs is routed, packed and processed as in
+ * run_local. */
+static sf_status run_in_place(preader *r, const sf_dist_hooks *hk, bool *stopped)
+{
+    sf_batch spare;
+    SF_CALL(sf_reader_batch_init(r->reader, &spare));
+    sf_batch *cur = &r->batch, *next = &spare;
+    sf_buf unit = sf__dist_pool_get(&r->pl);
+    bool eof = false;
+    sf_status rc = read_into(r, cur, &eof);
+    while (rc == SF_OK && !eof) {
+        if (hk && hk->stop_on_signal && sf_signal_pending()) {
+            *stopped = true;
+            break;
+        }
+        const uint32_t round = r->round++;
+        double t0 = sf_comm_wtime();
+        if (!route_runs(r, cur)) {
+            rc = sf__dist_route_round(&r->rt, r->plan, cur, r->st, 1);
+            size_t rows;
+            if (rc == SF_OK) rc = pack_from(r, cur, &r->rt, round, &unit, 0, 1, &rows);
+            r->st->t_route += sf_comm_wtime() - t0;
+            uint32_t kind;
+            if (rc == SF_OK && unit.len > 0) rc = sf__dist_work_on_side(&r->w, unit.data, unit.len, &kind, NULL, NULL);
+            if (rc == SF_OK) rc = read_into(r, cur, &eof);
+            continue;
+        }
+        size_t nv = 0;
+        rc = sf_unit_views_of_runs(cur, r->cols, r->ncols, r->rt.start, r->rt.k, &r->w.views, &nv, &r->w.cap);
+        r->st->t_route += sf_comm_wtime() - t0;
+        if (rc != SF_OK) break;
+        ahead a = {r, next, false};
+        if (r->cfg->overlap) {
+            rc = sf__dist_work_on_views(&r->w, nv, round, read_ahead_into, &a);
+        } else {
+            rc = sf__dist_work_on_views(&r->w, nv, round, NULL, NULL);
+            if (rc == SF_OK) rc = read_ahead_into(&a);
+        }
+        eof = a.eof;
+        sf_batch *t = cur;
+        cur = next;
+        next = t;
+    }
+    sf__dist_pool_put(&r->pl, unit);
+    sf_batch_fini(&spare);
+    r->eof = true;
+    return rc;
+}
+
 /* The pass without exchange: read, pack, process; no messages. */
 static sf_status run_local(preader *r, const sf_dist_hooks *hk, bool *stopped)
 {
+    if (in_place_possible(r)) return run_in_place(r, hk, stopped);
     sf_buf unit = sf__dist_pool_get(&r->pl);
     sf_status rc = next_round(r);
     while (rc == SF_OK && !r->eof) {

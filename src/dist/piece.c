@@ -195,6 +195,54 @@ static sf_status view_columns(sf_piece_view *v, int ncols)
     return SF_OK;
 }
 
+sf_status sf_unit_views_of_runs(const sf_batch *b, const int *cols, int ncols, const size_t *start, int k,
+                                sf_piece_view **views, size_t *nviews, size_t *cap)
+{
+    *nviews = 0;
+    size_t np = 0;
+    for (int s = 0; s < k; s++) np += start[s + 1] > start[s];
+    SF_CALL(view_reserve(views, cap, np));
+    for (int c = 0; c < ncols; c++) {
+        const sf_column *src = &b->cols[cols[c]];
+        SF_CHECK(src->loaded && src->type != SF_STRING && src->type != SF_TYPE_NONE, SF_ERR_ARG,
+                 "column %d of a piece view is not a loaded number", cols[c]);
+    }
+    size_t at = 0;
+    for (int s = 0; s < k; s++) {
+        const size_t r0 = start[s], n = start[s + 1] - start[s];
+        if (n == 0) continue;
+        SF_CHECK(start[s + 1] <= b->nrows, SF_ERR_INTERNAL, "piece view rows %zu..%zu of %zu", r0, r0 + n,
+                 b->nrows);
+        sf_piece_view *v = &(*views)[at];
+        SF_CALL(view_columns(v, ncols));
+        v->shard = (uint32_t)s;
+        sf_batch *pb = &v->batch;
+        pb->nrows = pb->cap = n;
+        pb->first_row = 0;
+        pb->row_offset = NULL;
+        pb->row_bytes = NULL;
+        for (int c = 0; c < ncols; c++) {
+            const sf_column *src = &b->cols[cols[c]];
+            sf_column *col = &pb->cols[c];
+            memset(col, 0, sizeof *col);
+            col->type = src->type;
+            col->loaded = true;
+            if (src->type == SF_FLOAT64)
+                col->f64 = src->f64 + r0;
+            else
+                col->i64 = src->i64 + r0;
+            size_t nulls = 0;
+            if (src->valid && src->nulls)
+                for (size_t i = 0; i < n; i++) nulls += src->valid[r0 + i] == 0;
+            /* As a packed piece: validity only where the piece has a null. */
+            col->nulls = nulls;
+            col->valid = nulls ? src->valid + r0 : NULL;
+        }
+        *nviews = ++at;
+    }
+    return SF_OK;
+}
+
 void sf_unit_views_free(sf_piece_view *views, size_t cap)
 {
     for (size_t i = 0; i < cap; i++) free(views[i].batch.cols);

@@ -46,7 +46,8 @@
  *     exchange: auto|always|never    parallel-read: move records to the rank
  *                                    owning their shard (auto: for hash,
  *                                    range and semantic sharding).
- *     overlap, batch_pieces, pools: BOOL  optimizations, default true.
+ *     overlap, batch_pieces, pools, in_place: BOOL  optimizations, default
+ *                                    true.
  *     memory_budget: BYTES           bound on buffers in flight, default 256MiB.
  *     morsel_rows: INT               rows per morsel, default 16384,
  *                                    1..2147483647.
@@ -709,7 +710,7 @@ static sf_status load_shard(const load_ctx *c, sf_workflow *w, const sf_cfg_node
 static sf_status load_distribute(const load_ctx *c, sf_workflow *w, const sf_cfg_node *root)
 {
     static const char *const keys[] = {"mode",    "memory_budget", "morsel_rows",  "chunk_bytes", "reduce",
-                                       "aspects", "exchange",      "overlap",      "batch_pieces", "pools",
+                                       "aspects", "exchange",      "overlap",      "batch_pieces", "pools", "in_place",
                                        NULL};
     static const char *const modes[] = {"static", "dynamic", "parallel-read", NULL};
     static const sf_dist_mode mode_values[] = {SF_DIST_STATIC, SF_DIST_DYNAMIC, SF_DIST_PARALLEL_READ};
@@ -730,6 +731,7 @@ static sf_status load_distribute(const load_ctx *c, sf_workflow *w, const sf_cfg
         d->exchange = (sf_exchange_mode)m;
     }
     if ((v = sf_cfg_get(map, "overlap")) != NULL) SF_CALL(parse_bool(c, v, "distribute.overlap", &d->overlap));
+    if ((v = sf_cfg_get(map, "in_place")) != NULL) SF_CALL(parse_bool(c, v, "distribute.in_place", &d->in_place));
     if ((v = sf_cfg_get(map, "batch_pieces")) != NULL)
         SF_CALL(parse_bool(c, v, "distribute.batch_pieces", &d->batch_pieces));
     if ((v = sf_cfg_get(map, "pools")) != NULL) SF_CALL(parse_bool(c, v, "distribute.pools", &d->pools));
@@ -1568,6 +1570,7 @@ sf_status sf_workflow_load(const char *path, int nsets, const char *const *sets,
     w->distribute.exchange = SF_EXCHANGE_AUTO;
     w->distribute.overlap = true;
     w->distribute.batch_pieces = true;
+    w->distribute.in_place = true;
     w->distribute.pools = true;
     sf_checkpoint_config_defaults(&w->checkpoint);
     sf_fault_config_defaults(&w->fault);

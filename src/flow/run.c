@@ -889,6 +889,8 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
     sf_json_bool(&j, w->distribute.overlap);
     sf_json_key(&j, "batch_pieces");
     sf_json_bool(&j, w->distribute.batch_pieces);
+    sf_json_key(&j, "in_place");
+    sf_json_bool(&j, w->distribute.in_place);
     sf_json_key(&j, "pools");
     sf_json_bool(&j, w->distribute.pools);
     sf_json_key(&j, "fadvise");

@@ -68,7 +68,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "io/hdf5_errors.h"
 #include "io/reader_impl.h"
@@ -131,6 +133,20 @@ static const char *class_name(H5T_class_t c)
 
 typedef enum col_kind { K_INT, K_UINT64, K_FLOAT, K_FSTR, K_VSTR } col_kind;
 
+/* Raw reads: a dataset stored as plain native values in the file
+ * (contiguous, or chunked without filters; no external storage, no user
+ * block) is read with pread at the file offsets HDF5 reports, skipping the
+ * library's per-call selection and conversion work. Unallocated chunks
+ * (fill values) and anything else go through H5Dread. */
+typedef struct h5raw {
+    bool on;
+    size_t elem;         /* bytes per element */
+    haddr_t addr;        /* contiguous: offset of element 0 */
+    hsize_t chunk;       /* chunked: elements per chunk (0: contiguous) */
+    haddr_t *chunk_addr; /* per chunk: 0 = not looked up yet */
+    uint64_t nchunks;
+} h5raw;
+
 typedef struct h5col {
     hid_t dset;
     hid_t fspace;
@@ -143,6 +159,7 @@ typedef struct h5col {
     hid_t vdset;       /* validity mask "_valid/x", or H5I_INVALID_HID */
     hid_t vfspace;
     char *vpath;       /* "/table/_valid/x", for messages */
+    h5raw raw, vraw;   /* raw reads of the data and of the mask */
 } h5col;
 
 typedef struct h5reader {
@@ -157,6 +174,7 @@ typedef struct h5reader {
     size_t scratch_cap;
     int64_t *mask;     /* one column's mask values for the current batch */
     size_t mask_cap;   /* bytes */
+    int fd;            /* the file, for raw reads (-1: none) */
 } h5reader;
 
 static void h5reader_free(h5reader *h)
@@ -171,7 +189,10 @@ static void h5reader_free(h5reader *h)
         sf__h5_close_id(&k->vdset);
         free(k->path);
         free(k->vpath);
+        free(k->raw.chunk_addr);
+        free(k->vraw.chunk_addr);
     }
+    if (h->fd >= 0) close(h->fd);
     free(h->cols);
     sf__h5_close_id(&h->group);
     sf__h5_close_id(&h->file);
@@ -369,6 +390,55 @@ done:
     return rc;
 }
 
+/* Whether dataset d holds plain values of memory type mtype that a pread
+ * can take (see h5raw); fills w. Any doubt leaves w off. */
+static void raw_probe(hid_t d, hid_t mtype, uint64_t nrows, h5raw *w)
+{
+    hid_t ftype = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    memset(w, 0, sizeof *w);
+    if ((ftype = H5Dget_type(d)) < 0 || H5Tequal(ftype, mtype) <= 0) goto done;
+    if ((dcpl = H5Dget_create_plist(d)) < 0 || H5Pget_external_count(dcpl) != 0) goto done;
+    w->elem = H5Tget_size(mtype);
+    switch (H5Pget_layout(dcpl)) {
+    case H5D_CONTIGUOUS:
+        w->addr = H5Dget_offset(d);
+        w->on = w->addr != HADDR_UNDEF;
+        break;
+    case H5D_CHUNKED: {
+        hsize_t c = 0;
+        if (H5Pget_nfilters(dcpl) != 0 || H5Pget_chunk(dcpl, 1, &c) != 1 || c == 0) break;
+        w->chunk = c;
+        w->nchunks = (nrows + c - 1) / c;
+        w->chunk_addr = calloc(w->nchunks ? w->nchunks : 1, sizeof *w->chunk_addr);
+        w->on = w->chunk_addr != NULL;
+        break;
+    }
+    default: break;
+    }
+done:
+    H5Eclear2(H5E_DEFAULT);
+    sf__h5_close_id(&dcpl);
+    sf__h5_close_id(&ftype);
+}
+
+/* Raw reads for the int64 and float64 columns and their uint8 masks, where
+ * the file has no user block (HDF5 addresses are then file offsets). */
+static void setup_raw_reads(h5reader *h, const char *file)
+{
+    hid_t fcpl = H5Fget_create_plist(h->file);
+    hsize_t ub = 1;
+    if (fcpl >= 0 && H5Pget_userblock(fcpl, &ub) < 0) ub = 1;
+    sf__h5_close_id(&fcpl);
+    H5Eclear2(H5E_DEFAULT);
+    if (ub != 0 || (h->fd = open(file, O_RDONLY)) < 0) return;
+    for (int c = 0; c < h->ncols; c++) {
+        h5col *k = &h->cols[c];
+        if (k->kind != K_INT && k->kind != K_FLOAT) continue;
+        raw_probe(k->dset, k->kind == K_INT ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, h->nrows, &k->raw);
+        if (k->vdset >= 0) raw_probe(k->vdset, H5T_NATIVE_UINT8, h->nrows, &k->vraw);
+    }
+}
+
 sf_status sf__hdf5_open(sf_reader *r)
 {
     sf_status rc = SF_OK;
@@ -389,6 +459,7 @@ sf_status sf__hdf5_open(sf_reader *r)
     h = calloc(1, sizeof *h);
     SF_CHECK(h != NULL, SF_ERR_NOMEM, "out of memory (HDF5 reader)");
     h->file = h->group = H5I_INVALID_HID;
+    h->fd = -1;
     /* HDF5 applies HDF5_USE_FILE_LOCKING from the environment to this open. */
     SF_CALL_H5(h->file = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT), done,
                "%s: cannot open as an HDF5 file", file);
@@ -457,6 +528,7 @@ sf_status sf__hdf5_open(sf_reader *r)
     h->nrows = first_len;
     h->hi = h->nrows;
     if (has_masks) SF_CALL_GOTO(open_masks(r, h, file, gname), done);
+    setup_raw_reads(h, file);
     r->total_rows = h->nrows;
     r->data_bytes = 0;
     r->data_start = 0;
@@ -533,6 +605,87 @@ static sf_status intern_fixed(sf_batch *b, int c, const int64_t *mask, const cha
     return SF_OK;
 }
 
+/* Reads rows row0..row0+n of dataset `path` raw into dst; *done = false
+ * (dst partly written, nothing else changed) where a chunk is not
+ * allocated or not plain, for H5Dread to take the batch. */
+static sf_status raw_read(h5reader *h, h5raw *w, hid_t d, const char *file, const char *path, uint64_t row0,
+                          size_t n, void *dst, bool *done)
+{
+    *done = false;
+    uint8_t *out = dst;
+    for (uint64_t row = row0; row < row0 + n;) {
+        uint64_t stop = row0 + n, at;
+        if (w->chunk == 0) {
+            at = w->addr + row * w->elem;
+        } else {
+            uint64_t c = row / w->chunk;
+            if (c >= w->nchunks) return SF_OK;
+            if (w->chunk_addr[c] == 0) {
+                hsize_t off = c * w->chunk, size = 0;
+                unsigned fmask = 0;
+                haddr_t a = HADDR_UNDEF;
+                herr_t e = H5Dget_chunk_info_by_coord(d, &off, &fmask, &a, &size);
+                H5Eclear2(H5E_DEFAULT);
+                if (e < 0 || a == HADDR_UNDEF || a == 0 || fmask != 0 || size != w->chunk * w->elem) return SF_OK;
+                w->chunk_addr[c] = a;
+            }
+            at = w->chunk_addr[c] + (row - c * w->chunk) * w->elem;
+            if ((c + 1) * w->chunk < stop) stop = (c + 1) * w->chunk;
+        }
+        size_t want = (size_t)(stop - row) * w->elem, got = 0;
+        while (got < want) {
+            ssize_t k = pread(h->fd, out + got, want - got, (off_t)(at + got));
+            if (k < 0 && errno == EINTR) continue;
+            SF_CHECK(k >= 0, SF_ERR_IO, "%s: dataset '%s': cannot read rows %llu..%llu: %s", file, path,
+                     (unsigned long long)row, (unsigned long long)stop, strerror(errno));
+            SF_CHECK(k > 0, SF_ERR_IO, "%s: dataset '%s': rows %llu..%llu lie past the end of the file (truncated?)",
+                     file, path, (unsigned long long)row, (unsigned long long)stop);
+            got += (size_t)k;
+        }
+        out += want;
+        row = stop;
+    }
+    *done = true;
+    return SF_OK;
+}
+
+/* Checks n mask bytes read raw (each 0 or 1) and returns the nulls. */
+static sf_status count_mask(const uint8_t *v, size_t n, const char *file, const char *vpath, uint64_t row0,
+                            size_t *nulls)
+{
+    const uint64_t ones = 0x0101010101010101ull;
+    size_t z = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, v + i, 8);
+        if (w == ones) continue;
+        if (w & ~ones) break;
+        z += 8 - (size_t)__builtin_popcountll(w);
+    }
+    for (; i < n; i++) {
+        SF_CHECK(v[i] <= 1, SF_ERR_PARSE,
+                 "%s: validity mask '%s', element %llu: value %u is neither 1 (present) nor 0 (null)", file,
+                 vpath, (unsigned long long)(row0 + i), (unsigned)v[i]);
+        z += v[i] == 0;
+    }
+    *nulls = z;
+    return SF_OK;
+}
+
+/* The value slots of the nulls of a number column, zeroed (as
+ * sf_batch_set_null leaves them). */
+static void zero_nulls(sf_column *col, size_t n)
+{
+    const uint8_t *v = col->valid;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == 0) {
+            if (col->type == SF_FLOAT64)
+                col->f64[i] = 0.0;
+            else
+                col->i64[i] = 0;
+        }
+}
+
 /* Reads rows row0..row0+n of column c (and its mask, if any) into b. */
 static sf_status read_column(sf_reader *r, h5reader *h, int c, sf_batch *b, uint64_t row0, size_t n)
 {
@@ -545,8 +698,25 @@ static sf_status read_column(sf_reader *r, h5reader *h, int c, sf_batch *b, uint
     const int64_t *mask = NULL;
     hsize_t start = row0, count = n;
     SF_CALL_H5(mspace = H5Screate_simple(1, &count, NULL), done, "%s: dataset '%s'", file, k->path);
+    bool raw_mask = false;
+    if (k->vdset >= 0 && k->vraw.on) {
+        /* Straight into the batch's validity bytes (numbers only). */
+        SF_CALL_GOTO(sf_batch_enable_valid(b, c), done);
+        SF_CALL_GOTO(raw_read(h, &k->vraw, k->vdset, file, k->vpath, row0, n, col->valid, &raw_mask), done);
+        if (raw_mask) {
+            size_t nulls = 0;
+            rc = count_mask(col->valid, n, file, k->vpath, row0, &nulls);
+            if (rc != SF_OK) {
+                memset(col->valid, 1, n);
+                goto done;
+            }
+            col->nulls = nulls;
+        } else {
+            memset(col->valid, 1, n);
+        }
+    }
     /* The mask first: values under a null are neither checked nor interned. */
-    if (k->vdset >= 0) {
+    if (k->vdset >= 0 && !raw_mask) {
         SF_CALL_GOTO(read_mask(r, h, k, row0, n, mspace), done);
         mask = h->mask;
     }
@@ -555,17 +725,21 @@ static sf_status read_column(sf_reader *r, h5reader *h, int c, sf_batch *b, uint
                (unsigned long long)(row0 + n));
     switch (k->kind) {
     case K_INT:
-        SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, col->i64), done,
-                   "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
-                   (unsigned long long)(row0 + n));
-        SF_CALL_GOTO(apply_mask(b, c, mask, n), done);
+    case K_FLOAT: {
+        void *dst = k->kind == K_INT ? (void *)col->i64 : (void *)col->f64;
+        bool raw = false;
+        if (k->raw.on) SF_CALL_GOTO(raw_read(h, &k->raw, k->dset, file, k->path, row0, n, dst, &raw), done);
+        if (!raw)
+            SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, dst), done,
+                       "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
+                       (unsigned long long)(row0 + n));
+        if (raw_mask) {
+            if (col->nulls) zero_nulls(col, n);
+        } else {
+            SF_CALL_GOTO(apply_mask(b, c, mask, n), done);
+        }
         break;
-    case K_FLOAT:
-        SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, col->f64), done,
-                   "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
-                   (unsigned long long)(row0 + n));
-        SF_CALL_GOTO(apply_mask(b, c, mask, n), done);
-        break;
+    }
     case K_UINT64: {
         SF_CALL_GOTO(grow_scratch(&h->scratch, &h->scratch_cap, n * sizeof(uint64_t)), done);
         uint64_t *u = h->scratch;

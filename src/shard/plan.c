@@ -230,6 +230,12 @@ sf_status sf_shard_route(const sf_shard_plan *p, const sf_batch *b, uint32_t *sh
     return p->ops->route(p, b, key, shard);
 }
 
+bool sf_shard_route_runs(const sf_shard_plan *p, const sf_batch *b, size_t *start)
+{
+    if (p == NULL || b == NULL || start == NULL || !p->finished || p->ops->route_runs == NULL) return false;
+    return p->ops->route_runs(p, b, start);
+}
+
 void sf_shard_plan_describe(const sf_shard_plan *p, sf_json *j)
 {
     sf_json_obj_begin(j);

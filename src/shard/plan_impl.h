@@ -22,6 +22,11 @@ typedef struct sf__shard_ops {
     /* key is NULL for size sharding. Must be thread-safe on a finished plan. */
     sf_status (*route)(const sf_shard_plan *p, const sf_batch *b, const sf_column *key,
                        uint32_t *shard);
+    /* Optional (NULL: none): where every shard's rows of b form one
+     * contiguous run, writes start[0..k] (shard s holds rows start[s] ..
+     * start[s + 1] of b, the same rows route() gives it) and returns true;
+     * else false. Thread-safe on a finished plan. */
+    bool (*route_runs)(const sf_shard_plan *p, const sf_batch *b, size_t *start);
     /* Writes the strategy's own members into the open plan object. */
     void (*describe)(const sf_shard_plan *p, sf_json *j);
     /* Appends the state finish() computed, as fixed-width little-endian

@@ -127,6 +127,26 @@ static sf_status size_route(const sf_shard_plan *p, const sf_batch *b, const sf_
     return SF_OK;
 }
 
+/* By rows (no byte offsets to route by): shard s is the block of row
+ * numbers [block_start(s), block_start(s + 1)), so the runs of a batch are
+ * its first row's shard on to its last row's. */
+static bool size_route_runs(const sf_shard_plan *p, const sf_batch *b, size_t *start)
+{
+    const size_plan *s = p->impl;
+    const uint32_t k = (uint32_t)p->k;
+    if ((b->row_offset != NULL && s->data_bytes > 0) || s->total_rows == UINT64_MAX) return false;
+    const uint64_t first = b->first_row, end = b->first_row + b->nrows;
+    for (uint32_t i = 0; i <= k; i++) start[i] = 0;
+    if (b->nrows == 0) return true;
+    const uint32_t s0 = block_of(first, s->total_rows, k), s1 = block_of(end - 1, s->total_rows, k);
+    for (uint32_t i = s0 + 1; i <= k; i++) {
+        /* Rows before shard i's block (rows past total_rows stay in K - 1). */
+        uint64_t at = i <= s1 ? block_start(i, s->total_rows, k) : end;
+        start[i] = (size_t)((at < first ? first : at > end ? end : at) - first);
+    }
+    return true;
+}
+
 static void size_describe(const sf_shard_plan *p, sf_json *j)
 {
     const size_plan *s = p->impl;
@@ -189,6 +209,7 @@ const sf__shard_ops sf__shard_size_ops = {
     .observe = NULL,
     .finish = size_finish,
     .route = size_route,
+    .route_runs = size_route_runs,
     .describe = size_describe,
     .encode = size_encode,
     .decode = size_decode,
