@@ -269,6 +269,8 @@ class Bench:
         SYN = {"label": f"synthetic {rows_m} rows, peers scan", "workflow": peers,
                "sets": [f"input={{format: synthetic, generator: requests, rows: {a.rows}, seed: 42}}"],
                "csv": None, "short": "syn"}
+        H5 = {"label": f"HDF5 {rows_m} rows, ungrouped stats of 3 numeric columns", "workflow": "bench/peers/peers_hdf5.yaml",
+              "sets": [f"input.path={a.h5}"], "csv": None, "short": "h5"}
         DEMO = {"label": "inputs/demo.yaml (2 passes, 2.4M rows)", "workflow": "inputs/demo.yaml", "sets": [],
                 "csv": None, "short": "demo"}
         G = []
@@ -327,6 +329,16 @@ class Bench:
                 budget = ", memory_budget 16MiB"
             onoff(f"batch-{mode}-k{k}-{wl['short']}-2x1", f"distribute.batch_pieces ({mode}, hash, {k} shards{budget})",
                   wl, "distribute.batch_pieces", True, False, base=base, expect_key="optimizations.batch_pieces")
+        # Size-sharded parallel-read pieces as views of the batch read, against
+        # routing row by row and packing copies (numbers only: HDF5 columns).
+        if a.h5:
+            for np_, th in ((2, 1), (1, 2)):
+                onoff(f"inplace-h5-{np_}x{th}", "distribute.in_place (parallel-read, size)", H5, "distribute.in_place",
+                      True, False, np=np_, threads=th, expect_key="optimizations.in_place")
+            # The stats agent's vector block kernels (AVX-512) against the per-value path.
+            vs = [Variant("on", "stats block kernels (default)", [], 2, 1),
+                  Variant("off", "SF_STATS_SIMD=0", [], 2, 1, env={"SF_STATS_SIMD": "0"})]
+            G.append(Group("simd-h5-2x1", "stats vector block kernels (AVX-512)", H5, vs, [("on", "off", "")]))
         # Thread pinning.
         for wl in (CSV, SYN):
             vs = [Variant("on", "OMP_PROC_BIND=close OMP_PLACES=cores", [], 1, 2,
@@ -458,6 +470,7 @@ def retable(a):
     """The table of an earlier run, from its raw rows (e.g. after changing
     the verdict rule, or to merge a rerun of some rows into a file)."""
     a.rows, a.csv, a.work, a.repeats, a.bin = 10000000, "", "", 0, ""
+    a.h5 = a.h5 or "requests.h5"  # so that the HDF5 rows are known
     groups = {g.gid: g for g in Bench(a).groups()}
     seen = []
     with open(a.table_from, newline="") as f:
@@ -482,6 +495,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", help="folder holding the shardflow binary")
     ap.add_argument("--csv", help="the generated requests CSV")
+    ap.add_argument("--h5", default="", help="the generated requests table as HDF5 (rows of the in-place and kernel rows)")
     ap.add_argument("--rows", type=int)
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--out", help="where optimize.md and optimize.csv go")

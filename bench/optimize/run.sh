@@ -57,6 +57,15 @@ if [ ! -f "$csv" ] || [ "$(cat "$csv.stamp" 2>/dev/null)" != "$stamp" ]; then
   "$bin/shardflow" gen --generator requests --rows "$rows" --seed 42 --format csv -o "$csv" >/dev/null
   echo "$stamp" > "$csv.stamp"
 fi
+# The same rows as HDF5 columns, for the in-place and vector kernel rows.
+h5=$data/requests.h5
+stamp_h5="rows=$rows seed=42 generator=requests format=hdf5"
+if [ ! -f "$h5" ] || [ "$(cat "$h5.stamp" 2>/dev/null)" != "$stamp_h5" ]; then
+  echo "bench/optimize: generating $rows rows of the requests log as HDF5: $h5" >&2
+  rm -f "$h5" "$h5.stamp"
+  "$bin/shardflow" gen --generator requests --rows "$rows" --seed 42 --format hdf5 -o "$h5" >/dev/null
+  echo "$stamp_h5" > "$h5.stamp"
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/shardflow-optimize.XXXXXX")
 if [ "${SF_OPT_KEEP:-0}" = 1 ]; then
@@ -64,5 +73,5 @@ if [ "${SF_OPT_KEEP:-0}" = 1 ]; then
 else
   trap 'rm -rf "$work"' EXIT
 fi
-"$py" bench/optimize/optimize.py --bin "$bin" --csv "$csv" --rows "$rows" --repeats "$reps" \
+"$py" bench/optimize/optimize.py --bin "$bin" --csv "$csv" --h5 "$h5" --rows "$rows" --repeats "$reps" \
   --out "$outdir" --work "$work" --cold "$cold" --only "${SF_OPT_ONLY:-}"

@@ -72,17 +72,18 @@ TGT static bool f64_avx512(const double *x, const uint8_t *valid, size_t n, sf__
     }
     const uint64_t hi = _mm512_reduce_max_epu64(amax), lo = _mm512_reduce_min_epu64(amin);
     if (hi >= UINT64_C(0x7FF0000000000000)) return false; /* an infinity or a NaN */
+    const int emax = (int)(hi >> 52) - 1023, emin = (int)(lo >> 52) - 1023;
+    /* Subnormals (emin = -1023), squares near underflow or overflow, or a
+     * spread the bounds do not cover: the per-value path. hi == 0: zeros
+     * (or nothing) only. */
+    if (hi != 0 && (emin < -400 || emax > 500 || emax - emin > 17)) return false;
     o->count = count;
     o->nulls = n - count;
     o->min_key = count ? _mm512_reduce_min_epu64(kmin) : UINT64_MAX;
     o->max_key = count ? _mm512_reduce_max_epu64(kmax) : 0;
     memset(o->sum, 0, sizeof o->sum);
     memset(o->sq, 0, sizeof o->sq);
-    if (hi == 0) return true; /* zeros (or nothing) only */
-    const int emax = (int)(hi >> 52) - 1023, emin = (int)(lo >> 52) - 1023;
-    /* Subnormals, squares near underflow or overflow, or a spread the
-     * bounds do not cover: the per-value path. */
-    if ((lo >> 52) == 0 || emin < -400 || emax > 500 || emax - emin > 17) return false;
+    if (hi == 0) return true;
     const __m512d sx = _mm512_set1_pd(pow2(emax + 10 + 1023));
     const __m512d sp = _mm512_set1_pd(pow2(2 * emax + 11 + 1023));
     const __m512d se = _mm512_set1_pd(pow2(2 * emax - 42 + 1023));

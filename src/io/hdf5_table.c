@@ -673,23 +673,64 @@ static sf_status count_mask(const uint8_t *v, size_t n, const char *file, const 
 }
 
 /* The value slots of the nulls of a number column, zeroed (as
- * sf_batch_set_null leaves them). */
+ * sf_batch_set_null leaves them); branch-free, so that it vectorizes. */
 static void zero_nulls(sf_column *col, size_t n)
 {
     const uint8_t *v = col->valid;
-    for (size_t i = 0; i < n; i++)
-        if (v[i] == 0) {
-            if (col->type == SF_FLOAT64)
-                col->f64[i] = 0.0;
-            else
-                col->i64[i] = 0;
+    if (col->type == SF_FLOAT64) {
+        double *x = col->f64;
+        for (size_t i = 0; i < n; i++) x[i] = v[i] ? x[i] : 0.0;
+    } else {
+        int64_t *x = col->i64;
+        for (size_t i = 0; i < n; i++) x[i] &= -(int64_t)(v[i] != 0);
+    }
+}
+
+/* Rows row0..row0+n of a number column and of its mask (if any) by raw
+ * reads alone; *done = false, the batch's column as it was, where a part
+ * of either cannot be read raw (H5Dread then takes the column). */
+static sf_status read_column_raw(sf_reader *r, h5reader *h, int c, sf_batch *b, uint64_t row0, size_t n,
+                                 bool *done)
+{
+    const char *file = r->cfg.path;
+    h5col *k = &h->cols[c];
+    sf_column *col = &b->cols[c];
+    *done = false;
+    if (k->vdset >= 0) {
+        /* The mask straight into the batch's validity bytes. */
+        bool got = false;
+        SF_CALL(sf_batch_enable_valid(b, c));
+        sf_status rc = raw_read(h, &k->vraw, k->vdset, file, k->vpath, row0, n, col->valid, &got);
+        size_t nulls = 0;
+        if (rc == SF_OK && got) rc = count_mask(col->valid, n, file, k->vpath, row0, &nulls);
+        if (rc != SF_OK || !got) {
+            memset(col->valid, 1, n);
+            return rc;
         }
+        col->nulls = nulls;
+    }
+    void *dst = k->kind == K_INT ? (void *)col->i64 : (void *)col->f64;
+    bool got = false;
+    sf_status rc = raw_read(h, &k->raw, k->dset, file, k->path, row0, n, dst, &got);
+    if (rc != SF_OK || !got) {
+        if (col->valid && col->nulls) memset(col->valid, 1, n);
+        col->nulls = 0;
+        return rc;
+    }
+    if (col->nulls) zero_nulls(col, n);
+    *done = true;
+    return SF_OK;
 }
 
 /* Reads rows row0..row0+n of column c (and its mask, if any) into b. */
 static sf_status read_column(sf_reader *r, h5reader *h, int c, sf_batch *b, uint64_t row0, size_t n)
 {
     sf_status rc = SF_OK;
+    if (h->cols[c].raw.on && (h->cols[c].vdset < 0 || h->cols[c].vraw.on)) {
+        bool done = false;
+        SF_CALL(read_column_raw(r, h, c, b, row0, n, &done));
+        if (done) return SF_OK;
+    }
     const char *file = r->cfg.path;
     h5col *k = &h->cols[c];
     sf_column *col = &b->cols[c];
@@ -698,25 +739,8 @@ static sf_status read_column(sf_reader *r, h5reader *h, int c, sf_batch *b, uint
     const int64_t *mask = NULL;
     hsize_t start = row0, count = n;
     SF_CALL_H5(mspace = H5Screate_simple(1, &count, NULL), done, "%s: dataset '%s'", file, k->path);
-    bool raw_mask = false;
-    if (k->vdset >= 0 && k->vraw.on) {
-        /* Straight into the batch's validity bytes (numbers only). */
-        SF_CALL_GOTO(sf_batch_enable_valid(b, c), done);
-        SF_CALL_GOTO(raw_read(h, &k->vraw, k->vdset, file, k->vpath, row0, n, col->valid, &raw_mask), done);
-        if (raw_mask) {
-            size_t nulls = 0;
-            rc = count_mask(col->valid, n, file, k->vpath, row0, &nulls);
-            if (rc != SF_OK) {
-                memset(col->valid, 1, n);
-                goto done;
-            }
-            col->nulls = nulls;
-        } else {
-            memset(col->valid, 1, n);
-        }
-    }
     /* The mask first: values under a null are neither checked nor interned. */
-    if (k->vdset >= 0 && !raw_mask) {
+    if (k->vdset >= 0) {
         SF_CALL_GOTO(read_mask(r, h, k, row0, n, mspace), done);
         mask = h->mask;
     }
@@ -727,17 +751,10 @@ static sf_status read_column(sf_reader *r, h5reader *h, int c, sf_batch *b, uint
     case K_INT:
     case K_FLOAT: {
         void *dst = k->kind == K_INT ? (void *)col->i64 : (void *)col->f64;
-        bool raw = false;
-        if (k->raw.on) SF_CALL_GOTO(raw_read(h, &k->raw, k->dset, file, k->path, row0, n, dst, &raw), done);
-        if (!raw)
-            SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, dst), done,
-                       "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
-                       (unsigned long long)(row0 + n));
-        if (raw_mask) {
-            if (col->nulls) zero_nulls(col, n);
-        } else {
-            SF_CALL_GOTO(apply_mask(b, c, mask, n), done);
-        }
+        SF_CALL_H5(H5Dread(k->dset, k->mtype, mspace, k->fspace, H5P_DEFAULT, dst), done,
+                   "%s: dataset '%s': cannot read rows %llu..%llu", file, k->path, (unsigned long long)row0,
+                   (unsigned long long)(row0 + n));
+        SF_CALL_GOTO(apply_mask(b, c, mask, n), done);
         break;
     }
     case K_UINT64: {

@@ -681,6 +681,221 @@ static void test_schema_mismatch(void **st)
     sf_buf_fini(&unit);
 }
 
+/* ---- tests: views of contiguous runs ------------------------------------------ */
+
+/* A random numeric batch for the run views (a fresh one in b): columns of the three number
+ * types, each with its own null pattern, and the test's own record of the
+ * nulls (runs_null). */
+#define RUNS_COLS 6
+#define RUNS_CAP 1500
+static bool runs_null[RUNS_COLS][RUNS_CAP];
+
+enum { NULLS_NONE, NULLS_ARRAY_ONLY, NULLS_SPARSE, NULLS_ALL, NULLS_BLOCKS, NNULL_KINDS };
+
+static void runs_batch(sf_batch *b, const sf_schema *s, size_t n)
+{
+    assert_int_equal(sf_batch_init(b, s, NULL, RUNS_CAP), SF_OK);
+    for (int c = 0; c < s->ncols; c++) {
+        sf_column *col = &b->cols[c];
+        for (size_t r = 0; r < n; r++) {
+            uint64_t u = rnd();
+            if (s->fields[c].type == SF_FLOAT64) {
+                if (u % 17 == 0) u = 0x8000000000000000ull;           /* -0.0 */
+                else if (u % 17 == 1) u = 0x7ff8000000000123ull;      /* NaN with a payload */
+                memcpy(&col->f64[r], &u, 8);
+            } else {
+                col->i64[r] = u % 13 == 0 ? INT64_MIN : (int64_t)u;
+            }
+        }
+        int kind = (int)(rnd() % NNULL_KINDS);
+        for (size_t r = 0; r < n; r++) runs_null[c][r] = false;
+        if (kind == NULLS_ARRAY_ONLY) assert_int_equal(sf_batch_enable_valid(b, c), SF_OK);
+        for (size_t r = 0; r < n; r++) {
+            bool null = kind == NULLS_SPARSE ? rnd() % 9 == 0
+                        : kind == NULLS_ALL  ? true
+                        : kind == NULLS_BLOCKS ? (r / 64) % 3 == 1
+                                               : false;
+            if (!null) continue;
+            runs_null[c][r] = true;
+            assert_int_equal(sf_batch_set_null(b, c, r), SF_OK);
+            /* Whatever lies under a null travels as it is. */
+            if (s->fields[c].type == SF_FLOAT64) col->f64[r] = (double)r + 0.5;
+            else col->i64[r] = (int64_t)r * 3 - 7;
+        }
+    }
+    b->nrows = n;
+}
+
+/* Random runs start[0..k]: 0, ascending cut points (repeats make empty
+ * shards), n. */
+static void runs_cuts(size_t *start, int k, size_t n)
+{
+    start[0] = 0;
+    start[k] = n;
+    for (int s = 1; s < k; s++) start[s] = n ? (size_t)(rnd() % (n + 1)) : 0;
+    for (int s = 1; s < k; s++) /* insertion sort of the inner cuts */
+        for (int t = s; t > 1 && start[t - 1] > start[t]; t--) {
+            size_t x = start[t];
+            start[t] = start[t - 1];
+            start[t - 1] = x;
+        }
+    if (k > 2 && rnd() % 2) start[1] = 0;           /* an empty first shard */
+    if (k > 2 && rnd() % 2) start[k - 1] = n;       /* an empty last shard */
+}
+
+/* sf_unit_views_of_runs against sf_piece_append + sf_unit_parse of the same
+ * rows (shard s: rows start[s] .. start[s + 1] as an order array): the same
+ * pieces, column by column (type, rows, nulls, validity present exactly when
+ * the piece has a null, every value bit for bit, every validity byte), the
+ * views borrowing the batch's arrays; empty shards left out, shards in
+ * ascending order; the nulls also checked against the test's own record.
+ * A string column is refused with SF_ERR_ARG. */
+static void test_views_of_runs(void **st)
+{
+    (void)st;
+    sf_schema s;
+    sf_schema_init(&s);
+    static const sf_type types[RUNS_COLS] = {SF_INT64, SF_FLOAT64, SF_TIMESTAMP,
+                                             SF_FLOAT64, SF_INT64, SF_TIMESTAMP};
+    for (int c = 0; c < RUNS_COLS; c++) {
+        char name[8];
+        snprintf(name, sizeof name, "c%d", c);
+        assert_int_equal(sf_schema_add(&s, name, types[c]), SF_OK);
+    }
+    sf_batch b;
+    sf_buf unit;
+    sf_buf_init(&unit);
+    sf_piece_view *views = NULL, *parsed = NULL;
+    size_t vcap = 0, pcap = 0;
+    uint32_t *rows = malloc(RUNS_CAP * sizeof *rows);
+    assert_non_null(rows);
+    rng_state = 4242;
+    size_t pieces_seen = 0, null_pieces = 0, clean_pieces = 0, empty_shards = 0;
+    for (int trial = 0; trial < 200; trial++) {
+        size_t n = trial == 0 ? 0 : trial == 1 ? 1 : (size_t)(rnd() % RUNS_CAP) + 1;
+        runs_batch(&b, &s, n);
+        /* Pass columns: a random subset in random order (repeats allowed). */
+        int cols[RUNS_COLS + 2], ncols = (int)(rnd() % (RUNS_COLS + 2)) + 1;
+        for (int k = 0; k < ncols; k++) cols[k] = (int)(rnd() % RUNS_COLS);
+        sf_schema ps;
+        sf_schema_init(&ps);
+        for (int k = 0; k < ncols; k++) {
+            char name[8];
+            snprintf(name, sizeof name, "p%d", k);
+            assert_int_equal(sf_schema_add(&ps, name, types[cols[k]]), SF_OK);
+        }
+        int k = trial == 2 ? 1 : (int)(rnd() % 40) + 1;
+        size_t start[41];
+        runs_cuts(start, k, n);
+
+        size_t nv = 777;
+        if (sf_unit_views_of_runs(&b, cols, ncols, start, k, &views, &nv, &vcap) != SF_OK)
+            fail_msg("trial %d: %s", trial, sf_error_message());
+        assert_int_equal(sf_unit_begin(&unit, 0), SF_OK);
+        size_t want_nv = 0;
+        for (int sh = 0; sh < k; sh++) {
+            size_t r0 = start[sh], m = start[sh + 1] - start[sh];
+            if (m == 0) {
+                empty_shards++;
+                continue;
+            }
+            for (size_t i = 0; i < m; i++) rows[i] = (uint32_t)(r0 + i);
+            assert_int_equal(sf_piece_append(&unit, &b, cols, ncols, (uint32_t)sh, rows, m), SF_OK);
+            want_nv++;
+        }
+        uint32_t kind = 99;
+        size_t np = 555;
+        if (sf_unit_parse(unit.data, unit.len, &ps, &kind, &parsed, &np, &pcap) != SF_OK)
+            fail_msg("trial %d: parse: %s", trial, sf_error_message());
+        assert_int_equal(np, want_nv);
+        assert_int_equal(nv, want_nv);
+        int last_shard = -1;
+        for (size_t v = 0; v < nv; v++) {
+            const sf_piece_view *a = &views[v], *e = &parsed[v];
+            assert_int_equal(a->shard, e->shard);
+            assert_true((int)a->shard > last_shard); /* ascending, each once */
+            last_shard = (int)a->shard;
+            size_t r0 = start[a->shard], m = start[a->shard + 1] - r0;
+            assert_true(m > 0);
+            assert_int_equal(a->batch.nrows, m);
+            assert_int_equal(e->batch.nrows, m);
+            assert_int_equal(a->batch.ncols, ncols);
+            pieces_seen++;
+            for (int c = 0; c < ncols; c++) {
+                const sf_column *ac = &a->batch.cols[c], *ec = &e->batch.cols[c], *sc = &b.cols[cols[c]];
+                assert_int_equal(ac->type, ec->type);
+                assert_int_equal(ac->type, types[cols[c]]);
+                assert_true(ac->loaded);
+                size_t nulls = 0;
+                for (size_t i = 0; i < m; i++) nulls += runs_null[cols[c]][r0 + i];
+                assert_int_equal(ec->nulls, nulls);
+                assert_int_equal(ac->nulls, nulls);
+                assert_int_equal(ac->valid == NULL, ec->valid == NULL);
+                assert_int_equal(ac->valid == NULL, nulls == 0);
+                if (nulls) {
+                    null_pieces++;
+                    assert_memory_equal(ac->valid, ec->valid, m);
+                    assert_ptr_equal(ac->valid, sc->valid + r0);
+                    for (size_t i = 0; i < m; i++) assert_int_equal(ac->valid[i] == 0, runs_null[cols[c]][r0 + i]);
+                } else {
+                    clean_pieces++;
+                }
+                if (ac->type == SF_FLOAT64) {
+                    assert_memory_equal(ac->f64, ec->f64, m * sizeof(double));
+                    assert_ptr_equal(ac->f64, sc->f64 + r0);
+                    assert_null(ac->i64);
+                } else {
+                    assert_memory_equal(ac->i64, ec->i64, m * sizeof(int64_t));
+                    assert_ptr_equal(ac->i64, sc->i64 + r0);
+                    assert_null(ac->f64);
+                }
+            }
+        }
+        sf_schema_fini(&ps);
+        sf_batch_fini(&b);
+    }
+    /* The trials reached every case. */
+    assert_true(pieces_seen > 1000 && null_pieces > 100 && clean_pieces > 100 && empty_shards > 100);
+
+    /* A string column anywhere among the pass columns is refused. */
+    sf_schema ws;
+    sf_schema_init(&ws);
+    assert_int_equal(sf_schema_add(&ws, "n", SF_INT64), SF_OK);
+    assert_int_equal(sf_schema_add(&ws, "s", SF_STRING), SF_OK);
+    sf_batch wb;
+    assert_int_equal(sf_batch_init(&wb, &ws, NULL, 16), SF_OK);
+    for (size_t r = 0; r < 10; r++) {
+        wb.cols[0].i64[r] = (int64_t)r;
+        assert_int_equal(sf_dict_intern(&wb.cols[1].dict, "a", 1, &wb.cols[1].code[r]), SF_OK);
+    }
+    wb.nrows = 10;
+    static const size_t wstart[3] = {0, 4, 10};
+    static const int with_str[3][2] = {{1, 0}, {0, 1}, {1, 1}};
+    for (int t = 0; t < 3; t++) {
+        size_t nv = 99;
+        sf_error_clear();
+        assert_int_equal(sf_unit_views_of_runs(&wb, with_str[t], 2, wstart, 2, &views, &nv, &vcap), SF_ERR_ARG);
+        assert_int_equal(nv, 0);
+        assert_true(sf_error_message()[0] != '\0');
+    }
+    /* ... while the number column alone is fine. */
+    size_t nv = 0;
+    static const int num_only[1] = {0};
+    assert_int_equal(sf_unit_views_of_runs(&wb, num_only, 1, wstart, 2, &views, &nv, &vcap), SF_OK);
+    assert_int_equal(nv, 2);
+    assert_int_equal(views[1].shard, 1);
+    assert_int_equal(views[1].batch.nrows, 6);
+    assert_int_equal(views[1].batch.cols[0].i64[0], 4);
+    sf_batch_fini(&wb);
+    sf_schema_fini(&ws);
+
+    free(rows);
+    sf_unit_views_free(views, vcap);
+    sf_unit_views_free(parsed, pcap);
+    sf_buf_fini(&unit);
+    sf_schema_fini(&s);
+}
+
 /* ---- tests: a pass on one rank -------------------------------------------------- */
 
 #define PASS_ROWS 50000
@@ -987,6 +1202,7 @@ int main(void)
         cmocka_unit_test(test_control_unit_trailing_bytes),
         cmocka_unit_test(test_huge_row_count_rejected),
         cmocka_unit_test(test_schema_mismatch),
+        cmocka_unit_test(test_views_of_runs),
     };
     const struct CMUnitTest pass_tests[] = {
         cmocka_unit_test(test_pass_reference_sane),

@@ -1141,6 +1141,709 @@ static void test_mask_errors(void **state)
     sf_schema_fini(&s);
 }
 
+/* ---- storage layouts: raw reads and their fallbacks ------------------------- */
+
+/* Tables of RL_ROWS rows in group /t, made with the HDF5 C API in many
+ * storage layouts: column a (integers, validity mask), b (floats, mask),
+ * c (an int64 timestamp column, no mask). Plain little-endian int64 and
+ * float64 data and uint8 masks stored contiguously or in unfiltered chunks
+ * are read with pread; everything else (compact, filters, fill values of
+ * unallocated chunks, user blocks, external storage, other types and byte
+ * orders, masks of other integer types) through HDF5. Every layout must
+ * give back exactly the values written (rl_a, rl_b, rl_c, the nulls
+ * rl_null_a, rl_null_b): those arrays are filled here from formulas and
+ * the fill values, before and independently of any read. */
+#define RL_ROWS 4321
+#define RL_CHUNK 1000
+
+/* File types; RT_DEFAULT (0, a field left out) is int64 for a and c,
+ * float64 for b and uint8 for the masks, all little-endian. */
+enum { RT_DEFAULT, RT_I64LE, RT_I64BE, RT_I32LE, RT_F64LE, RT_F64BE, RT_F32LE, RT_U8, RT_I8, RT_U8BE };
+
+typedef struct rl_layout {
+    const char *name;
+    H5D_layout_t layout;
+    hsize_t chunk;        /* chunked: rows per chunk of the data (0: RL_CHUNK) */
+    hsize_t mask_chunk;   /* chunked: rows per chunk of the masks (0: as the data) */
+    bool unlimited;       /* chunked: extendible (H5S_UNLIMITED) */
+    bool latest;          /* the newest file format (its other chunk indexes) */
+    bool early;           /* space allocated (and filled) when created */
+    int deflate;          /* gzip level, 0: none (with the shuffle filter) */
+    bool partial;         /* only the rows of rl_written are written */
+    bool fill;            /* user-defined fill values */
+    hsize_t userblock;
+    bool external;        /* contiguous in an external file */
+    int ta, tb, tc, ma, mb; /* file types of a, b, c and of a's and b's masks */
+} rl_layout;
+
+static int64_t rl_a[RL_ROWS], rl_c[RL_ROWS];
+static double rl_b[RL_ROWS];
+static uint8_t rl_mask_a[RL_ROWS], rl_mask_b[RL_ROWS];
+static bool rl_null_a[RL_ROWS], rl_null_b[RL_ROWS];
+
+#define RL_FILL_A INT64_C(-7)
+#define RL_FILL_B 2.5
+
+static hid_t rl_ftype(int t)
+{
+    switch (t) {
+    case RT_I64LE: return H5T_STD_I64LE;
+    case RT_I64BE: return H5T_STD_I64BE;
+    case RT_I32LE: return H5T_STD_I32LE;
+    case RT_F64LE: return H5T_IEEE_F64LE;
+    case RT_F64BE: return H5T_IEEE_F64BE;
+    case RT_F32LE: return H5T_IEEE_F32LE;
+    case RT_U8: return H5T_STD_U8LE;
+    case RT_U8BE: return H5T_STD_U8BE;
+    default: return H5T_STD_I8LE;
+    }
+}
+
+static size_t rl_size(int t)
+{
+    return t == RT_I32LE || t == RT_F32LE ? 4 : t == RT_U8 || t == RT_I8 || t == RT_U8BE ? 1 : 8;
+}
+
+/* Rows written in a partial layout: chunks 0 and 2 whole, part of chunk 3;
+ * chunks 1 and 4 never (unallocated unless allocated early). */
+static bool rl_written(const rl_layout *L, uint64_t i)
+{
+    return !L->partial || i < 1000 || (i >= 2000 && i < 3000) || (i >= 3500 && i < 3700);
+}
+
+static uint64_t rl_mix(uint64_t i)
+{
+    uint64_t z = i * 0x9E3779B97F4A7C15ull + 12345;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The values and masks of layout L, as written and as HDF5 gives back the
+ * rows never written (the fill values, or 0 without one). */
+static void rl_reference(const rl_layout *L)
+{
+    for (uint64_t i = 0; i < RL_ROWS; i++) {
+        uint64_t u = rl_mix(i);
+        int64_t a = i == 1 ? INT64_MIN : i == 2 ? INT64_MAX : (int64_t)u;
+        if (L->ta == RT_I32LE) a = (int32_t)(uint32_t)u;
+        double b = ldexp((double)(int64_t)(u >> 12) - (double)(1ull << 51), (int)(u % 64) - 40);
+        if (i % 97 == 5) b = NAN;
+        if (i % 89 == 3) b = -0.0;
+        if (i == 11) b = -INFINITY;
+        if (L->tb == RT_F32LE) b = (double)(float)b;
+        int64_t c = INT64_C(1767225600000000) + (int64_t)i * 1000003 - (int64_t)(u % 1000);
+        uint8_t ma = i % 7 != 3, mb = !((i / 50) % 4 == 1 || i == RL_ROWS - 1);
+        if (!rl_written(L, i)) {
+            a = L->fill ? RL_FILL_A : 0;
+            b = L->fill ? RL_FILL_B : 0.0;
+            c = 0;                 /* c never has a user fill value */
+            ma = L->fill ? 1 : 0;  /* a's mask fills with 1 (present) */
+            mb = 0;                /* b's with 0 (null), a set fill or not */
+        }
+        rl_a[i] = a;
+        rl_b[i] = b;
+        rl_c[i] = c;
+        rl_mask_a[i] = ma;
+        rl_mask_b[i] = mb;
+        rl_null_a[i] = ma == 0;
+        rl_null_b[i] = mb == 0;
+    }
+}
+
+/* Creates dataset name in g with layout L (an external one in the file
+ * named by file and ext_tag) from the RL_ROWS values at data (memory type
+ * mtype), writing only the rows rl_written gives; fill, if
+ * not NULL and L->fill, is the user fill value (memory type mtype). */
+static void rl_dataset(hid_t g, const char *file, const char *name, const char *ext_tag, int ftype, hid_t mtype, const void *data,
+                       size_t melem, const void *fill, const rl_layout *L, hsize_t chunk)
+{
+    hsize_t dim = RL_ROWS, maxdim = L->unlimited ? H5S_UNLIMITED : RL_ROWS;
+    hid_t sp = H5Screate_simple(1, &dim, &maxdim);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (L->layout == H5D_CHUNKED) {
+        assert_true(H5Pset_chunk(dcpl, 1, &chunk) >= 0);
+        if (L->deflate) {
+            assert_true(H5Pset_shuffle(dcpl) >= 0);
+            assert_true(H5Pset_deflate(dcpl, (unsigned)L->deflate) >= 0);
+        }
+    } else {
+        assert_true(H5Pset_layout(dcpl, L->layout) >= 0);
+    }
+    if (L->external) {
+        char ext[160];
+        snprintf(ext, sizeof ext, "%s.%s.raw", file, ext_tag);
+        assert_true(H5Pset_external(dcpl, ext, 0, RL_ROWS * rl_size(ftype)) >= 0);
+    }
+    if (L->early) assert_true(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) >= 0);
+    if (L->fill && fill) assert_true(H5Pset_fill_value(dcpl, mtype, fill) >= 0);
+    hid_t d = H5Dcreate2(g, name, rl_ftype(ftype), sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(d >= 0);
+    /* Row ranges written, one H5Dwrite each. */
+    for (uint64_t i = 0; i < RL_ROWS;) {
+        if (!rl_written(L, i)) {
+            i++;
+            continue;
+        }
+        uint64_t j = i;
+        while (j < RL_ROWS && rl_written(L, j)) j++;
+        hsize_t start = i, count = j - i;
+        hid_t ms = H5Screate_simple(1, &count, NULL);
+        assert_true(H5Sselect_hyperslab(sp, H5S_SELECT_SET, &start, NULL, &count, NULL) >= 0);
+        assert_true(H5Dwrite(d, mtype, ms, sp, H5P_DEFAULT, (const char *)data + i * melem) >= 0);
+        H5Sclose(ms);
+        i = j;
+    }
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+}
+
+/* L with the defaults filled in. */
+static rl_layout rl_norm(const rl_layout *L)
+{
+    rl_layout n = *L;
+    if (n.chunk == 0) n.chunk = RL_CHUNK;
+    if (n.ta == RT_DEFAULT) n.ta = RT_I64LE;
+    if (n.tb == RT_DEFAULT) n.tb = RT_F64LE;
+    if (n.tc == RT_DEFAULT) n.tc = RT_I64LE;
+    if (n.ma == RT_DEFAULT) n.ma = RT_U8;
+    if (n.mb == RT_DEFAULT) n.mb = RT_U8;
+    return n;
+}
+
+static void rl_write(const char *path, const rl_layout *given)
+{
+    const rl_layout norm = rl_norm(given), *L = &norm;
+    rl_reference(L);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (L->userblock) assert_true(H5Pset_userblock(fcpl, L->userblock) >= 0);
+    if (L->latest) assert_true(H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) >= 0);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+    assert_true(f >= 0);
+    hid_t g = H5Gcreate2(f, "/t", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t v = H5Gcreate2(g, "_valid", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    /* The rows never written hold the fill values in the reference, not
+     * what the memory arrays say there: write from copies that hold junk in
+     * those rows, so that a reader handing out the arrays' rows would fail. */
+    static int64_t wa[RL_ROWS], wc[RL_ROWS];
+    static double wb[RL_ROWS];
+    static uint8_t wma[RL_ROWS], wmb[RL_ROWS];
+    for (uint64_t i = 0; i < RL_ROWS; i++) {
+        bool w = rl_written(L, i);
+        wa[i] = w ? rl_a[i] : 123456789;
+        wb[i] = w ? rl_b[i] : -1e300;
+        wc[i] = w ? rl_c[i] : 987654321;
+        wma[i] = w ? rl_mask_a[i] : 1;
+        wmb[i] = w ? rl_mask_b[i] : 1;
+    }
+    const int64_t fa = RL_FILL_A;
+    const double fb = RL_FILL_B;
+    const uint8_t one = 1, zero = 0;
+    hsize_t mchunk = L->mask_chunk ? L->mask_chunk : L->chunk;
+    rl_dataset(g, path, "a", "a", L->ta, H5T_NATIVE_INT64, wa, 8, &fa, L, L->chunk);
+    rl_dataset(g, path, "b", "b", L->tb, H5T_NATIVE_DOUBLE, wb, 8, &fb, L, L->chunk);
+    rl_dataset(g, path, "c", "c", L->tc, H5T_NATIVE_INT64, wc, 8, NULL, L, L->chunk);
+    put_attr(g, "c", "timestamp");
+    rl_dataset(v, path, "a", "mask_a", L->ma, H5T_NATIVE_UINT8, wma, 1, &one, L, mchunk);
+    rl_dataset(v, path, "b", "mask_b", L->mb, H5T_NATIVE_UINT8, wmb, 1, &zero, L, mchunk);
+    H5Gclose(v);
+    H5Gclose(g);
+    H5Fclose(f);
+    H5Pclose(fapl);
+    H5Pclose(fcpl);
+}
+
+/* The layout of path as intended: so that each case tests what it says. */
+static void rl_check_layout(const char *path, const rl_layout *given)
+{
+    const rl_layout norm = rl_norm(given), *L = &norm;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t fcpl = H5Fget_create_plist(f);
+    hsize_t ub = 99;
+    assert_true(H5Pget_userblock(fcpl, &ub) >= 0);
+    assert_int_equal(ub, L->userblock);
+    H5Pclose(fcpl);
+    hid_t d = H5Dopen2(f, "/t/a", H5P_DEFAULT);
+    assert_true(d >= 0);
+    hid_t pl = H5Dget_create_plist(d);
+    assert_int_equal(H5Pget_layout(pl), L->layout);
+    assert_int_equal(H5Pget_nfilters(pl), L->deflate ? 2 : 0);
+    assert_int_equal(H5Pget_external_count(pl), L->external ? 1 : 0);
+    if (L->layout == H5D_CHUNKED) {
+        /* Partial writes leave chunks unallocated (unless allocated early). */
+        hsize_t nchunks = 0;
+        hid_t sp = H5Dget_space(d);
+        assert_true(H5Dget_num_chunks(d, sp, &nchunks) >= 0);
+        H5Sclose(sp);
+        hsize_t all = (RL_ROWS + L->chunk - 1) / L->chunk;
+        assert_int_equal(nchunks, L->partial && !L->early ? all - 2 : all);
+    }
+    H5Pclose(pl);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+static void rl_config(sf_input_config *cfg, const char *path, size_t batch_rows)
+{
+    h5_config(cfg, path, "/t", batch_rows);
+}
+
+/* Checks batch b (rows first.. of the table) against the reference;
+ * loaded[c] says which columns must be there. */
+static void rl_check_batch(const char *what, const sf_batch *b, uint64_t first, const uint8_t *loaded)
+{
+    assert_int_equal(b->first_row, first);
+    assert_int_equal(b->ncols, 3);
+    for (int c = 0; c < 3; c++) {
+        const sf_column *col = &b->cols[c];
+        assert_int_equal(col->loaded, loaded[c]);
+        if (!loaded[c]) continue;
+        if (c == 2) assert_null(col->valid);   /* no mask */
+        size_t nulls = 0;
+        for (size_t k = 0; k < b->nrows; k++) {
+            uint64_t i = first + k;
+            bool null = c == 0 ? rl_null_a[i] : c == 1 ? rl_null_b[i] : false;
+            nulls += null;
+            if (sf_col_is_null(col, k) != null)
+                fail_msg("%s: column %c, row %llu: null %d, expected %d", what, 'a' + c, (unsigned long long)i,
+                         (int)sf_col_is_null(col, k), (int)null);
+            if (c == 1) {
+                double e = null ? 0.0 : rl_b[i], g = col->f64[k];
+                bool same = isnan(e) ? isnan(g) != 0 : g == e && signbit(g) == signbit(e);
+                if (!same)
+                    fail_msg("%s: column b, row %llu: %.17g, expected %.17g", what, (unsigned long long)i, g, e);
+            } else {
+                int64_t e = null ? 0 : c == 0 ? rl_a[i] : rl_c[i];
+                if (col->i64[k] != e)
+                    fail_msg("%s: column %c, row %llu: %lld, expected %lld", what, 'a' + c, (unsigned long long)i,
+                             (long long)col->i64[k], (long long)e);
+            }
+        }
+        if (col->nulls != nulls)
+            fail_msg("%s: column %c, rows %llu..%llu: %zu nulls, expected %zu", what, 'a' + c,
+                     (unsigned long long)first, (unsigned long long)(first + b->nrows), col->nulls, nulls);
+    }
+}
+
+/* Reads the rows [begin, end) of the table (the part set with
+ * sf_reader_set_part unless it is the whole table; with cuts, as the
+ * sub-parts of sf_reader_split) in batches of batch_rows, checking every
+ * batch; projection want may be NULL. */
+static void rl_read(const char *path, const char *what, uint64_t begin, uint64_t end, size_t batch_rows,
+                    const uint8_t *want, int nsub, const uint64_t *cuts)
+{
+    sf_input_config cfg;
+    rl_config(&cfg, path, batch_rows);
+    sf_reader *r = NULL;
+    if (sf_reader_open(&cfg, &r) != SF_OK) fail_msg("%s: open: %s", what, sf_error_message());
+    const sf_schema *s = sf_reader_schema(r);
+    assert_int_equal(s->ncols, 3);
+    assert_int_equal(s->fields[0].type, SF_INT64);
+    assert_int_equal(s->fields[1].type, SF_FLOAT64);
+    assert_int_equal(s->fields[2].type, SF_TIMESTAMP);
+    assert_int_equal(sf_reader_total_rows(r), RL_ROWS);
+    static const uint8_t all[3] = {1, 1, 1};
+    if (want) assert_int_equal(sf_reader_set_projection(r, want), SF_OK);
+    const uint64_t zeros[2 * 8] = {0};
+    if (nsub > 0) {
+        assert_true(nsub < 8);
+        assert_int_equal(sf_reader_split(r, nsub, cuts, zeros), SF_OK);
+    } else if (begin != 0 || end != RL_ROWS) {
+        assert_int_equal(sf_reader_set_part(r, begin, end, zeros, zeros), SF_OK);
+    }
+    sf_batch b;
+    assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
+    uint64_t row = begin;
+    for (;;) {
+        bool eof = false;
+        if (sf_reader_next(r, &b, &eof) != SF_OK) fail_msg("%s: row %llu: %s", what, (unsigned long long)row,
+                                                           sf_error_message());
+        if (eof) break;
+        uint64_t left = end - row;
+        /* Sub-parts never share a batch: a batch ends at the next cut. */
+        for (int t = 1; t < nsub; t++)
+            if (cuts[t] > row && cuts[t] - row < left) left = cuts[t] - row;
+        assert_int_equal(b.nrows, left < batch_rows ? left : batch_rows);
+        rl_check_batch(what, &b, row, want ? want : all);
+        row += b.nrows;
+    }
+    assert_int_equal(row, end);
+    sf_batch_fini(&b);
+    sf_reader_destroy(&r);
+    sf_input_config_fini(&cfg);
+}
+
+/* Reads some batches, takes the position, and reads the rest on a fresh
+ * reader sought there. */
+static void rl_read_seek(const char *path, const char *what, size_t batch_rows, int before)
+{
+    sf_input_config cfg;
+    rl_config(&cfg, path, batch_rows);
+    static const uint8_t all[3] = {1, 1, 1};
+    sf_reader *r = NULL;
+    assert_int_equal(sf_reader_open(&cfg, &r), SF_OK);
+    sf_batch b;
+    assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
+    bool eof = false;
+    uint64_t row = 0;
+    for (int k = 0; k < before; k++) {
+        assert_int_equal(sf_reader_next(r, &b, &eof), SF_OK);
+        assert_false(eof);
+        row += b.nrows;
+    }
+    sf_reader_pos pos;
+    sf_reader_tell(r, &pos);
+    sf_batch_fini(&b);
+    sf_reader_destroy(&r);
+    assert_int_equal(sf_reader_open(&cfg, &r), SF_OK);
+    assert_int_equal(sf_reader_seek(r, &pos), SF_OK);
+    assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
+    for (;;) {
+        if (sf_reader_next(r, &b, &eof) != SF_OK) fail_msg("%s: %s", what, sf_error_message());
+        if (eof) break;
+        rl_check_batch(what, &b, row, all);
+        row += b.nrows;
+    }
+    assert_int_equal(row, RL_ROWS);
+    sf_batch_fini(&b);
+    sf_reader_destroy(&r);
+    sf_input_config_fini(&cfg);
+}
+
+static const rl_layout rl_layouts[] = {
+    {.name = "contiguous", .layout = H5D_CONTIGUOUS},
+    {.name = "contiguous, int64 and int8 masks", .layout = H5D_CONTIGUOUS, .ma = RT_I64LE, .mb = RT_I8},
+    {.name = "contiguous, partly written, fill values", .layout = H5D_CONTIGUOUS, .partial = true,
+     .fill = true},
+    {.name = "contiguous, allocated early, partly written", .layout = H5D_CONTIGUOUS, .partial = true,
+     .early = true},
+    {.name = "compact", .layout = H5D_COMPACT},
+    {.name = "contiguous, external file", .layout = H5D_CONTIGUOUS, .external = true},
+    {.name = "chunked", .layout = H5D_CHUNKED},
+    {.name = "chunked, masks in 333-row chunks", .layout = H5D_CHUNKED, .mask_chunk = 333},
+    {.name = "chunked, extendible", .layout = H5D_CHUNKED, .unlimited = true},
+    {.name = "chunked, newest format", .layout = H5D_CHUNKED, .latest = true},
+    {.name = "chunked, newest format, extendible", .layout = H5D_CHUNKED, .latest = true,
+     .unlimited = true},
+    {.name = "one chunk, newest format", .layout = H5D_CHUNKED, .chunk = RL_ROWS, .latest = true},
+    {.name = "chunked, gzip", .layout = H5D_CHUNKED, .deflate = 6},
+    {.name = "chunked, gzip, partly written, fill values", .layout = H5D_CHUNKED, .deflate = 1,
+     .partial = true, .fill = true},
+    {.name = "chunked, partly written, fill values", .layout = H5D_CHUNKED, .partial = true,
+     .fill = true},
+    {.name = "chunked, partly written, no fill values", .layout = H5D_CHUNKED, .partial = true},
+    {.name = "chunked, partly written, fill values, int64 and int8 masks", .layout = H5D_CHUNKED,
+     .partial = true, .fill = true, .ma = RT_I64LE, .mb = RT_I8},
+    {.name = "chunked, allocated early, partly written, fill values", .layout = H5D_CHUNKED,
+     .partial = true, .fill = true, .early = true},
+    {.name = "chunked, newest format, allocated early, partly written, fill values", .layout = H5D_CHUNKED,
+     .partial = true, .fill = true, .early = true, .latest = true},
+    {.name = "contiguous, user block", .layout = H5D_CONTIGUOUS, .userblock = 512},
+    {.name = "chunked, user block", .layout = H5D_CHUNKED, .userblock = 512},
+    {.name = "chunked, user block, partly written, fill values", .layout = H5D_CHUNKED,
+     .userblock = 4096, .partial = true, .fill = true},
+    {.name = "chunked, int32, float32, int8 masks", .layout = H5D_CHUNKED, .ta = RT_I32LE,
+     .tb = RT_F32LE, .ma = RT_I8, .mb = RT_I8},
+    {.name = "contiguous, int32, float32, big-endian uint8 masks", .layout = H5D_CONTIGUOUS,
+     .ta = RT_I32LE, .tb = RT_F32LE, .ma = RT_U8BE, .mb = RT_U8BE},
+    {.name = "chunked, big-endian", .layout = H5D_CHUNKED, .ta = RT_I64BE, .tb = RT_F64BE,
+     .tc = RT_I64BE},
+    {.name = "contiguous, big-endian", .layout = H5D_CONTIGUOUS, .ta = RT_I64BE, .tb = RT_F64BE,
+     .tc = RT_I64BE},
+    {.name = "chunked, big-endian int64 with little-endian float64, int64 masks", .layout = H5D_CHUNKED,
+     .ta = RT_I64BE, .ma = RT_I64LE, .mb = RT_I64LE},
+};
+#define RL_NLAYOUTS (sizeof rl_layouts / sizeof rl_layouts[0])
+
+/* Every layout, read whole in batches of several sizes (777 and 1000 rows,
+ * one batch), as parts and sub-parts that start inside chunks, row by row
+ * across a chunk boundary, after a seek into a chunk, and with a column
+ * projected away. */
+static void test_storage_layouts(void **state)
+{
+    (void)state;
+    bool gzip = H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0;
+    int tested = 0;
+    for (size_t l = 0; l < RL_NLAYOUTS; l++) {
+        const rl_layout *L = &rl_layouts[l];
+        if (L->deflate && !gzip) continue;
+        char path[128], what[256];
+        snprintf(path, sizeof path, "%s/layout_%zu.h5", tmpdir, l);
+        rl_write(path, L);
+        rl_check_layout(path, L);
+        snprintf(what, sizeof what, "%s (whole, 777)", L->name);
+        rl_read(path, what, 0, RL_ROWS, 777, NULL, 0, NULL);
+        snprintf(what, sizeof what, "%s (whole, 1000)", L->name);
+        rl_read(path, what, 0, RL_ROWS, 1000, NULL, 0, NULL);
+        snprintf(what, sizeof what, "%s (one batch)", L->name);
+        rl_read(path, what, 0, RL_ROWS, 65536, NULL, 0, NULL);
+        snprintf(what, sizeof what, "%s (part 1234..3999)", L->name);
+        rl_read(path, what, 1234, 3999, 777, NULL, 0, NULL);
+        snprintf(what, sizeof what, "%s (part 3999..4321)", L->name);
+        rl_read(path, what, 3999, RL_ROWS, 100, NULL, 0, NULL);
+        snprintf(what, sizeof what, "%s (part 2999..3001)", L->name);
+        rl_read(path, what, 2999, 3001, 777, NULL, 0, NULL);
+        snprintf(what, sizeof what, "%s (part 2500..2500)", L->name);
+        rl_read(path, what, 2500, 2500, 777, NULL, 0, NULL);
+        snprintf(what, sizeof what, "%s (rows 980..1030 one by one)", L->name);
+        rl_read(path, what, 980, 1030, 1, NULL, 0, NULL);
+        static const uint64_t cuts[4] = {17, 1234, 2999, RL_ROWS};
+        snprintf(what, sizeof what, "%s (sub-parts)", L->name);
+        rl_read(path, what, 17, RL_ROWS, 777, NULL, 3, cuts);
+        static const uint8_t no_a[3] = {0, 1, 1}, only_a[3] = {1, 0, 0};
+        snprintf(what, sizeof what, "%s (projection b, c)", L->name);
+        rl_read(path, what, 0, RL_ROWS, 777, no_a, 0, NULL);
+        snprintf(what, sizeof what, "%s (projection a, part 555..4000)", L->name);
+        rl_read(path, what, 555, 4000, 777, only_a, 0, NULL);
+        snprintf(what, sizeof what, "%s (seek)", L->name);
+        rl_read_seek(path, what, 777, 2);
+        tested++;
+    }
+    assert_int_equal(tested, gzip ? (int)RL_NLAYOUTS : (int)RL_NLAYOUTS - 2);
+}
+
+/* ---- bad mask values and truncated files ---------------------------------- */
+
+/* Reads the table in batches of batch_rows from row begin (a part if not 0)
+ * and returns the status of the first failing next, with the rows read
+ * before it in *rows; every batch returned is checked. */
+static sf_status rl_read_until_error(const char *path, uint64_t begin, size_t batch_rows, const uint8_t *want,
+                                     uint64_t *rows)
+{
+    sf_input_config cfg;
+    rl_config(&cfg, path, batch_rows);
+    sf_reader *r = NULL;
+    sf_status rc = sf_reader_open(&cfg, &r);
+    *rows = 0;
+    if (rc != SF_OK) {
+        sf_input_config_fini(&cfg);
+        return rc;
+    }
+    static const uint8_t all[3] = {1, 1, 1};
+    if (want) assert_int_equal(sf_reader_set_projection(r, want), SF_OK);
+    const uint64_t zeros[2] = {0};
+    if (begin) assert_int_equal(sf_reader_set_part(r, begin, RL_ROWS, zeros, zeros), SF_OK);
+    sf_batch b;
+    assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
+    for (;;) {
+        bool eof = false;
+        rc = sf_reader_next(r, &b, &eof);
+        if (rc != SF_OK) {
+            assert_int_equal(b.nrows, 0);   /* the failed batch is left empty */
+            break;
+        }
+        if (eof) break;
+        rl_check_batch(path, &b, begin + *rows, want ? want : all);
+        *rows += b.nrows;
+    }
+    sf_batch_fini(&b);
+    sf_reader_destroy(&r);
+    sf_input_config_fini(&cfg);
+    return rc;
+}
+
+/* Writes layout L with mask value `bad` at element `at` of a's mask. */
+static void rl_write_bad_mask(const char *path, const rl_layout *L, uint64_t at, int bad)
+{
+    rl_write(path, L);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t d = H5Dopen2(f, "/t/_valid/a", H5P_DEFAULT);
+    assert_true(d >= 0);
+    hid_t sp = H5Dget_space(d);
+    hsize_t start = at, count = 1;
+    hid_t ms = H5Screate_simple(1, &count, NULL);
+    assert_true(H5Sselect_hyperslab(sp, H5S_SELECT_SET, &start, NULL, &count, NULL) >= 0);
+    const int v = bad;
+    assert_true(H5Dwrite(d, H5T_NATIVE_INT, ms, sp, H5P_DEFAULT, &v) >= 0);
+    H5Sclose(ms);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* A mask value other than 0 or 1 fails where its rows are read, with the
+ * mask and the element named: in uint8 masks read raw (contiguous and
+ * chunked, the value inside a run of 8 checked bytes or in the tail of a
+ * batch) and in int8 masks read through HDF5; batches before it are right;
+ * a part after it, or a projection without the column, never sees it. */
+static void test_mask_value_errors(void **state)
+{
+    (void)state;
+    static const rl_layout chunked = {.name = "chunked", .layout = H5D_CHUNKED};
+    static const rl_layout contig = {.name = "contiguous", .layout = H5D_CONTIGUOUS};
+    static const rl_layout int8 = {.name = "int8 masks", .layout = H5D_CHUNKED, .ma = RT_I8};
+    static const rl_layout i64 = {.name = "int64 masks", .layout = H5D_CONTIGUOUS, .ma = RT_I64LE};
+    static const struct {
+        const rl_layout *L;
+        uint64_t at;
+        int bad;
+        const char *value;
+    } cases[] = {
+        {&chunked, 2345, 2, "value 2 "}, {&chunked, RL_ROWS - 1, 2, "value 2 "}, {&chunked, 3, 255, "value 255 "},
+        {&contig, 2345, 2, "value 2 "},  {&contig, 4000, 128, "value 128 "},    {&int8, 2345, 2, "value 2 "},
+        {&int8, 100, -1, "value -1 "},   {&i64, 2345, 2, "value 2 "},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char path[128], needle[160];
+        snprintf(path, sizeof path, "%s/badmask_%zu.h5", tmpdir, k);
+        rl_write_bad_mask(path, cases[k].L, cases[k].at, cases[k].bad);
+        snprintf(needle, sizeof needle, "validity mask '/t/_valid/a', element %llu: %s",
+                 (unsigned long long)cases[k].at, cases[k].value);
+        /* The whole table, and a part starting inside the chunk before the
+         * element; batches of 777 rows. */
+        const uint64_t begins[2] = {0, cases[k].at - cases[k].at % 777 > 5 ? cases[k].at - 5 : 0};
+        for (int p = 0; p < 2; p++) {
+            uint64_t begin = begins[p], rows = 0;
+            sf_status rc = rl_read_until_error(path, begin, 777, NULL, &rows);
+            const char *msg = sf_error_message();
+            if (rc != SF_ERR_PARSE) fail_msg("%s, element %llu: status %d: %s", cases[k].L->name,
+                                             (unsigned long long)cases[k].at, (int)rc, msg);
+            assert_int_equal(rows, (cases[k].at - begin) / 777 * 777);
+            if (!strstr(msg, path) || !strstr(msg, needle))
+                fail_msg("%s: '%s' not in message: %s", cases[k].L->name, needle, msg);
+        }
+        uint64_t rows = 0;
+        static const uint8_t no_a[3] = {0, 1, 1};
+        assert_int_equal(rl_read_until_error(path, 0, 777, no_a, &rows), SF_OK);
+        assert_int_equal(rows, RL_ROWS);
+        if (cases[k].at + 1 < RL_ROWS) {
+            assert_int_equal(rl_read_until_error(path, cases[k].at + 1, 777, NULL, &rows), SF_OK);
+            assert_int_equal(rows, RL_ROWS - cases[k].at - 1);
+        }
+    }
+}
+
+/* The chunk of dataset obj that holds its last row (for a contiguous
+ * dataset: the bytes from row 4000 on): where it starts in the file and its
+ * first row. */
+static uint64_t rl_last_chunk(hid_t f, const char *obj, uint64_t *row)
+{
+    hid_t d = H5Dopen2(f, obj, H5P_DEFAULT);
+    assert_true(d >= 0);
+    hid_t pl = H5Dget_create_plist(d);
+    hid_t t = H5Dget_type(d);
+    size_t elem = H5Tget_size(t);
+    haddr_t addr = HADDR_UNDEF;
+    if (H5Pget_layout(pl) == H5D_CHUNKED) {
+        hsize_t chunk = 0;
+        assert_int_equal(H5Pget_chunk(pl, 1, &chunk), 1);
+        hsize_t off = (RL_ROWS - 1) / chunk * chunk, size = 0;
+        unsigned fmask = 0;
+        assert_true(H5Dget_chunk_info_by_coord(d, &off, &fmask, &addr, &size) >= 0);
+        *row = off;
+    } else {
+        addr = H5Dget_offset(d) + 4000 * elem;
+        *row = 4000;
+    }
+    assert_true(addr != HADDR_UNDEF);
+    H5Tclose(t);
+    H5Pclose(pl);
+    H5Dclose(d);
+    return (uint64_t)addr;
+}
+
+/* Of the datasets of the table at path, the one whose last chunk lies last
+ * in the file: its name (into obj), where that chunk starts, its first row
+ * and the dataset's element size. */
+static uint64_t rl_last_raw(const char *path, const char **obj, uint64_t *row, size_t *elem)
+{
+    static const char *objs[5] = {"/t/a", "/t/b", "/t/c", "/t/_valid/a", "/t/_valid/b"};
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    uint64_t best = 0;
+    for (int k = 0; k < 5; k++) {
+        uint64_t r = 0, a = rl_last_chunk(f, objs[k], &r);
+        if (a > best) {
+            best = a;
+            *obj = objs[k];
+            *row = r;
+            *elem = k < 3 ? 8 : 1;
+        }
+    }
+    H5Fclose(f);
+    return best;
+}
+
+/* A file cut inside the chunk that lies last in it: opening fails with a
+ * clear message (HDF5 sees the file shorter than it should be), whatever
+ * the layout. A file cut so while a reader has it open: reading fails where
+ * the raw reads meet the end of the file, with the dataset named; the
+ * batches before are right. */
+static void test_truncated(void **state)
+{
+    (void)state;
+    bool gzip = H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0;
+    static const rl_layout ls[] = {
+        {.name = "contiguous", .layout = H5D_CONTIGUOUS},
+        {.name = "chunked", .layout = H5D_CHUNKED},
+        {.name = "chunked, gzip", .layout = H5D_CHUNKED, .deflate = 6},
+        {.name = "chunked, int32", .layout = H5D_CHUNKED, .ta = RT_I32LE},
+    };
+    for (size_t k = 0; k < sizeof ls / sizeof ls[0]; k++) {
+        if (ls[k].deflate && !gzip) continue;
+        char path[128];
+        snprintf(path, sizeof path, "%s/cut_%zu.h5", tmpdir, k);
+        rl_write(path, &ls[k]);
+        const char *obj = NULL;
+        uint64_t row0 = 0;
+        size_t elem = 0;
+        uint64_t at = rl_last_raw(path, &obj, &row0, &elem) + 100;
+        assert_int_equal(truncate(path, (off_t)at), 0);
+        uint64_t rows = 0;
+        sf_status rc = rl_read_until_error(path, 0, 777, NULL, &rows);
+        const char *msg = sf_error_message();
+        if (rc != SF_ERR_H5) fail_msg("%s: status %d: %s", ls[k].name, (int)rc, msg);
+        assert_int_equal(rows, 0);
+        if (!strstr(msg, path) || !strstr(msg, "cannot open as an HDF5 file") || !strstr(msg, "truncated"))
+            fail_msg("%s: message: %s", ls[k].name, msg);
+    }
+
+    /* Cut under an open reader: the raw reads of a's last chunk come short. */
+    for (size_t k = 0; k < 2; k++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/cut_open_%zu.h5", tmpdir, k);
+        rl_write(path, &ls[k]);
+        const char *obj = NULL;
+        uint64_t row0 = 0;
+        size_t elem = 0;
+        uint64_t at = rl_last_raw(path, &obj, &row0, &elem) + 100;
+        sf_input_config cfg;
+        rl_config(&cfg, path, 777);
+        sf_reader *r = NULL;
+        assert_int_equal(sf_reader_open(&cfg, &r), SF_OK);
+        sf_batch b;
+        assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
+        static const uint8_t all[3] = {1, 1, 1};
+        bool eof = false;
+        assert_int_equal(sf_reader_next(r, &b, &eof), SF_OK);
+        rl_check_batch(path, &b, 0, all);
+        assert_int_equal(truncate(path, (off_t)at), 0);
+        uint64_t row = b.nrows;
+        sf_status rc = SF_OK;
+        for (;;) {
+            rc = sf_reader_next(r, &b, &eof);
+            if (rc != SF_OK || eof) break;
+            rl_check_batch(path, &b, row, all);
+            row += b.nrows;
+        }
+        const char *msg = sf_error_message();
+        if (rc != SF_ERR_IO) fail_msg("%s, cut under the reader: status %d: %s", ls[k].name, (int)rc, msg);
+        assert_int_equal(b.nrows, 0);
+        /* The batch that holds the first row past the cut fails. */
+        assert_int_equal(row, (row0 + 100 / elem) / 777 * 777);
+        char needle[64];
+        snprintf(needle, sizeof needle, "'%s'", obj);
+        if (!strstr(msg, path) || !strstr(msg, needle) || !strstr(msg, "past the end of the file"))
+            fail_msg("%s, cut under the reader: message: %s", ls[k].name, msg);
+        sf_batch_fini(&b);
+        sf_reader_destroy(&r);
+        sf_input_config_fini(&cfg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1157,6 +1860,9 @@ int main(void)
         cmocka_unit_test(test_native_types),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_uint64_overflow_and_projection),
+        cmocka_unit_test(test_storage_layouts),
+        cmocka_unit_test(test_mask_value_errors),
+        cmocka_unit_test(test_truncated),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -388,6 +388,169 @@ static void test_size_bytes(void **state)
     sf_schema_fini(&s);
 }
 
+/* sf_shard_route_runs against sf_shard_route row by row, and against the
+ * closed form of the size blocks (shard s of N rows begins at row
+ * ceil(s N / K), computed here in 128 bits): the runs start[0..K] of a
+ * batch must hold exactly the rows routed to each shard. */
+__extension__ typedef unsigned __int128 u128;
+
+static uint64_t block_start128(uint64_t s, uint64_t n, uint64_t k)
+{
+    return (uint64_t)(((u128)s * n + k - 1) / k);
+}
+
+/* Checks one batch of nrows rows from row `first` of a size plan of N rows
+ * in K shards; shard[] and start[] are scratch of nrows and K + 1. */
+static void check_runs(const sf_shard_plan *p, sf_batch *b, uint64_t n, uint32_t k, uint64_t first,
+                       size_t nrows, uint32_t *shard, size_t *start)
+{
+    b->first_row = first;
+    b->nrows = nrows;
+    for (uint32_t s = 0; s <= k; s++) start[s] = (size_t)-1;
+    if (!sf_shard_route_runs(p, b, start))
+        fail_msg("N=%llu K=%u first=%llu rows=%zu: no runs", (unsigned long long)n, k,
+                 (unsigned long long)first, nrows);
+    OK(sf_shard_route(p, b, shard));
+    assert_int_equal(start[0], 0);
+    assert_int_equal(start[k], nrows);
+    for (uint32_t s = 0; s < k; s++) {
+        if (start[s] > start[s + 1])
+            fail_msg("N=%llu K=%u first=%llu rows=%zu: start[%u]=%zu > start[%u]=%zu",
+                     (unsigned long long)n, k, (unsigned long long)first, nrows, s, start[s], s + 1,
+                     start[s + 1]);
+        for (size_t i = start[s]; i < start[s + 1]; i++)
+            if (shard[i] != s)
+                fail_msg("N=%llu K=%u first=%llu rows=%zu: row %zu routed to %u, run of %u",
+                         (unsigned long long)n, k, (unsigned long long)first, nrows, i, shard[i], s);
+    }
+    /* The closed form: rows of the batch before shard s's first row (all
+     * rows from N on belong to shard K - 1). */
+    const uint64_t end = first + nrows;
+    for (uint32_t s = 1; s < k; s++) {
+        uint64_t at = block_start128(s, n, k);
+        uint64_t want = at < first ? 0 : at > end ? nrows : at - first;
+        if (start[s] != want)
+            fail_msg("N=%llu K=%u first=%llu rows=%zu: start[%u]=%zu, closed form %llu",
+                     (unsigned long long)n, k, (unsigned long long)first, nrows, s, start[s],
+                     (unsigned long long)want);
+    }
+}
+
+static void test_size_route_runs(void **state)
+{
+    enum { MAXROWS = 3000 };
+    sf_schema s;
+    schema1(&s, "x", SF_INT64);
+    uint32_t *shard = malloc(MAXROWS * sizeof *shard);
+    size_t *start = malloc(1001 * sizeof *start);
+    assert_non_null(shard);
+    assert_non_null(start);
+    sf_batch b;
+    OK(sf_batch_init(&b, &s, NULL, MAXROWS));
+    const uint64_t totals[] = {0, 1, 2, 3, 5, 7, 64, 100, 1003, 4096, 99991, (UINT64_C(1) << 40) + 3,
+                               (UINT64_C(1) << 62) + 12345};
+    const uint32_t ks[] = {1, 2, 3, 5, 7, 16, 100, 1000};
+    const size_t lens[] = {0, 1, 2, 7, 255, 256, 1000, MAXROWS};
+    uint64_t st = 11;
+    for (size_t ti = 0; ti < sizeof totals / sizeof totals[0]; ti++) {
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+            const uint64_t n = totals[ti];
+            const uint32_t k = ks[ki];
+            sf_shard_config cfg = shard_cfg(SF_SHARD_SIZE, NULL, (int)k);
+            sf_shard_plan *p = NULL;
+            OK(sf_shard_plan_create(&cfg, &s, WF, &p));
+            /* Not finished: no runs, start untouched. */
+            start[0] = 12345;
+            assert_false(sf_shard_route_runs(p, &b, start));
+            assert_int_equal(start[0], 12345);
+            OK(sf_shard_plan_finish(p, n, 0, 0));
+            /* First rows: 0, around every shard boundary (one shard's
+             * first row, the row before, the row after), and around and
+             * past the end of the input. */
+            uint32_t step = k > 40 ? k / 17 : 1;
+            for (uint32_t sb = 0; sb <= k; sb += step) {
+                uint64_t at = block_start128(sb, n, k);
+                for (int d = -1; d <= 1; d++) {
+                    if (d < 0 && at == 0) continue;
+                    uint64_t first = at + (uint64_t)(int64_t)d;
+                    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+                        check_runs(p, &b, n, k, first, lens[li], shard, start);
+                    /* A batch that ends exactly at the next boundary. */
+                    uint64_t next = block_start128(sb + 1 > k ? k : sb + 1, n, k);
+                    if (next > first && next - first <= MAXROWS)
+                        check_runs(p, &b, n, k, first, (size_t)(next - first), shard, start);
+                }
+            }
+            for (int r = 0; r < 40; r++) {
+                uint64_t span = n < UINT64_MAX / 2 ? n + n / 8 + 3 : n;
+                uint64_t first = rng_next(&st) % span;
+                size_t len = (size_t)(rng_next(&st) % (MAXROWS + 1));
+                check_runs(p, &b, n, k, first, len, shard, start);
+            }
+            if (n > 0) check_runs(p, &b, n, k, n - 1, MAXROWS, shard, start);
+            check_runs(p, &b, n, k, n, 17, shard, start);
+            check_runs(p, &b, n, k, n + 1000, MAXROWS, shard, start);
+            sf_shard_plan_destroy(&p);
+        }
+    }
+
+    /* Batches that carry byte offsets of a plan finished by rows
+     * (data_bytes 0) are routed by rows: runs as before. */
+    sf_shard_config cfg = shard_cfg(SF_SHARD_SIZE, NULL, 7);
+    sf_shard_plan *p = NULL;
+    OK(sf_shard_plan_create(&cfg, &s, WF, &p));
+    OK(sf_shard_plan_finish(p, 5000, 0, 0));
+    OK(sf_batch_enable_offsets(&b));
+    for (size_t i = 0; i < MAXROWS; i++) b.row_offset[i] = (int64_t)(100 + 10 * i);
+    check_runs(p, &b, 5000, 7, 1400, MAXROWS, shard, start);
+    sf_shard_plan_destroy(&p);
+
+    /* A plan finished with the byte size routes such batches by bytes:
+     * no runs, start untouched; the same plan without offsets on the batch
+     * routes by rows again. */
+    OK(sf_shard_plan_create(&cfg, &s, WF, &p));
+    OK(sf_shard_plan_finish(p, 5000, 100, 50000));
+    b.first_row = 0;
+    b.nrows = 100;
+    for (uint32_t i = 0; i <= 7; i++) start[i] = 777;
+    assert_false(sf_shard_route_runs(p, &b, start));
+    for (uint32_t i = 0; i <= 7; i++) assert_int_equal(start[i], 777);
+    sf_batch_fini(&b);
+    OK(sf_batch_init(&b, &s, NULL, MAXROWS));
+    check_runs(p, &b, 5000, 7, 2100, 1000, shard, start);
+    sf_shard_plan_destroy(&p);
+    /* Bytes only (the row count unknown): no runs either way. */
+    OK(sf_shard_plan_create(&cfg, &s, WF, &p));
+    OK(sf_shard_plan_finish(p, UINT64_MAX, 100, 50000));
+    b.nrows = 10;
+    start[0] = 777;
+    assert_false(sf_shard_route_runs(p, &b, start));
+    assert_int_equal(start[0], 777);
+    sf_shard_plan_destroy(&p);
+    sf_batch_fini(&b);
+
+    /* Hash, range and semantic plans have no runs. */
+    int64_t keys[500];
+    for (size_t i = 0; i < 500; i++) keys[i] = (int64_t)(rng_next(&st) % 50);
+    const sf_shard_strategy keyed[] = {SF_SHARD_HASH, SF_SHARD_RANGE, SF_SHARD_SEMANTIC};
+    for (size_t i = 0; i < sizeof keyed / sizeof keyed[0]; i++) {
+        cfg = shard_cfg(keyed[i], "k", 4);
+        p = plan_i64(&cfg, SF_INT64, keys, 500, 128, shard);
+        sf_schema ks1;
+        schema1(&ks1, "k", SF_INT64);
+        batch_i64(&b, &ks1, keys, 500, 0);
+        for (uint32_t j = 0; j <= 4; j++) start[j] = 777;
+        assert_false(sf_shard_route_runs(p, &b, start));
+        for (uint32_t j = 0; j <= 4; j++) assert_int_equal(start[j], 777);
+        sf_batch_fini(&b);
+        sf_schema_fini(&ks1);
+        sf_shard_plan_destroy(&p);
+    }
+    free(start);
+    free(shard);
+    sf_schema_fini(&s);
+}
+
 /* ---- hash --------------------------------------------------------------- */
 
 /* Expected values from the xxHash project's own command-line tool, not from
@@ -1337,6 +1500,7 @@ int main(void)
         cmocka_unit_test(test_imbalance),
         cmocka_unit_test(test_size_rows),
         cmocka_unit_test(test_size_bytes),
+        cmocka_unit_test(test_size_route_runs),
         cmocka_unit_test(test_hash_known_values),
         cmocka_unit_test(test_hash_deterministic),
         cmocka_unit_test(test_range_zipf_balance),

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,8 @@
 #include "shardflow/xsum.h"
 
 #include "agents/builtin.h"
+#include "agents/order_key.h"
+#include "agents/stats_kernels.h"
 
 #include "agent_testkit.h"
 
@@ -536,6 +539,630 @@ static void test_squares_exact(void **st)
     }
 }
 
+/* ---- vector block kernels ------------------------------------------------------ */
+
+/* The kernels of agents/stats_simd.c take a block of up to 256 values when
+ * its values allow exact split sums (stats_kernels.h): doubles that are
+ * finite and normal, whose nonzero magnitudes span at most 17 binades, with
+ * exponents from -400 to 500; integers below 2^53 in magnitude. Either way
+ * a block goes, the state must be the per-value path's, byte for byte.
+ * These tests feed the same rows with the kernels forced on, forced off,
+ * and as one selection (the per-value path of selections), check each state
+ * against a reference accumulated here value by value (count, nulls,
+ * extremes in the order -0 < +0, the exact sums of x and of x^2 as
+ * superaccumulators, the rounded sum), and compare the encodings. They also
+ * call the kernels on each block directly: a kernel must take exactly the
+ * blocks the header's conditions allow, and give their exact sums. Where
+ * the CPU has no AVX-512, forcing the kernels on leaves them off: the
+ * kernels then take nothing, and the references are still checked. */
+
+__extension__ typedef __int128 i128;
+__extension__ typedef unsigned __int128 u128;
+
+static bool simd_available(void)
+{
+    sf__stats_simd_force(1);
+    bool on = sf__stats_simd_enabled();
+    sf__stats_simd_force(-1);
+    return on;
+}
+
+/* What a state of the non-null values must hold. */
+typedef struct vref {
+    uint64_t count, nulls;
+    bool ordered;    /* a value other than NaN was counted */
+    double min, max; /* in the order -inf < ... < -0 < +0 < ... < +inf */
+    sf_xsum sum, sq;
+} vref;
+
+static void vref_init(vref *r)
+{
+    memset(r, 0, sizeof *r);
+    sf_xsum_init(&r->sum);
+    sf_xsum_init(&r->sq);
+}
+
+/* a comes before b in the order of the extremes (neither is NaN). */
+static bool before(double a, double b)
+{
+    if (a != b) return a < b;
+    return signbit(a) && !signbit(b);
+}
+
+/* x^2 as x*x plus its exact tail fma(x, x, -x*x), as test_squares_exact. */
+static void vref_add(vref *r, double x)
+{
+    r->count++;
+    sf_xsum_add(&r->sum, x);
+    double p = x * x;
+    sf_xsum_add(&r->sq, p);
+    if (isfinite(p)) sf_xsum_add(&r->sq, fma(x, x, -p));
+    if (isnan(x)) return;
+    if (!r->ordered || before(x, r->min)) r->min = x;
+    if (!r->ordered || before(r->max, x)) r->max = x;
+    r->ordered = true;
+}
+
+/* The reference of rows [0, n) of x (doubles) or iv (integers, converted). */
+static void vref_rows(vref *r, const double *x, const int64_t *iv, const uint8_t *valid, size_t n)
+{
+    vref_init(r);
+    for (size_t i = 0; i < n; i++) {
+        if (valid != NULL && valid[i] == 0)
+            r->nulls++;
+        else
+            vref_add(r, x != NULL ? x[i] : (double)iv[i]);
+    }
+}
+
+/* Equal bits (so -0 differs from +0), or both NaN. */
+static void assert_same_double(double got, double want, const char *what)
+{
+    if (isnan(got) && isnan(want)) return;
+    if (memcmp(&got, &want, sizeof got) != 0) fail_msg("%s: %a, expected %a", what, got, want);
+}
+
+static void check_ref(const void *s, const vref *r)
+{
+    assert_true(stat_of(ops, s, "count") == (double)r->count);
+    assert_true(stat_of(ops, s, "rows") == (double)(r->count + r->nulls));
+    if (r->ordered) {
+        assert_same_double(stat_of(ops, s, "min"), r->min, "min");
+        assert_same_double(stat_of(ops, s, "max"), r->max, "max");
+    } else {
+        assert_true(isnan(stat_of(ops, s, "min")));
+        assert_true(isnan(stat_of(ops, s, "max")));
+    }
+    sf_xsum sum, sq;
+    decode_sums(s, &sum, &sq);
+    assert_same_xsum(&sum, &r->sum);
+    assert_same_xsum(&sq, &r->sq);
+    assert_same_double(stat_of(ops, s, "sum"), sf_xsum_round(&r->sum), "sum");
+}
+
+/* A batch of n rows whose column col holds x[0..n) or iv[0..n), with the
+ * rows where valid[r] == 0 null (valid NULL: no validity array). Under a
+ * null the value stays what x or iv holds there, which the agent must not
+ * read. */
+static void column_batch(sf_batch *b, int col, const double *x, const int64_t *iv, const uint8_t *valid,
+                         size_t n)
+{
+    assert_int_equal(sf_batch_init(b, &schema, NULL, n ? n : 1), SF_OK);
+    if (valid != NULL) assert_int_equal(sf_batch_enable_valid(b, col), SF_OK);
+    for (size_t r = 0; r < n; r++) {
+        if (valid != NULL && valid[r] == 0) assert_int_equal(sf_batch_set_null(b, col, r), SF_OK);
+        if (x != NULL)
+            b->cols[col].f64[r] = x[r];
+        else
+            b->cols[col].i64[r] = iv[r];
+    }
+    b->nrows = n;
+}
+
+/* The rows of b fed in morsels with the kernels on, with them off, and as
+ * one selection of every row: each state matches the reference, and all
+ * encode alike (on and off compared only where the kernels run). */
+static void check_on_off(int col, const sf_batch *b, size_t morsel, const vref *want, bool simd)
+{
+    sf_agent_config cfg = make_cfg(col, 0, NULL);
+    void *on = new_state(ops, &cfg), *off = new_state(ops, &cfg), *each = new_state(ops, &cfg);
+    sf__stats_simd_force(1);
+    assert_true(sf__stats_simd_enabled() == simd);
+    feed_morsels(ops, on, b, morsel);
+    sf__stats_simd_force(0);
+    assert_false(sf__stats_simd_enabled());
+    feed_morsels(ops, off, b, morsel);
+    sf__stats_simd_force(-1);
+    uint32_t *sel = malloc((b->nrows ? b->nrows : 1) * sizeof *sel);
+    assert_non_null(sel);
+    for (size_t r = 0; r < b->nrows; r++) sel[r] = (uint32_t)r;
+    sf_rows all = {0, b->nrows, sel};
+    assert_int_equal(ops->process(each, b, &all), SF_OK);
+    free(sel);
+    check_ref(on, want);
+    check_ref(off, want);
+    check_ref(each, want);
+    if (simd) assert_same_state(ops, on, off);
+    assert_same_state(ops, off, each);
+    free_state(ops, on);
+    free_state(ops, off);
+    free_state(ops, each);
+}
+
+/* Whether stats_kernels.h lets the double kernel take x[0..n) (nulls
+ * aside): no NaN or infinity, no subnormal, and the nonzero magnitudes in
+ * [2^emin, 2^(emax + 1)) with emax - emin <= 17, emin >= -400, emax <= 500. */
+static bool f64_block_allowed(const double *x, const uint8_t *valid, size_t n)
+{
+    int lo = INT_MAX, hi = INT_MIN;
+    for (size_t i = 0; i < n; i++) {
+        if (valid != NULL && valid[i] == 0) continue;
+        if (!isfinite(x[i])) return false;
+        if (x[i] == 0) continue;
+        if (fpclassify(x[i]) == FP_SUBNORMAL) return false;
+        int e = ilogb(x[i]);
+        lo = e < lo ? e : lo;
+        hi = e > hi ? e : hi;
+    }
+    return hi == INT_MIN || (lo >= -400 && hi <= 500 && hi - lo <= 17);
+}
+
+/* The double kernel on each block of 256 rows of x[0..n) (the last one
+ * shorter): it takes exactly the allowed blocks, and gives their count,
+ * nulls, extremes and exact sums. */
+static void check_f64_kernel(const double *x, const uint8_t *valid, size_t n, bool simd)
+{
+    sf__stats_simd_force(1);
+    for (size_t at = 0; at < n; at += SF__STATS_BLOCK) {
+        size_t m = n - at < SF__STATS_BLOCK ? n - at : SF__STATS_BLOCK;
+        const uint8_t *v = valid ? valid + at : NULL;
+        sf__stats_fblock k;
+        bool took = sf__stats_block_f64(x + at, v, m, &k);
+        bool want = simd && f64_block_allowed(x + at, v, m);
+        if (took != want)
+            fail_msg("rows %zu..%zu: the kernel took the block: %d, expected %d", at, at + m, took, want);
+        if (!took) continue;
+        vref r;
+        vref_rows(&r, x + at, NULL, v, m);
+        assert_int_equal(k.count, r.count);
+        assert_int_equal(k.nulls, r.nulls);
+        if (r.ordered) {
+            assert_same_double(sf__from_order_key(k.min_key), r.min, "block min");
+            assert_same_double(sf__from_order_key(k.max_key), r.max, "block max");
+        } else {
+            assert_true(k.min_key == UINT64_MAX);
+            assert_true(k.max_key == 0);
+        }
+        sf_xsum sum, sq;
+        sf_xsum_init(&sum);
+        sf_xsum_init(&sq);
+        for (int i = 0; i < 2; i++) sf_xsum_add(&sum, k.sum[i]);
+        for (int i = 0; i < 4; i++) sf_xsum_add(&sq, k.sq[i]);
+        assert_same_xsum(&sum, &r.sum);
+        assert_same_xsum(&sq, &r.sq);
+    }
+    sf__stats_simd_force(-1);
+}
+
+/* The integer kernel the same way: it takes a block exactly when every
+ * non-null value is below 2^53 in magnitude, and gives its exact sums
+ * (computed here in 128 bits) and integer extremes. */
+static void check_i64_kernel(const int64_t *x, const uint8_t *valid, size_t n, bool simd)
+{
+    const int64_t b53 = INT64_C(1) << 53;
+    sf__stats_simd_force(1);
+    for (size_t at = 0; at < n; at += SF__STATS_BLOCK) {
+        size_t m = n - at < SF__STATS_BLOCK ? n - at : SF__STATS_BLOCK;
+        const uint8_t *v = valid ? valid + at : NULL;
+        bool allowed = true;
+        uint64_t count = 0;
+        i128 sum = 0;
+        u128 sq = 0;
+        int64_t lo = INT64_MAX, hi = INT64_MIN;
+        for (size_t i = 0; i < m; i++) {
+            if (v != NULL && v[i] == 0) continue;
+            int64_t y = x[at + i];
+            allowed = allowed && y > -b53 && y < b53;
+            count++;
+            sum += y;
+            sq += (u128)((i128)y * y);
+            lo = y < lo ? y : lo;
+            hi = y > hi ? y : hi;
+        }
+        sf__stats_iblock k;
+        bool took = sf__stats_block_i64(x + at, v, m, &k);
+        if (took != (simd && allowed))
+            fail_msg("rows %zu..%zu: the kernel took the block: %d, expected %d", at, at + m, took,
+                     simd && allowed);
+        if (!took) continue;
+        assert_int_equal(k.count, count);
+        assert_int_equal(k.nulls, m - count);
+        assert_true((i128)k.sum == sum);
+        assert_true(((u128)k.sq_hi << 52) + ((u128)k.sq_mid << 27) + (u128)k.sq_lo == sq);
+        if (count > 0) {
+            assert_true(k.min == lo);
+            assert_true(k.max == hi);
+        }
+    }
+    sf__stats_simd_force(-1);
+}
+
+/* A block of doubles: nonzero exponents e0 .. e0 + spread (the two ends at
+ * fixed rows of every 32, so that every block spans the window), random
+ * significands with the extreme ones (1 and 2 - 2^-52) mixed in; a zero
+ * every `zeros` rows (of either sign); each row null with probability
+ * nulls / 256; `special` values (special_value) at a few rows, under nulls
+ * if `hide`. */
+typedef struct fchunk {
+    int e0, spread;
+    int sign;   /* 0: random signs, 1: all positive, -1: all negative */
+    int zeros;  /* 0: none, 1: all */
+    int nulls;  /* 0 .. 256 */
+    int special;
+    bool hide;
+} fchunk;
+
+static double special_value(int which)
+{
+    switch (which) {
+    case 1: return NAN;
+    case 2: return INFINITY;
+    case 3: return -INFINITY;
+    case 4: return ldexp((double)(rnd() % 4096 + 1), -1074); /* subnormal */
+    case 5: return 0x1p600;
+    case 6: return -0x1p-480;
+    case 7: return DBL_MAX;
+    case 8: return -DBL_MIN; /* 2^-1022, normal */
+    default: return 0.0;
+    }
+}
+
+static void fill_chunk(double *x, uint8_t *valid, size_t n, const fchunk *c)
+{
+    for (size_t r = 0; r < n; r++) {
+        uint64_t u = rnd();
+        int e = r % 32 == 0 ? c->e0 : r % 32 == 16 ? c->e0 + c->spread
+                                                   : c->e0 + (int)(u % (uint64_t)(c->spread + 1));
+        uint64_t mant = r % 7 == 3 ? (UINT64_C(1) << 52) - 1 : r % 11 == 5 ? 0 : rnd() >> 12;
+        bool neg = c->sign < 0 || (c->sign == 0 && (u >> 63));
+        uint64_t bits = (neg ? UINT64_C(1) << 63 : 0) | (uint64_t)(e + 1023) << 52 | mant;
+        memcpy(&x[r], &bits, sizeof bits);
+        if (c->zeros == 1 || (c->zeros > 1 && r % (size_t)c->zeros == 1)) x[r] = (u >> 62) & 1 ? -0.0 : 0.0;
+        valid[r] = c->nulls >= 256 || (int)((u >> 20) % 256) < c->nulls ? 0 : 1;
+    }
+    if (c->special != 0) {
+        for (int i = 0; i < 3 && n > 0; i++) {
+            size_t r = (size_t)(rnd() % n);
+            x[r] = special_value(c->special);
+            valid[r] = c->hide ? 0 : 1;
+        }
+    }
+}
+
+/* The rows of chunks c[0..nc), 256 rows each but the last (`tail` rows), as
+ * a float column (with a validity array if with_valid), through every
+ * path and morsel size and the kernel itself. */
+static void check_float_chunks(const fchunk *c, size_t nc, size_t tail, bool with_valid, bool simd)
+{
+    const size_t n = (nc - 1) * SF__STATS_BLOCK + tail;
+    double *x = malloc(n * sizeof *x);
+    uint8_t *valid = malloc(n);
+    assert_non_null(x);
+    assert_non_null(valid);
+    for (size_t i = 0; i < nc; i++)
+        fill_chunk(x + i * SF__STATS_BLOCK, valid + i * SF__STATS_BLOCK, i + 1 < nc ? SF__STATS_BLOCK : tail,
+                   &c[i]);
+    const uint8_t *v = with_valid ? valid : NULL;
+    if (!with_valid) memset(valid, 1, n); /* no nulls: the values at "null" rows count */
+    vref want;
+    vref_rows(&want, x, NULL, v, n);
+    sf_batch b;
+    column_batch(&b, COL_V, x, NULL, v, n);
+    const size_t morsels[] = {SF__STATS_BLOCK, 1000, 77, 1, n};
+    for (size_t i = 0; i < sizeof morsels / sizeof morsels[0]; i++)
+        check_on_off(COL_V, &b, morsels[i], &want, simd);
+    check_f64_kernel(x, v, n, simd);
+    sf_batch_fini(&b);
+    free(x);
+    free(valid);
+}
+
+/* Exponent windows within a block: spreads of 0 and 17 binades inside
+ * [-400, 500] are taken, 18 and more, or any exponent outside, are not;
+ * signs mixed, all positive, all negative. */
+static void test_simd_float_spreads(void **st)
+{
+    (void)st;
+    rng_state = 41;
+    const bool simd = simd_available();
+    static const int win[][2] = {{0, 0},     {-3, 1},    {-10, 17}, {-400, 17}, {483, 17}, {-400, 0},
+                                 {500, 0},   {-10, 18},  {-20, 40}, {-30, 36},  {-401, 0}, {501, 0},
+                                 {-401, 17}, {484, 17},  {-480, 3}, {600, 2},   {-1022, 5}, {1000, 23}};
+    for (size_t w = 0; w < sizeof win / sizeof win[0]; w++) {
+        for (int sign = -1; sign <= 1; sign++) {
+            fchunk c[8];
+            for (size_t i = 0; i < 8; i++)
+                c[i] = (fchunk){.e0 = win[w][0], .spread = win[w][1], .sign = sign};
+            check_float_chunks(c, 8, 77, false, simd);
+        }
+    }
+    /* Windows changing from block to block: one block's spread stays 17
+     * however the blocks fall on the rows. */
+    fchunk mix[] = {{.e0 = -10, .spread = 17}, {.e0 = 200, .spread = 17}, {.e0 = -300, .spread = 30},
+                    {.e0 = 7, .spread = 0},    {.e0 = -400, .spread = 18}, {.e0 = 1, .spread = 17}};
+    check_float_chunks(mix, 6, 255, false, simd);
+    check_float_chunks(mix, 6, 1, false, simd);
+    sf__stats_simd_force(-1);
+}
+
+/* Zeros of both signs (the minimum -0, the maximum +0), alone and among
+ * other values, and nulls at every density, whole null blocks included,
+ * with NaN, infinities, subnormals and huge values hidden under nulls. */
+static void test_simd_float_zeros_and_nulls(void **st)
+{
+    (void)st;
+    rng_state = 42;
+    const bool simd = simd_available();
+    fchunk zeros[] = {{.zeros = 1, .sign = 1},  {.zeros = 1, .sign = -1},
+                      {.zeros = 1},             {.zeros = 3, .e0 = -5, .spread = 17},
+                      {.zeros = 2, .e0 = 100, .spread = 2}, {.zeros = 1}};
+    check_float_chunks(zeros, 6, 200, false, simd);
+    /* Only zeros, +0 and -0 both present: the signs of the extremes. */
+    fchunk pm0[] = {{.zeros = 1}, {.zeros = 1}};
+    check_float_chunks(pm0, 2, 13, false, simd);
+    {
+        double x[300];
+        for (size_t r = 0; r < 300; r++) x[r] = r % 3 == 1 ? -0.0 : 0.0;
+        sf_batch b;
+        column_batch(&b, COL_V, x, NULL, NULL, 300);
+        sf_agent_config cfg = make_cfg(COL_V, 0, NULL);
+        for (int on = 0; on <= 1; on++) {
+            sf__stats_simd_force(on);
+            void *s = new_state(ops, &cfg);
+            feed_morsels(ops, s, &b, 100);
+            double mn = stat_of(ops, s, "min"), mx = stat_of(ops, s, "max");
+            assert_true(mn == 0 && signbit(mn));
+            assert_true(mx == 0 && !signbit(mx));
+            free_state(ops, s);
+        }
+        sf__stats_simd_force(-1);
+        sf_batch_fini(&b);
+    }
+    static const int density[] = {0, 1, 32, 128, 255, 256};
+    for (size_t d = 0; d < sizeof density / sizeof density[0]; d++) {
+        fchunk c[5];
+        for (size_t i = 0; i < 5; i++)
+            c[i] = (fchunk){.e0 = -20, .spread = 17, .nulls = density[d], .special = 1 + (int)(i + d) % 8,
+                            .hide = true};
+        check_float_chunks(c, 5, 99, true, simd);
+    }
+    /* All-null blocks between taken and refused ones, and a validity array
+     * without a null. */
+    fchunk gaps[] = {{.e0 = 3, .spread = 4},  {.nulls = 256, .special = 1, .hide = true},
+                     {.e0 = 3, .spread = 30}, {.nulls = 256},
+                     {.e0 = -50, .spread = 17, .nulls = 16}, {.nulls = 256, .zeros = 1},
+                     {.e0 = 400, .spread = 1}, {.nulls = 256}};
+    check_float_chunks(gaps, 8, 256, true, simd);
+    check_float_chunks(gaps, 8, 5, true, simd);
+    fchunk none[] = {{.e0 = 9, .spread = 9}, {.e0 = 9, .spread = 9}};
+    check_float_chunks(none, 2, 100, true, simd);
+    sf__stats_simd_force(-1);
+}
+
+/* NaN, infinities and subnormals in one block, finite values in the next:
+ * the first is refused, the next taken. */
+static void test_simd_float_non_finite(void **st)
+{
+    (void)st;
+    rng_state = 43;
+    const bool simd = simd_available();
+    for (int sp = 1; sp <= 8; sp++) {
+        fchunk c[] = {{.e0 = 0, .spread = 3, .special = sp},
+                      {.e0 = 0, .spread = 3},
+                      {.e0 = -2, .spread = 17, .special = sp, .nulls = 40},
+                      {.e0 = -2, .spread = 17, .nulls = 40},
+                      {.e0 = 0, .spread = 3, .special = sp}};
+        check_float_chunks(c, 5, 256, true, simd);
+        check_float_chunks(c, 5, 31, false, simd);
+    }
+    /* Both infinities (a NaN sum), NaN and an infinity in different blocks. */
+    fchunk c[] = {{.e0 = 1, .spread = 2, .special = 2}, {.e0 = 1, .spread = 2},
+                  {.e0 = 1, .spread = 2, .special = 3}, {.e0 = 1, .spread = 2, .special = 1},
+                  {.e0 = 1, .spread = 2}};
+    check_float_chunks(c, 5, 256, false, simd);
+    /* Subnormals only, and the smallest normals. */
+    double x[600];
+    for (size_t r = 0; r < 600; r++)
+        x[r] = r < 300 ? ldexp((double)(r + 1), -1074) * (r % 2 ? -1 : 1)
+                       : ldexp(1.0 + (double)r * 0x1p-20, -1022);
+    vref want;
+    vref_rows(&want, x, NULL, NULL, 600);
+    sf_batch b;
+    column_batch(&b, COL_V, x, NULL, NULL, 600);
+    check_on_off(COL_V, &b, 256, &want, simd);
+    check_on_off(COL_V, &b, 100, &want, simd);
+    check_f64_kernel(x, NULL, 600, simd);
+    sf_batch_fini(&b);
+    sf__stats_simd_force(-1);
+}
+
+/* Integer blocks: magnitudes below 2^bits (the largest ones at fixed rows),
+ * each row null with probability nulls / 256, a few `special` values
+ * (under nulls if `hide`). */
+typedef struct ichunk {
+    int bits;
+    int sign; /* 0: random signs, 1: all positive, -1: all negative */
+    int nulls;
+    int64_t special;
+    bool hide;
+} ichunk;
+
+static void fill_ichunk(int64_t *x, uint8_t *valid, size_t n, const ichunk *c)
+{
+    for (size_t r = 0; r < n; r++) {
+        uint64_t u = rnd();
+        uint64_t top = c->bits >= 64 ? UINT64_MAX : (UINT64_C(1) << c->bits) - 1;
+        uint64_t a = c->bits == 0 ? 0 : r % 16 == 0 ? top : rnd() & top;
+        bool neg = c->sign < 0 || (c->sign == 0 && (u >> 63));
+        if (c->bits >= 64) {
+            x[r] = (int64_t)a; /* any bits */
+        } else {
+            if (a > (uint64_t)INT64_MAX) a = (uint64_t)INT64_MAX;
+            x[r] = neg ? -(int64_t)a : (int64_t)a;
+        }
+        valid[r] = c->nulls >= 256 || (int)((u >> 20) % 256) < c->nulls ? 0 : 1;
+    }
+    if (c->special != 0) {
+        for (int i = 0; i < 3 && n > 0; i++) {
+            size_t r = (size_t)(rnd() % n);
+            x[r] = c->special;
+            valid[r] = c->hide ? 0 : 1;
+        }
+    }
+}
+
+/* The integer reference, exact in 128 bits: the sum of the values as the
+ * agent converts them (to double, exact below 2^53), and the extremes. */
+static void check_int_sum(int col, const sf_batch *b, size_t morsel, const int64_t *x, const uint8_t *valid,
+                          size_t n)
+{
+    i128 sum = 0;
+    for (size_t r = 0; r < n; r++)
+        if (valid == NULL || valid[r] != 0) sum += (i128)(double)x[r];
+    sf_agent_config cfg = make_cfg(col, 0, NULL);
+    for (int on = 0; on <= 1; on++) {
+        sf__stats_simd_force(on);
+        void *s = new_state(ops, &cfg);
+        feed_morsels(ops, s, b, morsel);
+        assert_same_double(stat_of(ops, s, "sum"), (double)sum, "integer sum");
+        free_state(ops, s);
+    }
+    sf__stats_simd_force(-1);
+}
+
+static void check_int_chunks(int col, const ichunk *c, size_t nc, size_t tail, bool with_valid, bool simd)
+{
+    const size_t n = (nc - 1) * SF__STATS_BLOCK + tail;
+    int64_t *x = malloc(n * sizeof *x);
+    uint8_t *valid = malloc(n);
+    assert_non_null(x);
+    assert_non_null(valid);
+    for (size_t i = 0; i < nc; i++)
+        fill_ichunk(x + i * SF__STATS_BLOCK, valid + i * SF__STATS_BLOCK, i + 1 < nc ? SF__STATS_BLOCK : tail,
+                    &c[i]);
+    const uint8_t *v = with_valid ? valid : NULL;
+    vref want;
+    vref_rows(&want, NULL, x, v, n);
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    for (size_t r = 0; r < n; r++) {
+        if (v != NULL && v[r] == 0) continue;
+        lo = x[r] < lo ? x[r] : lo;
+        hi = x[r] > hi ? x[r] : hi;
+    }
+    if (want.count > 0) {
+        assert_same_double(want.min, (double)lo, "reference min");
+        assert_same_double(want.max, (double)hi, "reference max");
+    }
+    sf_batch b;
+    column_batch(&b, col, NULL, x, v, n);
+    const size_t morsels[] = {SF__STATS_BLOCK, 1000, 77, n};
+    for (size_t i = 0; i < sizeof morsels / sizeof morsels[0]; i++)
+        check_on_off(col, &b, morsels[i], &want, simd);
+    check_int_sum(col, &b, 300, x, v, n);
+    check_i64_kernel(x, v, n, simd);
+    sf_batch_fini(&b);
+    free(x);
+    free(valid);
+}
+
+/* Integer and timestamp columns: values near +-2^53 (the kernel's bound),
+ * the int64 extremes, all negative, zeros, nulls (whole null blocks, and
+ * values the kernel would refuse hidden under nulls). */
+static void test_simd_int_blocks(void **st)
+{
+    (void)st;
+    rng_state = 44;
+    const bool simd = simd_available();
+    const int64_t b53 = INT64_C(1) << 53;
+    for (int col = COL_N; col <= COL_TS; col++) {
+        ichunk c[] = {
+            {.bits = 10},
+            {.bits = 53},                                 /* up to 2^53 - 1: taken */
+            {.bits = 53, .sign = -1},
+            {.bits = 53, .special = b53},                 /* 2^53: refused */
+            {.bits = 53, .special = -b53},
+            {.bits = 20, .special = b53 - 1},
+            {.bits = 20, .special = -b53 + 1},
+            {.bits = 20, .special = INT64_MIN},
+            {.bits = 20, .special = INT64_MAX},
+            {.bits = 62, .sign = -1},
+            {.bits = 64},
+            {.bits = 0},                                  /* zeros */
+            {.bits = 53, .nulls = 100, .special = INT64_MIN, .hide = true},
+            {.bits = 30, .nulls = 256},
+            {.bits = 40, .sign = -1, .nulls = 1},
+            {.bits = 27, .nulls = 255},
+        };
+        const size_t nc = sizeof c / sizeof c[0];
+        check_int_chunks(col, c, nc, 77, true, simd);
+        check_int_chunks(col, c, nc, 256, false, simd);
+        /* All negative, all near -2^53, with nulls. */
+        ichunk neg[] = {{.bits = 53, .sign = -1, .nulls = 30}, {.bits = 53, .sign = -1, .nulls = 30},
+                        {.bits = 53, .sign = -1, .nulls = 30}};
+        check_int_chunks(col, neg, 3, 9, true, simd);
+    }
+    sf__stats_simd_force(-1);
+}
+
+/* Random blocks: random windows and spreads (most near the bound of 17),
+ * null densities, zeros and special values; the state bytes with the
+ * kernels on and off, and the references, agree for every block. */
+static void test_simd_random_blocks(void **st)
+{
+    (void)st;
+    rng_state = 45;
+    const bool simd = simd_available();
+    static const int density[] = {0, 0, 0, 2, 64, 128, 250, 256};
+    enum { MAXC = 80 };
+    fchunk c[MAXC];
+    for (int round = 0; round < 8; round++) {
+        size_t nc = 20 + (size_t)(rnd() % (MAXC - 20));
+        for (size_t i = 0; i < nc; i++) {
+            uint64_t u = rnd();
+            int spread = u % 2 ? 15 + (int)((u >> 1) % 5) : (int)((u >> 1) % 41);
+            int e0 = u % 16 == 0 ? -1022 + (int)((u >> 8) % 1900) : -430 + (int)((u >> 8) % 950);
+            if (e0 + spread > 1023) e0 = 1023 - spread;
+            c[i] = (fchunk){.e0 = e0,
+                            .spread = spread,
+                            .sign = (int)((u >> 20) % 3) - 1,
+                            .zeros = (u >> 24) % 8 == 0 ? (int)((u >> 27) % 5) : 0,
+                            .nulls = density[(u >> 32) % 8],
+                            .special = (u >> 36) % 8 == 0 ? 1 + (int)((u >> 40) % 8) : 0,
+                            .hide = (u >> 44) & 1};
+        }
+        size_t tail = 1 + (size_t)(rnd() % SF__STATS_BLOCK);
+        bool with_valid = round % 3 != 0;
+        check_float_chunks(c, nc, tail, with_valid, simd);
+    }
+    ichunk ic[MAXC];
+    for (int round = 0; round < 6; round++) {
+        size_t nc = 20 + (size_t)(rnd() % (MAXC - 20));
+        static const int64_t specials[] = {0,         0,         0, INT64_C(1) << 53, -(INT64_C(1) << 53),
+                                           INT64_MIN, INT64_MAX, (INT64_C(1) << 53) - 1};
+        for (size_t i = 0; i < nc; i++) {
+            uint64_t u = rnd();
+            ic[i] = (ichunk){.bits = u % 2 ? 50 + (int)((u >> 1) % 5) : (int)((u >> 1) % 65),
+                             .sign = (int)((u >> 20) % 3) - 1,
+                             .nulls = density[(u >> 32) % 8],
+                             .special = specials[(u >> 36) % 8],
+                             .hide = (u >> 44) & 1};
+        }
+        int col = round % 2 ? COL_TS : COL_N;
+        check_int_chunks(col, ic, nc, 1 + (size_t)(rnd() % SF__STATS_BLOCK), true, simd);
+    }
+    sf__stats_simd_force(-1);
+}
+
 static const char *const services[] = {"auth", "search", "cart", "", "pay", "img", "api"};
 enum { NSERVICES = sizeof services / sizeof services[0] };
 
@@ -874,6 +1501,11 @@ int main(void)
         cmocka_unit_test(test_variance_offset_and_scale),
         cmocka_unit_test(test_against_exact_and_two_pass),
         cmocka_unit_test(test_squares_exact),
+        cmocka_unit_test(test_simd_float_spreads),
+        cmocka_unit_test(test_simd_float_zeros_and_nulls),
+        cmocka_unit_test(test_simd_float_non_finite),
+        cmocka_unit_test(test_simd_int_blocks),
+        cmocka_unit_test(test_simd_random_blocks),
         cmocka_unit_test(test_grouped_against_filtered),
         cmocka_unit_test(test_code_cache_across_batches),
         cmocka_unit_test(test_merge_laws),
