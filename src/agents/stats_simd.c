@@ -14,13 +14,14 @@ static _Atomic int has_cpu = -1;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define SF_STATS_HAVE_AVX512 1
-#define TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+#define TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt")))
 
 static bool cpu_has(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("popcnt");
 }
 
 /* Lanes of the 8 rows at x[i..]: those inside the block (rem left) and not

@@ -683,9 +683,10 @@ static void test_schema_mismatch(void **st)
 
 /* ---- tests: views of contiguous runs ------------------------------------------ */
 
-/* A random numeric batch for the run views (a fresh one in b): columns of the three number
- * types, each with its own null pattern, and the test's own record of the
- * nulls (runs_null). */
+/* A random numeric batch for the run views (a fresh one in b): columns of
+ * the three number types, each with its own null pattern (none, a validity
+ * array without nulls, sparse nulls, all null, blocks of nulls), and the
+ * test's own record of the nulls (runs_null). */
 #define RUNS_COLS 6
 #define RUNS_CAP 1500
 static bool runs_null[RUNS_COLS][RUNS_CAP];
@@ -836,7 +837,8 @@ static void test_views_of_runs(void **st)
                     null_pieces++;
                     assert_memory_equal(ac->valid, ec->valid, m);
                     assert_ptr_equal(ac->valid, sc->valid + r0);
-                    for (size_t i = 0; i < m; i++) assert_int_equal(ac->valid[i] == 0, runs_null[cols[c]][r0 + i]);
+                    for (size_t i = 0; i < m; i++)
+                        assert_int_equal(ac->valid[i] == 0, runs_null[cols[c]][r0 + i]);
                 } else {
                     clean_pieces++;
                 }
@@ -874,7 +876,8 @@ static void test_views_of_runs(void **st)
     for (int t = 0; t < 3; t++) {
         size_t nv = 99;
         sf_error_clear();
-        assert_int_equal(sf_unit_views_of_runs(&wb, with_str[t], 2, wstart, 2, &views, &nv, &vcap), SF_ERR_ARG);
+        assert_int_equal(sf_unit_views_of_runs(&wb, with_str[t], 2, wstart, 2, &views, &nv, &vcap),
+                         SF_ERR_ARG);
         assert_int_equal(nv, 0);
         assert_true(sf_error_message()[0] != '\0');
     }
