@@ -3,7 +3,8 @@
  *   (a) plain double accumulation (order-dependent, the baseline),
  *   (b) two exact superaccumulators (sf_xsum),
  *   (c) the full `stats` agent process(): ungrouped, and grouped by a string
- *       key with 12 distinct values,
+ *       key with 12 distinct values, with its vector block kernels (where
+ *       the CPU has them) and without (value by value, SF_STATS_SIMD=0),
  * each the best of several runs, with the ratio to (a).
  *
  * Usage: accum_cost [N]   (default 10000000 values) */
@@ -18,6 +19,8 @@
 
 #include "shardflow/agent.h"
 #include "shardflow/xsum.h"
+
+#include "agents/stats_kernels.h"
 
 #define REPEATS 5
 #define MORSEL 16384
@@ -153,7 +156,7 @@ int main(int argc, char **argv)
     grouped.by = by_name;
     grouped.by_col = by_col;
 
-    double best[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
+    double best[6] = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
     for (int r = 0; r < REPEATS; r++) {
         double t = run_plain(v, n);
         if (t < best[0]) best[0] = t;
@@ -163,17 +166,25 @@ int main(int argc, char **argv)
         if (t < best[2]) best[2] = t;
         if (run_agent(ops, &grouped, &b, &t) != 0) goto fail;
         if (t < best[3]) best[3] = t;
+        sf__stats_simd_force(0);
+        if (run_agent(ops, &plain, &b, &t) != 0) goto fail;
+        if (t < best[4]) best[4] = t;
+        if (run_agent(ops, &grouped, &b, &t) != 0) goto fail;
+        if (t < best[5]) best[5] = t;
+        sf__stats_simd_force(-1);
     }
 
-    static const char *const what[4] = {
+    static const char *const what[6] = {
         "(a) plain double sum of x and x^2",
         "(b) sf_xsum of x and x^2",
         "(c) stats agent, ungrouped",
         "(c) stats agent, by 12-value string key",
+        "(c) ungrouped, kernels off",
+        "(c) by 12-value key, kernels off",
     };
-    printf("accum_cost: %zu lognormal values, best of %d runs, morsels of %d rows\n", n, REPEATS,
-           MORSEL);
-    for (int k = 0; k < 4; k++)
+    printf("accum_cost: %zu lognormal values, best of %d runs, morsels of %d rows, vector kernels %s\n", n,
+           REPEATS, MORSEL, sf__stats_simd_enabled() ? "on" : "not available (or SF_STATS_SIMD=0)");
+    for (int k = 0; k < 6; k++)
         printf("  %-42s %7.2f ns/value  %6.2fx\n", what[k], 1e9 * best[k] / (double)n,
                best[k] / best[0]);
     sf_batch_fini(&b);

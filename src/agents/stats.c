@@ -52,6 +52,12 @@ typedef struct stats_state {
     sf__groups grp;      /* key -> group index */
     group *g;            /* per group, indexed like grp */
     uint32_t gcap;
+    /* Scratch of one process() call (block path): rows per group, and the
+     * values sorted by group. */
+    uint32_t *cnt;
+    size_t cnt_cap;
+    void *vals;
+    size_t vals_cap;     /* values */
 } stats_state;
 
 /* ---- values ---------------------------------------------------------- */
@@ -187,6 +193,8 @@ static void stats_destroy(void *state)
     stats_state *s = state;
     sf__groups_fini(&s->grp);
     free(s->g);
+    free(s->cnt);
+    free(s->vals);
     memset(s, 0, sizeof *s);
 }
 
@@ -396,6 +404,107 @@ static inline void add_row(group *g, const sf_column *c, size_t r)
         group_add(g, value_at(c, r));
 }
 
+static sf_status reserve_scratch(stats_state *s, size_t ngroups, size_t nvals)
+{
+    if (ngroups > s->cnt_cap) {
+        size_t cap = ngroups < 64 ? 64 : ngroups * 2;
+        uint32_t *c = realloc(s->cnt, cap * sizeof *c);
+        SF_CHECK(c != NULL, SF_ERR_NOMEM, "stats: out of memory (%zu group counters)", cap);
+        s->cnt = c;
+        s->cnt_cap = cap;
+    }
+    if (nvals > s->vals_cap) {
+        size_t cap = nvals < 1024 ? 1024 : nvals;
+        void *v = realloc(s->vals, cap * 8);
+        SF_CHECK(v != NULL, SF_ERR_NOMEM, "stats: out of memory (%zu values)", cap);
+        s->vals = v;
+        s->vals_cap = cap;
+    }
+    return SF_OK;
+}
+
+/* Below this many rows per group on average a process() call adds value by
+ * value; from it on, the rows are first sorted by group (a counting sort)
+ * and each group's values go through the block kernels. */
+#define BLOCK_ROWS_PER_GROUP 16
+
+/* Grouped rows by blocks: nulls counted, the other values sorted by group
+ * into s->vals, then each group's run added as ungrouped rows are (the
+ * kernels where they take a block, value by value where not). The sums are
+ * exact, so the order of a group's values does not matter: the same state
+ * as value by value. */
+static sf_status process_grouped_blocks(stats_state *s, const sf_column *c, const sf_rows *rows,
+                                       const uint32_t *gi)
+{
+    const uint32_t ng = s->grp.n;
+    SF_CALL(reserve_scratch(s, (size_t)ng + 1, rows->n));
+    uint32_t *cnt = s->cnt;
+    memset(cnt, 0, ((size_t)ng + 1) * sizeof *cnt);
+    group *g = s->g;
+    const uint32_t *sel = rows->sel;
+    const size_t begin = rows->begin, n = rows->n;
+    const uint8_t *valid = c->valid;
+    for (size_t i = 0; i < n; i++) {
+        size_t r = sel ? sel[i] : begin + i;
+        if (valid != NULL && valid[r] == 0)
+            g[gi[i]].nulls++;
+        else
+            cnt[gi[i] + 1]++;
+    }
+    for (uint32_t k = 0; k < ng; k++) cnt[k + 1] += cnt[k];
+    /* cnt[k]: where group k's values start; after the scatter, where they end. */
+    if (c->type == SF_FLOAT64) {
+        double *v = s->vals;
+        for (size_t i = 0; i < n; i++) {
+            size_t r = sel ? sel[i] : begin + i;
+            if (valid == NULL || valid[r] != 0) v[cnt[gi[i]]++] = c->f64[r];
+        }
+        for (uint32_t k = 0, at = 0; k < ng; at = cnt[k++])
+            if (cnt[k] > at) process_range(&g[k], v, NULL, at, cnt[k]);
+    } else {
+        int64_t *v = s->vals;
+        for (size_t i = 0; i < n; i++) {
+            size_t r = sel ? sel[i] : begin + i;
+            if (valid == NULL || valid[r] != 0) v[cnt[gi[i]]++] = c->i64[r];
+        }
+        for (uint32_t k = 0, at = 0; k < ng; at = cnt[k++])
+            if (cnt[k] > at) process_range_int(&g[k], v, NULL, at, cnt[k]);
+    }
+    return SF_OK;
+}
+
+/* Ungrouped selected rows by blocks: the non-null values gathered into
+ * s->vals, then added as a range. */
+static sf_status process_selected_blocks(stats_state *s, const sf_column *c, const sf_rows *rows)
+{
+    SF_CALL(reserve_scratch(s, 1, rows->n));
+    group *g = &s->g[0];
+    const uint8_t *valid = c->valid;
+    size_t m = 0;
+    if (c->type == SF_FLOAT64) {
+        double *v = s->vals;
+        for (size_t i = 0; i < rows->n; i++) {
+            uint32_t r = rows->sel[i];
+            if (valid != NULL && valid[r] == 0)
+                g->nulls++;
+            else
+                v[m++] = c->f64[r];
+        }
+        process_range(g, v, NULL, 0, m);
+    } else {
+        int64_t *v = s->vals;
+        for (size_t i = 0; i < rows->n; i++) {
+            uint32_t r = rows->sel[i];
+            if (valid != NULL && valid[r] == 0)
+                g->nulls++;
+            else
+                v[m++] = c->i64[r];
+        }
+        process_range_int(g, v, NULL, 0, m);
+    }
+    return SF_OK;
+}
+
 static sf_status process_grouped(stats_state *s, const sf_batch *b, const sf_column *c,
                                 const sf_rows *rows)
 {
@@ -404,6 +513,8 @@ static sf_status process_grouped(stats_state *s, const sf_batch *b, const sf_col
     bool created;
     SF_CALL(sf__groups_rows(&s->grp, b, rows, &gi, &created));
     if (created) SF_CALL(grow_groups(s));
+    if (sf__stats_simd_enabled() && rows->n >= (size_t)BLOCK_ROWS_PER_GROUP * s->grp.n)
+        return process_grouped_blocks(s, c, rows, gi);
     group *g = s->g;
     const uint32_t *sel = rows->sel;
     const size_t begin = rows->begin;
@@ -444,6 +555,7 @@ static sf_status stats_process(void *state, const sf_batch *b, const sf_rows *ro
         return SF_OK;
     }
     if (s->nby == 0) {
+        if (sf__stats_simd_enabled() && rows->n >= 64) return process_selected_blocks(s, c, rows);
         for (size_t i = 0; i < rows->n; i++) add_row(&s->g[0], c, rows->sel[i]);
         return SF_OK;
     }

@@ -1248,6 +1248,96 @@ static void check_grouped_against_filtered(const int *by, int nby, const row *ro
     free_state(ops, g);
 }
 
+/* Grouped rows (and ungrouped selected rows) take the block path when a
+ * process() call has at least 16 rows per group: sorted by group, then the
+ * kernels. The reference is the value-by-value path (kernels off): the
+ * state bytes must be the same, for float and integer columns, narrow
+ * spreads (blocks taken) and wide ones (refused), nulls, selections and
+ * morsels below and above the threshold. */
+static void fill_grouped(sf_batch *b, size_t n, int wide_every)
+{
+    assert_int_equal(sf_batch_init(b, &schema, NULL, n), SF_OK);
+    for (size_t r = 0; r < n; r++) {
+        uint64_t u = rnd();
+        int e = wide_every && (u >> 40) % (uint64_t)wide_every == 0 ? (int)((u >> 8) % 80) - 40 : (int)((u >> 8) % 11);
+        b->cols[COL_V].f64[r] = ldexp(1.0 + (double)(u >> 12) * 0x1p-52, e) * ((u & 1) ? -1.0 : 1.0);
+        b->cols[COL_N].i64[r] = (int64_t)(u >> 20) % 100000 - 50000;
+        b->cols[COL_TS].i64[r] = (int64_t)((u >> 30) % 5);
+        b->cols[COL_W].f64[r] = 0.0;
+        const char *sv = services[(u >> 50) % NSERVICES];
+        uint32_t code;
+        if ((u >> 45) % 17 == 0) {
+            assert_int_equal(sf_batch_set_null(b, COL_SERVICE, r), SF_OK);
+        } else {
+            assert_int_equal(sf_dict_intern(&b->cols[COL_SERVICE].dict, sv, strlen(sv), &code), SF_OK);
+            b->cols[COL_SERVICE].code[r] = code;
+        }
+    }
+    b->nrows = n;
+    for (size_t r = 3; r < n; r += 11) {
+        assert_int_equal(sf_batch_set_null(b, COL_V, r), SF_OK);
+        assert_int_equal(sf_batch_set_null(b, COL_N, r + 1 < n ? r + 1 : r), SF_OK);
+    }
+}
+
+static void feed_with(void *s, const sf_batch *b, size_t morsel, const uint32_t *sel, size_t nsel)
+{
+    if (sel == NULL) {
+        feed_morsels(ops, s, b, morsel);
+        return;
+    }
+    for (size_t at = 0; at < nsel; at += morsel) {
+        size_t m = nsel - at < morsel ? nsel - at : morsel;
+        sf_rows rows = {0, m, sel + at};
+        assert_int_equal(ops->process(s, b, &rows), SF_OK);
+    }
+}
+
+static void test_grouped_blocks_match_per_value(void **st)
+{
+    (void)st;
+    const bool simd = simd_available();
+    enum { N = 6000 };
+    rng_state = 91;
+    int by_service[] = {COL_SERVICE}, by_two[] = {COL_SERVICE, COL_TS};
+    struct {
+        int col, nby;
+        const int *by;
+    } cfgs[] = {{COL_V, 1, by_service}, {COL_V, 2, by_two}, {COL_N, 1, by_service},
+                {COL_N, 2, by_two},     {COL_V, 0, NULL},   {COL_N, 0, NULL}};
+    uint32_t *sel = malloc(N * sizeof *sel);
+    assert_non_null(sel);
+    for (int wide = 0; wide < 3; wide++) {
+        sf_batch b;
+        fill_grouped(&b, N, wide == 0 ? 0 : wide == 1 ? 7 : 1);
+        size_t nsel = 0;
+        for (size_t r = 0; r < N; r++)
+            if (rnd() % 3 != 0) sel[nsel++] = (uint32_t)r;
+        for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
+            sf_agent_config cfg = make_cfg(cfgs[k].col, cfgs[k].nby, cfgs[k].by);
+            assert_int_equal(ops->check(&cfg), SF_OK);
+            const size_t morsels[] = {N, 1500, 200, 63};
+            for (size_t m = 0; m < sizeof morsels / sizeof morsels[0]; m++) {
+                for (int use_sel = 0; use_sel < 2; use_sel++) {
+                    sf__stats_simd_force(1);
+                    void *on = new_state(ops, &cfg);
+                    feed_with(on, &b, morsels[m], use_sel ? sel : NULL, nsel);
+                    sf__stats_simd_force(0);
+                    void *off = new_state(ops, &cfg);
+                    feed_with(off, &b, morsels[m], use_sel ? sel : NULL, nsel);
+                    sf__stats_simd_force(-1);
+                    assert_same_state(ops, on, off);
+                    free_state(ops, on);
+                    free_state(ops, off);
+                }
+            }
+        }
+        sf_batch_fini(&b);
+    }
+    free(sel);
+    (void)simd;
+}
+
 static void test_grouped_against_filtered(void **st)
 {
     (void)st;
@@ -1507,6 +1597,7 @@ int main(void)
         cmocka_unit_test(test_simd_int_blocks),
         cmocka_unit_test(test_simd_random_blocks),
         cmocka_unit_test(test_grouped_against_filtered),
+        cmocka_unit_test(test_grouped_blocks_match_per_value),
         cmocka_unit_test(test_code_cache_across_batches),
         cmocka_unit_test(test_merge_laws),
         cmocka_unit_test(test_decode_rejects),
