@@ -174,7 +174,8 @@ typedef struct h5reader {
     size_t scratch_cap;
     int64_t *mask;     /* one column's mask values for the current batch */
     size_t mask_cap;   /* bytes */
-    int fd;            /* the file, for raw reads (-1: none) */
+    int fd;            /* the file, for raw reads and the size check (-1: none) */
+    uint64_t need_bytes; /* HDF5's end of allocated space: the least file size */
 } h5reader;
 
 static void h5reader_free(h5reader *h)
@@ -427,10 +428,15 @@ static void setup_raw_reads(h5reader *h, const char *file)
 {
     hid_t fcpl = H5Fget_create_plist(h->file);
     hsize_t ub = 1;
-    if (fcpl >= 0 && H5Pget_userblock(fcpl, &ub) < 0) ub = 1;
+    bool ub_known = fcpl >= 0 && H5Pget_userblock(fcpl, &ub) >= 0;
     sf__h5_close_id(&fcpl);
+    haddr_t eoa = HADDR_UNDEF;
+    if (H5Fget_eoa(h->file, &eoa) < 0) eoa = HADDR_UNDEF;
     H5Eclear2(H5E_DEFAULT);
-    if (ub != 0 || (h->fd = open(file, O_RDONLY)) < 0) return;
+    if ((h->fd = open(file, O_RDONLY)) < 0) return;
+    /* H5Fget_eoa counts the user block in (unlike dataset addresses). */
+    if (eoa != HADDR_UNDEF) h->need_bytes = (uint64_t)eoa;
+    if (!ub_known || ub != 0) return;
     for (int c = 0; c < h->ncols; c++) {
         h5col *k = &h->cols[c];
         if (k->kind != K_INT && k->kind != K_FLOAT) continue;
@@ -832,6 +838,16 @@ static sf_status h5_next(sf_reader *r, sf_batch *b, bool *eof)
     size_t n = left < per ? (size_t)left : per;
     SF_CHECK(b->ncols == h->ncols, SF_ERR_ARG, "%s: batch has %d columns, the table %d", r->cfg.path, b->ncols,
              h->ncols);
+    if (h->need_bytes > 0) {
+        /* A file cut while it is read: HDF5's own reads past its end would
+         * give zeros, so every batch checks the size first. */
+        struct stat st;
+        SF_CHECK(fstat(h->fd, &st) == 0, SF_ERR_IO, "%s: cannot stat: %s", r->cfg.path, strerror(errno));
+        SF_CHECK((uint64_t)st.st_size >= h->need_bytes, SF_ERR_IO,
+                 "%s: the file is now %lld bytes, shorter than the %llu its HDF5 metadata allocate: truncated "
+                 "while being read",
+                 r->cfg.path, (long long)st.st_size, (unsigned long long)h->need_bytes);
+    }
     for (int c = 0; c < h->ncols; c++) {
         if (!b->cols[c].loaded || (r->want != NULL && !r->want[c])) continue;
         sf_status rc = read_column(r, h, c, b, h->next_row, n);

@@ -1842,9 +1842,10 @@ static void test_truncated(void **state)
             fail_msg("%s: message: %s", ls[k].name, msg);
     }
 
-    /* Cut under an open reader: the raw reads of the last chunk come short;
-     * a compressed chunk cut short fails to decompress. */
-    for (size_t k = 0; k < 3; k++) {
+    /* Cut under an open reader (raw reads, H5Dread of a compressed or a
+     * converted dataset alike): the next batch fails, before HDF5's reads
+     * past the end could return zeros, with a message naming the file. */
+    for (size_t k = 0; k < sizeof ls / sizeof ls[0]; k++) {
         if (ls[k].deflate && !gzip) continue;
         char path[128];
         snprintf(path, sizeof path, "%s/cut_open_%zu.h5", tmpdir, k);
@@ -1864,26 +1865,11 @@ static void test_truncated(void **state)
         assert_int_equal(sf_reader_next(r, &b, &eof), SF_OK);
         rl_check_batch(path, &b, 0, all);
         assert_int_equal(truncate(path, (off_t)at), 0);
-        uint64_t row = b.nrows;
-        sf_status rc = SF_OK;
-        for (;;) {
-            rc = sf_reader_next(r, &b, &eof);
-            if (rc != SF_OK || eof) break;
-            rl_check_batch(path, &b, row, all);
-            row += b.nrows;
-        }
+        sf_status rc = sf_reader_next(r, &b, &eof);
         const char *msg = sf_error_message();
-        sf_status want_rc = ls[k].deflate ? SF_ERR_H5 : SF_ERR_IO;
-        if (rc != want_rc) fail_msg("%s, cut under the reader: status %d: %s", ls[k].name, (int)rc, msg);
+        if (rc != SF_ERR_IO) fail_msg("%s, cut under the reader: status %d: %s", ls[k].name, (int)rc, msg);
         assert_int_equal(b.nrows, 0);
-        /* The batch that holds the first row past the cut fails (the first
-         * row of the chunk if it is compressed). */
-        uint64_t bad_row = ls[k].deflate ? row0 : row0 + 100 / elem;
-        assert_int_equal(row, bad_row / 777 * 777);
-        char needle[64];
-        snprintf(needle, sizeof needle, "'%s'", obj);
-        const char *why = ls[k].deflate ? "cannot read rows" : "past the end of the file";
-        if (!strstr(msg, path) || !strstr(msg, needle) || !strstr(msg, why))
+        if (!strstr(msg, path) || !strstr(msg, "truncated while being read"))
             fail_msg("%s, cut under the reader: message: %s", ls[k].name, msg);
         sf_batch_fini(&b);
         sf_reader_destroy(&r);
