@@ -180,9 +180,12 @@ int sf_reader_split_count(const sf_reader *r);
 sf_status sf_reader_next_sub(sf_reader *r, int t, sf_batch *b, bool *eof /* out */);
 /* Whether sf_reader_next_sub may run for different sub-parts on different
  * threads at once (each sub-part on one thread at a time): true for CSV and
- * the generator; for HDF5 only where the HDF5 library was built
- * thread-safe. Not collective. */
-bool sf_reader_sub_concurrent(const sf_reader *r);
+ * the generator; for HDF5 where the HDF5 library was built thread-safe, or
+ * where every loaded column of every sub-part is read raw (plain numbers,
+ * see the HDF5 reader), which calls the library only here, to look up the
+ * parts' chunks. Ask after the parts and the projection are set. Not
+ * collective. */
+bool sf_reader_sub_concurrent(sf_reader *r);
 /* Rows in the input if known without reading it (HDF5, synthetic), else
  * UINT64_MAX. */
 uint64_t sf_reader_total_rows(const sf_reader *r);

@@ -94,6 +94,7 @@ typedef struct preader {
     bool concurrent;  /* sub-parts may be read on several threads at once */
     int ndest;        /* units packed per sub-part and round */
     sub_round *sub;
+    bool subs_in_place; /* T > 1: sub-parts' pieces as views (see run_local) */
 } preader;
 
 static sf_status read_round(preader *r)
@@ -160,7 +161,7 @@ static sf_status sub_read(preader *r, int t)
 static sf_status sub_route_pack(preader *r, int t)
 {
     sub_round *u = &r->sub[t];
-    if (!u->fresh) return SF_OK;
+    if (!u->fresh || r->subs_in_place) return SF_OK;
     double t0 = sf_comm_wtime();
     SF_CALL(sf__dist_route_round(&u->rt, r->plan, &u->batch, &u->st, 1));
     const uint32_t round = r->round * (uint32_t)r->nsub + (uint32_t)t;
@@ -292,7 +293,7 @@ static sf_status read_ahead_into(void *ctx)
  * own dictionary, which packing builds). */
 static bool in_place_possible(const preader *r)
 {
-    if (!r->cfg->in_place || r->nsub > 1) return false;
+    if (!r->cfg->in_place) return false;
     for (int c = 0; c < r->ncols; c++) {
         sf_type t = r->w.schema->fields[c].type;
         if (t != SF_INT64 && t != SF_FLOAT64 && t != SF_TIMESTAMP) return false;
@@ -373,9 +374,31 @@ static sf_status run_in_place(preader *r, const sf_dist_hooks *hk, bool *stopped
 }
 
 /* The pass without exchange: read, pack, process; no messages. */
+/* T > 1, in place: sub-part t's batch of the round as views, or routed
+ * and packed where the plan cannot route it by runs. */
+static sf_status sub_in_place(preader *r, int t, sf_buf *unit)
+{
+    sub_round *u = &r->sub[t];
+    const uint32_t round = r->round * (uint32_t)r->nsub + (uint32_t)t;
+    double t0 = sf_comm_wtime();
+    if (!route_runs(r, &u->batch)) {
+        size_t rows;
+        SF_CALL(sf__dist_route_round(&u->rt, r->plan, &u->batch, r->st, 1));
+        SF_CALL(pack_from(r, &u->batch, &u->rt, round, unit, 0, 1, &rows));
+        r->st->t_route += sf_comm_wtime() - t0;
+        uint32_t kind;
+        return unit->len > 0 ? sf__dist_work_on_side(&r->w, unit->data, unit->len, &kind, NULL, NULL) : SF_OK;
+    }
+    size_t nv = 0;
+    SF_CALL(sf_unit_views_of_runs(&u->batch, r->cols, r->ncols, r->rt.start, r->rt.k, &r->w.views, &nv, &r->w.cap));
+    r->st->t_route += sf_comm_wtime() - t0;
+    return sf__dist_work_on_views(&r->w, nv, round, NULL, NULL);
+}
+
 static sf_status run_local(preader *r, const sf_dist_hooks *hk, bool *stopped)
 {
-    if (in_place_possible(r)) return run_in_place(r, hk, stopped);
+    if (in_place_possible(r) && r->nsub == 1) return run_in_place(r, hk, stopped);
+    r->subs_in_place = r->nsub > 1 && in_place_possible(r);
     sf_buf unit = sf__dist_pool_get(&r->pl);
     sf_status rc = next_round(r);
     while (rc == SF_OK && !r->eof) {
@@ -386,12 +409,16 @@ static sf_status run_local(preader *r, const sf_dist_hooks *hk, bool *stopped)
         if (r->nsub > 1) {
             /* The sub-parts' units one after the other, each on all
              * threads; then the next round. */
-            r->round++;
             for (int t = 0; t < r->nsub && rc == SF_OK; t++) {
+                if (r->subs_in_place) {
+                    if (r->sub[t].fresh) rc = sub_in_place(r, t, &unit);
+                    continue;
+                }
                 const sf_buf *u = &r->sub[t].units[0];
                 uint32_t kind;
                 if (u->len > 0) rc = sf__dist_work_on_side(&r->w, u->data, u->len, &kind, NULL, NULL);
             }
+            r->round++;
             if (rc == SF_OK) rc = next_round(r);
             continue;
         }

@@ -1217,7 +1217,7 @@ static void gen_destroy(sf_reader *r)
 
 /* Every reader has its own model: sub-parts generate on threads at once. */
 static const sf__reader_ops gen_ops = {gen_next, gen_rewind, gen_destroy, gen_tell,
-                                       gen_seek, NULL,       gen_set_part, false};
+                                       gen_seek, NULL,       gen_set_part, false, NULL};
 
 sf_status sf__gen_open(sf_reader *r)
 {

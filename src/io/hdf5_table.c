@@ -323,8 +323,9 @@ static sf_status h5_set_part(sf_reader *r, uint64_t begin, uint64_t end, const u
 #else
 #define H5_SERIAL_NEXT true
 #endif
-static const sf__reader_ops h5_ops = {h5_next, h5_rewind, h5_destroy,    h5_tell,
-                                      h5_seek, NULL,      h5_set_part,   H5_SERIAL_NEXT};
+static bool h5_lock_free_next(sf_reader *r);
+static const sf__reader_ops h5_ops = {h5_next, h5_rewind,   h5_destroy,     h5_tell,          h5_seek,
+                                      NULL,    h5_set_part, H5_SERIAL_NEXT, h5_lock_free_next};
 
 /* Opens the validity masks in the table's "_valid" group and attaches each
  * to its column, checking name, shape, type and length. */
@@ -653,6 +654,41 @@ static sf_status raw_read(h5reader *h, h5raw *w, hid_t d, const char *file, cons
     }
     *done = true;
     return SF_OK;
+}
+
+/* Looks up the chunks of rows [lo, hi) of w (chunked); false where one is
+ * not allocated or not plain. */
+static bool raw_resolve(h5raw *w, hid_t d, uint64_t lo, uint64_t hi)
+{
+    if (w->chunk == 0 || hi <= lo) return true;
+    for (uint64_t c = lo / w->chunk; c <= (hi - 1) / w->chunk; c++) {
+        if (c >= w->nchunks) return false;
+        if (w->chunk_addr[c] != 0) continue;
+        hsize_t off = c * w->chunk, size = 0;
+        unsigned fmask = 0;
+        haddr_t a = HADDR_UNDEF;
+        herr_t e = H5Dget_chunk_info_by_coord(d, &off, &fmask, &a, &size);
+        H5Eclear2(H5E_DEFAULT);
+        if (e < 0 || a == HADDR_UNDEF || a == 0 || fmask != 0 || size != w->chunk * w->elem) return false;
+        w->chunk_addr[c] = a;
+    }
+    return true;
+}
+
+/* next() calls no HDF5 function when every loaded column and its mask are
+ * read raw and the chunks of the part are looked up beforehand (here). */
+static bool h5_lock_free_next(sf_reader *r)
+{
+    h5reader *h = r->impl;
+    if (h == NULL || h->fd < 0) return false;
+    for (int c = 0; c < h->ncols; c++) {
+        if (r->want != NULL && !r->want[c]) continue;
+        h5col *k = &h->cols[c];
+        if (!k->raw.on || (k->vdset >= 0 && !k->vraw.on)) return false;
+        if (!raw_resolve(&k->raw, k->dset, h->lo, h->hi)) return false;
+        if (k->vdset >= 0 && !raw_resolve(&k->vraw, k->vdset, h->lo, h->hi)) return false;
+    }
+    return true;
 }
 
 /* Checks n mask bytes read raw (each 0 or 1) and returns the nulls:

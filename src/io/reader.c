@@ -372,4 +372,14 @@ sf_status sf_reader_next_sub(sf_reader *r, int t, sf_batch *b, bool *eof)
     return next_one(t == 0 ? r : r->split->sub[t], b, eof);
 }
 
-bool sf_reader_sub_concurrent(const sf_reader *r) { return !r->ops->serial_next; }
+bool sf_reader_sub_concurrent(sf_reader *r)
+{
+    if (!r->ops->serial_next) return true;
+    if (r->ops->lock_free_next == NULL) return false;
+    const int n = sf_reader_split_count(r);
+    for (int t = 0; t < n; t++) {
+        sf_reader *s = t == 0 ? r : r->split->sub[t];
+        if (!s->ops->lock_free_next(s)) return false;
+    }
+    return true;
+}

@@ -26,6 +26,10 @@ typedef struct sf__reader_ops {
     /* The readers of one input may not run next on different threads at
      * once (a library without thread safety underneath). */
     bool serial_next;
+    /* Optional, for a reader with serial_next: prepares next() to run
+     * without calls into the library underneath (for the current part and
+     * projection) and returns true where it then does. */
+    bool (*lock_free_next)(sf_reader *r);
 } sf__reader_ops;
 
 /* A reader split into sub-parts (sf_reader_split): sub[0] is the owner

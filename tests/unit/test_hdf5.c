@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shardflow/exec.h"
 #include "shardflow/io.h"
 
 static char tmpdir[64];
@@ -1877,6 +1878,76 @@ static void test_truncated(void **state)
     }
 }
 
+/* Sub-parts read on several threads at once: allowed exactly where every
+ * loaded column and mask is read raw (plain native numbers, chunks
+ * allocated), whatever the HDF5 build; the batches are those of the file. */
+typedef struct cjob {
+    sf_reader *r;
+    const char *what;
+    const uint64_t *cuts;
+    uint64_t rows[3];
+} cjob;
+
+static sf_status cjob_run(void *ctx, int t)
+{
+    cjob *j = ctx;
+    sf_batch b;
+    if (sf_reader_batch_init(j->r, &b) != SF_OK) return SF_ERR_NOMEM;
+    static const uint8_t all[3] = {1, 1, 1};
+    uint64_t row = j->cuts[t];
+    sf_status rc = SF_OK;
+    for (;;) {
+        bool eof = false;
+        rc = sf_reader_next_sub(j->r, t, &b, &eof);
+        if (rc != SF_OK || eof) break;
+        rl_check_batch(j->what, &b, row, all);
+        row += b.nrows;
+    }
+    j->rows[t] = row - j->cuts[t];
+    sf_batch_fini(&b);
+    return rc;
+}
+
+static void test_concurrent_sub_parts(void **state)
+{
+    (void)state;
+    static const struct {
+        rl_layout l;
+        bool raw;
+    } cases[] = {
+        {{.name = "contiguous", .layout = H5D_CONTIGUOUS}, true},
+        {{.name = "chunked", .layout = H5D_CHUNKED}, true},
+        {{.name = "chunked, int32", .layout = H5D_CHUNKED, .ta = RT_I32LE}, false},
+        {{.name = "chunked, int64 masks", .layout = H5D_CHUNKED, .ma = RT_I64LE}, false},
+        {{.name = "chunked, partly written", .layout = H5D_CHUNKED, .partial = true}, false},
+        {{.name = "contiguous, user block", .layout = H5D_CONTIGUOUS, .userblock = 512}, false},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/conc_%zu.h5", tmpdir, k);
+        rl_write(path, &cases[k].l);
+        sf_input_config cfg;
+        rl_config(&cfg, path, 700);
+        sf_reader *r = NULL;
+        assert_int_equal(sf_reader_open(&cfg, &r), SF_OK);
+        const uint64_t cuts[4] = {0, 1500, 2999, RL_ROWS}, zeros[6] = {0};
+        assert_int_equal(sf_reader_split(r, 3, cuts, zeros), SF_OK);
+        bool conc = sf_reader_sub_concurrent(r);
+#ifdef H5_HAVE_THREADSAFE
+        assert_true(conc);
+#else
+        if (conc != cases[k].raw) fail_msg("%s: concurrent %d, expected %d", cases[k].l.name, conc, cases[k].raw);
+#endif
+        if (conc) {
+            cjob j = {r, cases[k].l.name, cuts, {0, 0, 0}};
+            if (sf_exec_parallel(3, cjob_run, &j) != SF_OK) fail_msg("%s: %s", cases[k].l.name, sf_error_message());
+            for (int t = 0; t < 3; t++) assert_int_equal(j.rows[t], cuts[t + 1] - cuts[t]);
+        }
+        sf_reader_destroy(&r);
+        sf_input_config_fini(&cfg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1896,6 +1967,7 @@ int main(void)
         cmocka_unit_test(test_storage_layouts),
         cmocka_unit_test(test_mask_value_errors),
         cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_concurrent_sub_parts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
