@@ -40,6 +40,7 @@ typedef struct sf_dist_stats {
     uint64_t moved;           /* rank 0: pieces moved to another rank */
     uint64_t speculated;      /* rank 0: units it re-ran for a straggler */
     uint64_t speculation_won; /* rank 0: ... whose copy counted */
+    uint64_t pieces_in_place; /* parallel-read: pieces taken as views of the batch (all ranks) */
 } sf_dist_stats;
 
 /* The run's side of one pass: checkpoints at round boundaries and stops. */

@@ -1,5 +1,6 @@
-/* Block kernels of the ungrouped `stats` agent: exact sums of a block of at
- * most SF__STATS_BLOCK values in a few vector instructions per value.
+/* Block kernels of the `stats` agent (ungrouped ranges and selections, and
+ * grouped rows sorted by group): exact sums of a block of at most
+ * SF__STATS_BLOCK values in a few vector instructions per value.
  * Private to src/agents/.
  *
  * A kernel returns false, having changed nothing, for a block it does not

@@ -16,9 +16,10 @@ static _Atomic int has_cpu = -1;
 #define SF_STATS_HAVE_AVX512 1
 #define TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt")))
 
+/* __builtin_cpu_supports reads what libgcc's constructor filled in (no
+ * __builtin_cpu_init here: it writes, and several threads may ask). */
 static bool cpu_has(void)
 {
-    __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("popcnt");

@@ -288,9 +288,9 @@ static sf_status read_ahead_into(void *ctx)
     return read_into(a->r, a->b, &a->eof);
 }
 
-/* Whether the pass can take its pieces as views: distribute.in_place, one
- * reader, and only numbers in the pass (a string column's piece needs its
- * own dictionary, which packing builds). */
+/* Whether the pass can take its pieces as views: distribute.in_place and
+ * only numbers in the pass (a string column's piece needs its own
+ * dictionary, which packing builds); with one reader or several (T > 1). */
 static bool in_place_possible(const preader *r)
 {
     if (!r->cfg->in_place) return false;
@@ -307,16 +307,21 @@ static bool in_place_possible(const preader *r)
 static bool route_runs(preader *r, const sf_batch *b)
 {
     int fixed = 0;
-    for (int c = 0; c < b->ncols; c++) {
-        if (!b->cols[c].loaded) continue;
-        if (b->cols[c].type == SF_STRING) return false;
-        fixed += 8;
-    }
+    for (int c = 0; c < b->ncols; c++)
+        if (b->cols[c].loaded && b->cols[c].type != SF_STRING) fixed += 8;
     if (b->row_bytes != NULL || !sf_shard_route_runs(r->plan, b, r->rt.start)) return false;
     for (int s = 0; s < r->rt.k; s++) {
-        uint64_t n = r->rt.start[s + 1] - r->rt.start[s];
-        r->st->shard_rows[s] += n;
-        r->st->shard_bytes[s] += n * (uint64_t)fixed;
+        const size_t lo = r->rt.start[s], hi = r->rt.start[s + 1];
+        uint64_t bytes = (hi - lo) * (uint64_t)fixed;
+        /* String columns loaded for other passes: their text, as routing
+         * row by row counts it. */
+        for (int c = 0; c < b->ncols; c++) {
+            const sf_column *col = &b->cols[c];
+            if (!col->loaded || col->type != SF_STRING) continue;
+            for (size_t i = lo; i < hi; i++) bytes += col->dict.off[col->code[i] + 1] - col->dict.off[col->code[i]];
+        }
+        r->st->shard_rows[s] += hi - lo;
+        r->st->shard_bytes[s] += bytes;
     }
     return true;
 }
@@ -355,6 +360,7 @@ static sf_status run_in_place(preader *r, const sf_dist_hooks *hk, bool *stopped
         rc = sf_unit_views_of_runs(cur, r->cols, r->ncols, r->rt.start, r->rt.k, &r->w.views, &nv, &r->w.cap);
         r->st->t_route += sf_comm_wtime() - t0;
         if (rc != SF_OK) break;
+        r->st->pieces_in_place += nv;
         ahead a = {r, next, false};
         if (r->cfg->overlap) {
             rc = sf__dist_work_on_views(&r->w, nv, round, read_ahead_into, &a);
@@ -392,6 +398,7 @@ static sf_status sub_in_place(preader *r, int t, sf_buf *unit)
     size_t nv = 0;
     SF_CALL(sf_unit_views_of_runs(&u->batch, r->cols, r->ncols, r->rt.start, r->rt.k, &r->w.views, &nv, &r->w.cap));
     r->st->t_route += sf_comm_wtime() - t0;
+    r->st->pieces_in_place += nv;
     return sf__dist_work_on_views(&r->w, nv, round, NULL, NULL);
 }
 
@@ -646,7 +653,7 @@ sf_status sf__dist_parallel_read(sf_reader *reader, const sf_shard_plan *plan, c
     /* Rank 0 reports the plan's balance and the totals of all ranks. */
     if (comm == SF_OK) {
         const size_t k = (size_t)r.rt.k;
-        uint64_t *sum = calloc(2 * k + 4, sizeof *sum);
+        uint64_t *sum = calloc(2 * k + 5, sizeof *sum);
         if (sum == NULL) {
             /* Cannot take part in the sum: nothing else can be done safely. */
             fprintf(stderr, "shardflow: error: rank %d: out of memory (pass totals)\n", sf_comm_rank());
@@ -658,7 +665,8 @@ sf_status sf__dist_parallel_read(sf_reader *reader, const sf_shard_plan *plan, c
         sum[2 * k + 1] = stats->units_sent;
         sum[2 * k + 2] = stats->bytes_sent;
         sum[2 * k + 3] = r.round;
-        comm = sf_comm_allreduce_sum_u64(sum, (int)(2 * k + 4));
+        sum[2 * k + 4] = stats->pieces_in_place;
+        comm = sf_comm_allreduce_sum_u64(sum, (int)(2 * k + 5));
         if (comm == SF_OK) {
             memcpy(stats->shard_rows, sum, k * sizeof *sum);
             memcpy(stats->shard_bytes, sum + k, k * sizeof *sum);
@@ -666,6 +674,7 @@ sf_status sf__dist_parallel_read(sf_reader *reader, const sf_shard_plan *plan, c
             stats->units_sent = sum[2 * k + 1];
             stats->bytes_sent = sum[2 * k + 2];
             stats->rounds = sum[2 * k + 3];
+            stats->pieces_in_place = sum[2 * k + 4];
         }
         free(sum);
     }

@@ -1049,6 +1049,8 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
         sf_json_num(&j, L->st.t_process);
         sf_json_key(&j, "units_sent");
         sf_json_uint(&j, L->st.units_sent);
+        sf_json_key(&j, "pieces_in_place");
+        sf_json_uint(&j, L->st.pieces_in_place);
         sf_json_key(&j, "bytes_sent");
         sf_json_uint(&j, L->st.bytes_sent);
         sf_json_key(&j, "peak_inflight_bytes");

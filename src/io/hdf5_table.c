@@ -434,7 +434,7 @@ static void setup_raw_reads(h5reader *h, const char *file)
     haddr_t eoa = HADDR_UNDEF;
     if (H5Fget_eoa(h->file, &eoa) < 0) eoa = HADDR_UNDEF;
     H5Eclear2(H5E_DEFAULT);
-    if ((h->fd = open(file, O_RDONLY)) < 0) return;
+    if ((h->fd = open(file, O_RDONLY | O_CLOEXEC)) < 0) return;
     /* H5Fget_eoa counts the user block in (unlike dataset addresses). */
     if (eoa != HADDR_UNDEF) h->need_bytes = (uint64_t)eoa;
     if (!ub_known || ub != 0) return;
@@ -861,6 +861,21 @@ done:
     return rc;
 }
 
+/* A file cut while it is read: HDF5's own reads past its end give zeros,
+ * so every batch checks the file's length before and after its reads (a
+ * file that shrank during them is caught by the second). */
+static sf_status check_length(sf_reader *r, const h5reader *h)
+{
+    if (h->need_bytes == 0) return SF_OK;
+    struct stat st;
+    SF_CHECK(fstat(h->fd, &st) == 0, SF_ERR_IO, "%s: cannot stat: %s", r->cfg.path, strerror(errno));
+    SF_CHECK((uint64_t)st.st_size >= h->need_bytes, SF_ERR_IO,
+             "%s: the file is now %lld bytes, shorter than the %llu its HDF5 metadata allocate: truncated "
+             "while being read",
+             r->cfg.path, (long long)st.st_size, (unsigned long long)h->need_bytes);
+    return SF_OK;
+}
+
 static sf_status h5_next(sf_reader *r, sf_batch *b, bool *eof)
 {
     h5reader *h = r->impl;
@@ -874,16 +889,7 @@ static sf_status h5_next(sf_reader *r, sf_batch *b, bool *eof)
     size_t n = left < per ? (size_t)left : per;
     SF_CHECK(b->ncols == h->ncols, SF_ERR_ARG, "%s: batch has %d columns, the table %d", r->cfg.path, b->ncols,
              h->ncols);
-    if (h->need_bytes > 0) {
-        /* A file cut while it is read: HDF5's own reads past its end would
-         * give zeros, so every batch checks the size first. */
-        struct stat st;
-        SF_CHECK(fstat(h->fd, &st) == 0, SF_ERR_IO, "%s: cannot stat: %s", r->cfg.path, strerror(errno));
-        SF_CHECK((uint64_t)st.st_size >= h->need_bytes, SF_ERR_IO,
-                 "%s: the file is now %lld bytes, shorter than the %llu its HDF5 metadata allocate: truncated "
-                 "while being read",
-                 r->cfg.path, (long long)st.st_size, (unsigned long long)h->need_bytes);
-    }
+    SF_CALL(check_length(r, h));
     for (int c = 0; c < h->ncols; c++) {
         if (!b->cols[c].loaded || (r->want != NULL && !r->want[c])) continue;
         sf_status rc = read_column(r, h, c, b, h->next_row, n);
@@ -893,6 +899,12 @@ static sf_status h5_next(sf_reader *r, sf_batch *b, bool *eof)
             sf_batch_clear(b);
             return rc;
         }
+    }
+    sf_status rc = check_length(r, h);
+    if (rc != SF_OK) {
+        b->nrows = n;
+        sf_batch_clear(b);
+        return rc;
     }
     b->first_row = h->next_row;
     b->nrows = n;
