@@ -47,25 +47,22 @@ else
   bin=$build/bin
 fi
 
-# --- the CSV: regenerated only when missing or of another row count -----------------
+# --- the inputs: regenerated only when missing or of another row count -----------
 mkdir -p "$data"
+generate() { # FORMAT FILE
+  local stamp="rows=$rows seed=42 generator=requests format=$1"
+  if [ ! -f "$2" ] || [ "$(cat "$2.stamp" 2>/dev/null)" != "$stamp" ]; then
+    echo "bench/optimize: generating $rows rows of the requests log as $1: $2" >&2
+    rm -f "$2" "$2.stamp"
+    "$bin/shardflow" gen --generator requests --rows "$rows" --seed 42 --format "$1" -o "$2" >/dev/null
+    echo "$stamp" > "$2.stamp"
+  fi
+}
 csv=$data/requests.csv
-stamp="rows=$rows seed=42 generator=requests format=csv"
-if [ ! -f "$csv" ] || [ "$(cat "$csv.stamp" 2>/dev/null)" != "$stamp" ]; then
-  echo "bench/optimize: generating $rows rows of the requests log as CSV: $csv" >&2
-  rm -f "$csv" "$csv.stamp"
-  "$bin/shardflow" gen --generator requests --rows "$rows" --seed 42 --format csv -o "$csv" >/dev/null
-  echo "$stamp" > "$csv.stamp"
-fi
+generate csv "$csv"
 # The same rows as HDF5 columns, for the in-place and vector kernel rows.
 h5=$data/requests.h5
-stamp_h5="rows=$rows seed=42 generator=requests format=hdf5"
-if [ ! -f "$h5" ] || [ "$(cat "$h5.stamp" 2>/dev/null)" != "$stamp_h5" ]; then
-  echo "bench/optimize: generating $rows rows of the requests log as HDF5: $h5" >&2
-  rm -f "$h5" "$h5.stamp"
-  "$bin/shardflow" gen --generator requests --rows "$rows" --seed 42 --format hdf5 -o "$h5" >/dev/null
-  echo "$stamp_h5" > "$h5.stamp"
-fi
+generate hdf5 "$h5"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/shardflow-optimize.XXXXXX")
 if [ "${SF_OPT_KEEP:-0}" = 1 ]; then

@@ -612,6 +612,21 @@ static sf_status intern_fixed(sf_batch *b, int c, const int64_t *mask, const cha
     return SF_OK;
 }
 
+/* Chunk c's file offset in w->chunk_addr[c] (looked up once); false where
+ * the chunk is not allocated or not stored plain (whole, unfiltered). */
+static bool chunk_lookup(h5raw *w, hid_t d, uint64_t c)
+{
+    if (w->chunk_addr[c] != 0) return true;
+    hsize_t off = c * w->chunk, size = 0;
+    unsigned fmask = 0;
+    haddr_t a = HADDR_UNDEF;
+    herr_t e = H5Dget_chunk_info_by_coord(d, &off, &fmask, &a, &size);
+    H5Eclear2(H5E_DEFAULT);
+    if (e < 0 || a == HADDR_UNDEF || a == 0 || fmask != 0 || size != w->chunk * w->elem) return false;
+    w->chunk_addr[c] = a;
+    return true;
+}
+
 /* Reads rows row0..row0+n of dataset `path` raw into dst; *done = false
  * (dst partly written, nothing else changed) where a chunk is not
  * allocated or not plain, for H5Dread to take the batch. */
@@ -627,15 +642,7 @@ static sf_status raw_read(h5reader *h, h5raw *w, hid_t d, const char *file, cons
         } else {
             uint64_t c = row / w->chunk;
             if (c >= w->nchunks) return SF_OK;
-            if (w->chunk_addr[c] == 0) {
-                hsize_t off = c * w->chunk, size = 0;
-                unsigned fmask = 0;
-                haddr_t a = HADDR_UNDEF;
-                herr_t e = H5Dget_chunk_info_by_coord(d, &off, &fmask, &a, &size);
-                H5Eclear2(H5E_DEFAULT);
-                if (e < 0 || a == HADDR_UNDEF || a == 0 || fmask != 0 || size != w->chunk * w->elem) return SF_OK;
-                w->chunk_addr[c] = a;
-            }
+            if (!chunk_lookup(w, d, c)) return SF_OK;
             at = w->chunk_addr[c] + (row - c * w->chunk) * w->elem;
             if ((c + 1) * w->chunk < stop) stop = (c + 1) * w->chunk;
         }
@@ -662,15 +669,7 @@ static bool raw_resolve(h5raw *w, hid_t d, uint64_t lo, uint64_t hi)
 {
     if (w->chunk == 0 || hi <= lo) return true;
     for (uint64_t c = lo / w->chunk; c <= (hi - 1) / w->chunk; c++) {
-        if (c >= w->nchunks) return false;
-        if (w->chunk_addr[c] != 0) continue;
-        hsize_t off = c * w->chunk, size = 0;
-        unsigned fmask = 0;
-        haddr_t a = HADDR_UNDEF;
-        herr_t e = H5Dget_chunk_info_by_coord(d, &off, &fmask, &a, &size);
-        H5Eclear2(H5E_DEFAULT);
-        if (e < 0 || a == HADDR_UNDEF || a == 0 || fmask != 0 || size != w->chunk * w->elem) return false;
-        w->chunk_addr[c] = a;
+        if (c >= w->nchunks || !chunk_lookup(w, d, c)) return false;
     }
     return true;
 }
