@@ -43,7 +43,17 @@
  *  - The reader reads each loaded column's mask with the same hyperslab as the
  *    column (projected-away columns read neither) and marks the nulls with
  *    sf_batch_set_null, so a null holds 0, 0.0 or "" in its value slot,
- *    whatever the file stored there, exactly as in CSV input.
+ *    whatever the file stored there, exactly as in CSV input. (Raw reads,
+ *    below, put a uint8 mask straight into the validity bytes and zero the
+ *    value slots of its nulls: the same batch.)
+ *
+ * Raw reads: int64 and float64 columns stored as plain native values
+ * (contiguous, or chunked without filters, no external storage, no user
+ * block) and their uint8 masks are read with pread at the file offsets HDF5
+ * reports, chunk by chunk; anything else, and any chunk not allocated, goes
+ * through H5Dread. Every batch checks before and after its reads that the
+ * file is still as long as HDF5's end of allocated space (HDF5 itself would
+ * return zeros past the end of a file cut while it is read).
  *  - The writer writes masks as chunked, extendible uint8 datasets (chunked
  *    like the data datasets). A column's mask is created at the first batch in
  *    which the column has a null, with 1s back-filled for the rows already
