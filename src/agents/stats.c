@@ -428,11 +428,14 @@ static sf_status reserve_scratch(stats_state *s, size_t ngroups, size_t nvals)
  * and each group's values go through the block kernels. */
 #define BLOCK_ROWS_PER_GROUP 16
 
-/* Grouped rows by blocks: nulls counted, the other values sorted by group
+/* Grouped rows by blocks (gi NULL: every row in group 0, as ungrouped
+ * selections are): nulls counted, the other values sorted by group
  * into s->vals, then each group's run added as ungrouped rows are (the
  * kernels where they take a block, value by value where not). The sums are
  * exact, so the order of a group's values does not matter: the same state
  * as value by value. */
+static inline uint32_t group_at(const uint32_t *gi, size_t i) { return gi ? gi[i] : 0; }
+
 static sf_status process_grouped_blocks(stats_state *s, const sf_column *c, const sf_rows *rows,
                                        const uint32_t *gi)
 {
@@ -447,9 +450,9 @@ static sf_status process_grouped_blocks(stats_state *s, const sf_column *c, cons
     for (size_t i = 0; i < n; i++) {
         size_t r = sel ? sel[i] : begin + i;
         if (valid != NULL && valid[r] == 0)
-            g[gi[i]].nulls++;
+            g[group_at(gi, i)].nulls++;
         else
-            cnt[gi[i] + 1]++;
+            cnt[group_at(gi, i) + 1]++;
     }
     for (uint32_t k = 0; k < ng; k++) cnt[k + 1] += cnt[k];
     /* cnt[k]: where group k's values start; after the scatter, where they end. */
@@ -457,7 +460,7 @@ static sf_status process_grouped_blocks(stats_state *s, const sf_column *c, cons
         double *v = s->vals;
         for (size_t i = 0; i < n; i++) {
             size_t r = sel ? sel[i] : begin + i;
-            if (valid == NULL || valid[r] != 0) v[cnt[gi[i]]++] = c->f64[r];
+            if (valid == NULL || valid[r] != 0) v[cnt[group_at(gi, i)]++] = c->f64[r];
         }
         for (uint32_t k = 0, at = 0; k < ng; at = cnt[k++])
             if (cnt[k] > at) process_range(&g[k], v, NULL, at, cnt[k]);
@@ -465,42 +468,10 @@ static sf_status process_grouped_blocks(stats_state *s, const sf_column *c, cons
         int64_t *v = s->vals;
         for (size_t i = 0; i < n; i++) {
             size_t r = sel ? sel[i] : begin + i;
-            if (valid == NULL || valid[r] != 0) v[cnt[gi[i]]++] = c->i64[r];
+            if (valid == NULL || valid[r] != 0) v[cnt[group_at(gi, i)]++] = c->i64[r];
         }
         for (uint32_t k = 0, at = 0; k < ng; at = cnt[k++])
             if (cnt[k] > at) process_range_int(&g[k], v, NULL, at, cnt[k]);
-    }
-    return SF_OK;
-}
-
-/* Ungrouped selected rows by blocks: the non-null values gathered into
- * s->vals, then added as a range. */
-static sf_status process_selected_blocks(stats_state *s, const sf_column *c, const sf_rows *rows)
-{
-    SF_CALL(reserve_scratch(s, 1, rows->n));
-    group *g = &s->g[0];
-    const uint8_t *valid = c->valid;
-    size_t m = 0;
-    if (c->type == SF_FLOAT64) {
-        double *v = s->vals;
-        for (size_t i = 0; i < rows->n; i++) {
-            uint32_t r = rows->sel[i];
-            if (valid != NULL && valid[r] == 0)
-                g->nulls++;
-            else
-                v[m++] = c->f64[r];
-        }
-        process_range(g, v, NULL, 0, m);
-    } else {
-        int64_t *v = s->vals;
-        for (size_t i = 0; i < rows->n; i++) {
-            uint32_t r = rows->sel[i];
-            if (valid != NULL && valid[r] == 0)
-                g->nulls++;
-            else
-                v[m++] = c->i64[r];
-        }
-        process_range_int(g, v, NULL, 0, m);
     }
     return SF_OK;
 }
@@ -555,7 +526,8 @@ static sf_status stats_process(void *state, const sf_batch *b, const sf_rows *ro
         return SF_OK;
     }
     if (s->nby == 0) {
-        if (sf__stats_simd_enabled() && rows->n >= 64) return process_selected_blocks(s, c, rows);
+        /* The selected values gathered (one group), then by blocks. */
+        if (sf__stats_simd_enabled() && rows->n >= 64) return process_grouped_blocks(s, c, rows, NULL);
         for (size_t i = 0; i < rows->n; i++) add_row(&s->g[0], c, rows->sel[i]);
         return SF_OK;
     }

@@ -326,11 +326,34 @@ static bool route_runs(preader *r, const sf_batch *b)
     return true;
 }
 
+/* Batch b of input round `round`, in place: its pieces as views where the
+ * plan routes it by runs, else routed (into rt), packed into unit and
+ * processed as in run_local. side(ctx) (NULL: none) runs while it is
+ * processed. */
+static sf_status process_in_place(preader *r, const sf_batch *b, router *rt, uint32_t round, sf_buf *unit,
+                                  sf_status (*side)(void *), void *ctx)
+{
+    double t0 = sf_comm_wtime();
+    if (!route_runs(r, b)) {
+        size_t rows;
+        SF_CALL(sf__dist_route_round(rt, r->plan, b, r->st, 1));
+        SF_CALL(pack_from(r, b, rt, round, unit, 0, 1, &rows));
+        r->st->t_route += sf_comm_wtime() - t0;
+        if (unit->len == 0) return side ? side(ctx) : SF_OK;
+        uint32_t kind;
+        return sf__dist_work_on_side(&r->w, unit->data, unit->len, &kind, side, ctx);
+    }
+    size_t nv = 0;
+    SF_CALL(sf_unit_views_of_runs(b, r->cols, r->ncols, r->rt.start, r->rt.k, &r->w.views, &nv, &r->w.cap));
+    r->st->t_route += sf_comm_wtime() - t0;
+    r->st->pieces_in_place += nv;
+    return sf__dist_work_on_views(&r->w, nv, round, side, ctx);
+}
+
 /* The pass without exchange, each round's pieces taken as views of its
  * batch: no routing row by row, no packing. The next round is read into a
- * second batch while this one is processed (distribute.overlap). A batch
- * the plan cannot route by runs is routed, packed and processed as in
- * run_local. */
+ * second batch while this one is processed (distribute.overlap; the views
+ * of this one stay valid meanwhile). */
 static sf_status run_in_place(preader *r, const sf_dist_hooks *hk, bool *stopped)
 {
     sf_batch spare;
@@ -345,27 +368,11 @@ static sf_status run_in_place(preader *r, const sf_dist_hooks *hk, bool *stopped
             break;
         }
         const uint32_t round = r->round++;
-        double t0 = sf_comm_wtime();
-        if (!route_runs(r, cur)) {
-            rc = sf__dist_route_round(&r->rt, r->plan, cur, r->st, 1);
-            size_t rows;
-            if (rc == SF_OK) rc = pack_from(r, cur, &r->rt, round, &unit, 0, 1, &rows);
-            r->st->t_route += sf_comm_wtime() - t0;
-            uint32_t kind;
-            if (rc == SF_OK && unit.len > 0) rc = sf__dist_work_on_side(&r->w, unit.data, unit.len, &kind, NULL, NULL);
-            if (rc == SF_OK) rc = read_into(r, cur, &eof);
-            continue;
-        }
-        size_t nv = 0;
-        rc = sf_unit_views_of_runs(cur, r->cols, r->ncols, r->rt.start, r->rt.k, &r->w.views, &nv, &r->w.cap);
-        r->st->t_route += sf_comm_wtime() - t0;
-        if (rc != SF_OK) break;
-        r->st->pieces_in_place += nv;
         ahead a = {r, next, false};
         if (r->cfg->overlap) {
-            rc = sf__dist_work_on_views(&r->w, nv, round, read_ahead_into, &a);
+            rc = process_in_place(r, cur, &r->rt, round, &unit, read_ahead_into, &a);
         } else {
-            rc = sf__dist_work_on_views(&r->w, nv, round, NULL, NULL);
+            rc = process_in_place(r, cur, &r->rt, round, &unit, NULL, NULL);
             if (rc == SF_OK) rc = read_ahead_into(&a);
         }
         eof = a.eof;
@@ -379,29 +386,9 @@ static sf_status run_in_place(preader *r, const sf_dist_hooks *hk, bool *stopped
     return rc;
 }
 
-/* The pass without exchange: read, pack, process; no messages. */
-/* T > 1, in place: sub-part t's batch of the round as views, or routed
- * and packed where the plan cannot route it by runs. */
-static sf_status sub_in_place(preader *r, int t, sf_buf *unit)
-{
-    sub_round *u = &r->sub[t];
-    const uint32_t round = r->round * (uint32_t)r->nsub + (uint32_t)t;
-    double t0 = sf_comm_wtime();
-    if (!route_runs(r, &u->batch)) {
-        size_t rows;
-        SF_CALL(sf__dist_route_round(&u->rt, r->plan, &u->batch, r->st, 1));
-        SF_CALL(pack_from(r, &u->batch, &u->rt, round, unit, 0, 1, &rows));
-        r->st->t_route += sf_comm_wtime() - t0;
-        uint32_t kind;
-        return unit->len > 0 ? sf__dist_work_on_side(&r->w, unit->data, unit->len, &kind, NULL, NULL) : SF_OK;
-    }
-    size_t nv = 0;
-    SF_CALL(sf_unit_views_of_runs(&u->batch, r->cols, r->ncols, r->rt.start, r->rt.k, &r->w.views, &nv, &r->w.cap));
-    r->st->t_route += sf_comm_wtime() - t0;
-    r->st->pieces_in_place += nv;
-    return sf__dist_work_on_views(&r->w, nv, round, NULL, NULL);
-}
-
+/* The pass without exchange: read, pack, process; no messages. With
+ * several threads per rank in place, each sub-part's batch of a round goes
+ * through process_in_place. */
 static sf_status run_local(preader *r, const sf_dist_hooks *hk, bool *stopped)
 {
     if (in_place_possible(r) && r->nsub == 1) return run_in_place(r, hk, stopped);
@@ -418,7 +405,9 @@ static sf_status run_local(preader *r, const sf_dist_hooks *hk, bool *stopped)
              * threads; then the next round. */
             for (int t = 0; t < r->nsub && rc == SF_OK; t++) {
                 if (r->subs_in_place) {
-                    if (r->sub[t].fresh) rc = sub_in_place(r, t, &unit);
+                    const uint32_t round = r->round * (uint32_t)r->nsub + (uint32_t)t;
+                    if (r->sub[t].fresh)
+                        rc = process_in_place(r, &r->sub[t].batch, &r->sub[t].rt, round, &unit, NULL, NULL);
                     continue;
                 }
                 const sf_buf *u = &r->sub[t].units[0];
