@@ -304,6 +304,25 @@ static sf_status reserve_groups(sf__groups *g, size_t n)
     return want != g->nslots ? rehash(g, want) : SF_OK;
 }
 
+sf_status sf__groups_reserve(sf__groups *g, size_t n)
+{
+    if ((size_t)g->n + n >= (size_t)1 << 30) return SF_OK; /* new_group grows them as it goes */
+    if ((size_t)g->n + n > g->cap) {
+        uint32_t cap = g->cap ? g->cap : 16;
+        while (cap < (size_t)g->n + n) cap *= 2;
+        struct sf__group_entry *e = realloc(g->e, (size_t)cap * sizeof *e);
+        SF_CHECK(e != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
+        g->e = e;
+        if (g->nby == 1 && g->schema != NULL && g->schema->fields[g->by_col[0]].type != SF_STRING) {
+            uint64_t *nm = realloc(g->num, (size_t)cap * sizeof *nm);
+            SF_CHECK(nm != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
+            g->num = nm;
+        }
+        g->cap = cap;
+    }
+    return reserve_groups(g, n);
+}
+
 sf_status sf__groups_find_all(sf__groups *g, const sf__groups *src, const uint32_t *which, size_t n,
                               uint32_t *out, bool *created)
 {
@@ -725,8 +744,27 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
         const bool use_cache = vc != NULL && g->n <= 4 * VCACHE_SIZE;
         uint8_t key[9];
         key[0] = 1;
+        /* Without the cache every row probes a table that may be far
+         * larger than the caches: prefetch the slot of the row AHEAD rows
+         * on, and the entry of the row half as far on (by then its slot
+         * is in cache). The table may grow meanwhile; a prefetch is only
+         * a hint, and every index is taken with the current mask. */
+        const bool ahead = !use_cache && g->num != NULL && g->n >= 4096;
+        enum { AHEAD = 16 };
         for (size_t i = 0; i < n; i++) {
             size_t r = sel ? sel[i] : begin + i;
+            if (ahead) {
+                const uint32_t mask = g->nslots - 1;
+                if (i + AHEAD < n) {
+                    size_t r2 = sel ? sel[i + AHEAD] : begin + i + AHEAD;
+                    __builtin_prefetch(&g->slots[(uint32_t)num_key_hash(num_key_bits(c, r2)) & mask]);
+                }
+                if (i + AHEAD / 2 < n) {
+                    size_t r2 = sel ? sel[i + AHEAD / 2] : begin + i + AHEAD / 2;
+                    uint32_t sl = g->slots[(uint32_t)num_key_hash(num_key_bits(c, r2)) & mask];
+                    if (sl != 0) __builtin_prefetch(&g->num[sl - 1]);
+                }
+            }
             if (valid != NULL && valid[r] == 0) {
                 SF_CALL(row_slow(g, b, r, &idx[i], created));
                 continue;
@@ -791,10 +829,106 @@ static sf_status sort_refs(ref *refs, uint32_t n, uint32_t **order)
     return SF_OK;
 }
 
+/* The first 8 bytes of a key as a big-endian number, zero-padded: a < b
+ * in this number implies a < b in byte order (bytes_cmp), so sorting by it
+ * and then each run of equal prefixes by bytes gives the byte order. */
+static inline uint64_t key_prefix(const uint8_t *p, size_t len)
+{
+    uint64_t v = 0;
+    size_t n = len < 8 ? len : 8;
+    for (size_t i = 0; i < n; i++) v |= (uint64_t)p[i] << (56 - 8 * i);
+    return v;
+}
+
+typedef struct pref {
+    uint64_t key;
+    uint32_t idx;
+} pref;
+
+/* Below this many groups a comparison sort is as fast. */
+#define RADIX_MIN 512
+
+/* Byte order of many groups: an LSD radix sort (8-bit digits, skipping
+ * the digits in which every key agrees) of the 8-byte prefixes, stable, so
+ * that equal prefixes keep ascending group indices; then each run of equal
+ * prefixes whose keys are longer than 8 bytes is sorted by ref_cmp, which
+ * breaks ties between equal keys by index as the comparison path does
+ * (group keys are unique, so ties do not arise). */
+static sf_status radix_order(const sf__groups *g, uint32_t **order)
+{
+    const uint32_t n = g->n;
+    pref *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+    uint32_t *o = malloc((size_t)n * sizeof *o);
+    sf_status rc = SF_OK;
+    SF_CHECK_GOTO(a != NULL && b != NULL && o != NULL, SF_ERR_NOMEM, done, "out of memory sorting %u groups", n);
+    uint64_t all_or = 0, all_and = ~(uint64_t)0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t k = key_prefix(g->keys + g->e[i].off, g->e[i].len);
+        a[i] = (pref){k, i};
+        all_or |= k;
+        all_and &= k;
+    }
+    const uint64_t varies = all_or ^ all_and;
+    for (int shift = 0; shift < 64; shift += 8) {
+        if (((varies >> shift) & 0xff) == 0) continue;
+        uint32_t cnt[256] = {0};
+        for (uint32_t i = 0; i < n; i++) cnt[(a[i].key >> shift) & 0xff]++;
+        uint32_t sum = 0;
+        for (int d = 0; d < 256; d++) {
+            uint32_t c = cnt[d];
+            cnt[d] = sum;
+            sum += c;
+        }
+        for (uint32_t i = 0; i < n; i++) b[cnt[(a[i].key >> shift) & 0xff]++] = a[i];
+        pref *t = a;
+        a = b;
+        b = t;
+    }
+    for (uint32_t i = 0; i < n;) {
+        uint32_t e = i + 1;
+        while (e < n && a[e].key == a[i].key) e++;
+        if (e - i > 1) {
+            bool long_keys = false;
+            for (uint32_t j = i; j < e; j++) long_keys |= g->e[a[j].idx].len > 8;
+            if (long_keys) {
+                ref *refs = malloc((size_t)(e - i) * sizeof *refs);
+                SF_CHECK_GOTO(refs != NULL, SF_ERR_NOMEM, done, "out of memory sorting %u groups", n);
+                for (uint32_t j = i; j < e; j++)
+                    refs[j - i] = (ref){g->keys + g->e[a[j].idx].off, g->e[a[j].idx].len, a[j].idx};
+                qsort(refs, e - i, sizeof *refs, ref_cmp);
+                for (uint32_t j = i; j < e; j++) a[j].idx = refs[j - i].idx;
+                free(refs);
+            } else {
+                /* Keys of at most 8 bytes with equal padded prefixes differ
+                 * only in trailing zero bytes: the shorter sorts first. */
+                for (uint32_t j = i + 1; j < e; j++) {
+                    pref x = a[j];
+                    uint32_t m = j;
+                    while (m > i && g->e[a[m - 1].idx].len > g->e[x.idx].len) {
+                        a[m] = a[m - 1];
+                        m--;
+                    }
+                    a[m] = x;
+                }
+            }
+        }
+        i = e;
+    }
+    for (uint32_t i = 0; i < n; i++) o[i] = a[i].idx;
+    *order = o;
+    o = NULL;
+done:
+    free(a);
+    free(b);
+    free(o);
+    return rc;
+}
+
 sf_status sf__groups_sorted(const sf__groups *g, uint32_t **order)
 {
     *order = NULL;
     if (g->n == 0) return SF_OK;
+    if (g->n >= RADIX_MIN) return radix_order(g, order);
     ref *refs = malloc((size_t)g->n * sizeof *refs);
     SF_CHECK(refs != NULL, SF_ERR_NOMEM, "out of memory sorting %u groups", g->n);
     for (uint32_t i = 0; i < g->n; i++) refs[i] = (ref){g->keys + g->e[i].off, g->e[i].len, i};

@@ -80,6 +80,9 @@ sf_status sf__groups_row(sf__groups *g, const sf_batch *b, size_t r, uint32_t *i
  * loop without a call per row. Call sf__groups_batch(g, b) first. */
 sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows, const uint32_t **idx /* out */,
                           bool *created /* out */);
+/* Room for n more groups (entries and hash slots) without growing, e.g.
+ * before decoding n keys. */
+sf_status sf__groups_reserve(sf__groups *g, size_t n);
 /* The group of key bytes (created if new). */
 sf_status sf__groups_find(sf__groups *g, const uint8_t *key, size_t len, uint32_t *idx,
                           bool *created);

@@ -133,6 +133,16 @@ static inline bool within(int64_t prev, int64_t next, int64_t gap)
     return next <= prev || (uint64_t)next - (uint64_t)prev <= (uint64_t)gap;
 }
 
+static inline void store_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t load_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 /* ---- sessions ------------------------------------------------------------------ */
 
 /* Whether end event b beats end event a at the same time: the larger
@@ -495,8 +505,11 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
     SF_CALL(sf__groups_rows(&s->users, b, rows, &uidx, &created));
     if (created) SF_CALL(grow_users(s));
     SF_CALL(sf__groups_rows(&s->keys, b, rows, &kidx, &created));
+    const size_t nu = s->users.n < s->ucap ? s->users.n : s->ucap;
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
+        /* Users are spread over a table much larger than the caches. */
+        if (i + 8 < rows->n && uidx[i + 8] < nu) __builtin_prefetch(&s->u[uidx[i + 8]]);
         if (sf_col_is_null(ucol, r) || sf_col_is_null(tcol, r)) {
             s->skipped++;
             continue;
@@ -632,16 +645,20 @@ static sf_status sessions_encode(const void *state, sf_buf *out)
         size_t len;
         const uint8_t *k = sf__groups_key(&s->users, u, &len);
         SF_CALL_GOTO(sf_buf_put_str(out, (const char *)k, len), done);
-        SF_CALL_GOTO(sf_buf_put_u64(out, s->u[u].n), done);
-        SF_CALL_GOTO(sf_buf_reserve(out, (size_t)s->u[u].n * SESSION_BYTES), done);
+        SF_CALL_GOTO(sf_buf_reserve(out, 8 + (size_t)s->u[u].n * SESSION_BYTES), done);
+        uint8_t *p = out->data + out->len;
+        sf_store_u64(p, s->u[u].n);
+        p += 8;
         for (uint32_t k2 = 0; k2 < s->u[u].n; k2++) {
             const session *x = &S(&s->u[u])[k2];
-            SF_CALL_GOTO(sf_buf_put_i64(out, x->start), done);
-            SF_CALL_GOTO(sf_buf_put_i64(out, x->end), done);
-            SF_CALL_GOTO(sf_buf_put_u64(out, x->events), done);
-            SF_CALL_GOTO(sf_buf_put_u64(out, x->lat), done);
-            SF_CALL_GOTO(sf_buf_put_u32(out, rank[x->key]), done);
+            sf_store_u64(p, (uint64_t)x->start);
+            sf_store_u64(p + 8, (uint64_t)x->end);
+            sf_store_u64(p + 16, x->events);
+            sf_store_u64(p + 24, x->lat);
+            store_u32(p + 32, rank[x->key]);
+            p += SESSION_BYTES;
         }
+        out->len = (size_t)(p - out->data);
     }
 done:
     free(rank);
@@ -692,6 +709,7 @@ static sf_status sessions_decode(void *state, const void *bytes, size_t n)
     SF_CALL_GOTO(sf_rd_u64(&r, &nusers), done);
     SF_CHECK_GOTO(nusers <= (n - r.off) / (USER_MIN_BYTES + SESSION_BYTES), SF_ERR_PARSE, done,
                   "sessions state: %llu users in %zu bytes", (unsigned long long)nusers, n);
+    SF_CALL_GOTO(sf__groups_reserve(&s->users, (size_t)nusers), done);
     prev = NULL;
     prev_len = 0;
     for (uint64_t i = 0; i < nusers; i++) {
@@ -705,14 +723,15 @@ static sf_status sessions_decode(void *state, const void *bytes, size_t n)
                       (unsigned long long)ns, n);
         user_sessions *us = &s->u[ui];
         SF_CALL_GOTO(reserve_sessions(us, (uint32_t)ns), done);
-        for (uint64_t k = 0; k < ns; k++) {
+        const uint8_t *p;
+        SF_CALL_GOTO(sf_rd_bytes(&r, (size_t)ns * SESSION_BYTES, &p), done);
+        for (uint64_t k = 0; k < ns; k++, p += SESSION_BYTES) {
             session x;
-            uint32_t kr;
-            SF_CALL_GOTO(sf_rd_i64(&r, &x.start), done);
-            SF_CALL_GOTO(sf_rd_i64(&r, &x.end), done);
-            SF_CALL_GOTO(sf_rd_u64(&r, &x.events), done);
-            SF_CALL_GOTO(sf_rd_u64(&r, &x.lat), done);
-            SF_CALL_GOTO(sf_rd_u32(&r, &kr), done);
+            x.start = (int64_t)sf_load_u64(p);
+            x.end = (int64_t)sf_load_u64(p + 8);
+            x.events = sf_load_u64(p + 16);
+            x.lat = sf_load_u64(p + 24);
+            uint32_t kr = load_u32(p + 32);
             /* Only what processing can produce: a session of one event is
              * an instant, later sessions start more than gap after the end
              * of the previous one. */

@@ -853,6 +853,75 @@ static void test_sorted_order(void **st)
     }
 }
 
+/* Many groups (the radix path of sf__groups_sorted, from 512 groups on):
+ * the order of keys made to tie in their first 8 bytes, shorter and longer
+ * than 8 bytes, with trailing zero bytes and differing only past byte 8,
+ * and of the fed keys of every key set, against qsort by bytes. */
+static void check_sorted_against_bytes(const sf__groups *g)
+{
+    rkey *keys = malloc(g->n * sizeof *keys);
+    const rkey **refs = malloc(g->n * sizeof *refs);
+    assert_non_null(keys);
+    assert_non_null(refs);
+    for (uint32_t i = 0; i < g->n; i++) {
+        size_t len;
+        const uint8_t *k = sf__groups_key(g, i, &len);
+        assert_true(len <= MAXKEY);
+        keys[i].n = len;
+        if (len) memcpy(keys[i].b, k, len);
+        refs[i] = &keys[i];
+    }
+    qsort(refs, g->n, sizeof *refs, rkey_cmp);
+    uint32_t *order = NULL;
+    assert_int_equal(sf__groups_sorted(g, &order), SF_OK);
+    assert_non_null(order);
+    for (uint32_t i = 0; i < g->n; i++)
+        if (order[i] != (uint32_t)(refs[i] - keys))
+            fail_msg("position %u of %u: group %u, expected %u", i, g->n, order[i], (uint32_t)(refs[i] - keys));
+    free(order);
+    free(refs);
+    free(keys);
+}
+
+static void test_sorted_order_many(void **st)
+{
+    (void)st;
+    sf__groups g;
+    assert_int_equal(sf__groups_init(&g, &schema, by_sets[0], by_n[0]), SF_OK);
+    rng_state = 77;
+    uint8_t k[24];
+    bool created;
+    uint32_t idx;
+    for (int i = 0; i < 3000; i++) {
+        size_t len = (size_t)(rnd() % 17);
+        /* Few distinct first bytes, so that 8-byte prefixes tie often. */
+        for (size_t j = 0; j < len; j++) {
+            uint64_t r = rnd();
+            k[j] = j < 8 ? (uint8_t)(r % 3) : (uint8_t)(r % 256);
+        }
+        assert_int_equal(sf__groups_find(&g, k, len, &idx, &created), SF_OK);
+    }
+    /* Equal 8-byte prefixes at lengths 0..8 (trailing zeros) and beyond. */
+    memset(k, 0, sizeof k);
+    for (size_t len = 0; len <= 12; len++) assert_int_equal(sf__groups_find(&g, k, len, &idx, &created), SF_OK);
+    assert_true(g.n >= 512);
+    check_sorted_against_bytes(&g);
+    sf__groups_fini(&g);
+
+    /* The fed keys of every key set, past the radix threshold. */
+    for (size_t s = 0; s < NBYSETS; s++) {
+        assert_int_equal(sf__groups_init(&g, &schema, by_sets[s], by_n[s]), SF_OK);
+        naive nv = {0};
+        sf_batch b;
+        assert_int_equal(sf_batch_init(&b, &schema, NULL, 1024), SF_OK);
+        feed_and_check(&g, &nv, &b, by_sets[s], by_n[s], 900 + s, 4, 1000, 15, true);
+        if (g.n >= 512) check_sorted_against_bytes(&g);
+        free(nv.keys);
+        sf_batch_fini(&b);
+        sf__groups_fini(&g);
+    }
+}
+
 /* The printed form of a key, written from the header's description:
  * strings raw with '|' and '\' escaped by '\', null as \N, int64 in
  * decimal, float64 as %.17g, timestamps as ISO-8601 with microseconds only
@@ -1291,6 +1360,7 @@ int main(void)
         cmocka_unit_test(test_null_keys),
         cmocka_unit_test(test_float_canonical),
         cmocka_unit_test(test_sorted_order),
+        cmocka_unit_test(test_sorted_order_many),
         cmocka_unit_test(test_text_order),
         cmocka_unit_test(test_key_text),
         cmocka_unit_test(test_key_valid),
