@@ -335,6 +335,11 @@ class Bench:
             for np_, th in ((2, 1), (1, 2)):
                 onoff(f"inplace-h5-{np_}x{th}", "distribute.in_place (parallel-read, size)", H5, "distribute.in_place",
                       True, False, np=np_, threads=th, expect_key="optimizations.in_place")
+            # Plain numeric HDF5 columns lent from a mapping of the file against
+            # copied out of the page cache with pread.
+            for np_, th in ((2, 1), (1, 2)):
+                onoff(f"mmap-h5-{np_}x{th}", "input.mmap (HDF5 columns from a mapping)", H5, "input.mmap",
+                      True, False, np=np_, threads=th, expect_key="optimizations.mmap")
             # The stats agent's vector block kernels (AVX-512) against the per-value path.
             vs = [Variant("on", "stats block kernels (default)", [], 2, 1),
                   Variant("off", "SF_STATS_SIMD=0", [], 2, 1, env={"SF_STATS_SIMD": "0"})]

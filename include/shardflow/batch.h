@@ -97,6 +97,11 @@ typedef struct sf_batch {
     uint64_t first_row;     /* global index (0-based, data rows) of row 0 */
     int64_t *row_offset;    /* optional (CSV): byte offset of each row in the file */
     uint32_t *row_bytes;    /* optional (CSV): raw bytes of each row in the file */
+    /* Engine-private: the batch's own column buffers while a reader has
+     * pointed columns at memory it lends (a mapped file, read-only); NULL
+     * when nothing is lent. sf_batch_clear and sf_batch_fini give lent
+     * columns their own buffers back. */
+    struct sf__batch_lent *lent;
 } sf_batch;
 
 /* Creates an empty batch for schema s with room for cap rows. Columns with

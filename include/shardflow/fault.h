@@ -140,5 +140,11 @@ int sf_signal_pending(void);
 void sf_signal_disarm(void);
 void sf_signal_block(void);
 void sf_signal_unblock(void);
+/* A mapped input: a SIGBUS inside [p, p + len) (the file was cut while
+ * mapped) ends the process with a message naming path and exit status 1
+ * instead of a crash. At most 64 mappings at once (more go unguarded).
+ * Thread-safe; not collective. */
+void sf_signal_map_add(const void *p, size_t len, const char *path);
+void sf_signal_map_remove(const void *p);
 
 #endif

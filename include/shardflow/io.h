@@ -46,6 +46,7 @@ typedef struct sf_input_config {
     bool fadvise;             /* csv: tell the kernel the reads are sequential (default true) */
     int nhints;
     sf_type_hint *hints;      /* input.schema */
+    bool mmap;                /* hdf5: plain numeric columns read from a mapping of the file (default true) */
 } sf_input_config;
 
 /* Writes the ground truth of a synthetic input (the injected incidents, see

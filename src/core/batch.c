@@ -1,6 +1,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "shardflow/batch.h"
 
+#include "core/batch_lend.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,9 +113,85 @@ static sf_status column_reserve(sf_column *c, size_t old_cap, size_t cap)
     return SF_OK;
 }
 
+/* Per column, the batch's own pointers while lent memory replaces them. */
+struct sf__batch_lent {
+    int ncols;
+    struct lent_col {
+        bool values, valid;  /* which of the column's arrays are lent */
+        void *own_values;
+        uint8_t *own_valid;
+    } *c;
+};
+
+static void **values_slot(sf_column *c)
+{
+    return c->type == SF_FLOAT64 ? (void **)&c->f64 : (void **)&c->i64;
+}
+
+sf_status sf__batch_lend(sf_batch *b, int c, const void *values, const uint8_t *valid)
+{
+    SF_CHECK(c >= 0 && c < b->ncols && b->cols[c].loaded, SF_ERR_INTERNAL, "lending to column %d", c);
+    sf_column *col = &b->cols[c];
+    SF_CHECK(values == NULL || col->type == SF_INT64 || col->type == SF_TIMESTAMP || col->type == SF_FLOAT64,
+             SF_ERR_INTERNAL, "lending values to a string column");
+    if (b->lent == NULL) {
+        struct sf__batch_lent *l = calloc(1, sizeof *l);
+        SF_CHECK(l != NULL, SF_ERR_NOMEM, "out of memory (batch)");
+        struct lent_col *lc = calloc((size_t)(b->ncols ? b->ncols : 1), sizeof *lc);
+        if (lc == NULL) free(l);
+        SF_CHECK(lc != NULL, SF_ERR_NOMEM, "out of memory (batch)");
+        l->c = lc;
+        l->ncols = b->ncols;
+        b->lent = l;
+    }
+    struct lent_col *e = &b->lent->c[c];
+    if (values != NULL) {
+        void **slot = values_slot(col);
+        if (!e->values) e->own_values = *slot;
+        e->values = true;
+        *slot = (void *)(uintptr_t)values;
+    }
+    if (valid != NULL) {
+        if (!e->valid) e->own_valid = col->valid;
+        e->valid = true;
+        col->valid = (uint8_t *)(uintptr_t)valid;
+    }
+    return SF_OK;
+}
+
+bool sf__batch_is_lent(const sf_batch *b, int c)
+{
+    return b->lent != NULL && c >= 0 && c < b->lent->ncols && (b->lent->c[c].values || b->lent->c[c].valid);
+}
+
+void sf__batch_unlend(sf_batch *b, int c)
+{
+    if (b->lent == NULL || c < 0 || c >= b->lent->ncols || c >= b->ncols) return;
+    struct lent_col *e = &b->lent->c[c];
+    sf_column *col = &b->cols[c];
+    if (e->values) *values_slot(col) = e->own_values;
+    if (e->valid) col->valid = e->own_valid;
+    *e = (struct lent_col){0};
+}
+
+/* Gives every lent column its own buffers back (their contents are what
+ * they were before the lending: the validity bytes all 1). */
+static void unlend(sf_batch *b)
+{
+    for (int i = 0; b->lent != NULL && i < b->lent->ncols; i++) sf__batch_unlend(b, i);
+}
+
+static bool any_lent(const sf_batch *b)
+{
+    for (int i = 0; b->lent != NULL && i < b->lent->ncols; i++)
+        if (b->lent->c[i].values || b->lent->c[i].valid) return true;
+    return false;
+}
+
 sf_status sf_batch_reserve(sf_batch *b, size_t cap)
 {
     if (cap <= b->cap) return SF_OK;
+    SF_CHECK(!any_lent(b), SF_ERR_INTERNAL, "growing a batch that holds lent memory");
     size_t ncap = b->cap ? b->cap : 1024;
     while (ncap < cap) ncap *= 2;
     for (int i = 0; i < b->ncols; i++) SF_CALL(column_reserve(&b->cols[i], b->cap, ncap));
@@ -143,6 +221,9 @@ sf_status sf_batch_init(sf_batch *b, const sf_schema *s, const uint8_t *want, si
 
 void sf_batch_fini(sf_batch *b)
 {
+    unlend(b);
+    if (b->lent) free(b->lent->c);
+    free(b->lent);
     for (int i = 0; i < b->ncols; i++) {
         sf_column *c = &b->cols[i];
         free(c->i64);
@@ -159,6 +240,7 @@ void sf_batch_fini(sf_batch *b)
 
 void sf_batch_clear(sf_batch *b)
 {
+    unlend(b);
     for (int i = 0; i < b->ncols; i++) {
         sf_column *c = &b->cols[i];
         if (c->valid && c->nulls) memset(c->valid, 1, b->nrows < b->cap ? b->nrows : b->cap);
@@ -180,6 +262,7 @@ sf_status sf_batch_enable_offsets(sf_batch *b)
 
 sf_status sf_batch_enable_valid(sf_batch *b, int c)
 {
+    SF_CHECK(!sf__batch_is_lent(b, c), SF_ERR_INTERNAL, "writing to lent column %d", c);
     sf_column *col = &b->cols[c];
     if (col->valid) return SF_OK;
     col->valid = malloc(b->cap ? b->cap : 1);
@@ -190,6 +273,7 @@ sf_status sf_batch_enable_valid(sf_batch *b, int c)
 
 sf_status sf_batch_set_null(sf_batch *b, int c, size_t r)
 {
+    SF_CHECK(!sf__batch_is_lent(b, c), SF_ERR_INTERNAL, "writing to lent column %d", c);
     sf_column *col = &b->cols[c];
     /* Readers call this for every empty field: the common case (validity
      * already there) without a call. */

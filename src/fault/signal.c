@@ -8,6 +8,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -48,6 +49,76 @@ void sf_signal_install(double grace_seconds)
 }
 
 int sf_signal_pending(void) { return (int)got_signal; }
+
+/* ---- mapped inputs ----------------------------------------------------------
+ * A read of a mapped file past its current end (the file was cut while the
+ * run reads it) raises SIGBUS. The handler turns one inside a registered
+ * mapping into a message naming the file and exit status 1; any other
+ * SIGBUS keeps its default action. */
+#define MAX_MAPS 64
+
+static struct mapped {
+    uintptr_t lo, hi;   /* [lo, hi), 0 = free slot */
+    char path[512];
+} maps[MAX_MAPS];
+static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void put_str(char *buf, size_t cap, size_t *n, const char *s)
+{
+    while (*s != '\0' && *n + 1 < cap) buf[(*n)++] = *s++;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    uintptr_t a = (uintptr_t)si->si_addr;
+    for (int i = 0; i < MAX_MAPS; i++) {
+        if (maps[i].lo == 0 || a < maps[i].lo || a >= maps[i].hi) continue;
+        char msg[768];
+        size_t n = 0;
+        put_str(msg, sizeof msg, &n, "shardflow: error: ");
+        put_str(msg, sizeof msg, &n, maps[i].path);
+        put_str(msg, sizeof msg, &n,
+                ": the file became shorter while it was read from its mapping (truncated or replaced during the "
+                "run); nothing was written\n");
+        ssize_t w = write(2, msg, n);
+        (void)w;
+        _exit(1);
+    }
+    /* Not ours: the default action, on return from this handler. */
+    signal(sig, SIG_DFL);
+}
+
+void sf_signal_map_add(const void *p, size_t len, const char *path)
+{
+    pthread_mutex_lock(&maps_lock);
+    /* Every time: something may have set its own handler since. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGBUS, &sa, NULL);
+    for (int i = 0; i < MAX_MAPS; i++) {
+        if (maps[i].lo != 0) continue;
+        size_t k = strlen(path);
+        if (k >= sizeof maps[i].path) k = sizeof maps[i].path - 1;
+        memcpy(maps[i].path, path, k);
+        maps[i].path[k] = '\0';
+        maps[i].hi = (uintptr_t)p + len;
+        maps[i].lo = (uintptr_t)p;
+        break;
+    }
+    pthread_mutex_unlock(&maps_lock);
+}
+
+void sf_signal_map_remove(const void *p)
+{
+    pthread_mutex_lock(&maps_lock);
+    for (int i = 0; i < MAX_MAPS; i++)
+        if (maps[i].lo == (uintptr_t)p) maps[i].lo = maps[i].hi = 0;
+    pthread_mutex_unlock(&maps_lock);
+}
 
 
 static sigset_t stop_set(void)

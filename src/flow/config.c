@@ -19,6 +19,9 @@
  *     block_size: BYTES              csv: read size, default 4MiB.
  *     fadvise: BOOL                  csv: posix_fadvise(SEQUENTIAL) and
  *                                    read-ahead of the next block, default true.
+ *     mmap: BOOL                     hdf5: plain int64/float64 columns and
+ *                                    masks read from a mapping of the file
+ *                                    instead of copied, default true.
  *     infer_rows: INT                csv: rows sampled for type inference,
  *                                    default 1000 (>= 1).
  *     schema: {COLUMN: TYPE, ...}    csv, hdf5: column types int64, float64,
@@ -529,11 +532,11 @@ static sf_status resolve_path(const load_ctx *c, const sf_cfg_node *node, char *
 
 static const char *const input_keys_all[] = {
     "format", "path", "group", "delimiter", "on_bad_row", "max_line_length", "block_size", "infer_rows",
-    "fadvise", "schema", "generator", "rows", "seed", "zipf", "users", "incidents", "batch_rows", NULL};
+    "fadvise", "schema", "generator", "rows", "seed", "zipf", "users", "incidents", "batch_rows", "mmap", NULL};
 static const char *const input_keys_csv[] = {"format",     "path",       "delimiter",  "on_bad_row",
                                              "max_line_length", "block_size", "infer_rows", "batch_rows",
                                              "schema",     "fadvise",    NULL};
-static const char *const input_keys_hdf5[] = {"format", "path", "group", "batch_rows", "schema", NULL};
+static const char *const input_keys_hdf5[] = {"format", "path", "group", "batch_rows", "schema", "mmap", NULL};
 static const char *const input_keys_synth[] = {"format", "generator", "rows",       "seed",
                                                "zipf",   "users",     "incidents", "batch_rows", NULL};
 
@@ -646,6 +649,8 @@ static sf_status load_input(const load_ctx *c, sf_workflow *w, const sf_cfg_node
         }
         if ((v = sf_cfg_get(node, "fadvise")) != NULL) SF_CALL(parse_bool(c, v, "input.fadvise", &in->fadvise));
     }
+    if (in->format == SF_INPUT_HDF5 && (v = sf_cfg_get(node, "mmap")) != NULL)
+        SF_CALL(parse_bool(c, v, "input.mmap", &in->mmap));
     if (in->format == SF_INPUT_SYNTHETIC) {
         if ((v = sf_cfg_get(node, "generator")) != NULL) {
             SF_CALL(parse_string(c, v, "input.generator", &in->generator));

@@ -895,6 +895,8 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
     sf_json_bool(&j, w->distribute.pools);
     sf_json_key(&j, "fadvise");
     sf_json_bool(&j, w->input.fadvise);
+    sf_json_key(&j, "mmap");
+    sf_json_bool(&j, w->input.format == SF_INPUT_HDF5 && w->input.mmap);
     sf_json_key(&j, "exchange");
     sf_json_bool(&j, R->pread && sf_comm_size() > 1 &&
                          (w->distribute.exchange == SF_EXCHANGE_ALWAYS ||

@@ -54,6 +54,17 @@
  * through H5Dread. Every batch checks before and after its reads that the
  * file is still as long as HDF5's end of allocated space (HDF5 itself would
  * return zeros past the end of a file cut while it is read).
+ *  - Mapped reads (input.mmap, default true): the file is mapped read-only,
+ *    and a batch's rows of such a column (and of its mask) that lie in one
+ *    chunk are not copied at all: the batch's column points into the
+ *    mapping (core/batch_lend.h). Batches then end at chunk boundaries. A
+ *    column's values are lent only when 8-byte aligned and, where its mask
+ *    has nulls in the batch, when the file holds 0 under every one (as the
+ *    writer does for int64; its float64 nulls hold NaN, so those batches
+ *    are copied and zeroed as above): the batch is the same either way. A
+ *    file cut while mapped raises SIGBUS on the next read of a lost page;
+ *    sf_signal_map_add turns that into a message naming the file and exit
+ *    status 1.
  *  - The writer writes masks as chunked, extendible uint8 datasets (chunked
  *    like the data datasets). A column's mask is created at the first batch in
  *    which the column has a null, with 1s back-filled for the rows already
@@ -79,9 +90,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "shardflow/fault.h"
+
+#include "core/batch_lend.h"
 #include "io/hdf5_errors.h"
 #include "io/reader_impl.h"
 
@@ -186,6 +201,8 @@ typedef struct h5reader {
     size_t mask_cap;   /* bytes */
     int fd;            /* the file, for raw reads and the size check (-1: none) */
     uint64_t need_bytes; /* HDF5's end of allocated space: the least file size */
+    const uint8_t *map;  /* input.mmap: the file, read-only (NULL: not mapped) */
+    size_t map_len;
 } h5reader;
 
 static void h5reader_free(h5reader *h)
@@ -202,6 +219,10 @@ static void h5reader_free(h5reader *h)
         free(k->vpath);
         free(k->raw.chunk_addr);
         free(k->vraw.chunk_addr);
+    }
+    if (h->map != NULL) {
+        sf_signal_map_remove(h->map);
+        munmap((void *)(uintptr_t)h->map, h->map_len);
     }
     if (h->fd >= 0) close(h->fd);
     free(h->cols);
@@ -435,7 +456,7 @@ done:
 
 /* Raw reads for the int64 and float64 columns and their uint8 masks, where
  * the file has no user block (HDF5 addresses are then file offsets). */
-static void setup_raw_reads(h5reader *h, const char *file)
+static void setup_raw_reads(h5reader *h, const char *file, bool want_map)
 {
     hid_t fcpl = H5Fget_create_plist(h->file);
     hsize_t ub = 1;
@@ -448,11 +469,24 @@ static void setup_raw_reads(h5reader *h, const char *file)
     /* H5Fget_eoa counts the user block in (unlike dataset addresses). */
     if (eoa != HADDR_UNDEF) h->need_bytes = (uint64_t)eoa;
     if (!ub_known || ub != 0) return;
+    bool any_raw = false;
     for (int c = 0; c < h->ncols; c++) {
         h5col *k = &h->cols[c];
         if (k->kind != K_INT && k->kind != K_FLOAT) continue;
         raw_probe(k->dset, k->kind == K_INT ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, h->nrows, &k->raw);
         if (k->vdset >= 0) raw_probe(k->vdset, H5T_NATIVE_UINT8, h->nrows, &k->vraw);
+        any_raw = any_raw || k->raw.on;
+    }
+    /* The mapping: no copy of what it covers (a failure only means copies). */
+    struct stat st;
+    if (want_map && any_raw && fstat(h->fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+        (uint64_t)st.st_size >= h->need_bytes) {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, h->fd, 0);
+        if (m != MAP_FAILED) {
+            h->map = m;
+            h->map_len = (size_t)st.st_size;
+            sf_signal_map_add(m, h->map_len, file);
+        }
     }
 }
 
@@ -545,7 +579,7 @@ sf_status sf__hdf5_open(sf_reader *r)
     h->nrows = first_len;
     h->hi = h->nrows;
     if (has_masks) SF_CALL_GOTO(open_masks(r, h, file, gname), done);
-    setup_raw_reads(h, file);
+    setup_raw_reads(h, file, r->cfg.mmap);
     r->total_rows = h->nrows;
     r->data_bytes = 0;
     r->data_start = 0;
@@ -673,6 +707,54 @@ static sf_status raw_read(h5reader *h, h5raw *w, hid_t d, const char *file, cons
     return SF_OK;
 }
 
+/* Rows row0..row0+n of w in the mapping, when they lie in one plain chunk
+ * (or a contiguous dataset) inside it; NULL otherwise. */
+static const uint8_t *mapped_rows(const h5reader *h, h5raw *w, hid_t d, uint64_t row0, size_t n)
+{
+    if (h->map == NULL || !w->on || n == 0) return NULL;
+    uint64_t at;
+    if (w->chunk == 0) {
+        at = w->addr + row0 * w->elem;
+    } else {
+        uint64_t c = row0 / w->chunk;
+        if (c >= w->nchunks || (row0 + n - 1) / w->chunk != c || !chunk_lookup(w, d, c)) return NULL;
+        at = w->chunk_addr[c] + (row0 - c * w->chunk) * w->elem;
+    }
+    if (at > h->map_len || (uint64_t)n * w->elem > h->map_len - at) return NULL;
+    return h->map + at;
+}
+
+/* Whether every value slot under a null of valid[0..n) holds all-zero
+ * bits (what a copy would leave there after zero_nulls). */
+static bool zero_under_nulls(const uint8_t *values, const uint8_t *valid, size_t n)
+{
+    uint64_t any = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x;
+        memcpy(&x, values + 8 * i, 8);
+        any |= x & -(uint64_t)(valid[i] == 0);
+    }
+    return any == 0;
+}
+
+/* The rows a batch starting at row0 may hold so that it ends at the next
+ * chunk boundary of every mapped column (mapped reads lend one chunk). */
+static size_t chunk_cut(const sf_reader *r, const h5reader *h, uint64_t row0, size_t n)
+{
+    if (h->map == NULL) return n;
+    for (int c = 0; c < h->ncols; c++) {
+        if (r->want != NULL && !r->want[c]) continue;
+        const h5col *k = &h->cols[c];
+        const h5raw *w[2] = {&k->raw, k->vdset >= 0 ? &k->vraw : NULL};
+        for (int j = 0; j < 2; j++) {
+            if (w[j] == NULL || !w[j]->on || w[j]->chunk == 0) continue;
+            uint64_t end = (row0 / w[j]->chunk + 1) * w[j]->chunk;
+            if (end - row0 < n) n = (size_t)(end - row0);
+        }
+    }
+    return n;
+}
+
 /* Looks up the chunks of rows [lo, hi) of w (chunked); false where one is
  * not allocated or not plain. */
 static bool raw_resolve(h5raw *w, hid_t d, uint64_t lo, uint64_t hi)
@@ -753,6 +835,40 @@ static sf_status read_column_raw(sf_reader *r, h5reader *h, int c, sf_batch *b, 
     h5col *k = &h->cols[c];
     sf_column *col = &b->cols[c];
     *done = false;
+    const uint8_t *mask_map = k->vdset >= 0 ? mapped_rows(h, &k->vraw, k->vdset, row0, n) : NULL;
+    const uint8_t *val_map = mapped_rows(h, &k->raw, k->dset, row0, n);
+    if (val_map != NULL && (uintptr_t)val_map % 8 != 0) val_map = NULL;
+    if (mask_map != NULL) {
+        /* The mask from the mapping: lent to the batch where it has nulls. */
+        size_t nulls = 0;
+        SF_CALL(count_mask(mask_map, n, file, k->vpath, row0, &nulls));
+        if (nulls > 0) {
+            SF_CALL(sf__batch_lend(b, c, NULL, mask_map));
+            col->nulls = nulls;
+        }
+        if (val_map != NULL && (nulls == 0 || zero_under_nulls(val_map, mask_map, n))) {
+            SF_CALL(sf__batch_lend(b, c, val_map, NULL));
+            *done = true;
+            return SF_OK;
+        }
+        void *dst = k->kind == K_INT ? (void *)col->i64 : (void *)col->f64;
+        bool got = false;
+        sf_status rc = raw_read(h, &k->raw, k->dset, file, k->path, row0, n, dst, &got);
+        if (rc != SF_OK || !got) {
+            /* H5Dread takes the column: its own validity bytes back. */
+            sf__batch_unlend(b, c);
+            col->nulls = 0;
+            return rc;
+        }
+        if (col->nulls) zero_nulls(col, n);
+        *done = true;
+        return SF_OK;
+    }
+    if (k->vdset < 0 && val_map != NULL) {
+        SF_CALL(sf__batch_lend(b, c, val_map, NULL));
+        *done = true;
+        return SF_OK;
+    }
     if (k->vdset >= 0) {
         /* The mask straight into the batch's validity bytes. */
         bool got = false;
@@ -895,7 +1011,7 @@ static sf_status h5_next(sf_reader *r, sf_batch *b, bool *eof)
         return SF_OK;
     }
     size_t per = r->cfg.batch_rows && r->cfg.batch_rows < b->cap ? r->cfg.batch_rows : b->cap;
-    size_t n = left < per ? (size_t)left : per;
+    size_t n = chunk_cut(r, h, h->next_row, left < per ? (size_t)left : per);
     SF_CHECK(b->ncols == h->ncols, SF_ERR_ARG, "%s: batch has %d columns, the table %d", r->cfg.path, b->ncols,
              h->ncols);
     SF_CALL(check_length(r, h));

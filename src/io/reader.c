@@ -13,6 +13,7 @@ void sf_input_config_defaults(sf_input_config *c)
     c->max_line_length = (size_t)1 << 20;
     c->block_size = (size_t)4 << 20;
     c->fadvise = true;
+    c->mmap = true;
     c->batch_rows = 65536;
     c->infer_rows = 1000;
     c->zipf = 1.1;
