@@ -193,22 +193,29 @@ static sf_status rehash(sf__groups *g, uint32_t nslots)
     return SF_OK;
 }
 
+/* Room for at least `need` group entries (and their numbers): doubling. */
+static sf_status grow_entries(sf__groups *g, size_t need)
+{
+    if (need <= g->cap) return SF_OK;
+    uint32_t cap = g->cap ? g->cap : 16;
+    while (cap < need) cap *= 2;
+    struct sf__group_entry *e = realloc(g->e, (size_t)cap * sizeof *e);
+    SF_CHECK(e != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
+    g->e = e;
+    if (g->nby == 1 && g->schema != NULL && g->schema->fields[g->by_col[0]].type != SF_STRING) {
+        uint64_t *nm = realloc(g->num, (size_t)cap * sizeof *nm);
+        SF_CHECK(nm != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
+        g->num = nm;
+    }
+    g->cap = cap;
+    return SF_OK;
+}
+
 static sf_status new_group(sf__groups *g, const uint8_t *key, size_t len, uint64_t hash,
                            uint32_t *out)
 {
     SF_CHECK(g->n < SF__NO_GROUP - 1 && len <= UINT32_MAX, SF_ERR_NOMEM, "too many groups");
-    if (g->n == g->cap) {
-        uint32_t cap = g->cap ? g->cap * 2 : 16;
-        struct sf__group_entry *e = realloc(g->e, (size_t)cap * sizeof *e);
-        SF_CHECK(e != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
-        g->e = e;
-        if (g->nby == 1 && g->schema != NULL && g->schema->fields[g->by_col[0]].type != SF_STRING) {
-            uint64_t *nm = realloc(g->num, (size_t)cap * sizeof *nm);
-            SF_CHECK(nm != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
-            g->num = nm;
-        }
-        g->cap = cap;
-    }
+    SF_CALL(grow_entries(g, (size_t)g->n + 1));
     if (g->keys == NULL || g->keys_cap - g->keys_len < len) {
         size_t cap = g->keys_cap ? g->keys_cap : 256;
         while (cap - g->keys_len < len) cap *= 2;
@@ -307,19 +314,7 @@ static sf_status reserve_groups(sf__groups *g, size_t n)
 sf_status sf__groups_reserve(sf__groups *g, size_t n)
 {
     if ((size_t)g->n + n >= (size_t)1 << 30) return SF_OK; /* new_group grows them as it goes */
-    if ((size_t)g->n + n > g->cap) {
-        uint32_t cap = g->cap ? g->cap : 16;
-        while (cap < (size_t)g->n + n) cap *= 2;
-        struct sf__group_entry *e = realloc(g->e, (size_t)cap * sizeof *e);
-        SF_CHECK(e != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
-        g->e = e;
-        if (g->nby == 1 && g->schema != NULL && g->schema->fields[g->by_col[0]].type != SF_STRING) {
-            uint64_t *nm = realloc(g->num, (size_t)cap * sizeof *nm);
-            SF_CHECK(nm != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
-            g->num = nm;
-        }
-        g->cap = cap;
-    }
+    SF_CALL(grow_entries(g, (size_t)g->n + n));
     return reserve_groups(g, n);
 }
 
