@@ -38,6 +38,11 @@ const sf__agent_txn *sf__agent_txn_of(const sf_agent_ops *ops)
     return ops == &sf__agent_sessions ? &sf__sessions_txn : NULL;
 }
 
+sf__merge_encoded_fn sf__agent_merge_encoded_of(const sf_agent_ops *ops)
+{
+    return ops == &sf__agent_sessions ? sf__sessions_merge_encoded : NULL;
+}
+
 static const sf_agent_ops *lookup(const char *name)
 {
     for (int i = 0; i < nregistered; i++)

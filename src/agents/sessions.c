@@ -104,6 +104,9 @@ typedef struct sessions_state {
     size_t nundo, undo_cap;
     session *undo_s;
     size_t nundo_s, undo_s_cap;
+    /* process(): the rows of a call ordered by user (radix sort). */
+    uint64_t *ord, *ord_tmp;
+    size_t ord_cap;
 } sessions_state;
 
 /* The options, as check(), columns() and init() read them. */
@@ -356,6 +359,8 @@ static void sessions_destroy(void *state)
     free(s->undo);
     free(s->undo_s);
     free(s->user_col);
+    free(s->ord);
+    free(s->ord_tmp);
     sf__groups_fini(&s->users);
     sf__groups_fini(&s->keys);
     memset(s, 0, sizeof *s);
@@ -487,6 +492,47 @@ static void sessions_txn_rollback(void *state)
 
 const sf__agent_txn sf__sessions_txn = {sessions_txn_begin, sessions_txn_commit, sessions_txn_rollback};
 
+#define SORT_MIN_USERS 16384
+#define SORT_MIN_ROWS 1024
+
+/* s->ord[0..n): (user << 32 | i) for the n rows of a call, ordered by user
+ * and, within a user, by i (LSD radix sort on the user's bits, 11 at a
+ * time, which is stable). */
+static sf_status order_by_user(sessions_state *s, const uint32_t *uidx, size_t n)
+{
+    if (n > s->ord_cap) {
+        uint64_t *a = realloc(s->ord, n * sizeof *a);
+        if (a != NULL) s->ord = a;
+        uint64_t *b = a != NULL ? realloc(s->ord_tmp, n * sizeof *b) : NULL;
+        if (b != NULL) s->ord_tmp = b;
+        SF_CHECK(a != NULL && b != NULL, SF_ERR_NOMEM, "sessions: out of memory ordering %zu rows", n);
+        s->ord_cap = n;
+    }
+    uint64_t *a = s->ord, *t = s->ord_tmp;
+    uint32_t top = 0;
+    for (size_t i = 0; i < n; i++) {
+        a[i] = (uint64_t)uidx[i] << 32 | (uint64_t)i;
+        top |= uidx[i];
+    }
+    for (int shift = 32; shift < 64 && (top >> (shift - 32)) != 0; shift += 11) {
+        uint32_t cnt[2048] = {0};
+        for (size_t i = 0; i < n; i++) cnt[(a[i] >> shift) & 2047]++;
+        uint32_t sum = 0;
+        for (int d = 0; d < 2048; d++) {
+            uint32_t c = cnt[d];
+            cnt[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) t[cnt[(a[i] >> shift) & 2047]++] = a[i];
+        uint64_t *x = a;
+        a = t;
+        t = x;
+    }
+    s->ord = a;
+    s->ord_tmp = t;
+    return SF_OK;
+}
+
 static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows *rows)
 {
     sessions_state *s = state;
@@ -505,11 +551,20 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
     SF_CALL(sf__groups_rows(&s->users, b, rows, &uidx, &created));
     if (created) SF_CALL(grow_users(s));
     SF_CALL(sf__groups_rows(&s->keys, b, rows, &kidx, &created));
-    const size_t nu = s->users.n < s->ucap ? s->users.n : s->ucap;
-    for (size_t i = 0; i < rows->n; i++) {
+    /* With many users, the rows of the call are taken user by user (a
+     * stable radix sort of (user, row) pairs), so that a user's sessions
+     * are fetched into the cache once per call instead of once per event.
+     * The order of a user's events does not change the state: its sessions
+     * are a function of the set of its events (see the top of the file). */
+    const size_t n = rows->n;
+    const uint64_t *ord = NULL;
+    if (s->users.n >= SORT_MIN_USERS && n >= SORT_MIN_ROWS && n <= UINT32_MAX) {
+        SF_CALL(order_by_user(s, uidx, n));
+        ord = s->ord;
+    }
+    for (size_t j = 0; j < n; j++) {
+        size_t i = ord ? (size_t)(uint32_t)ord[j] : j;
         size_t r = sf_rows_at(rows, i);
-        /* Users are spread over a table much larger than the caches. */
-        if (i + 8 < rows->n && uidx[i + 8] < nu) __builtin_prefetch(&s->u[uidx[i + 8]]);
         if (sf_col_is_null(ucol, r) || sf_col_is_null(tcol, r)) {
             s->skipped++;
             continue;
@@ -757,6 +812,290 @@ done:
     free(used);
     return rc;
 }
+
+/* ---- merging encodings --------------------------------------------------------------------
+ * encode(merge(decode(a), decode(b))) without building either state: both
+ * encodings list their group keys and their users in byte order, so the
+ * merge is a walk of two sorted sequences. Sessions refer to group keys by
+ * their position in the union of both key lists while the users are
+ * written (positions in the union compare as the key bytes do, which is
+ * what end_wins needs), and are renumbered at the end to the keys some
+ * session still ends with. Every check of decode is made on both inputs. */
+
+typedef struct enc_in {
+    sf_rd r;
+    uint64_t skipped, nkeys, nusers, users_read;
+    const uint8_t **kp;   /* the group keys */
+    size_t *kl;
+    uint32_t *kmap;       /* key -> its position in the union */
+    uint8_t *kused;       /* key referenced by some session */
+    const uint8_t *uk;    /* the current user: key, sessions */
+    size_t ukl;
+    uint64_t uns;
+    const uint8_t *us;
+    bool done;
+} enc_in;
+
+static void enc_fini(enc_in *e)
+{
+    free(e->kp);
+    free(e->kl);
+    free(e->kmap);
+    free(e->kused);
+}
+
+static sf_status enc_open(const sessions_state *s, const uint8_t *p, size_t n, enc_in *e)
+{
+    memset(e, 0, sizeof *e);
+    sf_rd_init(&e->r, p, n);
+    uint8_t version, nby;
+    int64_t gap;
+    SF_CALL(sf_rd_u8(&e->r, &version));
+    SF_CHECK(version == SESSIONS_FORMAT, SF_ERR_PARSE, "sessions state: unknown format %u", version);
+    SF_CALL(sf_rd_u8(&e->r, &nby));
+    SF_CHECK(nby == s->keys.nby, SF_ERR_PARSE, "sessions state: %u key columns, expected %d", nby, s->keys.nby);
+    SF_CALL(sf_rd_i64(&e->r, &gap));
+    SF_CHECK(gap == s->gap, SF_ERR_PARSE, "sessions state: gap %lld us, expected %lld", (long long)gap,
+             (long long)s->gap);
+    SF_CALL(sf_rd_u64(&e->r, &e->skipped));
+    SF_CALL(sf_rd_u64(&e->r, &e->nkeys));
+    SF_CHECK(e->nkeys <= (n - e->r.off) / 4, SF_ERR_PARSE, "sessions state: %llu group keys in %zu bytes",
+             (unsigned long long)e->nkeys, n);
+    size_t nk = e->nkeys ? (size_t)e->nkeys : 1;
+    e->kp = malloc(nk * sizeof *e->kp);
+    e->kl = malloc(nk * sizeof *e->kl);
+    e->kmap = malloc(nk * sizeof *e->kmap);
+    e->kused = calloc(nk, 1);
+    SF_CHECK(e->kp && e->kl && e->kmap && e->kused, SF_ERR_NOMEM, "sessions: out of memory merging %llu keys",
+             (unsigned long long)e->nkeys);
+    for (uint64_t i = 0; i < e->nkeys; i++) {
+        const char *k;
+        SF_CALL(sf_rd_str(&e->r, &k, &e->kl[i]));
+        e->kp[i] = (const uint8_t *)k;
+        SF_CHECK(sf_agent_key_valid(s->keys.schema, s->keys.by_col, s->keys.nby, e->kp[i], e->kl[i]), SF_ERR_PARSE,
+                 "agent state: malformed group key");
+        SF_CHECK(i == 0 || bytes_cmp(e->kp[i - 1], e->kl[i - 1], e->kp[i], e->kl[i]) < 0, SF_ERR_PARSE,
+                 "agent state: groups out of order");
+    }
+    SF_CALL(sf_rd_u64(&e->r, &e->nusers));
+    SF_CHECK(e->nusers <= (n - e->r.off) / (USER_MIN_BYTES + SESSION_BYTES), SF_ERR_PARSE,
+             "sessions state: %llu users in %zu bytes", (unsigned long long)e->nusers, n);
+    return SF_OK;
+}
+
+/* The next user of e (e->done after the last), its sessions checked as
+ * decode checks them. */
+static sf_status enc_next_user(const sessions_state *s, enc_in *e)
+{
+    if (e->users_read == e->nusers) {
+        SF_CHECK(e->r.off == e->r.n, SF_ERR_PARSE, "sessions state: %zu trailing bytes", e->r.n - e->r.off);
+        for (uint64_t i = 0; i < e->nkeys; i++)
+            SF_CHECK(e->kused[i], SF_ERR_PARSE, "sessions state: group key %llu is not used", (unsigned long long)i);
+        e->done = true;
+        return SF_OK;
+    }
+    const uint8_t *prev = e->uk;
+    size_t prev_len = e->ukl;
+    const char *k;
+    SF_CALL(sf_rd_str(&e->r, &k, &e->ukl));
+    e->uk = (const uint8_t *)k;
+    SF_CHECK(sf_agent_key_valid(s->users.schema, s->users.by_col, s->users.nby, e->uk, e->ukl), SF_ERR_PARSE,
+             "agent state: malformed group key");
+    SF_CHECK(prev == NULL || bytes_cmp(prev, prev_len, e->uk, e->ukl) < 0, SF_ERR_PARSE,
+             "agent state: groups out of order");
+    size_t n = e->r.n;
+    SF_CALL(sf_rd_u64(&e->r, &e->uns));
+    SF_CHECK(e->uns >= 1 && e->uns <= (n - e->r.off) / SESSION_BYTES && e->uns <= UINT32_MAX / 4, SF_ERR_PARSE,
+             "sessions state: user %llu has %llu sessions in %zu bytes", (unsigned long long)e->users_read,
+             (unsigned long long)e->uns, n);
+    SF_CALL(sf_rd_bytes(&e->r, (size_t)e->uns * SESSION_BYTES, &e->us));
+    int64_t prev_end = 0;
+    for (uint64_t j = 0; j < e->uns; j++) {
+        const uint8_t *p = e->us + j * SESSION_BYTES;
+        int64_t start = (int64_t)sf_load_u64(p), end = (int64_t)sf_load_u64(p + 8);
+        uint64_t events = sf_load_u64(p + 16), lat = sf_load_u64(p + 24);
+        uint32_t kr = load_u32(p + 32);
+        SF_CHECK(start <= end && events >= (start < end ? 2u : 1u), SF_ERR_PARSE, "sessions state: malformed session");
+        SF_CHECK(lat == 0 || !isnan(sf__from_order_key(lat)), SF_ERR_PARSE, "sessions state: malformed latency");
+        SF_CHECK(kr < e->nkeys, SF_ERR_PARSE, "sessions state: group key %u of %llu", kr,
+                 (unsigned long long)e->nkeys);
+        SF_CHECK(j == 0 || !within(prev_end, start, s->gap), SF_ERR_PARSE,
+                 "sessions state: sessions out of order or closer than the gap");
+        e->kused[kr] = 1;
+        prev_end = end;
+    }
+    e->users_read++;
+    return SF_OK;
+}
+
+/* The sessions of e's current user, their keys as union positions. */
+static void enc_sessions(const enc_in *e, session *out)
+{
+    for (uint64_t j = 0; j < e->uns; j++) {
+        const uint8_t *p = e->us + j * SESSION_BYTES;
+        out[j].start = (int64_t)sf_load_u64(p);
+        out[j].end = (int64_t)sf_load_u64(p + 8);
+        out[j].events = sf_load_u64(p + 16);
+        out[j].lat = sf_load_u64(p + 24);
+        out[j].key = e->kmap[load_u32(p + 32)];
+    }
+}
+
+/* join() with group keys compared by their union positions. */
+static void join_ranked(session *a, const session *b)
+{
+    if (b->start < a->start) a->start = b->start;
+    a->events += b->events;
+    bool wins = b->lat != a->lat ? b->lat > a->lat : b->key > a->key;
+    if (b->end > a->end || (b->end == a->end && wins)) {
+        a->end = b->end;
+        a->lat = b->lat;
+        a->key = b->key;
+    }
+}
+
+/* Appends a user (key, sessions with union positions) to t. */
+static sf_status put_user(sf_buf *t, const uint8_t *key, size_t klen, const session *x, size_t n, uint8_t *uused)
+{
+    SF_CALL(sf_buf_put_str(t, (const char *)key, klen));
+    SF_CALL(sf_buf_reserve(t, 8 + n * SESSION_BYTES));
+    uint8_t *p = t->data + t->len;
+    sf_store_u64(p, n);
+    p += 8;
+    for (size_t j = 0; j < n; j++, p += SESSION_BYTES) {
+        sf_store_u64(p, (uint64_t)x[j].start);
+        sf_store_u64(p + 8, (uint64_t)x[j].end);
+        sf_store_u64(p + 16, x[j].events);
+        sf_store_u64(p + 24, x[j].lat);
+        store_u32(p + 32, x[j].key);
+        uused[x[j].key] = 1;
+    }
+    t->len = (size_t)(p - t->data);
+    return SF_OK;
+}
+
+static sf_status sessions_merge_encoded(void *scratch, const uint8_t *pa, size_t na, const uint8_t *pb, size_t nb,
+                                        sf_buf *out)
+{
+    sessions_state *s = scratch;
+    sf_status rc = SF_OK;
+    enc_in in[2];
+    memset(in, 0, sizeof in);
+    sf_buf t;
+    sf_buf_init(&t);
+    const uint8_t **up = NULL;
+    size_t *ul = NULL;
+    uint8_t *uused = NULL;
+    uint32_t *rank = NULL;
+    session *xa = NULL, *xb = NULL, *xm = NULL;
+    size_t xcap = 0;
+    SF_CALL_GOTO(enc_open(s, pa, na, &in[0]), done);
+    SF_CALL_GOTO(enc_open(s, pb, nb, &in[1]), done);
+    /* The union of the key lists. */
+    size_t nu_max = (size_t)(in[0].nkeys + in[1].nkeys);
+    up = malloc((nu_max ? nu_max : 1) * sizeof *up);
+    ul = malloc((nu_max ? nu_max : 1) * sizeof *ul);
+    uused = calloc(nu_max ? nu_max : 1, 1);
+    rank = malloc((nu_max ? nu_max : 1) * sizeof *rank);
+    SF_CHECK_GOTO(up && ul && uused && rank, SF_ERR_NOMEM, done, "sessions: out of memory merging %zu keys", nu_max);
+    uint32_t nu = 0;
+    for (uint64_t i = 0, j = 0; i < in[0].nkeys || j < in[1].nkeys;) {
+        int c = i >= in[0].nkeys   ? 1
+                : j >= in[1].nkeys ? -1
+                                   : bytes_cmp(in[0].kp[i], in[0].kl[i], in[1].kp[j], in[1].kl[j]);
+        if (c <= 0) {
+            up[nu] = in[0].kp[i];
+            ul[nu] = in[0].kl[i];
+            in[0].kmap[i++] = nu;
+        }
+        if (c >= 0) {
+            up[nu] = in[1].kp[j];
+            ul[nu] = in[1].kl[j];
+            in[1].kmap[j++] = nu;
+        }
+        nu++;
+    }
+    /* The users, in byte order. */
+    SF_CALL_GOTO(enc_next_user(s, &in[0]), done);
+    SF_CALL_GOTO(enc_next_user(s, &in[1]), done);
+    uint64_t nusers = 0;
+    while (!in[0].done || !in[1].done) {
+        int c = in[0].done   ? 1
+                : in[1].done ? -1
+                             : bytes_cmp(in[0].uk, in[0].ukl, in[1].uk, in[1].ukl);
+        size_t need = (size_t)((c <= 0 ? in[0].uns : 0) + (c >= 0 ? in[1].uns : 0));
+        if (need > xcap) {
+            size_t cap = xcap ? xcap : 16;
+            while (cap < need) cap *= 2;
+            session *a = realloc(xa, cap * sizeof *a);
+            if (a != NULL) xa = a;
+            session *b = a != NULL ? realloc(xb, cap * sizeof *b) : NULL;
+            if (b != NULL) xb = b;
+            session *m = b != NULL ? realloc(xm, cap * sizeof *m) : NULL;
+            if (m != NULL) xm = m;
+            SF_CHECK_GOTO(a && b && m, SF_ERR_NOMEM, done, "sessions: out of memory merging %zu sessions", need);
+            xcap = cap;
+        }
+        if (c != 0) {
+            enc_in *e = &in[c < 0 ? 0 : 1];
+            enc_sessions(e, xa);
+            SF_CALL_GOTO(put_user(&t, e->uk, e->ukl, xa, (size_t)e->uns, uused), done);
+        } else {
+            /* The same user in both: the union of the lists, coalesced. */
+            enc_sessions(&in[0], xa);
+            enc_sessions(&in[1], xb);
+            size_t m = 0, i = 0, j = 0;
+            while (i < in[0].uns || j < in[1].uns) {
+                session next = j >= in[1].uns || (i < in[0].uns && xa[i].start <= xb[j].start) ? xa[i++] : xb[j++];
+                if (m > 0 && within(xm[m - 1].end, next.start, s->gap))
+                    join_ranked(&xm[m - 1], &next);
+                else
+                    xm[m++] = next;
+            }
+            SF_CALL_GOTO(put_user(&t, in[0].uk, in[0].ukl, xm, m, uused), done);
+        }
+        nusers++;
+        if (c <= 0) SF_CALL_GOTO(enc_next_user(s, &in[0]), done);
+        if (c >= 0) SF_CALL_GOTO(enc_next_user(s, &in[1]), done);
+    }
+    /* The keys some session ends with, renumbered. */
+    uint32_t nref = 0;
+    for (uint32_t k = 0; k < nu; k++) rank[k] = uused[k] ? nref++ : UINT32_MAX;
+    SF_CALL_GOTO(sf_buf_put_u8(out, SESSIONS_FORMAT), done);
+    SF_CALL_GOTO(sf_buf_put_u8(out, (uint8_t)s->keys.nby), done);
+    SF_CALL_GOTO(sf_buf_put_i64(out, s->gap), done);
+    SF_CALL_GOTO(sf_buf_put_u64(out, in[0].skipped + in[1].skipped), done);
+    SF_CALL_GOTO(sf_buf_put_u64(out, nref), done);
+    for (uint32_t k = 0; k < nu; k++)
+        if (uused[k]) SF_CALL_GOTO(sf_buf_put_str(out, (const char *)up[k], ul[k]), done);
+    SF_CALL_GOTO(sf_buf_put_u64(out, nusers), done);
+    size_t at = out->len;
+    SF_CALL_GOTO(sf_buf_append(out, t.data, t.len), done);
+    /* Walk the users just copied and put the final key numbers in. */
+    for (uint64_t u = 0; u < nusers; u++) {
+        uint8_t *p = out->data + at;
+        size_t klen = load_u32(p);
+        p += 4 + klen;
+        uint64_t ns = sf_load_u64(p);
+        p += 8;
+        for (uint64_t j = 0; j < ns; j++, p += SESSION_BYTES) store_u32(p + 32, rank[load_u32(p + 32)]);
+        at = (size_t)(p - out->data);
+    }
+done:
+    enc_fini(&in[0]);
+    enc_fini(&in[1]);
+    sf_buf_fini(&t);
+    free(up);
+    free(ul);
+    free(uused);
+    free(rank);
+    free(xa);
+    free(xb);
+    free(xm);
+    return rc;
+}
+
+const sf__merge_encoded_fn sf__sessions_merge_encoded = sessions_merge_encoded;
 
 /* ---- report ---------------------------------------------------------------------------- */
 

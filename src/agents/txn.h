@@ -30,4 +30,20 @@ const sf__agent_txn *sf__agent_txn_of(const sf_agent_ops *ops);
 /* The sessions agent's (agents/sessions.c). */
 extern const sf__agent_txn sf__sessions_txn;
 
+/* A merge of two encoded states straight into an encoding: appends to out
+ * exactly encode(merge(decode(a), decode(b))), with every check of decode
+ * made on a and b. scratch is an init'ed state of the agent (its
+ * configuration is read, its contents neither read nor kept). For agents
+ * whose states are large sorted tables (sessions: one entry per user),
+ * where decoding both, merging and encoding again costs several times a
+ * walk of the two encodings. */
+typedef sf_status (*sf__merge_encoded_fn)(void *scratch, const uint8_t *a, size_t na, const uint8_t *b, size_t nb,
+                                          sf_buf *out);
+
+/* The registered agent's, NULL if it has none. */
+sf__merge_encoded_fn sf__agent_merge_encoded_of(const sf_agent_ops *ops);
+
+/* The sessions agent's. */
+extern const sf__merge_encoded_fn sf__sessions_merge_encoded;
+
 #endif

@@ -446,12 +446,25 @@ sf_status sf_exec_merge_encoded(sf_exec *x, sf_buf *into, const uint8_t *from, s
     sf_status rc = SF_OK;
     for (int a = 0; a < x->nagents; a++) {
         void *sa = x->scratch[2 * a], *sb = x->scratch[2 * a + 1];
-        SF_CALL_GOTO(decode_into(x, a, sa, &ra), done);
-        SF_CALL_GOTO(decode_into(x, a, sb, &rb), done);
-        SF_CALL_GOTO(x->agents[a].ops->merge(sa, sb), done);
+        sf__merge_encoded_fn direct = sf__agent_merge_encoded_of(x->agents[a].ops);
         size_t at = out.len;
-        SF_CALL_GOTO(sf_buf_put_u64(&out, 0), done);
-        SF_CALL_GOTO(x->agents[a].ops->encode(sa, &out), done);
+        if (direct != NULL) {
+            /* The two encodings merged as they are (agents/txn.h). */
+            uint64_t la, lb;
+            const uint8_t *pa, *pb;
+            SF_CALL_GOTO(sf_rd_u64(&ra, &la), done);
+            SF_CALL_GOTO(sf_rd_bytes(&ra, (size_t)la, &pa), done);
+            SF_CALL_GOTO(sf_rd_u64(&rb, &lb), done);
+            SF_CALL_GOTO(sf_rd_bytes(&rb, (size_t)lb, &pb), done);
+            SF_CALL_GOTO(sf_buf_put_u64(&out, 0), done);
+            SF_CALL_GOTO(direct(sa, pa, (size_t)la, pb, (size_t)lb, &out), done);
+        } else {
+            SF_CALL_GOTO(decode_into(x, a, sa, &ra), done);
+            SF_CALL_GOTO(decode_into(x, a, sb, &rb), done);
+            SF_CALL_GOTO(x->agents[a].ops->merge(sa, sb), done);
+            SF_CALL_GOTO(sf_buf_put_u64(&out, 0), done);
+            SF_CALL_GOTO(x->agents[a].ops->encode(sa, &out), done);
+        }
         sf_store_u64(out.data + at, (uint64_t)(out.len - at - 8));
     }
     SF_CHECK_GOTO(ra.off == ra.n && rb.off == rb.n, SF_ERR_INTERNAL, done,

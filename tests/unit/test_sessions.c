@@ -766,6 +766,55 @@ static void test_in_place_transactions(void **state)
     }
 }
 
+/* Whole batches as one process() call each (contiguous rows). */
+static void feed_whole(void *s, const ev *e, size_t n)
+{
+    sf_batch b;
+    fill_batch(&b, e, n);
+    sf_rows rows = {0, n, NULL};
+    assert_int_equal(ops->process(s, &b, &rows), SF_OK);
+    sf_batch_fini(&b);
+}
+
+/* Tens of thousands of users and calls of thousands of rows: process()
+ * takes the rows user by user (sorted), and the state must be the one the
+ * small morsels of feed() (row order) give, also after a rolled-back
+ * transaction of such a call. */
+static void test_many_users_sorted(void **state)
+{
+    (void)state;
+    const sf__agent_txn *tx = sf__agent_txn_of(ops);
+    for (int nby = 0; nby < 2; nby++) {
+        rng_state = 4242 + (uint64_t)nby;
+        sf_agent_config cfg = make_cfg(nby, NULL);
+        const size_t n = 60000;
+        ev *e = random_events(n, 30000, nby == 1);
+        shuffle(e, n);
+        void *big = new_state(ops, &cfg), *small = new_state(ops, &cfg);
+        feed_whole(big, e, n / 2);
+        feed(small, e, n / 2);
+        sf_buf b0 = encoded(ops, big);
+        assert_int_equal(tx->begin(big), SF_OK);
+        feed_whole(big, e + n / 2, n - n / 2);
+        tx->rollback(big);
+        sf_buf b1 = encoded(ops, big);
+        assert_same_bytes(&b1, &b0);
+        assert_int_equal(tx->begin(big), SF_OK);
+        feed_whole(big, e + n / 2, n - n / 2);
+        tx->commit(big);
+        feed(small, e + n / 2, n - n / 2);
+        sf_buf bb = encoded(ops, big), bs = encoded(ops, small);
+        assert_same_bytes(&bb, &bs);
+        sf_buf_fini(&b0);
+        sf_buf_fini(&b1);
+        sf_buf_fini(&bb);
+        sf_buf_fini(&bs);
+        free_state(ops, big);
+        free_state(ops, small);
+        free(e);
+    }
+}
+
 /* Ties at equal end times: the end event is the one with the larger
  * latency, then the larger group key bytes, whichever state saw it. */
 static void test_end_ties(void **state)
@@ -929,6 +978,114 @@ static void test_string_users(void **state)
     sf_buf_fini(&enc);
     free_state(ops, s);
     free(e);
+}
+
+/* The merge of two encodings (used by the reduction across ranks) against
+ * decode, merge and encode: random pairs of states whose users overlap
+ * (sessions that join across the two, so that group keys one side ended
+ * with may end no session after the merge), string users, an empty side;
+ * and every cut or flipped-byte input that decode refuses is refused. */
+static void check_merge_encoded(const sf_agent_config *cfg, const sf_buf *a, const sf_buf *b)
+{
+    void *da = new_state(ops, cfg), *db = new_state(ops, cfg), *scratch = new_state(ops, cfg);
+    assert_int_equal(ops->decode(da, a->data, a->len), SF_OK);
+    assert_int_equal(ops->decode(db, b->data, b->len), SF_OK);
+    assert_int_equal(ops->merge(da, db), SF_OK);
+    sf_buf want = encoded(ops, da);
+    sf_buf got;
+    sf_buf_init(&got);
+    assert_int_equal(sf__sessions_merge_encoded(scratch, a->data, a->len, b->data, b->len, &got), SF_OK);
+    assert_same_bytes(&got, &want);
+    sf_buf_fini(&got);
+    sf_buf_fini(&want);
+    free_state(ops, da);
+    free_state(ops, db);
+    free_state(ops, scratch);
+}
+
+static void test_merge_encoded(void **state)
+{
+    (void)state;
+    /* A session of each side joined into one that ends in the second's
+     * group: the first's group key ends no session any more and must be
+     * dropped from the key list (the others renumbered). */
+    {
+        sf_agent_config cfg = make_cfg(1, NULL);
+        ev ea[2] = {{1, T0, 1.0, false, false, "a"}, {2, T0, 1.0, false, false, "c"}};
+        ev eb[1] = {{1, T0 + 10000000, 2.0, false, false, "b"}};
+        void *sa = new_state(ops, &cfg), *sb = new_state(ops, &cfg);
+        feed(sa, ea, 2);
+        feed(sb, eb, 1);
+        sf_buf a = encoded(ops, sa), b = encoded(ops, sb);
+        check_merge_encoded(&cfg, &a, &b);
+        check_merge_encoded(&cfg, &b, &a);
+        sf_buf_fini(&a);
+        sf_buf_fini(&b);
+        free_state(ops, sa);
+        free_state(ops, sb);
+    }
+    rng_state = 99;
+    for (int trial = 0; trial < 16; trial++) {
+        int nby = trial % 2;
+        opts o;
+        opts_init_at(&o, 7);
+        bool strings = trial % 4 == 3;
+        if (strings) opts_add(&o, "user", "name", 8);
+        sf_agent_config cfg = make_cfg(nby, strings ? &o.map : NULL);
+        if (strings) cfg.shard_key = "name";
+        size_t n = 300 + below(3000);
+        ev *e = random_events(n, trial % 3 == 0 ? 8 : 400, trial % 5 == 1);
+        void *sa = new_state(ops, &cfg), *sb = new_state(ops, &cfg);
+        size_t cut = trial == 5 ? 0 : below(n);
+        /* Interleaved halves: the same users on both sides. */
+        ev *ea = malloc(sizeof *ea * n), *eb = malloc(sizeof *eb * n);
+        assert_non_null(ea);
+        assert_non_null(eb);
+        size_t ka = 0, kb = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (trial == 5 || below(n) < cut) ea[ka++] = e[i];
+            else eb[kb++] = e[i];
+        }
+        feed(sa, ea, ka);
+        feed(sb, eb, kb);
+        sf_buf a = encoded(ops, sa), b = encoded(ops, sb);
+        check_merge_encoded(&cfg, &a, &b);
+        check_merge_encoded(&cfg, &b, &a);
+        check_merge_encoded(&cfg, &a, &a);
+        if (trial < 4) {
+            /* Damaged inputs: what decode refuses, the merge refuses. */
+            void *d = new_state(ops, &cfg), *scratch = new_state(ops, &cfg);
+            for (size_t len = 0; len < a.len; len += 1 + a.len / 97) {
+                sf_buf out;
+                sf_buf_init(&out);
+                assert_int_not_equal(ops->decode(d, a.data, len), SF_OK);
+                assert_int_not_equal(sf__sessions_merge_encoded(scratch, a.data, len, b.data, b.len, &out), SF_OK);
+                assert_int_not_equal(sf__sessions_merge_encoded(scratch, b.data, b.len, a.data, len, &out), SF_OK);
+                sf_buf_fini(&out);
+            }
+            for (size_t at = 0; at < a.len; at += 1 + a.len / 61) {
+                uint8_t was = a.data[at];
+                a.data[at] ^= 0x5a;
+                bool dec_ok = ops->decode(d, a.data, a.len) == SF_OK;
+                sf_buf out;
+                sf_buf_init(&out);
+                bool mer_ok = sf__sessions_merge_encoded(scratch, a.data, a.len, b.data, b.len, &out) == SF_OK;
+                sf_buf_fini(&out);
+                if (!dec_ok && mer_ok) fail_msg("byte %zu flipped: decode refuses, the merge accepts", at);
+                if (dec_ok && mer_ok) check_merge_encoded(&cfg, &a, &b);
+                a.data[at] = was;
+            }
+            free_state(ops, d);
+            free_state(ops, scratch);
+        }
+        sf_buf_fini(&a);
+        sf_buf_fini(&b);
+        free_state(ops, sa);
+        free_state(ops, sb);
+        free(ea);
+        free(eb);
+        free(e);
+    }
 }
 
 static void test_round_trip_and_truncation(void **state)
@@ -1157,9 +1314,11 @@ int main(void)
         cmocka_unit_test(test_split_invariance),
         cmocka_unit_test(test_merge_laws),
         cmocka_unit_test(test_in_place_transactions),
+        cmocka_unit_test(test_many_users_sorted),
         cmocka_unit_test(test_end_ties),
         cmocka_unit_test(test_hand_example),
         cmocka_unit_test(test_string_users),
+        cmocka_unit_test(test_merge_encoded),
         cmocka_unit_test(test_round_trip_and_truncation),
         cmocka_unit_test(test_check_and_options),
     };
