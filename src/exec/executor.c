@@ -394,10 +394,14 @@ sf_status sf_exec_process_overlap(sf_exec *x, const sf_batch *const *batches, in
     return side_rc;
 }
 
+/* Merges every thread's state into thread 0's, except for agents that
+ * merge encodings directly (agents/txn.h): their thread states stay as
+ * they are, and sf_exec_encode merges their encodings. */
 static sf_status merge_threads(sf_exec *x)
 {
     if (x->merged) return SF_OK;
     for (int a = 0; a < x->nagents; a++) {
+        if (sf__agent_merge_encoded_of(x->agents[a].ops) != NULL) continue;
         for (int t = 1; t < x->nthreads; t++) {
             void *from = state_at(x, t, a);
             SF_CALL(x->agents[a].ops->merge(state_at(x, 0, a), from));
@@ -418,7 +422,33 @@ sf_status sf_exec_encode(sf_exec *x, sf_buf *out)
     for (int a = 0; a < x->nagents; a++) {
         size_t at = out->len;
         SF_CALL(sf_buf_put_u64(out, 0));
-        SF_CALL(x->agents[a].ops->encode(state_at(x, 0, a), out));
+        sf__merge_encoded_fn direct = sf__agent_merge_encoded_of(x->agents[a].ops);
+        if (direct == NULL || x->nthreads == 1) {
+            SF_CALL(x->agents[a].ops->encode(state_at(x, 0, a), out));
+        } else {
+            /* Thread 0's encoding, then each other thread's merged in. */
+            sf_buf acc, one, next;
+            sf_buf_init(&acc);
+            sf_buf_init(&one);
+            sf_buf_init(&next);
+            sf_status rc = x->agents[a].ops->encode(state_at(x, 0, a), &acc);
+            for (int t = 1; rc == SF_OK && t < x->nthreads; t++) {
+                sf_buf_clear(&one);
+                sf_buf_clear(&next);
+                rc = x->agents[a].ops->encode(state_at(x, t, a), &one);
+                if (rc == SF_OK) rc = direct(x->scratch[2 * a], acc.data, acc.len, one.data, one.len, &next);
+                if (rc == SF_OK) {
+                    sf_buf tmp = acc;
+                    acc = next;
+                    next = tmp;
+                }
+            }
+            if (rc == SF_OK) rc = sf_buf_append(out, acc.data, acc.len);
+            sf_buf_fini(&acc);
+            sf_buf_fini(&one);
+            sf_buf_fini(&next);
+            SF_CALL(rc);
+        }
         sf_store_u64(out->data + at, (uint64_t)(out->len - at - 8));
     }
     return SF_OK;

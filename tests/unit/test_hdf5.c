@@ -1965,8 +1965,8 @@ static void test_truncated_while_mapped(void **state)
                 _exit(3);
             if (truncate(path, 0) != 0) _exit(4);
             /* Every value of the batch, as an agent would read them. */
-            volatile int64_t sink = 0;
-            for (size_t i = 0; i < b.nrows; i++) sink += b.cols[0].i64[i] + b.cols[2].i64[i];
+            volatile uint64_t sink = 0;
+            for (size_t i = 0; i < b.nrows; i++) sink += (uint64_t)b.cols[0].i64[i] + (uint64_t)b.cols[2].i64[i];
             volatile double fs = 0;
             for (size_t i = 0; i < b.nrows; i++) fs += b.cols[1].f64[i];
             (void)sink;
