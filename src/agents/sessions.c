@@ -104,9 +104,6 @@ typedef struct sessions_state {
     size_t nundo, undo_cap;
     session *undo_s;
     size_t nundo_s, undo_s_cap;
-    /* process(): the rows of a call ordered by user (radix sort). */
-    uint64_t *ord, *ord_tmp;
-    size_t ord_cap;
 } sessions_state;
 
 /* The options, as check(), columns() and init() read them. */
@@ -359,8 +356,6 @@ static void sessions_destroy(void *state)
     free(s->undo);
     free(s->undo_s);
     free(s->user_col);
-    free(s->ord);
-    free(s->ord_tmp);
     sf__groups_fini(&s->users);
     sf__groups_fini(&s->keys);
     memset(s, 0, sizeof *s);
@@ -492,47 +487,6 @@ static void sessions_txn_rollback(void *state)
 
 const sf__agent_txn sf__sessions_txn = {sessions_txn_begin, sessions_txn_commit, sessions_txn_rollback};
 
-#define SORT_MIN_USERS 16384
-#define SORT_MIN_ROWS 1024
-
-/* s->ord[0..n): (user << 32 | i) for the n rows of a call, ordered by user
- * and, within a user, by i (LSD radix sort on the user's bits, 11 at a
- * time, which is stable). */
-static sf_status order_by_user(sessions_state *s, const uint32_t *uidx, size_t n)
-{
-    if (n > s->ord_cap) {
-        uint64_t *a = realloc(s->ord, n * sizeof *a);
-        if (a != NULL) s->ord = a;
-        uint64_t *b = a != NULL ? realloc(s->ord_tmp, n * sizeof *b) : NULL;
-        if (b != NULL) s->ord_tmp = b;
-        SF_CHECK(a != NULL && b != NULL, SF_ERR_NOMEM, "sessions: out of memory ordering %zu rows", n);
-        s->ord_cap = n;
-    }
-    uint64_t *a = s->ord, *t = s->ord_tmp;
-    uint32_t top = 0;
-    for (size_t i = 0; i < n; i++) {
-        a[i] = (uint64_t)uidx[i] << 32 | (uint64_t)i;
-        top |= uidx[i];
-    }
-    for (int shift = 32; shift < 64 && (top >> (shift - 32)) != 0; shift += 11) {
-        uint32_t cnt[2048] = {0};
-        for (size_t i = 0; i < n; i++) cnt[(a[i] >> shift) & 2047]++;
-        uint32_t sum = 0;
-        for (int d = 0; d < 2048; d++) {
-            uint32_t c = cnt[d];
-            cnt[d] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < n; i++) t[cnt[(a[i] >> shift) & 2047]++] = a[i];
-        uint64_t *x = a;
-        a = t;
-        t = x;
-    }
-    s->ord = a;
-    s->ord_tmp = t;
-    return SF_OK;
-}
-
 static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows *rows)
 {
     sessions_state *s = state;
@@ -551,20 +505,11 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
     SF_CALL(sf__groups_rows(&s->users, b, rows, &uidx, &created));
     if (created) SF_CALL(grow_users(s));
     SF_CALL(sf__groups_rows(&s->keys, b, rows, &kidx, &created));
-    /* With many users, the rows of the call are taken user by user (a
-     * stable radix sort of (user, row) pairs), so that a user's sessions
-     * are fetched into the cache once per call instead of once per event.
-     * The order of a user's events does not change the state: its sessions
-     * are a function of the set of its events (see the top of the file). */
-    const size_t n = rows->n;
-    const uint64_t *ord = NULL;
-    if (s->users.n >= SORT_MIN_USERS && n >= SORT_MIN_ROWS && n <= UINT32_MAX) {
-        SF_CALL(order_by_user(s, uidx, n));
-        ord = s->ord;
-    }
-    for (size_t j = 0; j < n; j++) {
-        size_t i = ord ? (size_t)(uint32_t)ord[j] : j;
+    const size_t nu = s->users.n < s->ucap ? s->users.n : s->ucap;
+    for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
+        /* Users are spread over a table much larger than the caches. */
+        if (i + 8 < rows->n && uidx[i + 8] < nu) __builtin_prefetch(&s->u[uidx[i + 8]]);
         if (sf_col_is_null(ucol, r) || sf_col_is_null(tcol, r)) {
             s->skipped++;
             continue;
@@ -1037,9 +982,20 @@ static sf_status sessions_merge_encoded(void *scratch, const uint8_t *pa, size_t
             xcap = cap;
         }
         if (c != 0) {
+            /* A user of one side only: its record as it is, the group
+             * keys of its sessions renumbered to union positions. */
             enc_in *e = &in[c < 0 ? 0 : 1];
-            enc_sessions(e, xa);
-            SF_CALL_GOTO(put_user(&t, e->uk, e->ukl, xa, (size_t)e->uns, uused), done);
+            size_t rec = 4 + e->ukl + 8 + (size_t)e->uns * SESSION_BYTES;
+            SF_CALL_GOTO(sf_buf_reserve(&t, rec), done);
+            uint8_t *p = t.data + t.len;
+            memcpy(p, e->uk - 4, rec);
+            uint8_t *q = p + 4 + e->ukl + 8;
+            for (uint64_t j = 0; j < e->uns; j++, q += SESSION_BYTES) {
+                uint32_t k = e->kmap[load_u32(q + 32)];
+                store_u32(q + 32, k);
+                uused[k] = 1;
+            }
+            t.len += rec;
         } else {
             /* The same user in both: the union of the lists, coalesced. */
             enc_sessions(&in[0], xa);

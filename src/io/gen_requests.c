@@ -339,16 +339,6 @@ static inline uint32_t dtab_sample(const dtab *t, uint64_t x)
     return lo;
 }
 
-/* Prefetches the guide entry a draw x will read (large tables: the guide
- * and thresholds of the users' table are far larger than L2). */
-static inline void dtab_prefetch(const dtab *t, uint64_t x)
-{
-    if (!t->uniform) __builtin_prefetch(&t->guide[(x >> 1) >> (63 - t->gbits)]);
-}
-
-/* Rows ahead whose table entries a sampling loop prefetches. */
-#define PREFETCH_AHEAD 16
-
 /* ---- rejection-inversion Zipf ------------------------------------------- */
 
 static double ri_helper1(double x) { return fabs(x) > 1e-8 ? log1p(x) / x : 1 - x * (0.5 - x * (1.0 / 3 - 0.25 * x)); }
@@ -884,11 +874,6 @@ sf_status sf__gen_requests_model_create(const sf_input_config *cfg, sf__gen_mode
     return SF_OK;
 }
 
-static inline void prefetch_user(const sf__gen_model *m, uint64_t key)
-{
-    if (m->users_table) dtab_prefetch(&m->user_tab, draw(key, D_USER));
-}
-
 static inline uint64_t sample_user(const sf__gen_model *m, uint64_t key)
 {
     uint64_t x = draw(key, D_USER);
@@ -940,7 +925,6 @@ static void incidents_apply(const sf__gen_model *m, uint64_t i0, size_t nb, cons
 {
     const sf__gen_incidents *p = &m->inc;
     for (size_t k = 0; k < nb; k++) {
-        if (k + PREFETCH_AHEAD < nb) prefetch_user(m, key[k + PREFETCH_AHEAD]);
         x->reg[k] = (uint8_t)dtab_sample(&m->region_tab, draw(key[k], D_REGION));
         x->usr[k] = sample_user(m, key[k]);
     }
@@ -1059,15 +1043,11 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
             if (blk)
                 for (size_t k = 0; k < nb; k++) v[k] = (int64_t)x.usr[k];
             else
-                for (size_t k = 0; k < nb; k++) {
-                    if (k + PREFETCH_AHEAD < nb) prefetch_user(m, key[k + PREFETCH_AHEAD]);
-                    v[k] = (int64_t)sample_user(m, key[k]);
-                }
+                for (size_t k = 0; k < nb; k++) v[k] = (int64_t)sample_user(m, key[k]);
         }
         if (on[SF__GEN_CLIENT_IP]) {
             sf_column *c = &cols[SF__GEN_CLIENT_IP];
             for (size_t k = 0; k < nb; k++) {
-                if (k + PREFETCH_AHEAD < nb) dtab_prefetch(&m->ip_tab, draw(key[k + PREFETCH_AHEAD], D_IP));
                 uint32_t a = blk && x.inc[k] == SF__INC_CREDENTIALS ? (uint32_t)NIPS + x.ip[k]
                                                                     : dtab_sample(&m->ip_tab, draw(key[k], D_IP));
                 SF_CALL(vcache_code(&m->c_ip, ep, a, &c->dict, m->ip_name[a], m->ip_len[a], &c->code[r0 + k]));
