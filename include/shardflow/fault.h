@@ -142,7 +142,8 @@ void sf_signal_block(void);
 void sf_signal_unblock(void);
 /* A mapped input: a SIGBUS inside [p, p + len) (the file was cut while
  * mapped) ends the process with a message naming path and exit status 1
- * instead of a crash. At most 64 mappings at once (more go unguarded).
+ * instead of a crash; any other SIGBUS goes to the handler there was
+ * before. At most 1024 mappings at once (more go unguarded).
  * Thread-safe; not collective. */
 void sf_signal_map_add(const void *p, size_t len, const char *path);
 void sf_signal_map_remove(const void *p);

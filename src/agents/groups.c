@@ -197,17 +197,18 @@ static sf_status rehash(sf__groups *g, uint32_t nslots)
 static sf_status grow_entries(sf__groups *g, size_t need)
 {
     if (need <= g->cap) return SF_OK;
-    uint32_t cap = g->cap ? g->cap : 16;
+    SF_CHECK(need <= (size_t)1 << 31, SF_ERR_NOMEM, "too many groups (%zu)", need);
+    size_t cap = g->cap ? g->cap : 16;
     while (cap < need) cap *= 2;
-    struct sf__group_entry *e = realloc(g->e, (size_t)cap * sizeof *e);
-    SF_CHECK(e != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
+    struct sf__group_entry *e = realloc(g->e, cap * sizeof *e);
+    SF_CHECK(e != NULL, SF_ERR_NOMEM, "out of memory for %zu groups", cap);
     g->e = e;
     if (g->nby == 1 && g->schema != NULL && g->schema->fields[g->by_col[0]].type != SF_STRING) {
-        uint64_t *nm = realloc(g->num, (size_t)cap * sizeof *nm);
-        SF_CHECK(nm != NULL, SF_ERR_NOMEM, "out of memory for %u groups", cap);
+        uint64_t *nm = realloc(g->num, cap * sizeof *nm);
+        SF_CHECK(nm != NULL, SF_ERR_NOMEM, "out of memory for %zu groups", cap);
         g->num = nm;
     }
-    g->cap = cap;
+    g->cap = (uint32_t)cap;
     return SF_OK;
 }
 

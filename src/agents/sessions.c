@@ -937,6 +937,7 @@ static sf_status sessions_merge_encoded(void *scratch, const uint8_t *pa, size_t
     SF_CALL_GOTO(enc_open(s, pa, na, &in[0]), done);
     SF_CALL_GOTO(enc_open(s, pb, nb, &in[1]), done);
     /* The union of the key lists. */
+    SF_CHECK_GOTO(in[0].nkeys + in[1].nkeys < UINT32_MAX, SF_ERR_PARSE, done, "sessions state: too many group keys");
     size_t nu_max = (size_t)(in[0].nkeys + in[1].nkeys);
     up = malloc((nu_max ? nu_max : 1) * sizeof *up);
     ul = malloc((nu_max ? nu_max : 1) * sizeof *ul);

@@ -8,6 +8,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,14 +56,16 @@ int sf_signal_pending(void) { return (int)got_signal; }
  * A read of a mapped file past its current end (the file was cut while the
  * run reads it) raises SIGBUS. The handler turns one inside a registered
  * mapping into a message naming the file and exit status 1; any other
- * SIGBUS keeps its default action. */
-#define MAX_MAPS 64
+ * SIGBUS goes to the handler that was there before (or the default). */
+#define MAX_MAPS 1024
 
 static struct mapped {
-    uintptr_t lo, hi;   /* [lo, hi), 0 = free slot */
+    _Atomic uintptr_t lo, hi;   /* [lo, hi); lo == 0: a free slot */
     char path[512];
 } maps[MAX_MAPS];
 static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sigaction prev_bus;   /* the handler before ours */
+static bool have_prev_bus;
 
 static void put_str(char *buf, size_t cap, size_t *n, const char *s)
 {
@@ -70,10 +74,10 @@ static void put_str(char *buf, size_t cap, size_t *n, const char *s)
 
 static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 {
-    (void)ctx;
     uintptr_t a = (uintptr_t)si->si_addr;
     for (int i = 0; i < MAX_MAPS; i++) {
-        if (maps[i].lo == 0 || a < maps[i].lo || a >= maps[i].hi) continue;
+        uintptr_t lo = atomic_load_explicit(&maps[i].lo, memory_order_acquire);
+        if (lo == 0 || a < lo || a >= atomic_load_explicit(&maps[i].hi, memory_order_relaxed)) continue;
         char msg[768];
         size_t n = 0;
         put_str(msg, sizeof msg, &n, "shardflow: error: ");
@@ -85,28 +89,40 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
         (void)w;
         _exit(1);
     }
-    /* Not ours: the default action, on return from this handler. */
-    signal(sig, SIG_DFL);
+    /* Not ours: whoever handled SIGBUS before, else the default action
+     * (taken when the faulting access is retried after this returns). */
+    if (have_prev_bus && (prev_bus.sa_flags & SA_SIGINFO) && prev_bus.sa_sigaction != NULL) {
+        prev_bus.sa_sigaction(sig, si, ctx);
+    } else if (have_prev_bus && !(prev_bus.sa_flags & SA_SIGINFO) && prev_bus.sa_handler != SIG_DFL &&
+               prev_bus.sa_handler != SIG_IGN) {
+        prev_bus.sa_handler(sig);
+    } else {
+        signal(sig, SIG_DFL);
+    }
 }
 
 void sf_signal_map_add(const void *p, size_t len, const char *path)
 {
     pthread_mutex_lock(&maps_lock);
-    /* Every time: something may have set its own handler since. */
-    struct sigaction sa;
+    /* Every time: something may have set its own handler since (which
+     * then becomes the one non-mapping faults go to). */
+    struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
     sa.sa_sigaction = on_sigbus;
     sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGBUS, &sa, NULL);
+    if (sigaction(SIGBUS, &sa, &old) == 0 && !((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == on_sigbus)) {
+        prev_bus = old;
+        have_prev_bus = true;
+    }
     for (int i = 0; i < MAX_MAPS; i++) {
-        if (maps[i].lo != 0) continue;
+        if (atomic_load_explicit(&maps[i].lo, memory_order_relaxed) != 0) continue;
         size_t k = strlen(path);
         if (k >= sizeof maps[i].path) k = sizeof maps[i].path - 1;
         memcpy(maps[i].path, path, k);
         maps[i].path[k] = '\0';
-        maps[i].hi = (uintptr_t)p + len;
-        maps[i].lo = (uintptr_t)p;
+        atomic_store_explicit(&maps[i].hi, (uintptr_t)p + len, memory_order_relaxed);
+        atomic_store_explicit(&maps[i].lo, (uintptr_t)p, memory_order_release);
         break;
     }
     pthread_mutex_unlock(&maps_lock);
@@ -116,7 +132,8 @@ void sf_signal_map_remove(const void *p)
 {
     pthread_mutex_lock(&maps_lock);
     for (int i = 0; i < MAX_MAPS; i++)
-        if (maps[i].lo == (uintptr_t)p) maps[i].lo = maps[i].hi = 0;
+        if (atomic_load_explicit(&maps[i].lo, memory_order_relaxed) == (uintptr_t)p)
+            atomic_store_explicit(&maps[i].lo, 0, memory_order_release);
     pthread_mutex_unlock(&maps_lock);
 }
 

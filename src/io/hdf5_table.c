@@ -724,6 +724,17 @@ static const uint8_t *mapped_rows(const h5reader *h, h5raw *w, hid_t d, uint64_t
     return h->map + at;
 }
 
+/* Asks the kernel to read rows row0..row0+n of w into the page cache
+ * ahead (asynchronously): faults on a mapping read ahead far less than
+ * read() does, so a file not in the page cache would come in slower. */
+static void map_willneed(const h5reader *h, h5raw *w, hid_t d, uint64_t row0, size_t n)
+{
+    const uint8_t *p = mapped_rows(h, w, d, row0, n);
+    if (p == NULL) return;
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
+    (void)posix_madvise((void *)a, n * w->elem + ((uintptr_t)p - a), POSIX_MADV_WILLNEED);
+}
+
 /* Whether every value slot under a null of valid[0..n) holds all-zero
  * bits (what a copy would leave there after zero_nulls). */
 static bool zero_under_nulls(const uint8_t *values, const uint8_t *valid, size_t n)
@@ -737,17 +748,22 @@ static bool zero_under_nulls(const uint8_t *values, const uint8_t *valid, size_t
     return any == 0;
 }
 
-/* The rows a batch starting at row0 may hold so that it ends at the next
- * chunk boundary of every mapped column (mapped reads lend one chunk). */
+/* The rows a batch starting at row0 may hold (at most n) so that it ends
+ * at the next chunk boundary of every column that can be lent (mapped
+ * reads lend one chunk). Only chunks of at least 16384 rows or half a
+ * batch count: small chunks (h5py's defaults, say) would make batches
+ * tiny, so those columns are copied unless a batch falls in one chunk. */
 static size_t chunk_cut(const sf_reader *r, const h5reader *h, uint64_t row0, size_t n)
 {
     if (h->map == NULL) return n;
+    const size_t least = n / 2 < 16384 ? n / 2 : 16384;
     for (int c = 0; c < h->ncols; c++) {
         if (r->want != NULL && !r->want[c]) continue;
         const h5col *k = &h->cols[c];
+        if (!k->raw.on || (k->vdset >= 0 && !k->vraw.on)) continue;
         const h5raw *w[2] = {&k->raw, k->vdset >= 0 ? &k->vraw : NULL};
         for (int j = 0; j < 2; j++) {
-            if (w[j] == NULL || !w[j]->on || w[j]->chunk == 0) continue;
+            if (w[j] == NULL || w[j]->chunk == 0 || w[j]->chunk < least) continue;
             uint64_t end = (row0 / w[j]->chunk + 1) * w[j]->chunk;
             if (end - row0 < n) n = (size_t)(end - row0);
         }
@@ -837,6 +853,12 @@ static sf_status read_column_raw(sf_reader *r, h5reader *h, int c, sf_batch *b, 
     *done = false;
     const uint8_t *mask_map = k->vdset >= 0 ? mapped_rows(h, &k->vraw, k->vdset, row0, n) : NULL;
     const uint8_t *val_map = mapped_rows(h, &k->raw, k->dset, row0, n);
+    if (val_map != NULL && row0 + n < h->hi) {
+        /* The next batch's rows (inside the part: their chunks are known). */
+        size_t next = h->hi - (row0 + n) < n ? (size_t)(h->hi - (row0 + n)) : n;
+        map_willneed(h, &k->raw, k->dset, row0 + n, next);
+        if (mask_map != NULL) map_willneed(h, &k->vraw, k->vdset, row0 + n, next);
+    }
     if (val_map != NULL && (uintptr_t)val_map % 8 != 0) val_map = NULL;
     if (mask_map != NULL) {
         /* The mask from the mapping: lent to the batch where it has nulls. */
