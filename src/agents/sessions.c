@@ -133,16 +133,6 @@ static inline bool within(int64_t prev, int64_t next, int64_t gap)
     return next <= prev || (uint64_t)next - (uint64_t)prev <= (uint64_t)gap;
 }
 
-static inline void store_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint32_t load_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* ---- sessions ------------------------------------------------------------------ */
 
 /* Whether end event b beats end event a at the same time: the larger
@@ -655,7 +645,7 @@ static sf_status sessions_encode(const void *state, sf_buf *out)
             sf_store_u64(p + 8, (uint64_t)x->end);
             sf_store_u64(p + 16, x->events);
             sf_store_u64(p + 24, x->lat);
-            store_u32(p + 32, rank[x->key]);
+            sf_store_u32(p + 32, rank[x->key]);
             p += SESSION_BYTES;
         }
         out->len = (size_t)(p - out->data);
@@ -731,7 +721,7 @@ static sf_status sessions_decode(void *state, const void *bytes, size_t n)
             x.end = (int64_t)sf_load_u64(p + 8);
             x.events = sf_load_u64(p + 16);
             x.lat = sf_load_u64(p + 24);
-            uint32_t kr = load_u32(p + 32);
+            uint32_t kr = sf_load_u32(p + 32);
             /* Only what processing can produce: a session of one event is
              * an instant, later sessions start more than gap after the end
              * of the previous one. */
@@ -859,7 +849,7 @@ static sf_status enc_next_user(const sessions_state *s, enc_in *e)
         const uint8_t *p = e->us + j * SESSION_BYTES;
         int64_t start = (int64_t)sf_load_u64(p), end = (int64_t)sf_load_u64(p + 8);
         uint64_t events = sf_load_u64(p + 16), lat = sf_load_u64(p + 24);
-        uint32_t kr = load_u32(p + 32);
+        uint32_t kr = sf_load_u32(p + 32);
         SF_CHECK(start <= end && events >= (start < end ? 2u : 1u), SF_ERR_PARSE, "sessions state: malformed session");
         SF_CHECK(lat == 0 || !isnan(sf__from_order_key(lat)), SF_ERR_PARSE, "sessions state: malformed latency");
         SF_CHECK(kr < e->nkeys, SF_ERR_PARSE, "sessions state: group key %u of %llu", kr,
@@ -882,7 +872,7 @@ static void enc_sessions(const enc_in *e, session *out)
         out[j].end = (int64_t)sf_load_u64(p + 8);
         out[j].events = sf_load_u64(p + 16);
         out[j].lat = sf_load_u64(p + 24);
-        out[j].key = e->kmap[load_u32(p + 32)];
+        out[j].key = e->kmap[sf_load_u32(p + 32)];
     }
 }
 
@@ -912,7 +902,7 @@ static sf_status put_user(sf_buf *t, const uint8_t *key, size_t klen, const sess
         sf_store_u64(p + 8, (uint64_t)x[j].end);
         sf_store_u64(p + 16, x[j].events);
         sf_store_u64(p + 24, x[j].lat);
-        store_u32(p + 32, x[j].key);
+        sf_store_u32(p + 32, x[j].key);
         uused[x[j].key] = 1;
     }
     t->len = (size_t)(p - t->data);
@@ -992,8 +982,8 @@ static sf_status sessions_merge_encoded(void *scratch, const uint8_t *pa, size_t
             memcpy(p, e->uk - 4, rec);
             uint8_t *q = p + 4 + e->ukl + 8;
             for (uint64_t j = 0; j < e->uns; j++, q += SESSION_BYTES) {
-                uint32_t k = e->kmap[load_u32(q + 32)];
-                store_u32(q + 32, k);
+                uint32_t k = e->kmap[sf_load_u32(q + 32)];
+                sf_store_u32(q + 32, k);
                 uused[k] = 1;
             }
             t.len += rec;
@@ -1031,11 +1021,11 @@ static sf_status sessions_merge_encoded(void *scratch, const uint8_t *pa, size_t
     /* Walk the users just copied and put the final key numbers in. */
     for (uint64_t u = 0; u < nusers; u++) {
         uint8_t *p = out->data + at;
-        size_t klen = load_u32(p);
+        size_t klen = sf_load_u32(p);
         p += 4 + klen;
         uint64_t ns = sf_load_u64(p);
         p += 8;
-        for (uint64_t j = 0; j < ns; j++, p += SESSION_BYTES) store_u32(p + 32, rank[load_u32(p + 32)]);
+        for (uint64_t j = 0; j < ns; j++, p += SESSION_BYTES) sf_store_u32(p + 32, rank[sf_load_u32(p + 32)]);
         at = (size_t)(p - out->data);
     }
 done:

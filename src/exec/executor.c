@@ -457,13 +457,22 @@ sf_status sf_exec_encode(sf_exec *x, sf_buf *out)
 /* The scratch states are reused from one merge to the next: this relies on
  * decode replacing every trace of earlier contents (agent.h; tested for
  * every built-in agent by test_agent_decode). */
-static sf_status decode_into(sf_exec *x, int a, void *state, sf_rd *rd)
+/* One agent's bytes of an executor encoding (u64 length, then bytes). */
+static sf_status agent_bytes(sf_rd *rd, const uint8_t **p, size_t *n)
 {
     uint64_t len;
-    const uint8_t *p;
     SF_CALL(sf_rd_u64(rd, &len));
-    SF_CALL(sf_rd_bytes(rd, (size_t)len, &p));
-    return x->agents[a].ops->decode(state, p, (size_t)len);
+    SF_CALL(sf_rd_bytes(rd, (size_t)len, p));
+    *n = (size_t)len;
+    return SF_OK;
+}
+
+static sf_status decode_into(sf_exec *x, int a, void *state, sf_rd *rd)
+{
+    const uint8_t *p;
+    size_t n;
+    SF_CALL(agent_bytes(rd, &p, &n));
+    return x->agents[a].ops->decode(state, p, n);
 }
 
 sf_status sf_exec_merge_encoded(sf_exec *x, sf_buf *into, const uint8_t *from, size_t n)
@@ -480,14 +489,12 @@ sf_status sf_exec_merge_encoded(sf_exec *x, sf_buf *into, const uint8_t *from, s
         size_t at = out.len;
         if (direct != NULL) {
             /* The two encodings merged as they are (agents/txn.h). */
-            uint64_t la, lb;
             const uint8_t *pa, *pb;
-            SF_CALL_GOTO(sf_rd_u64(&ra, &la), done);
-            SF_CALL_GOTO(sf_rd_bytes(&ra, (size_t)la, &pa), done);
-            SF_CALL_GOTO(sf_rd_u64(&rb, &lb), done);
-            SF_CALL_GOTO(sf_rd_bytes(&rb, (size_t)lb, &pb), done);
+            size_t la, lb;
+            SF_CALL_GOTO(agent_bytes(&ra, &pa, &la), done);
+            SF_CALL_GOTO(agent_bytes(&rb, &pb, &lb), done);
             SF_CALL_GOTO(sf_buf_put_u64(&out, 0), done);
-            SF_CALL_GOTO(direct(sa, pa, (size_t)la, pb, (size_t)lb, &out), done);
+            SF_CALL_GOTO(direct(sa, pa, la, pb, lb, &out), done);
         } else {
             SF_CALL_GOTO(decode_into(x, a, sa, &ra), done);
             SF_CALL_GOTO(decode_into(x, a, sb, &rb), done);

@@ -868,30 +868,7 @@ static sf_status read_column_raw(sf_reader *r, h5reader *h, int c, sf_batch *b, 
             SF_CALL(sf__batch_lend(b, c, NULL, mask_map));
             col->nulls = nulls;
         }
-        if (val_map != NULL && (nulls == 0 || zero_under_nulls(val_map, mask_map, n))) {
-            SF_CALL(sf__batch_lend(b, c, val_map, NULL));
-            *done = true;
-            return SF_OK;
-        }
-        void *dst = k->kind == K_INT ? (void *)col->i64 : (void *)col->f64;
-        bool got = false;
-        sf_status rc = raw_read(h, &k->raw, k->dset, file, k->path, row0, n, dst, &got);
-        if (rc != SF_OK || !got) {
-            /* H5Dread takes the column: its own validity bytes back. */
-            sf__batch_unlend(b, c);
-            col->nulls = 0;
-            return rc;
-        }
-        if (col->nulls) zero_nulls(col, n);
-        *done = true;
-        return SF_OK;
-    }
-    if (k->vdset < 0 && val_map != NULL) {
-        SF_CALL(sf__batch_lend(b, c, val_map, NULL));
-        *done = true;
-        return SF_OK;
-    }
-    if (k->vdset >= 0) {
+    } else if (k->vdset >= 0) {
         /* The mask straight into the batch's validity bytes. */
         bool got = false;
         SF_CALL(sf_batch_enable_valid(b, c));
@@ -904,11 +881,18 @@ static sf_status read_column_raw(sf_reader *r, h5reader *h, int c, sf_batch *b, 
         }
         col->nulls = nulls;
     }
+    if (val_map != NULL && (col->nulls == 0 || zero_under_nulls(val_map, col->valid, n))) {
+        SF_CALL(sf__batch_lend(b, c, val_map, NULL));
+        *done = true;
+        return SF_OK;
+    }
     void *dst = k->kind == K_INT ? (void *)col->i64 : (void *)col->f64;
     bool got = false;
     sf_status rc = raw_read(h, &k->raw, k->dset, file, k->path, row0, n, dst, &got);
     if (rc != SF_OK || !got) {
-        if (col->valid && col->nulls) memset(col->valid, 1, n);
+        /* H5Dread takes the column: its own validity bytes back, all 1. */
+        if (sf__batch_is_lent(b, c)) sf__batch_unlend(b, c);
+        else if (col->valid && col->nulls) memset(col->valid, 1, n);
         col->nulls = 0;
         return rc;
     }
