@@ -119,6 +119,9 @@ sf_status sf_batch_enable_valid(sf_batch *b, int c);
 /* Marks row r of column c null (enables the validity array if needed). The
  * value slot is left as zero. */
 sf_status sf_batch_set_null(sf_batch *b, int c, size_t r);
+/* The zero bytes (nulls) of validity bytes valid[0..n): 8 bytes a step, a
+ * few instructions each (any nonzero byte counts as present). */
+size_t sf_valid_nulls(const uint8_t *valid, size_t n);
 
 static inline bool sf_col_is_null(const sf_column *c, size_t r)
 {

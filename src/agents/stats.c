@@ -331,6 +331,21 @@ static inline void keep_keys(group *g, uint64_t lo, uint64_t hi)
     g->max_key = hi > g->max_key ? hi : g->max_key;
 }
 
+/* Asks for the next block's rows [at, at + SF__STATS_BLOCK) (inside
+ * [.., end)) of values (elem bytes each) and mask to be fetched while this
+ * block is summed: the kernels take 0.35-0.7 ns a value from the L2 cache
+ * but wait for memory block by block otherwise, since the hardware
+ * prefetchers stop at every 4 KiB page (bench/optimize, stats-prefetch). */
+static inline void prefetch_next(const void *values, size_t elem, const uint8_t *valid, size_t at, size_t end)
+{
+    if (at >= end || !sf__stats_prefetch_enabled()) return;
+    size_t n = end - at < SF__STATS_BLOCK ? end - at : SF__STATS_BLOCK;
+    const char *v = (const char *)values + at * elem;
+    for (size_t o = 0; o < n * elem; o += 64) __builtin_prefetch(v + o, 0, 3);
+    if (valid != NULL)
+        for (size_t o = 0; o < n; o += 64) __builtin_prefetch(valid + at + o, 0, 3);
+}
+
 /* Ungrouped float rows [begin, end): blocks the vector kernel takes add its
  * exact split sums (stats_kernels.h); the others take the per-value path.
  * Same state either way. */
@@ -345,6 +360,7 @@ static void process_range(group *g, const double *f64, const uint8_t *valid, siz
     }
     for (size_t at = begin; at < end;) {
         size_t n = end - at < SF__STATS_BLOCK ? end - at : SF__STATS_BLOCK;
+        prefetch_next(f64, sizeof *f64, valid, at + n, end);
         sf__stats_fblock k;
         if (sf__stats_block_f64(f64 + at, valid ? valid + at : NULL, n, &k)) {
             g->count += k.count;
@@ -371,6 +387,7 @@ static void process_range_int(group *g, const int64_t *i64, const uint8_t *valid
     }
     for (size_t at = begin; at < end;) {
         size_t n = end - at < SF__STATS_BLOCK ? end - at : SF__STATS_BLOCK;
+        prefetch_next(i64, sizeof *i64, valid, at + n, end);
         sf__stats_iblock k;
         if (sf__stats_block_i64(i64 + at, valid ? valid + at : NULL, n, &k)) {
             g->count += k.count;

@@ -58,6 +58,10 @@ typedef struct sf__stats_iblock {
  * environment does not turn them off (SF_STATS_SIMD=0, for the
  * comparisons in bench/optimize and the tests). Decided once. */
 bool sf__stats_simd_enabled(void);
+/* Whether the block loops ask for the next block ahead (software
+ * prefetch): on unless SF_STATS_PREFETCH=0 (bench/optimize). Decided once.
+ * It changes no result, only when the bytes arrive. */
+bool sf__stats_prefetch_enabled(void);
 /* Overrides the decision (tests): 1 on where the CPU has them, 0 off,
  * -1 back to the environment's choice. */
 void sf__stats_simd_force(int on);

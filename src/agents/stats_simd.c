@@ -174,6 +174,20 @@ static bool decide(void)
 
 bool sf__stats_simd_enabled(void) { return decide(); }
 
+/* -1 undecided, 0 off, 1 on (SF_STATS_PREFETCH=0 turns it off). */
+static _Atomic int prefetch_decided = -1;
+
+bool sf__stats_prefetch_enabled(void)
+{
+    int d = atomic_load_explicit(&prefetch_decided, memory_order_relaxed);
+    if (d < 0) {
+        const char *env = getenv("SF_STATS_PREFETCH");
+        d = !(env != NULL && strcmp(env, "0") == 0);
+        atomic_store_explicit(&prefetch_decided, d, memory_order_relaxed);
+    }
+    return d == 1;
+}
+
 void sf__stats_simd_force(int on) { atomic_store(&forced, on < 0 ? -1 : on ? 1 : 0); }
 
 bool sf__stats_block_f64(const double *x, const uint8_t *valid, size_t n, sf__stats_fblock *out)

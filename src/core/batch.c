@@ -271,6 +271,27 @@ sf_status sf_batch_enable_valid(sf_batch *b, int c)
     return SF_OK;
 }
 
+size_t sf_valid_nulls(const uint8_t *valid, size_t n)
+{
+    const uint64_t low7 = 0x7F7F7F7F7F7F7F7Full, high = 0x8080808080808080ull;
+    const uint64_t pairs = 0x00FF00FF00FF00FFull;
+    size_t present = 0, i = 0;
+    while (i + 8 <= n) {
+        /* Up to 255 words: each byte lane of acc counts to at most 255. */
+        size_t stop = n - i >= 8 * 255 ? i + 8 * 255 : i + (n - i) / 8 * 8;
+        uint64_t acc = 0;
+        for (; i < stop; i += 8) {
+            uint64_t w;
+            memcpy(&w, valid + i, 8);
+            acc += ((((w & low7) + low7) | w) & high) >> 7; /* 1 per nonzero byte */
+        }
+        uint64_t s = (acc & pairs) + ((acc >> 8) & pairs); /* 4 lanes of 16 bits */
+        present += (size_t)((s * 0x0001000100010001ull) >> 48);
+    }
+    for (; i < n; i++) present += valid[i] != 0;
+    return n - present;
+}
+
 sf_status sf_batch_set_null(sf_batch *b, int c, size_t r)
 {
     SF_CHECK(!sf__batch_is_lent(b, c), SF_ERR_INTERNAL, "writing to lent column %d", c);

@@ -232,8 +232,7 @@ sf_status sf_unit_views_of_runs(const sf_batch *b, const int *cols, int ncols, c
             else
                 col->i64 = src->i64 + r0;
             size_t nulls = 0;
-            if (src->valid && src->nulls)
-                for (size_t i = 0; i < n; i++) nulls += src->valid[r0 + i] == 0;
+            if (src->valid && src->nulls) nulls = sf_valid_nulls(src->valid + r0, n);
             /* As a packed piece: validity only where the piece has a null. */
             col->nulls = nulls;
             col->valid = nulls ? src->valid + r0 : NULL;

@@ -751,6 +751,37 @@ static void runs_cuts(size_t *start, int k, size_t n)
  * views borrowing the batch's arrays; empty shards left out, shards in
  * ascending order; the nulls also checked against the test's own record.
  * A string column is refused with SF_ERR_ARG. */
+/* sf_valid_nulls against a byte-by-byte count: lengths around its 8-byte
+ * steps and its 255-word blocks, unaligned starts, bytes of any value (any
+ * nonzero byte is present), all-present and all-null masks. */
+static void test_valid_nulls(void **st)
+{
+    (void)st;
+    const size_t lens[] = {0, 1, 7, 8, 9, 63, 64, 65, 2039, 2040, 2041, 2047, 4080, 4081, 10007, 65536};
+    uint8_t *buf = malloc(65536 + 16);
+    assert_non_null(buf);
+    uint64_t x = 88172645463325252ull;
+    for (int fill = 0; fill < 5; fill++) {
+        for (size_t i = 0; i < 65536 + 16; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            uint8_t r = (uint8_t)(x >> 24);
+            buf[i] = fill == 0 ? (uint8_t)(r % 3 != 0)       /* 0/1, a third null */
+                     : fill == 1 ? (uint8_t)(r % 97 == 0 ? 0 : r | 1) /* any nonzero, few nulls */
+                     : fill == 2 ? 0xFF                       /* every lane at its limit */
+                     : fill == 3 ? 0                          /* all null */
+                                 : r;                         /* anything */
+        }
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            for (size_t off = 0; off < 8; off += 3) {
+                size_t want = 0;
+                for (size_t i = 0; i < lens[li]; i++) want += buf[off + i] == 0;
+                assert_int_equal(sf_valid_nulls(buf + off, lens[li]), want);
+            }
+        }
+    }
+    free(buf);
+}
+
 static void test_views_of_runs(void **st)
 {
     (void)st;
@@ -1205,6 +1236,7 @@ int main(void)
         cmocka_unit_test(test_control_unit_trailing_bytes),
         cmocka_unit_test(test_huge_row_count_rejected),
         cmocka_unit_test(test_schema_mismatch),
+        cmocka_unit_test(test_valid_nulls),
         cmocka_unit_test(test_views_of_runs),
     };
     const struct CMUnitTest pass_tests[] = {
