@@ -1102,6 +1102,17 @@ static void test_simd_int_blocks(void **st)
             {.bits = 30, .nulls = 256},
             {.bits = 40, .sign = -1, .nulls = 1},
             {.bits = 27, .nulls = 255},
+            /* The one-product path (every |x| < 2^28) and its edge: up to
+             * 2^28 - 1 in every lane of a whole block (the squares' lane
+             * sums near 2^64), 2^28 itself (the three-product path), a
+             * large value under a null. */
+            {.bits = 28},
+            {.bits = 28, .sign = -1},
+            {.bits = 28, .special = INT64_C(1) << 28},
+            {.bits = 28, .special = -(INT64_C(1) << 28)},
+            {.bits = 28, .special = (INT64_C(1) << 28) - 1},
+            {.bits = 28, .nulls = 40, .special = b53 - 1, .hide = true},
+            {.bits = 29, .sign = 1},
         };
         const size_t nc = sizeof c / sizeof c[0];
         check_int_chunks(col, c, nc, 77, true, simd);
