@@ -344,6 +344,11 @@ class Bench:
             vs = [Variant("on", "stats block kernels (default)", [], 2, 1),
                   Variant("off", "SF_STATS_SIMD=0", [], 2, 1, env={"SF_STATS_SIMD": "0"})]
             G.append(Group("simd-h5-2x1", "stats vector block kernels (AVX-512)", H5, vs, [("on", "off", "")]))
+            # The block loops' software prefetch of the next block.
+            vs = [Variant("on", "next block prefetched (default)", [], 2, 1),
+                  Variant("off", "SF_STATS_PREFETCH=0", [], 2, 1, env={"SF_STATS_PREFETCH": "0"})]
+            G.append(Group("prefetch-h5-2x1", "stats block loops prefetch the next block", H5, vs,
+                           [("on", "off", "")]))
         # Thread pinning.
         for wl in (CSV, SYN):
             vs = [Variant("on", "OMP_PROC_BIND=close OMP_PLACES=cores", [], 1, 2,
