@@ -33,6 +33,8 @@ sf_status sf_exec_create(const sf_exec_agent *agents, int n, int nthreads, size_
                          sf_exec **out);
 /* Sets the schedule of the groups (default concurrent). */
 void sf_exec_set_schedule(sf_exec *x, sf_exec_schedule s);
+/* The threads the executor processes with. */
+int sf_exec_threads(const sf_exec *x);
 /* Decodes agent a's state from an sf_exec_encode output into a new state
  * (init'ed with the agent's cfg) that the caller owns: free it with
  * sf_exec_state_destroy. */

@@ -23,4 +23,15 @@ void sf__batch_unlend(sf_batch *b, int c);
 /* Whether any of column c's arrays are lent. */
 bool sf__batch_is_lent(const sf_batch *b, int c);
 
+/* Validity bytes valid[0..n) about to be lent: true when every byte is 0
+ * or 1, with *nulls the zeros (*nulls undefined when false). */
+bool sf__lend_mask_scan(const uint8_t *valid, size_t n, size_t *nulls);
+/* Whether every 8-byte value slot of values[0..n) under a null of
+ * valid[0..n) (bytes 0 or 1) holds all-zero bits, as a copy leaves them
+ * after zeroing the nulls. Only the slots under nulls are read. */
+bool sf__lend_zero_under_nulls(const void *values, const uint8_t *valid, size_t n);
+/* The same without the vector units (tests compare the two). */
+bool sf__lend_mask_scan_portable(const uint8_t *valid, size_t n, size_t *nulls);
+bool sf__lend_zero_under_nulls_portable(const void *values, const uint8_t *valid, size_t n);
+
 #endif

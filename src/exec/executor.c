@@ -180,6 +180,8 @@ fail:
     return rc;
 }
 
+int sf_exec_threads(const sf_exec *x) { return x->nthreads; }
+
 void sf_exec_set_schedule(sf_exec *x, sf_exec_schedule sch) { x->schedule = sch; }
 
 sf_status sf_exec_process(sf_exec *x, const sf_batch *const *batches, int nb)

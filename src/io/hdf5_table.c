@@ -738,31 +738,6 @@ static void map_willneed(const h5reader *h, h5raw *w, hid_t d, uint64_t row0, si
     (void)posix_madvise((void *)a, n * w->elem + ((uintptr_t)p - a), POSIX_MADV_WILLNEED);
 }
 
-/* Whether every value slot under a null of valid[0..n) holds all-zero
- * bits (what a copy would leave there after zero_nulls). Branch-free; the
- * values are asked for 1 KiB ahead (prefetch), since this is where a lent
- * column first comes from memory and the hardware prefetchers stop at
- * every 4 KiB page. */
-static bool zero_under_nulls(const uint8_t *values, const uint8_t *valid, size_t n)
-{
-    uint64_t any = 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        if (i + 136 <= n) __builtin_prefetch(values + 8 * (i + 128), 0, 3);
-        for (size_t j = i; j < i + 8; j++) {
-            uint64_t x;
-            memcpy(&x, values + 8 * j, 8);
-            any |= x & -(uint64_t)(valid[j] == 0);
-        }
-    }
-    for (; i < n; i++) {
-        uint64_t x;
-        memcpy(&x, values + 8 * i, 8);
-        any |= x & -(uint64_t)(valid[i] == 0);
-    }
-    return any == 0;
-}
-
 /* The rows a batch starting at row0 may hold (at most n) so that it ends
  * at the next chunk boundary of every column that can be lent (mapped
  * reads lend one chunk). Only chunks of at least 16384 rows or half a
@@ -813,41 +788,19 @@ static bool h5_lock_free_next(sf_reader *r)
     return true;
 }
 
-/* Checks n mask bytes read raw (each 0 or 1) and returns the nulls:
- * branch-free over 8 bytes at a time; a bad byte is then looked for one by
- * one, for the message. */
+/* Checks n mask bytes read raw (each 0 or 1) and returns the nulls
+ * (sf__lend_mask_scan: 64 bytes a step where the CPU has AVX-512); a bad
+ * byte is then looked for one by one, for the message. */
 static sf_status count_mask(const uint8_t *v, size_t n, const char *file, const char *vpath, uint64_t row0,
                             size_t *nulls)
 {
-    const uint64_t ones = 0x0101010101010101ull, pairs = 0x00FF00FF00FF00FFull;
-    uint64_t bad = 0, present = 0;
-    size_t i = 0;
-    while (i + 8 <= n) {
-        /* Up to 255 words summed bytewise (each byte 0 or 1 unless bad):
-         * no lane passes 255. */
-        size_t stop = n - i >= 8 * 255 ? i + 8 * 255 : i + (n - i) / 8 * 8;
-        uint64_t acc = 0;
-        for (; i < stop; i += 8) {
-            uint64_t w;
-            memcpy(&w, v + i, 8);
-            bad |= w & ~ones;
-            acc += w & ones;
-        }
-        uint64_t s = (acc & pairs) + ((acc >> 8) & pairs);
-        present += (s * 0x0001000100010001ull) >> 48;
-    }
-    for (; i < n; i++) {
-        bad |= v[i] & ~1u;
-        present += v[i] & 1u;
-    }
-    if (bad != 0) {
-        for (i = 0; i < n; i++)
-            SF_CHECK(v[i] <= 1, SF_ERR_PARSE,
-                     "%s: validity mask '%s', element %llu: value %u is neither 1 (present) nor 0 (null)", file,
-                     vpath, (unsigned long long)(row0 + i), (unsigned)v[i]);
-    }
-    *nulls = n - (size_t)present;
-    return SF_OK;
+    if (sf__lend_mask_scan(v, n, nulls)) return SF_OK;
+    for (size_t i = 0; i < n; i++)
+        SF_CHECK(v[i] <= 1, SF_ERR_PARSE,
+                 "%s: validity mask '%s', element %llu: value %u is neither 1 (present) nor 0 (null)", file, vpath,
+                 (unsigned long long)(row0 + i), (unsigned)v[i]);
+    return sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "%s: validity mask '%s': a bad byte was not found again",
+                        file, vpath);
 }
 
 /* The value slots of the nulls of a number column, zeroed (as
@@ -904,7 +857,7 @@ static sf_status read_column_raw(sf_reader *r, h5reader *h, int c, sf_batch *b, 
         }
         col->nulls = nulls;
     }
-    if (val_map != NULL && (col->nulls == 0 || zero_under_nulls(val_map, col->valid, n))) {
+    if (val_map != NULL && (col->nulls == 0 || sf__lend_zero_under_nulls(val_map, col->valid, n))) {
         SF_CALL(sf__batch_lend(b, c, val_map, NULL));
         *done = true;
         return SF_OK;

@@ -43,9 +43,13 @@ SLURM_DIR = os.path.join(SRC, "slurm")
 MPIRUN = shutil.which("mpirun")
 failures = []
 
-# Long enough (about 10 s on 2 idle cores) that a checkpoint exists well
-# before the end; --set checkpoint.every_seconds=1 makes them frequent.
-LONG_ROWS = int(os.environ.get("SF_SLURM_LONG_ROWS", "8000000"))
+# Long enough that a checkpoint exists well before the end and that the
+# signal or requeue sent a second after it still finds the run in a pass;
+# --set checkpoint.every_seconds=1 makes them frequent. 8 million rows took
+# 10 s on 2 idle cores when this was written, but 3 s on a faster VM later,
+# where the SIGUSR1 of the signal case came after the last round (the run
+# ended with 0 instead of stopping): 20 million rows.
+LONG_ROWS = int(os.environ.get("SF_SLURM_LONG_ROWS", "20000000"))
 
 # A small workflow without the demo's incidents (which need >= 600000 rows),
 # so that scaling runs take well under a second each.

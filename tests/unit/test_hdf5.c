@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/batch_lend.h"
 #include "shardflow/exec.h"
 #include "shardflow/io.h"
 
@@ -2032,9 +2033,75 @@ static void test_concurrent_sub_parts(void **state)
     }
 }
 
+/* The scans of lent masks and values (core/batch_lend.h), vector and
+ * portable, against byte-by-byte references: lengths around the 64-byte
+ * steps, unaligned starts, null densities from none to all, a bad byte at
+ * the first, a middle and the last position; nonzero bits under a null at
+ * every place of a 64-row step and in the tail, and nonzero values under
+ * present rows (which do not count). */
+static void test_lend_scans(void **st)
+{
+    (void)st;
+    const size_t lens[] = {0, 1, 7, 8, 63, 64, 65, 127, 128, 129, 1000, 65536};
+    const int dens[] = {0, 1, 20, 128, 255, 256}; /* nulls per 256 */
+    const size_t cap = 65536 + 8;
+    uint8_t *m = malloc(cap);
+    uint64_t *val = malloc(cap * sizeof *val);
+    assert_non_null(m);
+    assert_non_null(val);
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+#define NEXT() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const size_t n = lens[li];
+        for (size_t di = 0; di < sizeof dens / sizeof dens[0]; di++) {
+            for (size_t off = 0; off < 8; off += 5) {
+                uint8_t *v = m + off;
+                size_t want = 0;
+                for (size_t i = 0; i < n; i++) {
+                    v[i] = (int)(NEXT() % 256) < dens[di] ? 0 : 1;
+                    want += v[i] == 0;
+                    /* Present rows hold anything; nulls hold zero bits. */
+                    val[i] = v[i] ? NEXT() | 1 : 0;
+                }
+                size_t got = SIZE_MAX, got_p = SIZE_MAX;
+                assert_true(sf__lend_mask_scan(v, n, &got));
+                assert_true(sf__lend_mask_scan_portable(v, n, &got_p));
+                assert_int_equal(got, want);
+                assert_int_equal(got_p, want);
+                assert_true(sf__lend_zero_under_nulls(val, v, n));
+                assert_true(sf__lend_zero_under_nulls_portable(val, v, n));
+                /* A bad byte (2 or 255) anywhere is seen. */
+                const size_t at[3] = {0, n / 2, n ? n - 1 : 0};
+                for (int k = 0; k < 3 && n > 0; k++) {
+                    uint8_t keep = v[at[k]];
+                    v[at[k]] = k == 1 ? 255 : 2;
+                    assert_false(sf__lend_mask_scan(v, n, &got));
+                    assert_false(sf__lend_mask_scan_portable(v, n, &got_p));
+                    v[at[k]] = keep;
+                }
+                /* Nonzero bits under each null in turn (up to 70 of them,
+                 * covering every place of a step and the tail). */
+                size_t tried = 0;
+                for (size_t i = n; i-- > 0 && tried < 70;) {
+                    if (v[i] != 0) continue;
+                    tried++;
+                    val[i] = UINT64_C(1) << (i % 64);
+                    assert_false(sf__lend_zero_under_nulls(val, v, n));
+                    assert_false(sf__lend_zero_under_nulls_portable(val, v, n));
+                    val[i] = 0;
+                }
+            }
+        }
+    }
+#undef NEXT
+    free(m);
+    free(val);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lend_scans),
         cmocka_unit_test(test_roundtrip_fixed),
         cmocka_unit_test(test_roundtrip_vlen),
         cmocka_unit_test(test_fixed_width),
