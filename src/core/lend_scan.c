@@ -10,28 +10,17 @@
 
 static bool mask_scan_portable(const uint8_t *v, size_t n, size_t *nulls)
 {
-    const uint64_t ones = 0x0101010101010101ull, pairs = 0x00FF00FF00FF00FFull;
-    uint64_t bad = 0, present = 0;
+    const uint64_t ones = 0x0101010101010101ull;
+    uint64_t bad = 0;
     size_t i = 0;
-    while (i + 8 <= n) {
-        /* Up to 255 words summed bytewise (each byte 0 or 1 unless bad):
-         * no lane passes 255. */
-        size_t stop = n - i >= 8 * 255 ? i + 8 * 255 : i + (n - i) / 8 * 8;
-        uint64_t acc = 0;
-        for (; i < stop; i += 8) {
-            uint64_t w;
-            memcpy(&w, v + i, 8);
-            bad |= w & ~ones;
-            acc += w & ones;
-        }
-        uint64_t s = (acc & pairs) + ((acc >> 8) & pairs);
-        present += (s * 0x0001000100010001ull) >> 48;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, v + i, 8);
+        bad |= w & ~ones;
     }
-    for (; i < n; i++) {
-        bad |= v[i] & ~1u;
-        present += v[i] & 1u;
-    }
-    *nulls = n - (size_t)present;
+    for (; i < n; i++) bad |= v[i] & ~1u;
+    /* Bytes 0 or 1 only: the zeros are the nulls. */
+    *nulls = sf_valid_nulls(v, n);
     return bad == 0;
 }
 
