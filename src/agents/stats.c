@@ -335,7 +335,7 @@ static inline void keep_keys(group *g, uint64_t lo, uint64_t hi)
  * [.., end)) of values (elem bytes each) and mask to be fetched while this
  * block is summed: the kernels take 0.35-0.7 ns a value from the L2 cache
  * but wait for memory block by block otherwise, since the hardware
- * prefetchers stop at every 4 KiB page (bench/optimize, stats-prefetch). */
+ * prefetchers stop at every 4 KiB page (bench/optimize: prefetch-h5-2x1). */
 static inline void prefetch_next(const void *values, size_t elem, const uint8_t *valid, size_t at, size_t end)
 {
     if (at >= end || !sf__stats_prefetch_enabled()) return;
