@@ -68,6 +68,11 @@ void sf_dict_fini(sf_dict *d);
 void sf_dict_clear(sf_dict *d);
 /* Returns the code of s, adding it if new. */
 sf_status sf_dict_intern(sf_dict *d, const char *s, size_t len, uint32_t *code /* out */);
+/* Makes d a copy of src: the same strings under the same codes (and an
+ * index, so that d can be interned into). For a reader whose vocabulary is
+ * known up front: copying a prebuilt dictionary costs a memcpy, interning
+ * its strings again a hash and a probe each. */
+sf_status sf_dict_copy(sf_dict *d, const sf_dict *src);
 /* Finds the code of s without adding it; false if absent. Const (safe for
  * concurrent readers); works on dictionaries without an index too. */
 bool sf_dict_find(const sf_dict *d, const char *s, size_t len, uint32_t *code /* out */);

@@ -424,6 +424,7 @@ sf_status sf__groups_init(sf__groups *g, const sf_schema *schema, const int *by_
 sf_status sf__groups_clear(sf__groups *g)
 {
     g->n = 0;
+    g->ncd = 0; /* the code cache names groups that are gone */
     g->num_null = SF__NO_GROUP;
     g->keys_len = 0;
     if (g->slots) memset(g->slots, 0, (size_t)g->nslots * sizeof *g->slots);
@@ -452,6 +453,10 @@ void sf__groups_fini(sf__groups *g)
     free(g->scratch);
     free(g->cache);
     free(g->idx);
+    for (int j = 0; j < 4; j++) {
+        free(g->cd[j].off);
+        free(g->cd[j].bytes);
+    }
     memset(g, 0, sizeof *g);
 }
 
@@ -476,6 +481,56 @@ static bool cache_prepare(sf__groups *g, size_t ncodes)
     return true;
 }
 
+#define SAVED_DICT_MAX 256
+#define SAVED_DICT_BYTES 16384
+
+/* Whether the key columns of b have the dictionaries the cache was filled for. */
+static bool dicts_saved(const sf__groups *g, const sf_batch *b)
+{
+    if (g->ncd != g->nby) return false;
+    for (int j = 0; j < g->nby; j++) {
+        const sf_dict *d = &b->cols[g->by_col[j]].dict;
+        const struct sf__saved_dict *sd = &g->cd[j];
+        if (d->n != sd->n || memcmp(d->off, sd->off, ((size_t)d->n + 1) * sizeof *d->off) != 0) return false;
+        size_t len = d->off[d->n];
+        if (len != 0 && memcmp(d->bytes, sd->bytes, len) != 0) return false;
+    }
+    return true;
+}
+
+/* Saves copies of the key columns' dictionaries (after the cache started
+ * afresh for b); too large ones, or no memory, save none. */
+static void dicts_save(sf__groups *g, const sf_batch *b)
+{
+    g->ncd = 0;
+    if (g->nby > 4) return;
+    for (int j = 0; j < g->nby; j++) {
+        const sf_dict *d = &b->cols[g->by_col[j]].dict;
+        if (d->n > SAVED_DICT_MAX || d->off == NULL || d->off[d->n] > SAVED_DICT_BYTES) return;
+    }
+    for (int j = 0; j < g->nby; j++) {
+        const sf_dict *d = &b->cols[g->by_col[j]].dict;
+        struct sf__saved_dict *sd = &g->cd[j];
+        size_t noff = (size_t)d->n + 1, len = d->off[d->n];
+        if (sd->off_cap < noff) {
+            uint32_t *o = realloc(sd->off, SAVED_DICT_MAX * sizeof *o + sizeof *o);
+            if (o == NULL) return;
+            sd->off = o;
+            sd->off_cap = SAVED_DICT_MAX + 1;
+        }
+        if (sd->bytes_cap < len) {
+            char *p = realloc(sd->bytes, SAVED_DICT_BYTES);
+            if (p == NULL) return;
+            sd->bytes = p;
+            sd->bytes_cap = SAVED_DICT_BYTES;
+        }
+        memcpy(sd->off, d->off, noff * sizeof *d->off);
+        if (len != 0) memcpy(sd->bytes, d->bytes, len);
+        sd->n = d->n;
+    }
+    g->ncd = g->nby;
+}
+
 sf_status sf__groups_batch(sf__groups *g, const sf_batch *b)
 {
     for (int i = 0; i < g->nby; i++)
@@ -493,13 +548,23 @@ sf_status sf__groups_batch(sf__groups *g, const sf_batch *b)
             prod *= c->dict.n;
             if (prod > MULTI_CACHE_MAX) return SF_OK;
         }
-        if (cache_prepare(g, prod)) g->multi_batch = b;
+        if (g->cache_cap >= prod && dicts_saved(g, b)) {
+            g->multi_batch = b;
+        } else if (cache_prepare(g, prod)) {
+            g->multi_batch = b;
+            dicts_save(g, b);
+        }
         return SF_OK;
     }
     if (g->nby != 1) return SF_OK;
     const sf_column *kc = &b->cols[g->by_col[0]];
     if (kc->type != SF_STRING) return SF_OK;
-    if (cache_prepare(g, kc->dict.n)) g->cache_col = kc;
+    if (g->cache_cap >= kc->dict.n && dicts_saved(g, b)) {
+        g->cache_col = kc;
+    } else if (cache_prepare(g, kc->dict.n)) {
+        g->cache_col = kc;
+        dicts_save(g, b);
+    }
     return SF_OK;
 }
 

@@ -5,9 +5,10 @@
  *
  * With string key columns (one, or up to four whose dictionaries' sizes
  * multiply to at most 2^20), a cache from the batch's dictionary codes to
- * the group makes most rows cost one array lookup; it is invalidated by
- * sf__groups_batch at every process() call (codes are only meaningful
- * inside one batch). Private to src/agents/. Not thread-safe (one table per
+ * the group makes most rows cost one array lookup; sf__groups_batch starts
+ * it afresh for a batch whose dictionaries differ from those it was filled
+ * for (codes are only meaningful inside one dictionary), and keeps it when
+ * they are equal (compared for dictionaries of up to 256 strings). Private to src/agents/. Not thread-safe (one table per
  * state); const functions may be called concurrently. */
 #ifndef SF_AGENTS_GROUPS_H
 #define SF_AGENTS_GROUPS_H
@@ -55,6 +56,12 @@ typedef struct sf__groups {
      * group of the null key (SF__NO_GROUP if none). */
     uint64_t *num;
     uint32_t num_null;
+    /* Copies of the (small) dictionaries of the key columns that the code
+     * cache was filled for: a batch whose dictionaries are equal keeps the
+     * cache instead of starting it afresh (pieces of a stable reader, such
+     * as the generator's, share their dictionaries). ncd == 0: none. */
+    struct sf__saved_dict { uint32_t n; uint32_t *off; char *bytes; size_t off_cap, bytes_cap; } cd[4];
+    int ncd;
     /* The group indices of the last sf__groups_rows call. */
     uint32_t *idx;
     size_t idx_cap;

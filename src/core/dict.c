@@ -98,6 +98,49 @@ sf_status sf_dict_intern(sf_dict *d, const char *s, size_t len, uint32_t *code)
     return SF_OK;
 }
 
+sf_status sf_dict_copy(sf_dict *d, const sf_dict *src)
+{
+    sf_dict_clear(d);
+    if (src->n == 0) return SF_OK;
+    if (d->off == NULL || d->off_cap < src->n) {
+        uint32_t cap = d->off_cap ? d->off_cap : 64;
+        while (cap < src->n) cap *= 2;
+        uint32_t *off = realloc(d->off, sizeof(uint32_t) * ((size_t)cap + 1));
+        if (off) d->off = off;
+        uint64_t *hs = realloc(d->hashes, sizeof(uint64_t) * cap);
+        if (hs) d->hashes = hs;
+        SF_CHECK(off && hs, SF_ERR_NOMEM, "out of memory (string dictionary of %u strings)", src->n);
+        d->off_cap = cap;
+    }
+    if (d->bytes_cap < src->bytes_len) {
+        char *b = realloc(d->bytes, src->bytes_len);
+        SF_CHECK(b != NULL, SF_ERR_NOMEM, "out of memory (string dictionary of %zu bytes)", src->bytes_len);
+        d->bytes = b;
+        d->bytes_cap = src->bytes_len;
+    }
+    memcpy(d->off, src->off, sizeof(uint32_t) * ((size_t)src->n + 1));
+    if (src->bytes_len) memcpy(d->bytes, src->bytes, src->bytes_len);
+    d->n = src->n;
+    d->bytes_len = src->bytes_len;
+    if (src->hashes != NULL && src->slots != NULL && src->nslots != 0) {
+        memcpy(d->hashes, src->hashes, sizeof(uint64_t) * src->n);
+        if (d->nslots != src->nslots) {
+            uint32_t *slots = malloc(sizeof(uint32_t) * src->nslots);
+            SF_CHECK(slots != NULL, SF_ERR_NOMEM, "out of memory (string dictionary)");
+            free(d->slots);
+            d->slots = slots;
+            d->nslots = src->nslots;
+        }
+        memcpy(d->slots, src->slots, sizeof(uint32_t) * src->nslots);
+        return SF_OK;
+    }
+    /* src has no index (a view of a work unit): build one. */
+    for (uint32_t c = 0; c < d->n; c++) d->hashes[c] = XXH3_64bits(d->bytes + d->off[c], d->off[c + 1] - d->off[c]);
+    uint32_t nslots = 128;
+    while ((uint64_t)d->n * 2 > nslots) nslots *= 2;
+    return dict_rehash(d, nslots);
+}
+
 bool sf_dict_find(const sf_dict *d, const char *s, size_t len, uint32_t *code)
 {
     if (d->n == 0) return false;

@@ -64,8 +64,43 @@ static sf_status remap_reserve(size_t n)
     return SF_OK;
 }
 
+/* A dictionary of at most this many strings travels whole, its codes as
+ * they are: the pieces of a round then share one dictionary, and an agent's
+ * cache from codes to groups survives from piece to piece (agents/groups.c)
+ * where the reader's dictionaries are stable across rounds, as the
+ * generator's are. Larger dictionaries (addresses, users) are cut down to
+ * the strings the piece uses. */
+#define WHOLE_DICT_MAX 256
+
+static sf_status append_whole_dict(sf_buf *out, const sf_column *c, const uint32_t *rows, size_t n)
+{
+    const uint32_t nd = c->dict.n;
+    SF_CALL(sf_buf_put_u32(out, nd));
+    SF_CALL(sf_buf_put_u32(out, 0));
+    SF_CALL(sf_buf_reserve(out, n * 4 + 8));
+    uint32_t *codes = (uint32_t *)(out->data + out->len);
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t code = c->code[rows[i]];
+        bad |= code >= nd;
+        codes[i] = code;
+    }
+    SF_CHECK(!bad, SF_ERR_INTERNAL, "a piece's string column has a code outside its dictionary of %u", nd);
+    out->len += n * 4;
+    SF_CALL(pad8(out));
+    const uint32_t base = c->dict.off[0], len = c->dict.off[nd] - base;
+    SF_CALL(sf_buf_reserve(out, ((size_t)nd + 1) * 4 + 8));
+    uint32_t *off = (uint32_t *)(out->data + out->len);
+    for (uint32_t k = 0; k <= nd; k++) off[k] = c->dict.off[k] - base;
+    out->len += ((size_t)nd + 1) * 4;
+    SF_CALL(pad8(out));
+    if (len) SF_CALL(sf_buf_append(out, c->dict.bytes + base, len));
+    return pad8(out);
+}
+
 static sf_status append_strings(sf_buf *out, const sf_column *c, const uint32_t *rows, size_t n)
 {
+    if (c->dict.n > 0 && c->dict.n <= WHOLE_DICT_MAX) return append_whole_dict(out, c, rows, n);
     SF_CALL(remap_reserve(c->dict.n + 1));
     if (++remap_gen == 0) {
         memset(remap_stamp, 0, remap_cap * sizeof *remap_stamp);

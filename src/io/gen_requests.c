@@ -212,18 +212,6 @@ typedef struct outcome {
     bool revenue;            /* a successful (2xx) checkout or payments request */
 } outcome;
 
-/* Per-vocabulary dictionary codes of the current fill: entry i holds the
- * code of vocabulary entry i if its stamp is the fill's. */
-typedef struct ventry {
-    uint32_t stamp;
-    uint32_t code;
-} ventry;
-
-typedef struct vcache {
-    uint32_t n;
-    ventry *e;
-} vcache;
-
 struct sf__gen_model {
     uint64_t seed_key;
     sf__gen_incidents inc;          /* inc.on false: no incidents */
@@ -250,8 +238,10 @@ struct sf__gen_model {
     uint8_t *ep_len;
     char (*ip_name)[16];
     uint8_t *ip_len;
-    vcache c_service, c_endpoint, c_region, c_ip;
-    uint32_t epoch;
+    /* Every client address, natural ones in index order (code = index),
+     * then incident 3's; a fill copies it into its batch. */
+    sf_dict ip_dict;
+    uint32_t inc_ip_code[3];
 };
 
 static inline uint64_t mix64(uint64_t z)
@@ -438,35 +428,13 @@ static inline double lntab_sample(const lntab *t, uint64_t x)
     return t->q[j] + f * (t->q[j + 1] - t->q[j]);
 }
 
-/* ---- vocabulary code cache --------------------------------------------- */
-
-static sf_status vcache_init(vcache *c, uint32_t n)
+/* Interns vocabulary entry i into a dictionary that holds entries 0..i-1
+ * in order, so that its code is i. */
+static sf_status intern_at(sf_dict *d, uint32_t i, const char *s, size_t len)
 {
-    c->n = n;
-    c->e = calloc(n, sizeof *c->e);
-    SF_CHECK(c->e != NULL, SF_ERR_NOMEM, "out of memory (generator vocabulary)");
-    return SF_OK;
-}
-
-static void vcache_fini(vcache *c)
-{
-    free(c->e);
-    memset(c, 0, sizeof *c);
-}
-
-static void vcache_forget(vcache *c) { memset(c->e, 0, sizeof *c->e * c->n); }
-
-/* The code of vocabulary entry i in dictionary d, interning it on the first
- * use in this fill. */
-static inline sf_status vcache_code(vcache *c, uint32_t epoch, uint32_t i, sf_dict *d, const char *s,
-                                    size_t len, uint32_t *code)
-{
-    ventry *e = &c->e[i];
-    if (e->stamp != epoch) {
-        SF_CALL(sf_dict_intern(d, s, len, &e->code));
-        e->stamp = epoch;
-    }
-    *code = e->code;
+    uint32_t code;
+    SF_CALL(sf_dict_intern(d, s, len, &code));
+    SF_CHECK(code == i, SF_ERR_INTERNAL, "requests generator: vocabulary entry %u got code %u", i, code);
     return SF_OK;
 }
 
@@ -743,10 +711,7 @@ void sf__gen_requests_model_destroy(sf__gen_model **pm)
     free(m->ep_len);
     free(m->ip_name);
     free(m->ip_len);
-    vcache_fini(&m->c_service);
-    vcache_fini(&m->c_endpoint);
-    vcache_fini(&m->c_region);
-    vcache_fini(&m->c_ip);
+    sf_dict_fini(&m->ip_dict);
     free(m);
     *pm = NULL;
 }
@@ -849,13 +814,12 @@ static sf_status model_build(sf__gen_model *m, const sf_input_config *cfg)
             o->revenue = (sv == SERVICE_CHECKOUT || sv == SERVICE_PAYMENTS) && st >= 200 && st < 300;
         }
 
-    SF_CALL(vcache_init(&m->c_service, NSERVICES));
-    SF_CALL(vcache_init(&m->c_endpoint, nep));
-    SF_CALL(vcache_init(&m->c_region, NREGIONS));
-    SF_CALL(vcache_init(&m->c_ip, NIPS + 3));
-    m->epoch = 0;
     SF_CALL(sf__gen_requests_incidents(cfg, &m->inc));
     if (m->inc.on) SF_CALL(incidents_build(m));
+    sf_dict_init(&m->ip_dict);
+    for (uint32_t k = 0; k < NIPS; k++) SF_CALL(intern_at(&m->ip_dict, k, m->ip_name[k], m->ip_len[k]));
+    for (int j = 0; m->inc.on && j < 3; j++)
+        SF_CALL(sf_dict_intern(&m->ip_dict, m->ip_name[NIPS + j], m->ip_len[NIPS + j], &m->inc_ip_code[j]));
     return SF_OK;
 }
 
@@ -981,16 +945,23 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
     if (on[SF__GEN_BYTES]) SF_CALL(sf_batch_enable_valid(b, SF__GEN_BYTES));
     if (on[SF__GEN_REVENUE]) SF_CALL(sf_batch_enable_valid(b, SF__GEN_REVENUE));
 
-    /* A new stamp for this fill; on wrap-around, forget all stamps. */
-    if (++m->epoch == 0) {
-        vcache_forget(&m->c_service);
-        vcache_forget(&m->c_endpoint);
-        vcache_forget(&m->c_region);
-        vcache_forget(&m->c_ip);
-        m->epoch = 1;
-    }
-    const uint32_t ep = m->epoch;
     sf_column *cols = b->cols;
+    /* Services, endpoints and regions are few: every fill interns all of
+     * them in vocabulary order, so that their codes are the vocabulary
+     * indices and every batch has the same dictionaries (which lets
+     * pieces keep them whole, and agents keep their code caches, from one
+     * batch to the next). The client addresses' dictionary is built once
+     * and copied. */
+    if (on[SF__GEN_SERVICE])
+        for (uint32_t i = 0; i < NSERVICES; i++)
+            SF_CALL(intern_at(&cols[SF__GEN_SERVICE].dict, i, services[i].name, m->service_len[i]));
+    if (on[SF__GEN_ENDPOINT])
+        for (uint32_t i = 0; i < m->ep_base[NSERVICES]; i++)
+            SF_CALL(intern_at(&cols[SF__GEN_ENDPOINT].dict, i, m->ep_name[i], m->ep_len[i]));
+    if (on[SF__GEN_REGION])
+        for (uint32_t i = 0; i < NREGIONS; i++)
+            SF_CALL(intern_at(&cols[SF__GEN_REGION].dict, i, regions[i], m->region_len[i]));
+    if (on[SF__GEN_CLIENT_IP]) SF_CALL(sf_dict_copy(&cols[SF__GEN_CLIENT_IP].dict, &m->ip_dict));
     size_t bytes_nulls = 0, revenue_nulls = 0;
     uint64_t key[BLOCK];
     uint8_t svc[BLOCK], sti[BLOCK];
@@ -1017,26 +988,20 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
             }
         }
         if (on[SF__GEN_SERVICE]) {
-            sf_column *c = &cols[SF__GEN_SERVICE];
-            for (size_t k = 0; k < nb; k++)
-                SF_CALL(vcache_code(&m->c_service, ep, svc[k], &c->dict, services[svc[k]].name,
-                                    m->service_len[svc[k]], &c->code[r0 + k]));
+            uint32_t *code = cols[SF__GEN_SERVICE].code + r0;
+            for (size_t k = 0; k < nb; k++) code[k] = svc[k];
         }
         if (on[SF__GEN_ENDPOINT]) {
-            sf_column *c = &cols[SF__GEN_ENDPOINT];
-            for (size_t k = 0; k < nb; k++) {
-                uint32_t e = blk && x.inc[k] == SF__INC_CREDENTIALS
-                                 ? m->login_ep
-                                 : m->ep_base[svc[k]] + dtab_sample(&m->endpoint_tab[svc[k]], draw(key[k], D_ENDPOINT));
-                SF_CALL(vcache_code(&m->c_endpoint, ep, e, &c->dict, m->ep_name[e], m->ep_len[e], &c->code[r0 + k]));
-            }
+            uint32_t *code = cols[SF__GEN_ENDPOINT].code + r0;
+            for (size_t k = 0; k < nb; k++)
+                code[k] = blk && x.inc[k] == SF__INC_CREDENTIALS
+                              ? m->login_ep
+                              : m->ep_base[svc[k]] + dtab_sample(&m->endpoint_tab[svc[k]], draw(key[k], D_ENDPOINT));
         }
         if (on[SF__GEN_REGION]) {
-            sf_column *c = &cols[SF__GEN_REGION];
-            for (size_t k = 0; k < nb; k++) {
-                uint32_t g = blk ? x.reg[k] : dtab_sample(&m->region_tab, draw(key[k], D_REGION));
-                SF_CALL(vcache_code(&m->c_region, ep, g, &c->dict, regions[g], m->region_len[g], &c->code[r0 + k]));
-            }
+            uint32_t *code = cols[SF__GEN_REGION].code + r0;
+            for (size_t k = 0; k < nb; k++)
+                code[k] = blk ? x.reg[k] : dtab_sample(&m->region_tab, draw(key[k], D_REGION));
         }
         if (on[SF__GEN_USER_ID]) {
             int64_t *v = cols[SF__GEN_USER_ID].i64 + r0;
@@ -1047,11 +1012,9 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
         }
         if (on[SF__GEN_CLIENT_IP]) {
             sf_column *c = &cols[SF__GEN_CLIENT_IP];
-            for (size_t k = 0; k < nb; k++) {
-                uint32_t a = blk && x.inc[k] == SF__INC_CREDENTIALS ? (uint32_t)NIPS + x.ip[k]
-                                                                    : dtab_sample(&m->ip_tab, draw(key[k], D_IP));
-                SF_CALL(vcache_code(&m->c_ip, ep, a, &c->dict, m->ip_name[a], m->ip_len[a], &c->code[r0 + k]));
-            }
+            for (size_t k = 0; k < nb; k++)
+                c->code[r0 + k] = blk && x.inc[k] == SF__INC_CREDENTIALS ? m->inc_ip_code[x.ip[k]]
+                                                                         : dtab_sample(&m->ip_tab, draw(key[k], D_IP));
         }
         if (on[SF__GEN_STATUS]) {
             int64_t *v = cols[SF__GEN_STATUS].i64 + r0;

@@ -32,7 +32,7 @@
 
 enum { C_ID, C_NAME, C_X, C_AT, C_TAG, NCOLS };
 #define NROWS 700
-#define NVOCAB 40
+#define NVOCAB 400 /* more than sf_piece_append sends whole: names are compacted, tags not */
 #define NTAGS 5
 
 static sf_schema schema;
@@ -105,6 +105,7 @@ static int setup(void **st)
         src.cols[C_TAG].code[r] = code;
     }
     src.nrows = NROWS;
+    if (src.cols[C_NAME].dict.n <= 256 || src.cols[C_TAG].dict.n > 256) return -1; /* both paths of sf_piece_append */
     /* Nulls in every column, about one row in six; rows 0..19 have none. */
     for (int c = 0; c < NCOLS; c++)
         for (size_t r = 20; r < NROWS; r++)
@@ -233,7 +234,20 @@ static void check_view(const sf_piece_view *v, const piece_spec *p, const int *c
             }
         }
         assert_int_equal(col->nulls, nulls);
-        if (col->type == SF_STRING) {
+        if (col->type == SF_STRING && src.cols[c].dict.n <= 256) {
+            /* A small dictionary travels whole: the source's strings under
+             * the source's codes. */
+            const sf_column *sc = &src.cols[c];
+            assert_int_equal(col->dict.n, sc->dict.n);
+            for (uint32_t d = 0; d < col->dict.n; d++) {
+                size_t la, lb;
+                const char *a = sf_dict_str(&col->dict, d, &la);
+                const char *bb = sf_dict_str(&sc->dict, d, &lb);
+                if (la != lb || (la != 0 && memcmp(a, bb, la) != 0))
+                    fail_msg("dictionary entry %u of column %d differs from the source's", d, k);
+            }
+            for (size_t i = 0; i < p->n; i++) assert_int_equal(col->code[i], sc->code[p->rows[i]]);
+        } else if (col->type == SF_STRING) {
             /* Compact: exactly the distinct source strings of these rows,
              * each once, each used. */
             const sf_column *sc = &src.cols[c];
@@ -744,6 +758,84 @@ static void runs_cuts(size_t *start, int k, size_t n)
     if (k > 2 && rnd() % 2) start[k - 1] = n;       /* an empty last shard */
 }
 
+/* sf_dict_copy: the copy holds the same strings under the same codes,
+ * replaces what the destination held, and is indexed (find and intern work
+ * on it as on a dictionary built by interning), also when the source is an
+ * unindexed view such as a received work unit's. */
+static void check_copy(const sf_dict *d, char (*strs)[24], size_t n)
+{
+    assert_int_equal(d->n, n);
+    for (size_t k = 0; k < n; k++) {
+        size_t len;
+        const char *got = sf_dict_str(d, (uint32_t)k, &len);
+        assert_int_equal(len, strlen(strs[k]));
+        if (len) assert_memory_equal(got, strs[k], len);
+        uint32_t code = UINT32_MAX;
+        assert_true(sf_dict_find(d, strs[k], strlen(strs[k]), &code));
+        assert_int_equal(code, k);
+    }
+}
+
+static void test_dict_copy(void **st)
+{
+    (void)st;
+    enum { N = 1500 };
+    static char strs[N + 1][24];
+    rng_state = 99;
+    sf_dict from, dst;
+    sf_dict_init(&from);
+    sf_dict_init(&dst);
+    for (size_t k = 0; k < N; k++) {
+        if (k == 5) strs[k][0] = '\0'; /* the empty string */
+        else snprintf(strs[k], sizeof strs[k], "s%zu-%llx", k, (unsigned long long)(rnd() % 100000));
+        uint32_t code;
+        assert_int_equal(sf_dict_intern(&from, strs[k], strlen(strs[k]), &code), SF_OK);
+        assert_int_equal(code, k);
+    }
+    /* The destination holds other strings first. */
+    uint32_t code;
+    for (int k = 0; k < 40; k++) {
+        char other[16];
+        int len = snprintf(other, sizeof other, "other%d", k);
+        assert_int_equal(sf_dict_intern(&dst, other, (size_t)len, &code), SF_OK);
+    }
+    assert_int_equal(sf_dict_copy(&dst, &from), SF_OK);
+    check_copy(&dst, strs, N);
+    assert_false(sf_dict_find(&dst, "other3", 6, &code));
+    /* Interning into the copy: an existing string keeps its code, a new one comes next. */
+    assert_int_equal(sf_dict_intern(&dst, strs[700], strlen(strs[700]), &code), SF_OK);
+    assert_int_equal(code, 700);
+    snprintf(strs[N], sizeof strs[N], "new-one");
+    assert_int_equal(sf_dict_intern(&dst, strs[N], strlen(strs[N]), &code), SF_OK);
+    assert_int_equal(code, N);
+    check_copy(&dst, strs, N + 1);
+    check_copy(&from, strs, N); /* the source is untouched */
+
+    /* From an unindexed view of the same arrays. */
+    sf_dict view;
+    memset(&view, 0, sizeof view);
+    view.n = from.n;
+    view.off = from.off;
+    view.bytes = from.bytes;
+    view.bytes_len = from.bytes_len;
+    sf_dict fresh;
+    sf_dict_init(&fresh);
+    assert_int_equal(sf_dict_copy(&fresh, &view), SF_OK);
+    check_copy(&fresh, strs, N);
+    assert_int_equal(sf_dict_intern(&fresh, strs[N], strlen(strs[N]), &code), SF_OK);
+    assert_int_equal(code, N);
+
+    /* An empty source empties the destination. */
+    sf_dict empty;
+    sf_dict_init(&empty);
+    assert_int_equal(sf_dict_copy(&fresh, &empty), SF_OK);
+    assert_int_equal(fresh.n, 0);
+    assert_false(sf_dict_find(&fresh, strs[1], strlen(strs[1]), &code));
+    sf_dict_fini(&fresh);
+    sf_dict_fini(&dst);
+    sf_dict_fini(&from);
+}
+
 /* sf_unit_views_of_runs against sf_piece_append + sf_unit_parse of the same
  * rows (shard s: rows start[s] .. start[s + 1] as an order array): the same
  * pieces, column by column (type, rows, nulls, validity present exactly when
@@ -1237,6 +1329,7 @@ int main(void)
         cmocka_unit_test(test_huge_row_count_rejected),
         cmocka_unit_test(test_schema_mismatch),
         cmocka_unit_test(test_valid_nulls),
+        cmocka_unit_test(test_dict_copy),
         cmocka_unit_test(test_views_of_runs),
     };
     const struct CMUnitTest pass_tests[] = {

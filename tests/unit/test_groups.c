@@ -475,6 +475,108 @@ static void test_cache_matches_generic(void **st)
     sf__groups_fini(&nobatch);
 }
 
+/* The code cache is kept from one batch to the next when the key columns'
+ * dictionaries are equal (same strings under the same codes), and started
+ * afresh otherwise: a batch with the same strings in another order, one
+ * with a string changed in place (same lengths, other bytes), one with a
+ * string more, and batches after sf__groups_clear (which re-creates the
+ * groups in another order, so that a stale cache would name the wrong
+ * ones). Every row's group must be the one sf__groups_find gives its key
+ * in a table fed the same rows, for one and for two string key columns,
+ * through sf__groups_rows and sf__groups_row. */
+static void kept_fill(sf_batch *b, const char *const *dict, size_t nd, const char *const *dict2, size_t nd2,
+                      size_t n)
+{
+    sf_batch_clear(b);
+    assert_int_equal(sf_batch_reserve(b, n), SF_OK);
+    uint32_t code;
+    for (size_t k = 0; k < nd; k++) {
+        assert_int_equal(sf_dict_intern(&b->cols[C_S].dict, dict[k], strlen(dict[k]), &code), SF_OK);
+        assert_int_equal(code, k);
+    }
+    for (size_t k = 0; k < nd2; k++) {
+        assert_int_equal(sf_dict_intern(&b->cols[C_S2].dict, dict2[k], strlen(dict2[k]), &code), SF_OK);
+        assert_int_equal(code, k);
+    }
+    for (size_t r = 0; r < n; r++) {
+        b->cols[C_S].code[r] = (uint32_t)(rnd() % nd);
+        b->cols[C_S2].code[r] = (uint32_t)(rnd() % nd2);
+        b->cols[C_I].i64[r] = 0;
+        b->cols[C_F].f64[r] = 0;
+        b->cols[C_T].i64[r] = 0;
+    }
+    b->nrows = n;
+}
+
+static void test_cache_kept_across_equal_dicts(void **st)
+{
+    (void)st;
+    static const char *const d_a[] = {"eu", "us", "ap", "sa"};
+    static const char *const d_perm[] = {"us", "eu", "sa", "ap"};     /* same strings, other codes */
+    static const char *const d_changed[] = {"eu", "su", "ap", "sa"};  /* "us" -> "su" in place */
+    static const char *const d_more[] = {"eu", "us", "ap", "sa", "af"};
+    static const char *const d_x[] = {"x", "y"};
+    static const char *const d_y[] = {"y", "x"};
+    struct step { const char *const *d; size_t nd; const char *const *d2; size_t nd2; bool clear; } steps[] = {
+        {d_a, 4, d_x, 2, false},     {d_a, 4, d_x, 2, false},    {d_perm, 4, d_x, 2, false},
+        {d_perm, 4, d_x, 2, false},  {d_changed, 4, d_x, 2, false}, {d_a, 4, d_y, 2, false},
+        {d_a, 4, d_y, 2, false},     {d_more, 5, d_y, 2, false}, {d_a, 4, d_x, 2, false},
+        {d_perm, 4, d_y, 2, true},   {d_a, 4, d_x, 2, false},    {d_a, 4, d_x, 2, true},
+        {d_a, 4, d_x, 2, false},
+    };
+    static const int one[] = {C_S}, two[] = {C_S, C_S2};
+    uint8_t *key = NULL;
+    size_t cap = 0;
+    rng_state = 77;
+    for (int shape = 0; shape < 2; shape++) {
+        const int *by = shape ? two : one;
+        int nby = shape ? 2 : 1;
+        sf__groups fast, plain;
+        assert_int_equal(sf__groups_init(&fast, &schema, by, nby), SF_OK);
+        assert_int_equal(sf__groups_init(&plain, &schema, by, nby), SF_OK);
+        sf_batch b;
+        assert_int_equal(sf_batch_init(&b, &schema, NULL, 16), SF_OK);
+        for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+            if (steps[k].clear) {
+                assert_int_equal(sf__groups_clear(&fast), SF_OK);
+                assert_int_equal(sf__groups_clear(&plain), SF_OK);
+            }
+            size_t n = 40 + (size_t)(rnd() % 60);
+            kept_fill(&b, steps[k].d, steps[k].nd, steps[k].d2, steps[k].nd2, n);
+            assert_int_equal(sf__groups_batch(&fast, &b), SF_OK);
+            const uint32_t *idx;
+            bool created;
+            sf_rows all = {0, n, NULL};
+            /* After a clear the first row of the batch comes first, so
+             * groups are numbered in another order than before. */
+            if (steps[k].clear) {
+                uint32_t g0;
+                assert_int_equal(sf__groups_row(&fast, &b, n - 1, &g0, NULL), SF_OK);
+                size_t len;
+                uint32_t p;
+                assert_int_equal(sf_agent_row_key(&b, by, nby, n - 1, &key, &cap, &len), SF_OK);
+                assert_int_equal(sf__groups_find(&plain, key, len, &p, NULL), SF_OK);
+                assert_int_equal(g0, p);
+            }
+            assert_int_equal(sf__groups_rows(&fast, &b, &all, &idx, &created), SF_OK);
+            for (size_t r = 0; r < n; r++) {
+                size_t len;
+                uint32_t p, q;
+                assert_int_equal(sf_agent_row_key(&b, by, nby, r, &key, &cap, &len), SF_OK);
+                assert_int_equal(sf__groups_find(&plain, key, len, &p, NULL), SF_OK);
+                if (idx[r] != p) fail_msg("shape %d step %zu row %zu: group %u, find gives %u", shape, k, r, idx[r], p);
+                assert_int_equal(sf__groups_row(&fast, &b, r, &q, NULL), SF_OK);
+                assert_int_equal(q, p);
+            }
+        }
+        assert_int_equal(fast.n, plain.n);
+        sf_batch_fini(&b);
+        sf__groups_fini(&fast);
+        sf__groups_fini(&plain);
+    }
+    free(key);
+}
+
 /* sf__groups_rows (the whole call at once, with its cached and direct
  * paths) must give every row the group that sf__groups_find gives the
  * row's canonical key in a table fed the same rows in the same order:
@@ -1353,6 +1455,7 @@ int main(void)
         cmocka_unit_test(test_first_appearance_order),
         cmocka_unit_test(test_many_groups),
         cmocka_unit_test(test_cache_matches_generic),
+        cmocka_unit_test(test_cache_kept_across_equal_dicts),
         cmocka_unit_test(test_cache_generation_wrap),
         cmocka_unit_test(test_rows_match_find),
         cmocka_unit_test(test_find_all_matches_find),
