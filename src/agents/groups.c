@@ -212,6 +212,34 @@ static sf_status grow_entries(sf__groups *g, size_t need)
     return SF_OK;
 }
 
+/* The dense map of one SF_INT64 key column covers values below
+ * max(DENSE_MIN, DENSE_PER_GROUP x groups), at most DENSE_MAX: its memory
+ * stays within a small multiple of the table's own. */
+#define DENSE_MIN (UINT64_C(1) << 16)
+#define DENSE_PER_GROUP 8
+#define DENSE_MAX (UINT64_C(1) << 24)
+
+/* Notes that value v has group gi, growing the map to cover v where the
+ * bound allows; where it does not (or memory is short) v is found through
+ * the hash table only. */
+static void dense_note(sf__groups *g, uint64_t v, uint32_t gi)
+{
+    if (v >= g->dense_cap) {
+        uint64_t bound = (uint64_t)DENSE_PER_GROUP * g->n;
+        if (bound < DENSE_MIN) bound = DENSE_MIN;
+        if (bound > DENSE_MAX) bound = DENSE_MAX;
+        if (v >= bound) return;
+        uint64_t cap = g->dense_cap ? g->dense_cap : 1024;
+        while (cap <= v) cap *= 2;
+        uint32_t *d = realloc(g->dense, (size_t)cap * sizeof *d);
+        if (d == NULL) return;
+        memset(d + g->dense_cap, 0, (size_t)(cap - g->dense_cap) * sizeof *d);
+        g->dense = d;
+        g->dense_cap = (uint32_t)cap;
+    }
+    g->dense[v] = gi + 1;
+}
+
 static sf_status new_group(sf__groups *g, const uint8_t *key, size_t len, uint64_t hash,
                            uint32_t *out)
 {
@@ -232,10 +260,12 @@ static sf_status new_group(sf__groups *g, const uint8_t *key, size_t len, uint64
     g->e[i].len = (uint32_t)len;
     g->e[i].hash = hash;
     if (g->num != NULL) {
-        if (len == 9 && key[0] == 1)
+        if (len == 9 && key[0] == 1) {
             g->num[i] = sf_load_u64(key + 1);
-        else
+            if (g->dense_ok) dense_note(g, g->num[i], i);
+        } else {
             g->num_null = i; /* the null key: one tag byte */
+        }
     }
     g->keys_len += len;
     uint32_t mask = g->nslots - 1;
@@ -418,6 +448,8 @@ sf_status sf__groups_init(sf__groups *g, const sf_schema *schema, const int *by_
     g->by_col = by_col;
     g->nby = nby;
     g->null_grp = SF__NO_GROUP;
+    g->dense_ok = nby == 1 && schema != NULL && by_col[0] >= 0 && by_col[0] < schema->ncols &&
+                  schema->fields[by_col[0]].type == SF_INT64;
     return sf__groups_clear(g);
 }
 
@@ -425,6 +457,7 @@ sf_status sf__groups_clear(sf__groups *g)
 {
     g->n = 0;
     g->ncd = 0; /* the code cache names groups that are gone */
+    if (g->dense) memset(g->dense, 0, (size_t)g->dense_cap * sizeof *g->dense);
     g->num_null = SF__NO_GROUP;
     g->keys_len = 0;
     if (g->slots) memset(g->slots, 0, (size_t)g->nslots * sizeof *g->slots);
@@ -453,6 +486,7 @@ void sf__groups_fini(sf__groups *g)
     free(g->scratch);
     free(g->cache);
     free(g->idx);
+    free(g->dense);
     for (int j = 0; j < 4; j++) {
         free(g->cd[j].off);
         free(g->cd[j].bytes);
@@ -814,7 +848,20 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
         enum { AHEAD = 16 };
         for (size_t i = 0; i < n; i++) {
             size_t r = sel ? sel[i] : begin + i;
-            if (ahead) {
+            if (g->dense_cap != 0) {
+                /* The dense map first (it may grow within the loop). */
+                if (ahead && i + AHEAD < n) {
+                    uint64_t v2 = num_key_bits(c, sel ? sel[i + AHEAD] : begin + i + AHEAD);
+                    if (v2 < g->dense_cap) __builtin_prefetch(&g->dense[v2]);
+                }
+                if (valid == NULL || valid[r] != 0) {
+                    const uint64_t v = num_key_bits(c, r);
+                    if (v < g->dense_cap && g->dense[v] != 0) {
+                        idx[i] = g->dense[v] - 1;
+                        continue;
+                    }
+                }
+            } else if (ahead) {
                 const uint32_t mask = g->nslots - 1;
                 if (i + AHEAD < n) {
                     size_t r2 = sel ? sel[i + AHEAD] : begin + i + AHEAD;
@@ -843,6 +890,8 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
             if (gi == SF__NO_GROUP) {
                 SF_CALL(new_group(g, key, sizeof key, h, &gi));
                 *created = true;
+            } else if (g->dense_ok) {
+                dense_note(g, bits, gi); /* a group from before the map covered its value */
             }
             if (e != NULL) {
                 e->bits = bits;

@@ -56,6 +56,13 @@ typedef struct sf__groups {
      * group of the null key (SF__NO_GROUP if none). */
     uint64_t *num;
     uint32_t num_null;
+    /* One SF_INT64 key column: the group + 1 of values v < dense_cap that
+     * have a group (0: not noted, ask the hash table), so that small
+     * non-negative keys (user ids, status codes) cost one array lookup and
+     * no hash. Bounded by the number of groups (agents/groups.c). */
+    bool dense_ok;
+    uint32_t *dense;
+    uint32_t dense_cap;
     /* Copies of the (small) dictionaries of the key columns that the code
      * cache was filled for: a batch whose dictionaries are equal keeps the
      * cache instead of starting it afresh (pieces of a stable reader, such

@@ -475,6 +475,68 @@ static void test_cache_matches_generic(void **st)
     sf__groups_fini(&nobatch);
 }
 
+/* One int64 key column takes a dense map from small non-negative values to
+ * groups (agents/groups.c) besides the hash table. Values it cannot cover
+ * yet (above its bound while the table is small), negative and huge ones,
+ * nulls, values that get covered only later (and must then be found,
+ * not created again), and a clear in between: every row's group must be
+ * the one sf__groups_find gives its key in a table fed the same rows, and
+ * sf__groups_row (which does not use the map) must agree. */
+static void test_dense_int_keys(void **st)
+{
+    (void)st;
+    static const int by[] = {C_I};
+    uint8_t *key = NULL;
+    size_t cap = 0;
+    rng_state = 9090;
+    sf__groups fast, plain;
+    assert_int_equal(sf__groups_init(&fast, &schema, by, 1), SF_OK);
+    assert_int_equal(sf__groups_init(&plain, &schema, by, 1), SF_OK);
+    sf_batch b;
+    assert_int_equal(sf_batch_init(&b, &schema, NULL, 16), SF_OK);
+    for (int k = 0; k < 14; k++) {
+        if (k == 9) {
+            /* By now the map covers the values above its first bound. */
+            assert_true(fast.dense_cap > 100049);
+            assert_int_equal(sf__groups_clear(&fast), SF_OK);
+            assert_int_equal(sf__groups_clear(&plain), SF_OK);
+        }
+        size_t n = 500 + (size_t)(rnd() % 4000);
+        row *rows = make_rows(n, k % 3 == 1 ? 10 : 0);
+        for (size_t r = 0; r < n; r++) {
+            uint64_t u = rnd() % 100;
+            if (k == 0 || k == 9) rows[r].i = 100000 + (int64_t)(rnd() % 50); /* above the bound at first */
+            else if (u < 60) rows[r].i = (int64_t)(rnd() % 60000);
+            else if (u < 75) rows[r].i = 100000 + (int64_t)(rnd() % 50);      /* covered once the table grew */
+            else if (u < 85) rows[r].i = -(int64_t)(rnd() % 1000) - 1;
+            else if (u < 92) rows[r].i = INT64_MAX - (int64_t)(rnd() % 10);
+            else rows[r].i = (int64_t)(rnd() % 16);
+        }
+        sf_batch_clear(&b);
+        fill(&b, rows, n);
+        assert_int_equal(sf__groups_batch(&fast, &b), SF_OK);
+        const uint32_t *idx;
+        bool created;
+        sf_rows all = {0, n, NULL};
+        assert_int_equal(sf__groups_rows(&fast, &b, &all, &idx, &created), SF_OK);
+        for (size_t r = 0; r < n; r++) {
+            size_t len;
+            uint32_t p, q;
+            assert_int_equal(sf_agent_row_key(&b, by, 1, r, &key, &cap, &len), SF_OK);
+            assert_int_equal(sf__groups_find(&plain, key, len, &p, NULL), SF_OK);
+            if (idx[r] != p) fail_msg("batch %d row %zu (value %" PRId64 "): group %u, find gives %u", k, r, rows[r].i, idx[r], p);
+            assert_int_equal(sf__groups_row(&fast, &b, r, &q, NULL), SF_OK);
+            assert_int_equal(q, p);
+        }
+        assert_int_equal(fast.n, plain.n);
+        free(rows);
+    }
+    sf_batch_fini(&b);
+    sf__groups_fini(&fast);
+    sf__groups_fini(&plain);
+    free(key);
+}
+
 /* The code cache is kept from one batch to the next when the key columns'
  * dictionaries are equal (same strings under the same codes), and started
  * afresh otherwise: a batch with the same strings in another order, one
@@ -1456,6 +1518,7 @@ int main(void)
         cmocka_unit_test(test_many_groups),
         cmocka_unit_test(test_cache_matches_generic),
         cmocka_unit_test(test_cache_kept_across_equal_dicts),
+        cmocka_unit_test(test_dense_int_keys),
         cmocka_unit_test(test_cache_generation_wrap),
         cmocka_unit_test(test_rows_match_find),
         cmocka_unit_test(test_find_all_matches_find),
