@@ -380,6 +380,17 @@ static sf_status build_levels(run *R)
             L->xa[a].cfg = &ai->cfg;
             L->xa[a].where = ai->where;
             L->xa[a].group = ai->group;
+            /* Agents of one group with the same where: text share the
+             * first one's filter: the executor evaluates a filter once per
+             * morsel for consecutive agents that have the same one (the
+             * security aspect's three agents on status == 401). */
+            for (int p = 0; ai->where != NULL && p < a; p++) {
+                const agent_inst *ap = &L->agents[p];
+                if (ap->where != NULL && ap->group == ai->group && strcmp(ap->sp->where, ai->sp->where) == 0) {
+                    L->xa[a].where = L->xa[p].where;
+                    break;
+                }
+            }
         }
         sf_buf_init(&L->result);
     }
