@@ -626,10 +626,23 @@ static sf_status sessions_encode(const void *state, sf_buf *out)
         const uint8_t *k = sf__groups_key(&s->keys, korder[i], &len);
         SF_CALL_GOTO(sf_buf_put_str(out, (const char *)k, len), done);
     }
+    /* Counted in table order (one sequential walk); written in key order,
+     * with the entries and keys a few users ahead asked for early: in a
+     * table far larger than the caches each user is a miss otherwise. */
     uint64_t nusers = 0;
-    for (uint32_t i = 0; i < s->users.n; i++) nusers += uorder[i] < s->ucap && s->u[uorder[i]].n > 0;
+    for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++) nusers += s->u[u].n > 0;
     SF_CALL_GOTO(sf_buf_put_u64(out, nusers), done);
+    enum { AHEAD = 8 };
     for (uint32_t i = 0; i < s->users.n; i++) {
+        if (i + AHEAD < s->users.n) {
+            uint32_t a = uorder[i + AHEAD];
+            if (a < s->ucap) __builtin_prefetch(&s->u[a]);
+            __builtin_prefetch(&s->users.e[a]);
+        }
+        if (i + AHEAD / 2 < s->users.n) {
+            uint32_t a = uorder[i + AHEAD / 2];
+            __builtin_prefetch(s->users.keys + s->users.e[a].off);
+        }
         uint32_t u = uorder[i];
         if (u >= s->ucap || s->u[u].n == 0) continue;
         size_t len;
