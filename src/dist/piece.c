@@ -98,28 +98,72 @@ static sf_status append_whole_dict(sf_buf *out, const sf_column *c, const uint32
     return pad8(out);
 }
 
+/* A piece of far fewer rows than its column's dictionary has strings (a
+ * shard's share of a round of client addresses): its codes are renumbered
+ * through a small hash table, which stays in the L1 cache, instead of
+ * arrays as long as the dictionary. The same numbering (first appearance). */
+static _Thread_local uint32_t *small_key, *small_val;
+static _Thread_local size_t small_cap;
+
+static sf_status remap_small(const sf_column *c, const uint32_t *rows, size_t n, uint32_t *codes, uint32_t *nd_out)
+{
+    size_t t = 64;
+    while (t < 2 * n) t *= 2;
+    if (t > small_cap) {
+        uint32_t *k = realloc(small_key, t * sizeof *k);
+        if (k) small_key = k;
+        uint32_t *v = realloc(small_val, t * sizeof *v);
+        if (v) small_val = v;
+        SF_CHECK(k && v, SF_ERR_NOMEM, "out of memory (dictionary remap)");
+        small_cap = t;
+    }
+    memset(small_key, 0, t * sizeof *small_key);
+    const uint32_t mask = (uint32_t)t - 1;
+    uint32_t nd = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t code = c->code[rows[i]];
+        bad |= code >= c->dict.n;
+        uint32_t h = (code * 0x9E3779B1u) & mask;
+        while (small_key[h] != 0 && small_key[h] != code + 1) h = (h + 1) & mask;
+        if (small_key[h] == 0) {
+            small_key[h] = code + 1;
+            small_val[h] = nd;
+            remap_order[nd++] = code;
+        }
+        codes[i] = small_val[h];
+    }
+    SF_CHECK(!bad, SF_ERR_INTERNAL, "a piece's string column has a code outside its dictionary of %u", c->dict.n);
+    *nd_out = nd;
+    return SF_OK;
+}
+
 static sf_status append_strings(sf_buf *out, const sf_column *c, const uint32_t *rows, size_t n)
 {
     if (c->dict.n > 0 && c->dict.n <= WHOLE_DICT_MAX) return append_whole_dict(out, c, rows, n);
-    SF_CALL(remap_reserve(c->dict.n + 1));
-    if (++remap_gen == 0) {
-        memset(remap_stamp, 0, remap_cap * sizeof *remap_stamp);
-        remap_gen = 1;
-    }
+    const bool small = (uint64_t)n * 8 <= c->dict.n;
+    SF_CALL(remap_reserve(small ? n + 1 : (size_t)c->dict.n + 1));
     size_t at = out->len;
     SF_CALL(sf_buf_put_u32(out, 0));
     SF_CALL(sf_buf_put_u32(out, 0));
     SF_CALL(sf_buf_reserve(out, n * 4 + 8));
     uint32_t *codes = (uint32_t *)(out->data + out->len);
     uint32_t nd = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t code = c->code[rows[i]];
-        if (remap_stamp[code] != remap_gen) {
-            remap_stamp[code] = remap_gen;
-            remap_code[code] = nd;
-            remap_order[nd++] = code;
+    if (small) {
+        SF_CALL(remap_small(c, rows, n, codes, &nd));
+    } else {
+        if (++remap_gen == 0) {
+            memset(remap_stamp, 0, remap_cap * sizeof *remap_stamp);
+            remap_gen = 1;
         }
-        codes[i] = remap_code[code];
+        for (size_t i = 0; i < n; i++) {
+            uint32_t code = c->code[rows[i]];
+            if (remap_stamp[code] != remap_gen) {
+                remap_stamp[code] = remap_gen;
+                remap_code[code] = nd;
+                remap_order[nd++] = code;
+            }
+            codes[i] = remap_code[code];
+        }
     }
     out->len += n * 4;
     SF_CALL(pad8(out));

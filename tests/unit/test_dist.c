@@ -758,6 +758,74 @@ static void runs_cuts(size_t *start, int k, size_t n)
     if (k > 2 && rnd() % 2) start[k - 1] = n;       /* an empty last shard */
 }
 
+/* Pieces of a column whose dictionary is far larger than the piece (a
+ * round's client addresses cut into shards' pieces): small pieces are
+ * renumbered through a small table, larger ones through arrays as long as
+ * the dictionary; both must give exactly the strings the piece uses, each
+ * once, numbered in order of first appearance, the rows' strings intact. */
+static void test_large_dict_pieces(void **st)
+{
+    (void)st;
+    enum { NV = 20000, NR = 3000 };
+    sf_schema sch;
+    sf_schema_init(&sch);
+    assert_int_equal(sf_schema_add(&sch, "name", SF_STRING), SF_OK);
+    sf_batch b;
+    assert_int_equal(sf_batch_init(&b, &sch, NULL, NR), SF_OK);
+    rng_state = 31337;
+    char text[32];
+    uint32_t code;
+    for (uint32_t v = 0; v < NV; v++) {
+        int len = snprintf(text, sizeof text, "10.%u.%u", v % 251, v * 7919u);
+        assert_int_equal(sf_dict_intern(&b.cols[0].dict, text, (size_t)len, &code), SF_OK);
+    }
+    for (size_t r = 0; r < NR; r++) b.cols[0].code[r] = (uint32_t)(rnd() % 97 < 30 ? rnd() % 20 : rnd() % NV);
+    b.nrows = NR;
+    static const size_t sizes[] = {1, 2, 37, 300, NV / 8, NV / 8 + 1, NR};
+    static const int cols[] = {0};
+    uint32_t *rows = malloc(NR * sizeof *rows);
+    assert_non_null(rows);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        for (size_t i = 0; i < n; i++) rows[i] = (uint32_t)(rnd() % NR);
+        sf_buf unit;
+        sf_buf_init(&unit);
+        assert_int_equal(sf_unit_begin(&unit, 0), SF_OK);
+        assert_int_equal(sf_piece_append(&unit, &b, cols, 1, 7, rows, n), SF_OK);
+        sf_piece_view *views = NULL;
+        size_t nv = 0, cap = 0;
+        uint32_t kind;
+        assert_int_equal(sf_unit_parse(unit.data, unit.len, &sch, &kind, &views, &nv, &cap), SF_OK);
+        assert_int_equal(nv, 1);
+        const sf_column *pc = &views[0].batch.cols[0];
+        assert_int_equal(views[0].batch.nrows, n);
+        uint32_t next = 0;
+        uint8_t *seen = calloc(NV, 1);
+        assert_non_null(seen);
+        for (size_t i = 0; i < n; i++) {
+            size_t la, lb;
+            const char *a = sf_dict_str(&pc->dict, pc->code[i], &la);
+            const char *e = sf_dict_str(&b.cols[0].dict, b.cols[0].code[rows[i]], &lb);
+            if (la != lb || memcmp(a, e, la) != 0) fail_msg("size %zu row %zu: '%.*s', want '%.*s'", n, i, (int)la, a, (int)lb, e);
+            /* First appearance: a source string new to the piece gets the next code. */
+            if (!seen[b.cols[0].code[rows[i]]]) {
+                seen[b.cols[0].code[rows[i]]] = 1;
+                assert_int_equal(pc->code[i], next);
+                next++;
+            } else {
+                assert_true(pc->code[i] < next);
+            }
+        }
+        assert_int_equal(pc->dict.n, next);
+        free(seen);
+        sf_unit_views_free(views, cap);
+        sf_buf_fini(&unit);
+    }
+    free(rows);
+    sf_batch_fini(&b);
+    sf_schema_fini(&sch);
+}
+
 /* sf_dict_copy: the copy holds the same strings under the same codes,
  * replaces what the destination held, and is indexed (find and intern work
  * on it as on a dictionary built by interning), also when the source is an
@@ -1330,6 +1398,7 @@ int main(void)
         cmocka_unit_test(test_schema_mismatch),
         cmocka_unit_test(test_valid_nulls),
         cmocka_unit_test(test_dict_copy),
+        cmocka_unit_test(test_large_dict_pieces),
         cmocka_unit_test(test_views_of_runs),
     };
     const struct CMUnitTest pass_tests[] = {
