@@ -46,6 +46,10 @@ void sf_exec_state_destroy(sf_exec *x, int a, void **state);
 sf_status sf_exec_select(const sf_exec *x, const uint8_t *bytes, size_t n, const uint8_t *want, sf_buf *out);
 /* Rows agent a was given (after its where: filter) by this executor. */
 uint64_t sf_exec_agent_rows(const sf_exec *x, int a);
+/* Seconds agent a spent in process() and in evaluating its where: filter
+ * (a filter shared with the agent before it counts there), summed over
+ * threads and attempts. */
+double sf_exec_agent_seconds(const sf_exec *x, int a);
 void sf_exec_destroy(sf_exec **x);
 
 /* Processes every row of nb batches: all their morsels are shared among the

@@ -27,6 +27,7 @@ struct sf_exec {
     sf_exec_schedule schedule;
     uint32_t **sel;         /* per thread: selection of a where: filter, morsel_rows entries */
     uint64_t *agent_rows;   /* nthreads * nagents rows given to each agent */
+    double *agent_secs;     /* nthreads * nagents seconds in each agent's filter and process() */
     /* Morsel list reused across calls. */
     size_t nmorsels, morsel_cap;
     struct morsel { int batch; size_t begin, end; } *morsels;
@@ -119,6 +120,7 @@ void sf_exec_destroy(sf_exec **px)
         for (int t = 0; t < x->nthreads; t++) free(x->sel[t]);
     free(x->sel);
     free(x->agent_rows);
+    free(x->agent_secs);
     free(x->scratch);
     free(x->states);
     free(x->agents);
@@ -164,7 +166,8 @@ sf_status sf_exec_create(const sf_exec_agent *agents, int n, int nthreads, size_
     }
     x->sel = calloc((size_t)x->nthreads, sizeof *x->sel);
     x->agent_rows = calloc((size_t)x->nthreads * (size_t)(n ? n : 1), sizeof *x->agent_rows);
-    SF_CHECK_GOTO(x->sel && x->agent_rows, SF_ERR_NOMEM, fail, "out of memory (executor)");
+    x->agent_secs = calloc((size_t)x->nthreads * (size_t)(n ? n : 1), sizeof *x->agent_secs);
+    SF_CHECK_GOTO(x->sel && x->agent_rows && x->agent_secs, SF_ERR_NOMEM, fail, "out of memory (executor)");
     for (int t = 0; t < x->nthreads; t++) {
         x->sel[t] = malloc(x->morsel_rows * sizeof(uint32_t));
         SF_CHECK_GOTO(x->sel[t] != NULL, SF_ERR_NOMEM, fail, "out of memory (executor selection)");
@@ -286,6 +289,7 @@ static sf_status run_morsel(sf_exec *x, int t, int g, int bi, const sf_batch *b,
         const sf_exec_agent *ag = &x->agents[a];
         if (g >= 0 && ag->group != g) continue;
         const sf_rows *rows = &all;
+        const double ta = now_s();
         if (ag->where != NULL) {
             if (ag->where != last) {
                 size_t n = 0;
@@ -297,8 +301,8 @@ static sf_status run_morsel(sf_exec *x, int t, int g, int bi, const sf_batch *b,
             rows = &picked;
         }
         rows_of[(size_t)t * (size_t)x->nagents + (size_t)a] += rows->n;
-        if (rows->n == 0) continue;
-        sf_status rc = ag->ops->process(work_state(x, t, a), b, rows);
+        sf_status rc = rows->n == 0 ? SF_OK : ag->ops->process(work_state(x, t, a), b, rows);
+        x->agent_secs[(size_t)t * (size_t)x->nagents + (size_t)a] += now_s() - ta;
         if (rc != SF_OK) {
             if (x->in_txn) {
 #pragma omp atomic write
@@ -796,6 +800,13 @@ sf_status sf_exec_absorb(sf_exec *x, const uint8_t *bytes, size_t n, const uint6
 }
 
 uint64_t sf_exec_rows(const sf_exec *x) { return x->rows; }
+
+double sf_exec_agent_seconds(const sf_exec *x, int a)
+{
+    double s = 0;
+    for (int t = 0; t < x->nthreads; t++) s += x->agent_secs[(size_t)t * (size_t)x->nagents + (size_t)a];
+    return s;
+}
 
 uint64_t sf_exec_agent_rows(const sf_exec *x, int a)
 {

@@ -1092,6 +1092,15 @@ static sf_status write_runinfo(run *R, const char *dir, double t_total, const sf
             sf_json_uint(&j, sf_exec_agent_rows(L->x, a));
         }
         sf_json_obj_end(&j);
+        sf_json_key(&j, "agent_seconds_rank0");
+        sf_json_obj_begin(&j);
+        for (int a = 0; a < L->nagents; a++) {
+            char key[512];
+            snprintf(key, sizeof key, "%s.%s", w->stages[L->agents[a].stage].name, L->agents[a].cfg.id);
+            sf_json_key(&j, key);
+            sf_json_num(&j, sf_exec_agent_seconds(L->x, a));
+        }
+        sf_json_obj_end(&j);
         sf_json_obj_end(&j);
     }
     sf_json_arr_end(&j);

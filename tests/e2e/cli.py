@@ -96,6 +96,13 @@ expect(info["ranks"] == 2 and info["shards"]["count"] == 7 and sum(info["shards"
        "run.json: ranks, shard count from --set, rows")
 expect(len(info["config_hash"]) == 16, "run.json: config hash")
 expect(info["shards"]["imbalance_rows"] >= 1.0, "run.json: imbalance")
+for ps in info["timings"]["passes"]:
+    rows0, secs0 = ps["agent_rows_rank0"], ps["agent_seconds_rank0"]
+    expect(list(secs0) == list(rows0), "run.json: agent_seconds_rank0 names the agents of agent_rows_rank0")
+    expect(all(secs0[k] > 0 for k in rows0 if rows0[k] > 0) and all(v >= 0 for v in secs0.values()),
+           "run.json: an agent that had rows on rank 0 spent time there")
+    expect(sum(secs0.values()) <= ps["seconds"] * info["threads"] + 0.01,
+           "run.json: rank 0's agent seconds fit in its pass (%.4f of %.4f)" % (sum(secs0.values()), ps["seconds"]))
 p = sh([MPIEXEC, "-np", "2", BINARY, "run", os.path.join(SRC, "inputs/demo.yaml"), "--out", out,
         "--set", "input.rows=600000"])
 with open(os.path.join(out, "run.json")) as f:
