@@ -102,7 +102,7 @@ static int run_agent(const sf_agent_ops *ops, const sf_agent_config *cfg, const 
     double t0 = now_s();
     for (size_t at = 0; at < b->nrows; at += MORSEL) {
         size_t end = at + MORSEL < b->nrows ? at + MORSEL : b->nrows;
-        if (ops->process(state, b, &(sf_rows){at, end - at, NULL}) != SF_OK) goto done;
+        if (ops->process(state, b, &(sf_rows){at, end - at, NULL, SF_ROWS_NO_SHARD}) != SF_OK) goto done;
     }
     *seconds = now_s() - t0;
     sf_json j;

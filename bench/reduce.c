@@ -67,7 +67,7 @@ static sf_status build_state(bench *B, const sf_schema *s, int groups, int rank,
         batch.cols[1].f64[r] = (double)(x >> 11) * 0x1p-53 * 1000.0;
     }
     batch.nrows = nrows;
-    sf_rows rows = {0, nrows, NULL};
+    sf_rows rows = {0, nrows, NULL, SF_ROWS_NO_SHARD};
     SF_CALL_GOTO(B->ops->init(B->a, &B->cfg), done);
     rc = B->ops->process(B->a, &batch, &rows);
     if (rc == SF_OK) rc = B->ops->encode(B->a, out);

@@ -32,11 +32,17 @@ struct sf_agent_config;
 
 /* The rows of one morsel an agent is given: sel[0..n) when sel != NULL (a
  * where: filter selected them; ascending row indices into the batch), else
- * the contiguous rows begin .. begin + n - 1. */
+ * the contiguous rows begin .. begin + n - 1. shard (added within ABI 2, so
+ * older agents never read it) is the logical shard all of them belong to,
+ * SF_ROWS_NO_SHARD where the engine does not know one: an agent may use it
+ * to lay out its memory (the keys of one shard together), never for what it
+ * reports, which must not depend on the sharding. */
+#define SF_ROWS_NO_SHARD UINT32_MAX
 typedef struct sf_rows {
     size_t begin;
     size_t n;
     const uint32_t *sel;
+    uint32_t shard;
 } sf_rows;
 
 /* Row index of the i-th row of rows. */

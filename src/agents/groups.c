@@ -1,6 +1,7 @@
 /* Group tables and canonical row keys (see agents/groups.h and the group
  * key section of shardflow/agent.h). */
 #include "agents/groups.h"
+#include "core/huge.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -181,6 +182,7 @@ static sf_status rehash(sf__groups *g, uint32_t nslots)
 {
     uint32_t *slots = calloc(nslots, sizeof *slots);
     SF_CHECK(slots != NULL, SF_ERR_NOMEM, "out of memory for %u group hash slots", nslots);
+    sf__mem_huge(slots, (size_t)nslots * sizeof *slots);
     uint32_t mask = nslots - 1;
     for (uint32_t i = 0; i < g->n; i++) {
         uint32_t h = (uint32_t)g->e[i].hash & mask;
@@ -202,6 +204,7 @@ static sf_status grow_entries(sf__groups *g, size_t need)
     while (cap < need) cap *= 2;
     struct sf__group_entry *e = realloc(g->e, cap * sizeof *e);
     SF_CHECK(e != NULL, SF_ERR_NOMEM, "out of memory for %zu groups", cap);
+    sf__mem_huge(e, cap * sizeof *e);
     g->e = e;
     if (g->nby == 1 && g->schema != NULL && g->schema->fields[g->by_col[0]].type != SF_STRING) {
         uint64_t *nm = realloc(g->num, cap * sizeof *nm);
@@ -233,6 +236,7 @@ static void dense_note(sf__groups *g, uint64_t v, uint32_t gi)
         while (cap <= v) cap *= 2;
         uint32_t *d = realloc(g->dense, (size_t)cap * sizeof *d);
         if (d == NULL) return;
+        sf__mem_huge(d, (size_t)cap * sizeof *d);
         memset(d + g->dense_cap, 0, (size_t)(cap - g->dense_cap) * sizeof *d);
         g->dense = d;
         g->dense_cap = (uint32_t)cap;
@@ -250,6 +254,7 @@ static sf_status new_group(sf__groups *g, const uint8_t *key, size_t len, uint64
         while (cap - g->keys_len < len) cap *= 2;
         uint8_t *k = realloc(g->keys, cap);
         SF_CHECK(k != NULL, SF_ERR_NOMEM, "out of memory for %zu bytes of group keys", cap);
+        sf__mem_huge(k, cap);
         g->keys = k;
         g->keys_cap = cap;
     }

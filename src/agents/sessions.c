@@ -34,6 +34,8 @@
 #include "shardflow/agent.h"
 #include "shardflow/config.h"
 
+#include "core/huge.h"
+
 #include "agents/groups.h"
 #include "agents/order_key.h"
 #include "agents/sessions.h"
@@ -46,6 +48,8 @@
 /* Encoded sizes, for bounds on counts read from untrusted bytes. */
 #define SESSION_BYTES 36   /* start, end, events, latency key (8 each), group rank (4) */
 #define USER_MIN_BYTES 12  /* key length (4) and session count (8) */
+#define NCLUS 256          /* clusters of shards for the layout of the user table */
+#define CLUS_BLOCK 32      /* slots a cluster takes at a time (2 KiB) */
 
 typedef struct session {
     int64_t start, end;  /* times of the first and last event, microseconds */
@@ -87,8 +91,16 @@ typedef struct sessions_state {
     uint64_t skipped;
     sf__groups users;    /* user key -> index into u */
     sf__groups keys;     /* group key of the by: columns -> index */
-    user_sessions *u;
-    uint32_t ucap;
+    /* The users' sessions live in slots of u, handed out in blocks of
+     * CLUS_BLOCK to clusters of shards (sf_rows.shard): a new user takes the
+     * next slot of its shard's cluster, so the rows of one morsel, all of
+     * one shard, touch a few kilobytes of u instead of entries spread over
+     * all of it. Slots are layout only: nothing depends on them but speed. */
+    user_sessions *u;    /* ucap slots, uused of them handed out (the rest zero) */
+    uint32_t ucap, uused;
+    uint32_t *slot;      /* user index -> its slot, for users 0 .. nslot-1 */
+    uint32_t nslot, slot_cap;
+    uint32_t clus_next[NCLUS], clus_end[NCLUS]; /* each cluster's free slots */
     session *scratch;    /* merge output */
     size_t scratch_cap;
     uint32_t *kmap;      /* merge and decode: other state's key index -> ours */
@@ -105,6 +117,9 @@ typedef struct sessions_state {
     session *undo_s;
     size_t nundo_s, undo_s_cap;
 } sessions_state;
+
+/* The sessions of user ui (ui < s->nslot). */
+static inline user_sessions *U(const sessions_state *s, uint32_t ui) { return &s->u[s->slot[ui]]; }
 
 /* The options, as check(), columns() and init() read them. */
 typedef struct sessions_opts {
@@ -340,6 +355,7 @@ static void sessions_destroy(void *state)
     sessions_state *s = state;
     for (uint32_t i = 0; i < s->ucap; i++) free(s->u[i].heap);
     free(s->u);
+    free(s->slot);
     free(s->scratch);
     free(s->kmap);
     free(s->mwhich);
@@ -377,17 +393,41 @@ static sf_status sessions_init(void *state, const sf_agent_config *cfg)
     return rc;
 }
 
-/* Makes room for the sessions of every user in the table. */
-static sf_status grow_users(sessions_state *s)
+/* Gives every user of the table without one a slot, in the cluster of
+ * shard (the shard whose rows created them; SF_ROWS_NO_SHARD for users a
+ * merge or a decode created). */
+static sf_status grow_users(sessions_state *s, uint32_t shard)
 {
-    if (s->users.n <= s->ucap) return SF_OK;
-    uint32_t cap = s->ucap ? s->ucap : 64;
-    while (cap < s->users.n) cap *= 2;
-    user_sessions *u = realloc(s->u, (size_t)cap * sizeof *u);
-    SF_CHECK(u != NULL, SF_ERR_NOMEM, "sessions: out of memory for %u users", cap);
-    memset(u + s->ucap, 0, (size_t)(cap - s->ucap) * sizeof *u);
-    s->u = u;
-    s->ucap = cap;
+    if (s->users.n <= s->nslot) return SF_OK;
+    SF_CHECK(s->users.n < UINT32_MAX / 4, SF_ERR_NOMEM, "sessions: %u users", s->users.n);
+    if (s->users.n > s->slot_cap) {
+        uint32_t cap = s->slot_cap ? s->slot_cap : 64;
+        while (cap < s->users.n) cap *= 2;
+        uint32_t *p = realloc(s->slot, (size_t)cap * sizeof *p);
+        SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for %u users", cap);
+        s->slot = p;
+        s->slot_cap = cap;
+    }
+    const uint32_t c = shard % NCLUS;
+    for (uint32_t ui = s->nslot; ui < s->users.n; ui++) {
+        if (s->clus_next[c] == s->clus_end[c]) {
+            if (s->uused + CLUS_BLOCK > s->ucap) {
+                SF_CHECK(s->ucap < UINT32_MAX / 4, SF_ERR_NOMEM, "sessions: %u user slots", s->ucap);
+                uint32_t cap = s->ucap ? 2 * s->ucap : 4 * CLUS_BLOCK;
+                user_sessions *u = realloc(s->u, (size_t)cap * sizeof *u);
+                SF_CHECK(u != NULL, SF_ERR_NOMEM, "sessions: out of memory for %u users", cap);
+                sf__mem_huge(u, (size_t)cap * sizeof *u);
+                memset(u + s->ucap, 0, (size_t)(cap - s->ucap) * sizeof *u);
+                s->u = u;
+                s->ucap = cap;
+            }
+            s->clus_next[c] = s->uused;
+            s->clus_end[c] = s->uused + CLUS_BLOCK;
+            s->uused += CLUS_BLOCK;
+        }
+        s->slot[ui] = s->clus_next[c]++;
+        s->nslot = ui + 1;
+    }
     return SF_OK;
 }
 
@@ -396,7 +436,7 @@ static sf_status grow_users(sessions_state *s)
 /* Records user ui's sessions before the open transaction first changes them. */
 static sf_status log_user(sessions_state *s, uint32_t ui)
 {
-    user_sessions *us = &s->u[ui];
+    user_sessions *us = U(s, ui);
     if (s->nundo == s->undo_cap) {
         size_t cap = s->undo_cap ? 2 * s->undo_cap : 1024;
         undo_entry *p = realloc(s->undo, cap * sizeof *p);
@@ -459,7 +499,7 @@ static void sessions_txn_rollback(void *state)
     if (!s->in_txn) return; /* none open (its begin failed): nothing to undo */
     for (size_t i = 0; i < s->nundo; i++) {
         const undo_entry *e = &s->undo[i];
-        user_sessions *us = &s->u[e->ui];
+        user_sessions *us = U(s, e->ui);
         if (us->cap > 0) {
             const session *src = e->was.cap > 0 ? s->undo_s + e->at : &e->was.one;
             if (e->was.n > 0) memcpy(us->heap, src, (size_t)e->was.n * sizeof(session));
@@ -468,7 +508,7 @@ static void sessions_txn_rollback(void *state)
         }
         us->n = e->was.n;
     }
-    for (uint32_t ui = s->users_before; ui < s->users.n && ui < s->ucap; ui++) s->u[ui].n = 0;
+    for (uint32_t ui = s->users_before; ui < s->nslot; ui++) U(s, ui)->n = 0;
     s->skipped = s->skipped_before;
     s->in_txn = false;
     s->nundo = 0;
@@ -493,13 +533,19 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
     const uint32_t *uidx, *kidx;
     bool created;
     SF_CALL(sf__groups_rows(&s->users, b, rows, &uidx, &created));
-    if (created) SF_CALL(grow_users(s));
+    if (created) SF_CALL(grow_users(s, rows->shard));
     SF_CALL(sf__groups_rows(&s->keys, b, rows, &kidx, &created));
-    const size_t nu = s->users.n < s->ucap ? s->users.n : s->ucap;
+    const uint32_t nu = s->nslot;
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
-        /* Users are spread over a table much larger than the caches. */
-        if (i + 8 < rows->n && uidx[i + 8] < nu) __builtin_prefetch(&s->u[uidx[i + 8]]);
+        /* The slots of a shard's users are close together, but not the
+         * slot numbers: both are asked for ahead. */
+        if (i + 64 < rows->n && uidx[i + 64] < nu) __builtin_prefetch(&s->slot[uidx[i + 64]]);
+        if (i + 32 < rows->n && uidx[i + 32] < nu) {
+            const char *e = (const char *)U(s, uidx[i + 32]);
+            __builtin_prefetch(e);
+            __builtin_prefetch(e + sizeof(user_sessions) - 1);
+        }
         if (sf_col_is_null(ucol, r) || sf_col_is_null(tcol, r)) {
             s->skipped++;
             continue;
@@ -510,8 +556,10 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
         ev.events = 1;
         ev.lat = sf_col_is_null(lcol, r) ? 0 : order_key(sf_col_as_double(lcol, r));
         ev.key = ki;
-        if (s->in_txn && ui < s->users_before && s->u[ui].stamp != s->epoch) SF_CALL(log_user(s, ui));
-        SF_CALL(add_event(s, &s->u[ui], &ev));
+        SF_CHECK(ui < nu, SF_ERR_INTERNAL, "sessions: user %u has no slot", ui);
+        user_sessions *us = U(s, ui);
+        if (s->in_txn && ui < s->users_before && us->stamp != s->epoch) SF_CALL(log_user(s, ui));
+        SF_CALL(add_event(s, us, &ev));
     }
     return SF_OK;
 }
@@ -543,7 +591,7 @@ static sf_status sessions_merge(void *into, const void *from)
     /* The users with sessions, looked up in one pass (prefetched: a
      * commit merges a unit's users into a table of all of the rank's). */
     size_t nu = 0;
-    for (uint32_t j = 0; j < f->users.n && j < f->ucap; j++) nu += f->u[j].n != 0;
+    for (uint32_t j = 0; j < f->nslot; j++) nu += U(f, j)->n != 0;
     if (nu == 0) {
         a->skipped += f->skipped;
         return SF_OK;
@@ -556,14 +604,15 @@ static sf_status sessions_merge(void *into, const void *from)
     }
     uint32_t *which = a->mwhich, *ours = a->mwhich + nu;
     nu = 0;
-    for (uint32_t j = 0; j < f->users.n && j < f->ucap; j++)
-        if (f->u[j].n != 0) which[nu++] = j;
+    for (uint32_t j = 0; j < f->nslot; j++)
+        if (U(f, j)->n != 0) which[nu++] = j;
     bool created;
     SF_CALL(sf__groups_find_all(&a->users, &f->users, which, nu, ours, &created));
-    if (created) SF_CALL(grow_users(a));
+    if (created) SF_CALL(grow_users(a, SF_ROWS_NO_SHARD));
+    SF_CHECK(a->nslot == a->users.n, SF_ERR_INTERNAL, "sessions: users without a slot");
     for (size_t i = 0; i < nu; i++) {
-        if (i + 8 < nu) __builtin_prefetch(&a->u[ours[i + 8]]);
-        SF_CALL(merge_lists(a, &a->u[ours[i]], &f->u[which[i]], a->kmap));
+        if (i + 8 < nu) __builtin_prefetch(U(a, ours[i + 8]));
+        SF_CALL(merge_lists(a, U(a, ours[i]), U(f, which[i]), a->kmap));
     }
     a->skipped += f->skipped;
     return SF_OK;
@@ -584,8 +633,8 @@ static sf_status referenced_keys(const sessions_state *s, uint32_t **rank, uint3
     uint32_t *rk = malloc((size_t)s->keys.n * sizeof *rk);
     SF_CHECK(rk != NULL, SF_ERR_NOMEM, "sessions: out of memory for %u group keys", s->keys.n);
     for (uint32_t i = 0; i < s->keys.n; i++) rk[i] = 0;
-    for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
-        for (uint32_t k = 0; k < s->u[u].n; k++) rk[S(&s->u[u])[k].key] = 1;
+    for (uint32_t i = 0; i < s->uused; i++)
+        for (uint32_t k = 0; k < s->u[i].n; k++) rk[S(&s->u[i])[k].key] = 1;
     sf_status rc = sf__groups_sorted(&s->keys, &sorted);
     if (rc != SF_OK) {
         free(rk);
@@ -630,13 +679,13 @@ static sf_status sessions_encode(const void *state, sf_buf *out)
      * with the entries and keys a few users ahead asked for early: in a
      * table far larger than the caches each user is a miss otherwise. */
     uint64_t nusers = 0;
-    for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++) nusers += s->u[u].n > 0;
+    for (uint32_t i = 0; i < s->uused; i++) nusers += s->u[i].n > 0;
     SF_CALL_GOTO(sf_buf_put_u64(out, nusers), done);
     enum { AHEAD = 8 };
     for (uint32_t i = 0; i < s->users.n; i++) {
         if (i + AHEAD < s->users.n) {
             uint32_t a = uorder[i + AHEAD];
-            if (a < s->ucap) __builtin_prefetch(&s->u[a]);
+            if (a < s->nslot) __builtin_prefetch(U(s, a));
             __builtin_prefetch(&s->users.e[a]);
         }
         if (i + AHEAD / 2 < s->users.n) {
@@ -644,16 +693,17 @@ static sf_status sessions_encode(const void *state, sf_buf *out)
             __builtin_prefetch(s->users.keys + s->users.e[a].off);
         }
         uint32_t u = uorder[i];
-        if (u >= s->ucap || s->u[u].n == 0) continue;
+        if (u >= s->nslot || U(s, u)->n == 0) continue;
+        const user_sessions *us = U(s, u);
         size_t len;
         const uint8_t *k = sf__groups_key(&s->users, u, &len);
         SF_CALL_GOTO(sf_buf_put_str(out, (const char *)k, len), done);
-        SF_CALL_GOTO(sf_buf_reserve(out, 8 + (size_t)s->u[u].n * SESSION_BYTES), done);
+        SF_CALL_GOTO(sf_buf_reserve(out, 8 + (size_t)us->n * SESSION_BYTES), done);
         uint8_t *p = out->data + out->len;
-        sf_store_u64(p, s->u[u].n);
+        sf_store_u64(p, us->n);
         p += 8;
-        for (uint32_t k2 = 0; k2 < s->u[u].n; k2++) {
-            const session *x = &S(&s->u[u])[k2];
+        for (uint32_t k2 = 0; k2 < us->n; k2++) {
+            const session *x = &S(us)[k2];
             sf_store_u64(p, (uint64_t)x->start);
             sf_store_u64(p + 8, (uint64_t)x->end);
             sf_store_u64(p + 16, x->events);
@@ -674,6 +724,10 @@ done:
 static sf_status clear_state(sessions_state *s)
 {
     for (uint32_t i = 0; i < s->ucap; i++) s->u[i].n = 0;
+    s->uused = 0;
+    s->nslot = 0;
+    memset(s->clus_next, 0, sizeof s->clus_next);
+    memset(s->clus_end, 0, sizeof s->clus_end);
     s->skipped = 0;
     SF_CALL(sf__groups_clear(&s->users));
     return sf__groups_clear(&s->keys);
@@ -719,12 +773,12 @@ static sf_status sessions_decode(void *state, const void *bytes, size_t n)
         uint32_t ui;
         uint64_t ns;
         SF_CALL_GOTO(sf__groups_decode_key(&s->users, &r, &prev, &prev_len, &ui), done);
-        SF_CALL_GOTO(grow_users(s), done);
+        SF_CALL_GOTO(grow_users(s, SF_ROWS_NO_SHARD), done);
         SF_CALL_GOTO(sf_rd_u64(&r, &ns), done);
         SF_CHECK_GOTO(ns >= 1 && ns <= (n - r.off) / SESSION_BYTES && ns <= UINT32_MAX / 4, SF_ERR_PARSE, done,
                       "sessions state: user %llu has %llu sessions in %zu bytes", (unsigned long long)i,
                       (unsigned long long)ns, n);
-        user_sessions *us = &s->u[ui];
+        user_sessions *us = U(s, ui);
         SF_CALL_GOTO(reserve_sessions(us, (uint32_t)ns), done);
         const uint8_t *p;
         SF_CALL_GOTO(sf_rd_bytes(&r, (size_t)ns * SESSION_BYTES, &p), done);
@@ -1122,7 +1176,7 @@ static sf_status sessions_report(const void *state, sf_json *j)
     bucket_ref *refs = NULL;
 
     uint64_t nsess = 0, events = 0, ab = 0, dur_lo = 0, dur_hi = 0;
-    for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
+    for (uint32_t u = 0; u < s->uused; u++)
         for (uint32_t k = 0; k < s->u[u].n; k++) {
             const session *x = &S(&s->u[u])[k];
             nsess++;
@@ -1156,7 +1210,7 @@ static sf_status sessions_report(const void *state, sf_json *j)
                       (unsigned long long)nsess);
     }
     size_t nr = 0;
-    for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
+    for (uint32_t u = 0; u < s->uused; u++)
         for (uint32_t k = 0; k < s->u[u].n; k++) {
             const session *x = &S(&s->u[u])[k];
             refs[nr].grank = grank[x->key];
@@ -1239,7 +1293,7 @@ static sf_status sessions_stat(const void *state, const uint8_t *key, size_t key
         SF_CHECK(g != SF__NO_GROUP, SF_ERR_ARG, "sessions: unknown group key");
     }
     uint64_t events = 0, nsess = 0, ab = 0;
-    for (uint32_t u = 0; u < s->users.n && u < s->ucap; u++)
+    for (uint32_t u = 0; u < s->uused; u++)
         for (uint32_t k = 0; k < s->u[u].n; k++) {
             const session *x = &S(&s->u[u])[k];
             if (g != SF__NO_GROUP && x->key != g) continue;

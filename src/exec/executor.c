@@ -283,7 +283,8 @@ static sf_status run_morsel(sf_exec *x, int t, int g, int bi, const sf_batch *b,
         }
     }
     const sf_filter *last = NULL;
-    sf_rows all = {begin, end - begin, NULL}, picked = {begin, 0, NULL};
+    const uint32_t shard = x->cur_shards != NULL ? x->cur_shards[bi] : SF_ROWS_NO_SHARD;
+    sf_rows all = {begin, end - begin, NULL, shard}, picked = {begin, 0, NULL, shard};
     uint64_t *rows_of = x->in_txn ? x->txn_rows : x->agent_rows;
     for (int a = 0; a < x->nagents; a++) {
         const sf_exec_agent *ag = &x->agents[a];
@@ -679,7 +680,12 @@ sf_status sf_exec_process_unit(sf_exec *x, const sf_batch *const *batches, const
 {
     for (int i = 0; i < nb; i++)
         res[i] = (sf_exec_piece_result){.shard = shards[i], .rows = batches[i]->nrows, .attempts = 1};
-    if (!x->ft) return sf_exec_process_overlap(x, batches, nb, side, ctx);
+    if (!x->ft) {
+        x->cur_shards = shards; /* for the agents' sf_rows.shard */
+        sf_status r0 = sf_exec_process_overlap(x, batches, nb, side, ctx);
+        x->cur_shards = NULL;
+        return r0;
+    }
     sf_status rc = SF_OK;
     int *attempt = calloc((size_t)(nb ? nb : 1), sizeof *attempt);
     uint8_t *failed = calloc((size_t)(nb ? nb : 1), 1);

@@ -204,7 +204,7 @@ static void assert_same_bytes(const sf_buf *a, const sf_buf *b)
 
 static void process_all(const sf_agent_ops *ops, void *s, const sf_batch *b)
 {
-    sf_rows rows = {0, b->nrows, NULL};
+    sf_rows rows = {0, b->nrows, NULL, SF_ROWS_NO_SHARD};
     assert_int_equal(ops->process(s, b, &rows), SF_OK);
 }
 
@@ -451,7 +451,7 @@ static void test_merge_laws(void **st)
             sel[k][nsel[k]++] = (uint32_t)r;
         }
         for (int k = 0; k < K; k++) {
-            sf_rows rows = {0, nsel[k], sel[k]};
+            sf_rows rows = {0, nsel[k], sel[k], SF_ROWS_NO_SHARD};
             assert_int_equal(ops->process(part[k], &b, &rows), SF_OK);
         }
         int perm[K];

@@ -168,7 +168,7 @@ static inline sf_status process_morsels(const sf_agent_ops *ops, void *s, const 
     sf_status rc = SF_OK;
     for (size_t at = 0; at < n && rc == SF_OK; at += morsel) {
         size_t end = at + morsel < n ? at + morsel : n;
-        sf_rows sel = {at, end - at, NULL};
+        sf_rows sel = {at, end - at, NULL, SF_ROWS_NO_SHARD};
         rc = ops->process(s, b, &sel);
     }
     return rc;
@@ -186,7 +186,7 @@ static inline void feed_morsels_or_empty(const sf_agent_ops *ops, void *s, const
 {
     feed_morsels(ops, s, b, morsel);
     if (b->nrows == 0) {
-        sf_rows none = {0, 0, NULL};
+        sf_rows none = {0, 0, NULL, SF_ROWS_NO_SHARD};
         assert_int_equal(ops->process(s, b, &none), SF_OK);
     }
 }

@@ -878,7 +878,7 @@ static void test_selection(void **st)
     }
     sf_batch b;
     fill_batch(&b, rows, n);
-    sf_rows r = {0, m, sel};
+    sf_rows r = {0, m, sel, SF_ROWS_NO_SHARD};
     assert_int_equal(sf__agent_zscore.process(a, &b, &r), SF_OK);
     sf_batch_fini(&b);
     feed(&sf__agent_zscore, b2, picked, m, 3);

@@ -1148,7 +1148,7 @@ static void reference_pass(void)
         if (eof) break;
         assert_true(b.nrows <= 65536);
         rows += b.nrows;
-        for (int a = 0; a < NAGENTS; a++) assert_int_equal(ops->process(states[a], &b, &(sf_rows){0, b.nrows, NULL}), SF_OK);
+        for (int a = 0; a < NAGENTS; a++) assert_int_equal(ops->process(states[a], &b, &(sf_rows){0, b.nrows, NULL, SF_ROWS_NO_SHARD}), SF_OK);
         assert_int_equal(sf_shard_route(F.plan, &b, shard), SF_OK);
         for (size_t r = 0; r < b.nrows; r++) {
             assert_true(shard[r] < PASS_K);

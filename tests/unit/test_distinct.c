@@ -245,7 +245,7 @@ static void test_hash_definition(void **st)
     b.cols[COL_V].f64[4] = 0.0;
     b.cols[COL_V].f64[5] = -0.0;
     b.nrows = 6;
-    sf_rows nans = {0, 4, NULL}, zeros = {4, 2, NULL};
+    sf_rows nans = {0, 4, NULL, SF_ROWS_NO_SHARD}, zeros = {4, 2, NULL, SF_ROWS_NO_SHARD};
     assert_int_equal(ops->process(s, &b, &nans), SF_OK);
     reg_of(hash_le(0x7FF8000000000000ull), 14, &idx, &rank);
     want = one_value_bytes(14, idx, rank, 4, 0);
@@ -255,7 +255,7 @@ static void test_hash_definition(void **st)
     assert_int_equal(ops->process(s, &b, &zeros), SF_OK);
     assert_true(stat_of(ops, s, "distinct") == 2.0);
     void *z = new_state(ops, &fcfg);
-    sf_rows pz = {4, 1, NULL};
+    sf_rows pz = {4, 1, NULL, SF_ROWS_NO_SHARD};
     assert_int_equal(ops->process(z, &b, &pz), SF_OK);
     reg_of(hash_le(0), 14, &idx, &rank);
     want = one_value_bytes(14, idx, rank, 1, 0);
@@ -639,7 +639,7 @@ static void test_selection(void **st)
     sf_batch batch;
     fill(&batch, &d, 0, d.n);
     for (size_t at = 0; at < third.n; at += 50) {
-        sf_rows rows = {0, third.n - at < 50 ? third.n - at : 50, sel + at};
+        sf_rows rows = {0, third.n - at < 50 ? third.n - at : 50, sel + at, SF_ROWS_NO_SHARD};
         assert_int_equal(ops->process(a, &batch, &rows), SF_OK);
     }
     sf_batch_fini(&batch);

@@ -345,7 +345,7 @@ static char *report_by_hand(const sf_agent_config *const *cfgs, int n, const bat
         /* The executor makes no morsel of an empty batch; neither do we. */
         for (int i = 0; i < bs->nb; i++)
             if (bs->b[i].nrows > 0)
-                assert_int_equal(ops->process(s, &bs->b[i], &(sf_rows){0, bs->b[i].nrows, NULL}), SF_OK);
+                assert_int_equal(ops->process(s, &bs->b[i], &(sf_rows){0, bs->b[i].nrows, NULL, SF_ROWS_NO_SHARD}), SF_OK);
         if (a >= a0 && a < a1) {
             sf_json_key(&j, cfgs[a]->id);
             assert_int_equal(ops->report(s, &j), SF_OK);

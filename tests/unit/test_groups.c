@@ -517,7 +517,7 @@ static void test_dense_int_keys(void **st)
         assert_int_equal(sf__groups_batch(&fast, &b), SF_OK);
         const uint32_t *idx;
         bool created;
-        sf_rows all = {0, n, NULL};
+        sf_rows all = {0, n, NULL, SF_ROWS_NO_SHARD};
         assert_int_equal(sf__groups_rows(&fast, &b, &all, &idx, &created), SF_OK);
         for (size_t r = 0; r < n; r++) {
             size_t len;
@@ -608,7 +608,7 @@ static void test_cache_kept_across_equal_dicts(void **st)
             assert_int_equal(sf__groups_batch(&fast, &b), SF_OK);
             const uint32_t *idx;
             bool created;
-            sf_rows all = {0, n, NULL};
+            sf_rows all = {0, n, NULL, SF_ROWS_NO_SHARD};
             /* After a clear the first row of the batch comes first, so
              * groups are numbered in another order than before. */
             if (steps[k].clear) {
@@ -678,7 +678,7 @@ static void test_rows_match_find(void **st)
                 size_t nsel = 0;
                 for (size_t r = 0; r < n; r++)
                     if (rnd() % 3 != 0) sel[nsel++] = (uint32_t)r;
-                sf_rows all = {k % 2 ? 0 : 7, n - (k % 2 ? 0 : 7), NULL}, some = {0, nsel, sel};
+                sf_rows all = {k % 2 ? 0 : 7, n - (k % 2 ? 0 : 7), NULL, SF_ROWS_NO_SHARD}, some = {0, nsel, sel, SF_ROWS_NO_SHARD};
                 const sf_rows *rs = k % 4 == 3 ? &some : &all;
                 assert_int_equal(sf__groups_batch(&fast, &b), SF_OK);
                 const uint32_t *idx;

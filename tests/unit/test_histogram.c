@@ -498,7 +498,7 @@ static void test_selection(void **st)
     sf_batch batch;
     fill(&batch, &d, 0, d.n);
     for (size_t at = 0; at < half.n; at += 64) {
-        sf_rows rows = {0, half.n - at < 64 ? half.n - at : 64, sel + at};
+        sf_rows rows = {0, half.n - at < 64 ? half.n - at : 64, sel + at, SF_ROWS_NO_SHARD};
         assert_int_equal(ops->process(a, &batch, &rows), SF_OK);
     }
     sf_batch_fini(&batch);

@@ -506,7 +506,7 @@ static void test_selection(void **st)
     sf_batch batch;
     fill(&batch, &d, 0, d.n);
     for (size_t at = 0; at < d.n / 2; at += 100) {
-        sf_rows rows = {0, d.n / 2 - at < 100 ? d.n / 2 - at : 100, sel + at};
+        sf_rows rows = {0, d.n / 2 - at < 100 ? d.n / 2 - at : 100, sel + at, SF_ROWS_NO_SHARD};
         assert_int_equal(ops->process(a, &batch, &rows), SF_OK);
     }
     sf_batch_fini(&batch);

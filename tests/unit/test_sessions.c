@@ -130,7 +130,7 @@ static void feed(void *s, const ev *e, size_t n)
     sf_batch b;
     fill_batch(&b, e, n);
     if (n == 0) {
-        sf_rows rows = {0, 0, NULL};
+        sf_rows rows = {0, 0, NULL, SF_ROWS_NO_SHARD};
         assert_int_equal(ops->process(s, &b, &rows), SF_OK);
         sf_batch_fini(&b);
         return;
@@ -150,10 +150,10 @@ static void feed(void *s, const ev *e, size_t n)
         size_t m = 1 + below(n - at < 97 ? n - at : 97);
         if (part % 2 == 0) {
             for (size_t i = 0; i < m; i++) sel[i] = (uint32_t)(2 * (at + i));
-            sf_rows rows = {0, m, sel};
+            sf_rows rows = {0, m, sel, SF_ROWS_NO_SHARD};
             assert_int_equal(ops->process(s, &d, &rows), SF_OK);
         } else {
-            sf_rows rows = {at, m, NULL};
+            sf_rows rows = {at, m, NULL, SF_ROWS_NO_SHARD};
             assert_int_equal(ops->process(s, &b, &rows), SF_OK);
         }
         at += m;
@@ -771,7 +771,7 @@ static void feed_whole(void *s, const ev *e, size_t n)
 {
     sf_batch b;
     fill_batch(&b, e, n);
-    sf_rows rows = {0, n, NULL};
+    sf_rows rows = {0, n, NULL, SF_ROWS_NO_SHARD};
     assert_int_equal(ops->process(s, &b, &rows), SF_OK);
     sf_batch_fini(&b);
 }

@@ -216,7 +216,7 @@ static void test_int_blocks_match_per_value(void **st)
             uint32_t *sel = malloc(n * sizeof *sel);
             assert_non_null(sel);
             for (size_t r = 0; r < n; r++) sel[r] = (uint32_t)r;
-            sf_rows all = {0, n, sel};
+            sf_rows all = {0, n, sel, SF_ROWS_NO_SHARD};
             assert_int_equal(ops->process(each, &b, &all), SF_OK);
             assert_same_state(ops, blocks, each);
             free(sel);
@@ -676,7 +676,7 @@ static void check_on_off(int col, const sf_batch *b, size_t morsel, const vref *
     uint32_t *sel = malloc((b->nrows ? b->nrows : 1) * sizeof *sel);
     assert_non_null(sel);
     for (size_t r = 0; r < b->nrows; r++) sel[r] = (uint32_t)r;
-    sf_rows all = {0, b->nrows, sel};
+    sf_rows all = {0, b->nrows, sel, SF_ROWS_NO_SHARD};
     assert_int_equal(ops->process(each, b, &all), SF_OK);
     free(sel);
     check_ref(on, want);
@@ -1299,7 +1299,7 @@ static void feed_with(void *s, const sf_batch *b, size_t morsel, const uint32_t 
     }
     for (size_t at = 0; at < nsel; at += morsel) {
         size_t m = nsel - at < morsel ? nsel - at : morsel;
-        sf_rows rows = {0, m, sel + at};
+        sf_rows rows = {0, m, sel + at, SF_ROWS_NO_SHARD};
         assert_int_equal(ops->process(s, b, &rows), SF_OK);
     }
 }

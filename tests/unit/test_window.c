@@ -577,7 +577,7 @@ static void test_selection(void **st)
     sf_batch batch;
     fill_batch(&batch, rows, N);
     for (size_t at = 0; at < m; at += 250) {
-        sf_rows r = {0, at + 250 < m ? 250 : m - at, sel + at};
+        sf_rows r = {0, at + 250 < m ? 250 : m - at, sel + at, SF_ROWS_NO_SHARD};
         assert_int_equal(ops->process(a, &batch, &r), SF_OK);
     }
     sf_batch_fini(&batch);
