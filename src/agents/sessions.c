@@ -58,28 +58,38 @@ typedef struct session {
     uint32_t key;        /* group of the end event (index into the state's key table) */
 } session;
 
-/* Most users have one session: it lives in the entry itself (cap == 0),
- * so that adding an event touches one cache line instead of two. */
+/* A user's sessions, sorted by start, consecutive ones more than gap
+ * apart: the latest lives in the entry itself, the earlier ones (n - 1 of
+ * them) in heap (room for cap), so that an event in time order, which
+ * extends the latest session or starts one after it, touches the entry
+ * only. */
 typedef struct user_sessions {
-    uint32_t n, cap;     /* cap 0: room for one session, in `one` */
-    session *heap;       /* cap > 0: the sessions */
-    session one;
-    uint32_t stamp;      /* the in-place transaction that logged this user (0: none) */
+    uint32_t n, cap;
+    session *heap;
+    session last;        /* when n > 0 */
 } user_sessions;
 
-/* A user's sessions as they were when a transaction first changed them;
- * a heap list is copied to undo_s at `at`. */
-typedef struct undo_entry {
-    uint32_t ui;
-    user_sessions was;
-    size_t at;
-} undo_entry;
+/* An event not yet added to its user's sessions. */
+typedef struct pending_ev {
+    uint32_t ui, key;
+    int64_t t;
+    uint64_t lat;
+} pending_ev;
 
-/* The sessions of a user, sorted by start; consecutive ones more than gap
- * apart. */
-static inline session *S(const user_sessions *us)
+/* The users of a cluster of shards: where their slots come from, and the
+ * events of theirs that process() has taken but not yet added. */
+typedef struct cluster {
+    uint32_t next, end;  /* the free slots of its current block */
+    uint32_t users;      /* slots it has handed out */
+    size_t n, cap;       /* pending events ev[0..n) */
+    size_t kept;         /* inside a transaction: ev[0..kept) came before it */
+    pending_ev *ev;
+} cluster;
+
+/* Session k of a user's list (k < us->n). */
+static inline const session *SES(const user_sessions *us, uint32_t k)
 {
-    return us->cap ? us->heap : (session *)&us->one;
+    return k + 1 == us->n ? &us->last : &us->heap[k];
 }
 
 typedef struct sessions_state {
@@ -92,30 +102,31 @@ typedef struct sessions_state {
     sf__groups users;    /* user key -> index into u */
     sf__groups keys;     /* group key of the by: columns -> index */
     /* The users' sessions live in slots of u, handed out in blocks of
-     * CLUS_BLOCK to clusters of shards (sf_rows.shard): a new user takes the
-     * next slot of its shard's cluster, so the rows of one morsel, all of
-     * one shard, touch a few kilobytes of u instead of entries spread over
-     * all of it. Slots are layout only: nothing depends on them but speed. */
+     * CLUS_BLOCK to clusters of shards (sf_rows.shard % NCLUS): a new user
+     * takes the next slot of its shard's cluster. process() only appends
+     * the events to their cluster's pending list; a cluster's list is added
+     * to the sessions when it holds several events per user of the cluster
+     * (settle_cluster), so that its users' entries, a few hundred kilobytes
+     * at most, stay in the cache while they are updated, where adding each
+     * event as it comes would miss the cache on nearly every row of a table
+     * of millions of users. Clusters and slots are layout only: the sessions
+     * are the same whatever the order in which events are added. */
     user_sessions *u;    /* ucap slots, uused of them handed out (the rest zero) */
     uint32_t ucap, uused;
     uint32_t *slot;      /* user index -> its slot, for users 0 .. nslot-1 */
     uint32_t nslot, slot_cap;
-    uint32_t clus_next[NCLUS], clus_end[NCLUS]; /* each cluster's free slots */
+    cluster clus[NCLUS];
     session *scratch;    /* merge output */
     size_t scratch_cap;
     uint32_t *kmap;      /* merge and decode: other state's key index -> ours */
     size_t kmap_cap;
     uint32_t *mwhich;    /* merge: the other state's users with sessions, then ours of them */
     size_t mwhich_cap;
-    /* The in-place transaction (agents/txn.h), if one is open. */
+    /* The in-place transaction (agents/txn.h), if one is open: its events
+     * are the pending ones after each cluster's `kept`, so that undoing it
+     * is forgetting them. */
     bool in_txn;
-    uint32_t epoch;          /* stamp of the users logged in it */
-    uint32_t users_before;   /* users that existed at its begin */
     uint64_t skipped_before;
-    undo_entry *undo;
-    size_t nundo, undo_cap;
-    session *undo_s;
-    size_t nundo_s, undo_s_cap;
 } sessions_state;
 
 /* The sessions of user ui (ui < s->nslot). */
@@ -174,59 +185,105 @@ static void join(const sessions_state *s, session *a, const session *b)
     }
 }
 
+/* Heap room for a list of need sessions (need - 1 earlier ones). */
 static sf_status reserve_sessions(user_sessions *us, uint32_t need)
 {
-    if (need <= (us->cap ? us->cap : 1)) return SF_OK;
+    if (need <= 1 || need - 1 <= us->cap) return SF_OK;
     SF_CHECK(need < UINT32_MAX / 2, SF_ERR_NOMEM, "sessions: %u sessions of one user", need);
     uint32_t cap = us->cap ? us->cap : 4;
-    while (cap < need) cap *= 2;
+    while (cap < need - 1) cap *= 2;
     session *p = realloc(us->heap, (size_t)cap * sizeof *p);
     SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for %u sessions of one user", cap);
-    if (us->cap == 0 && us->n != 0) p[0] = us->one;
     us->heap = p;
     us->cap = cap;
     return SF_OK;
 }
 
-/* Adds one event to a user's sessions. Events mostly arrive in time order,
- * so the last session is tried first. */
-static sf_status add_event(const sessions_state *s, user_sessions *us, const session *ev)
+/* Copies a user's list to dst[0..us->n). */
+static void load_list(const user_sessions *us, session *dst)
+{
+    if (us->n > 1) memcpy(dst, us->heap, (size_t)(us->n - 1) * sizeof *dst);
+    if (us->n > 0) dst[us->n - 1] = us->last;
+}
+
+/* Makes x[0..m) the user's list. */
+static sf_status store_list(user_sessions *us, const session *x, uint32_t m)
+{
+    SF_CALL(reserve_sessions(us, m));
+    if (m > 1) memcpy(us->heap, x, (size_t)(m - 1) * sizeof *x);
+    if (m > 0) us->last = x[m - 1];
+    us->n = m;
+    return SF_OK;
+}
+
+/* Appends x, which starts after the user's latest session and more than
+ * gap after its end (or the list is empty). */
+static sf_status push_session(user_sessions *us, const session *x)
+{
+    if (us->n > 0) {
+        SF_CALL(reserve_sessions(us, us->n + 1));
+        us->heap[us->n - 1] = us->last;
+    }
+    us->last = *x;
+    us->n++;
+    return SF_OK;
+}
+
+/* Scratch room for need sessions. */
+static sf_status reserve_scratch(sessions_state *s, size_t need)
+{
+    if (need <= s->scratch_cap) return SF_OK;
+    size_t cap = s->scratch_cap ? s->scratch_cap : 16;
+    while (cap < need) cap *= 2;
+    session *p = realloc(s->scratch, cap * sizeof *p);
+    SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for %zu sessions", need);
+    s->scratch = p;
+    s->scratch_cap = cap;
+    return SF_OK;
+}
+
+/* Adds one event to a user's sessions. Events mostly arrive in time order:
+ * they extend the latest session, or start a new one after it, touching
+ * only the user's entry. */
+static sf_status add_event(sessions_state *s, user_sessions *us, const session *ev)
 {
     uint32_t n = us->n;
     int64_t t = ev->start;
-    /* pos: the first session starting after t. */
-    uint32_t pos;
-    if (n == 0 || S(us)[n - 1].start <= t) {
-        pos = n;
-    } else {
-        uint32_t lo = 0, hi = n;
-        while (lo < hi) {
-            uint32_t mid = lo + (hi - lo) / 2;
-            if (S(us)[mid].start > t) hi = mid;
-            else lo = mid + 1;
+    if (n == 0 || us->last.start <= t) {
+        if (n > 0 && within(us->last.end, t, s->gap)) {
+            join(s, &us->last, ev);
+            return SF_OK;
         }
-        pos = lo;
+        return push_session(us, ev);
     }
-    if (pos > 0 && within(S(us)[pos - 1].end, t, s->gap)) {
-        session *p = &S(us)[pos - 1];
-        join(s, p, ev);
+    /* An event before the start of the latest session: on a copy of the
+     * list. pos: the first session starting after t (pos < n). */
+    SF_CALL(reserve_scratch(s, (size_t)n + 1));
+    session *a = s->scratch;
+    load_list(us, a);
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (a[mid].start > t) hi = mid;
+        else lo = mid + 1;
+    }
+    const uint32_t pos = lo;
+    if (pos > 0 && within(a[pos - 1].end, t, s->gap)) {
+        join(s, &a[pos - 1], ev);
         /* The event may bridge the gap to the next session. */
-        if (pos < n && within(p->end, S(us)[pos].start, s->gap)) {
-            join(s, p, &S(us)[pos]);
-            memmove(&S(us)[pos], &S(us)[pos + 1], (size_t)(n - pos - 1) * sizeof(session));
-            us->n--;
+        if (within(a[pos - 1].end, a[pos].start, s->gap)) {
+            join(s, &a[pos - 1], &a[pos]);
+            memmove(&a[pos], &a[pos + 1], (size_t)(n - pos - 1) * sizeof *a);
+            n--;
         }
-        return SF_OK;
+    } else if (within(t, a[pos].start, s->gap)) {
+        join(s, &a[pos], ev);
+    } else {
+        memmove(&a[pos + 1], &a[pos], (size_t)(n - pos) * sizeof *a);
+        a[pos] = *ev;
+        n++;
     }
-    if (pos < n && within(t, S(us)[pos].start, s->gap)) {
-        join(s, &S(us)[pos], ev);
-        return SF_OK;
-    }
-    SF_CALL(reserve_sessions(us, n + 1));
-    memmove(&S(us)[pos + 1], &S(us)[pos], (size_t)(n - pos) * sizeof(session));
-    S(us)[pos] = *ev;
-    us->n++;
-    return SF_OK;
+    return store_list(us, a, n);
 }
 
 /* into = into (+) from, where from's group keys are mapped through kmap. */
@@ -239,49 +296,40 @@ static sf_status merge_lists(sessions_state *s, user_sessions *into, const user_
      * from: into's sessions stay as they are and from's are appended, each
      * joined to the last one where within the gap. (The common case: a
      * user's later rows arrive in later units.) */
-    if (from->n > 0 && (into->n == 0 || S(from)[0].start >= S(into)[into->n - 1].start)) {
+    if (from->n == 0) return SF_OK;
+    const session *f0 = from->n > 1 ? &from->heap[0] : &from->last;
+    if (into->n == 0 || f0->start >= into->last.start) {
         for (uint32_t j = 0; j < from->n; j++) {
-            session next = S(from)[j];
+            session next = j + 1 < from->n ? from->heap[j] : from->last;
             next.key = kmap[next.key];
-            uint32_t n = into->n;
-            if (n > 0 && within(S(into)[n - 1].end, next.start, s->gap)) {
-                join(s, &S(into)[n - 1], &next);
-            } else {
-                SF_CALL(reserve_sessions(into, n + 1));
-                S(into)[n] = next;
-                into->n = n + 1;
-            }
+            if (into->n > 0 && within(into->last.end, next.start, s->gap))
+                join(s, &into->last, &next);
+            else
+                SF_CALL(push_session(into, &next));
         }
         return SF_OK;
     }
-    size_t need = (size_t)into->n + from->n;
-    if (need > s->scratch_cap) {
-        size_t cap = s->scratch_cap ? s->scratch_cap : 16;
-        while (cap < need) cap *= 2;
-        session *p = realloc(s->scratch, cap * sizeof *p);
-        SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory merging %zu sessions", need);
-        s->scratch = p;
-        s->scratch_cap = cap;
-    }
-    size_t out = 0;
-    uint32_t i = 0, j = 0;
-    while (i < into->n || j < from->n) {
+    /* Both lists copied side by side, merged after them. */
+    const size_t ni = into->n, nf = from->n;
+    SF_CALL(reserve_scratch(s, 2 * (ni + nf)));
+    session *a = s->scratch, *b = s->scratch + ni, *o = s->scratch + ni + nf;
+    load_list(into, a);
+    load_list(from, b);
+    size_t out = 0, i = 0, j = 0;
+    while (i < ni || j < nf) {
         session next;
-        if (j >= from->n || (i < into->n && S(into)[i].start <= S(from)[j].start)) {
-            next = S(into)[i++];
+        if (j >= nf || (i < ni && a[i].start <= b[j].start)) {
+            next = a[i++];
         } else {
-            next = S(from)[j++];
+            next = b[j++];
             next.key = kmap[next.key];
         }
-        if (out > 0 && within(s->scratch[out - 1].end, next.start, s->gap))
-            join(s, &s->scratch[out - 1], &next);
+        if (out > 0 && within(o[out - 1].end, next.start, s->gap))
+            join(s, &o[out - 1], &next);
         else
-            s->scratch[out++] = next;
+            o[out++] = next;
     }
-    SF_CALL(reserve_sessions(into, (uint32_t)out));
-    memcpy(S(into), s->scratch, out * sizeof(session));
-    into->n = (uint32_t)out;
-    return SF_OK;
+    return store_list(into, o, (uint32_t)out);
 }
 
 /* ---- options ------------------------------------------------------------------- */
@@ -359,8 +407,7 @@ static void sessions_destroy(void *state)
     free(s->scratch);
     free(s->kmap);
     free(s->mwhich);
-    free(s->undo);
-    free(s->undo_s);
+    for (int c = 0; c < NCLUS; c++) free(s->clus[c].ev);
     free(s->user_col);
     sf__groups_fini(&s->users);
     sf__groups_fini(&s->keys);
@@ -408,9 +455,9 @@ static sf_status grow_users(sessions_state *s, uint32_t shard)
         s->slot = p;
         s->slot_cap = cap;
     }
-    const uint32_t c = shard % NCLUS;
+    cluster *c = &s->clus[shard % NCLUS];
     for (uint32_t ui = s->nslot; ui < s->users.n; ui++) {
-        if (s->clus_next[c] == s->clus_end[c]) {
+        if (c->next == c->end) {
             if (s->uused + CLUS_BLOCK > s->ucap) {
                 SF_CHECK(s->ucap < UINT32_MAX / 4, SF_ERR_NOMEM, "sessions: %u user slots", s->ucap);
                 uint32_t cap = s->ucap ? 2 * s->ucap : 4 * CLUS_BLOCK;
@@ -421,11 +468,12 @@ static sf_status grow_users(sessions_state *s, uint32_t shard)
                 s->u = u;
                 s->ucap = cap;
             }
-            s->clus_next[c] = s->uused;
-            s->clus_end[c] = s->uused + CLUS_BLOCK;
+            c->next = s->uused;
+            c->end = s->uused + CLUS_BLOCK;
             s->uused += CLUS_BLOCK;
         }
-        s->slot[ui] = s->clus_next[c]++;
+        s->slot[ui] = c->next++;
+        c->users++;
         s->nslot = ui + 1;
     }
     return SF_OK;
@@ -433,33 +481,60 @@ static sf_status grow_users(sessions_state *s, uint32_t shard)
 
 /* ---- in-place transactions ------------------------------------------------------- */
 
-/* Records user ui's sessions before the open transaction first changes them. */
-static sf_status log_user(sessions_state *s, uint32_t ui)
+/* A cluster's pending events are added once they are this many: a few per
+ * user of the cluster. */
+static size_t settle_at(const cluster *c)
 {
-    user_sessions *us = U(s, ui);
-    if (s->nundo == s->undo_cap) {
-        size_t cap = s->undo_cap ? 2 * s->undo_cap : 1024;
-        undo_entry *p = realloc(s->undo, cap * sizeof *p);
-        SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for the undo record of %zu users", cap);
-        s->undo = p;
-        s->undo_cap = cap;
-    }
-    size_t at = 0;
-    if (us->cap > 0 && us->n > 0) {
-        if (s->undo_s_cap - s->nundo_s < us->n) {
-            size_t cap = s->undo_s_cap ? s->undo_s_cap : 4096;
-            while (cap - s->nundo_s < us->n) cap *= 2;
-            session *p = realloc(s->undo_s, cap * sizeof *p);
-            SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for the undo record of %zu sessions", cap);
-            s->undo_s = p;
-            s->undo_s_cap = cap;
+    size_t k = (size_t)4 * c->users;
+    return k > 1024 ? k : 1024;
+}
+
+/* Adds pending events ev[0..upto) of cluster c to the sessions and drops
+ * them from the list. On a failure the events added so far are dropped
+ * too, so that a later call goes on where this one stopped. */
+static sf_status settle_cluster(sessions_state *s, cluster *c, size_t upto)
+{
+    sf_status rc = SF_OK;
+    size_t i = 0;
+    const uint32_t nu = s->nslot;
+    for (; i < upto; i++) {
+        if (i + 8 < upto && c->ev[i + 8].ui < nu) {
+            const char *e = (const char *)U(s, c->ev[i + 8].ui);
+            __builtin_prefetch(e);
+            __builtin_prefetch(e + sizeof(user_sessions) - 1);
         }
-        at = s->nundo_s;
-        memcpy(s->undo_s + at, us->heap, (size_t)us->n * sizeof(session));
-        s->nundo_s += us->n;
+        const pending_ev *p = &c->ev[i];
+        SF_CHECK_GOTO(p->ui < nu, SF_ERR_INTERNAL, done, "sessions: user %u has no slot", p->ui);
+        const session ev = {p->t, p->t, 1, p->lat, p->key};
+        SF_CALL_GOTO(add_event(s, U(s, p->ui), &ev), done);
     }
-    s->undo[s->nundo++] = (undo_entry){ui, *us, at};
-    us->stamp = s->epoch;
+done:
+    memmove(c->ev, c->ev + i, (c->n - i) * sizeof *c->ev);
+    c->n -= i;
+    c->kept = c->kept > i ? c->kept - i : 0;
+    return rc;
+}
+
+/* Adds every pending event outside an open transaction (all of them when
+ * none is open). */
+static sf_status settle(sessions_state *s)
+{
+    for (int k = 0; k < NCLUS; k++) {
+        cluster *c = &s->clus[k];
+        size_t upto = s->in_txn ? c->kept : c->n;
+        if (upto > 0) SF_CALL(settle_cluster(s, c, upto));
+    }
+    return SF_OK;
+}
+
+/* The const entry points (encode, report, stat) add a state's pending
+ * events first. Its value does not change; only processing leaves events
+ * pending, and a state being processed is read by no one else, so a final
+ * state (merged or decoded: settled) is never written through here. */
+static sf_status settle_const(const sessions_state *s)
+{
+    for (int k = 0; k < NCLUS; k++)
+        if (s->clus[k].n > 0) return settle((sessions_state *)s);
     return SF_OK;
 }
 
@@ -467,52 +542,28 @@ static sf_status sessions_txn_begin(void *state)
 {
     sessions_state *s = state;
     SF_CHECK(!s->in_txn, SF_ERR_INTERNAL, "sessions: a transaction is already open");
-    if (++s->epoch == 0) {
-        /* Stamps wrapped (after 2^32 transactions): forget them all. */
-        for (uint32_t i = 0; i < s->ucap; i++) s->u[i].stamp = 0;
-        s->epoch = 1;
-    }
+    for (int k = 0; k < NCLUS; k++) s->clus[k].kept = s->clus[k].n;
     s->in_txn = true;
-    s->users_before = s->users.n;
     s->skipped_before = s->skipped;
-    s->nundo = 0;
-    s->nundo_s = 0;
     return SF_OK;
 }
 
 static void sessions_txn_commit(void *state)
 {
     sessions_state *s = state;
-    if (!s->in_txn) return;
     s->in_txn = false;
-    s->nundo = 0;
-    s->nundo_s = 0;
 }
 
-/* Puts back every logged user's sessions and empties the users the
- * transaction created (a user without sessions is neither encoded, merged
- * nor reported; the keys it created are referenced by no session). Lists
- * only grow inside a transaction, so the current one has room. */
+/* Forgets the transaction's events. The users it created stay, without
+ * sessions (a user without sessions is neither encoded, merged nor
+ * reported; nor are the keys it created, which no session refers to). */
 static void sessions_txn_rollback(void *state)
 {
     sessions_state *s = state;
     if (!s->in_txn) return; /* none open (its begin failed): nothing to undo */
-    for (size_t i = 0; i < s->nundo; i++) {
-        const undo_entry *e = &s->undo[i];
-        user_sessions *us = U(s, e->ui);
-        if (us->cap > 0) {
-            const session *src = e->was.cap > 0 ? s->undo_s + e->at : &e->was.one;
-            if (e->was.n > 0) memcpy(us->heap, src, (size_t)e->was.n * sizeof(session));
-        } else {
-            us->one = e->was.one;
-        }
-        us->n = e->was.n;
-    }
-    for (uint32_t ui = s->users_before; ui < s->nslot; ui++) U(s, ui)->n = 0;
+    for (int k = 0; k < NCLUS; k++) s->clus[k].n = s->clus[k].kept;
     s->skipped = s->skipped_before;
     s->in_txn = false;
-    s->nundo = 0;
-    s->nundo_s = 0;
 }
 
 const sf__agent_txn sf__sessions_txn = {sessions_txn_begin, sessions_txn_commit, sessions_txn_rollback};
@@ -525,6 +576,12 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
                  b->cols[s->time_col].loaded && b->cols[s->lat_col].loaded,
              SF_ERR_INTERNAL, "sessions: user, time or latency column not loaded");
     const sf_column *ucol = &b->cols[uc], *tcol = &b->cols[s->time_col], *lcol = &b->cols[s->lat_col];
+    /* The cluster's events are added here, by the thread that owns the
+     * state, once enough of them have come (inside a transaction: of those
+     * that came before it). */
+    cluster *c = &s->clus[rows->shard % NCLUS];
+    const size_t ready = s->in_txn ? c->kept : c->n;
+    if (ready >= settle_at(c)) SF_CALL(settle_cluster(s, c, ready));
     SF_CALL(sf__groups_batch(&s->users, b));
     SF_CALL(sf__groups_batch(&s->keys, b));
     /* Users and group keys for the whole call at once. A row that is not
@@ -535,32 +592,31 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
     SF_CALL(sf__groups_rows(&s->users, b, rows, &uidx, &created));
     if (created) SF_CALL(grow_users(s, rows->shard));
     SF_CALL(sf__groups_rows(&s->keys, b, rows, &kidx, &created));
-    const uint32_t nu = s->nslot;
+    if (c->cap - c->n < rows->n) {
+        size_t cap = c->cap ? c->cap : 1024;
+        while (cap - c->n < rows->n) cap *= 2;
+        pending_ev *p = realloc(c->ev, cap * sizeof *p);
+        SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for %zu pending events", cap);
+        c->ev = p;
+        c->cap = cap;
+    }
+    pending_ev *out = c->ev + c->n;
+    size_t k = 0;
+    uint64_t skipped = 0;
     for (size_t i = 0; i < rows->n; i++) {
         size_t r = sf_rows_at(rows, i);
-        /* The slots of a shard's users are close together, but not the
-         * slot numbers: both are asked for ahead. */
-        if (i + 64 < rows->n && uidx[i + 64] < nu) __builtin_prefetch(&s->slot[uidx[i + 64]]);
-        if (i + 32 < rows->n && uidx[i + 32] < nu) {
-            const char *e = (const char *)U(s, uidx[i + 32]);
-            __builtin_prefetch(e);
-            __builtin_prefetch(e + sizeof(user_sessions) - 1);
-        }
         if (sf_col_is_null(ucol, r) || sf_col_is_null(tcol, r)) {
-            s->skipped++;
+            skipped++;
             continue;
         }
-        uint32_t ui = uidx[i], ki = kidx[i];
-        session ev;
-        ev.start = ev.end = tcol->i64[r];
-        ev.events = 1;
-        ev.lat = sf_col_is_null(lcol, r) ? 0 : order_key(sf_col_as_double(lcol, r));
-        ev.key = ki;
-        SF_CHECK(ui < nu, SF_ERR_INTERNAL, "sessions: user %u has no slot", ui);
-        user_sessions *us = U(s, ui);
-        if (s->in_txn && ui < s->users_before && us->stamp != s->epoch) SF_CALL(log_user(s, ui));
-        SF_CALL(add_event(s, us, &ev));
+        out[k].ui = uidx[i];
+        out[k].key = kidx[i];
+        out[k].t = tcol->i64[r];
+        out[k].lat = sf_col_is_null(lcol, r) ? 0 : order_key(sf_col_as_double(lcol, r));
+        k++;
     }
+    c->n += k;
+    s->skipped += skipped;
     return SF_OK;
 }
 
@@ -580,6 +636,8 @@ static sf_status sessions_merge(void *into, const void *from)
 {
     sessions_state *a = into;
     const sessions_state *f = from;
+    SF_CALL(settle(a));
+    SF_CALL(settle_const(f));
     SF_CHECK(a->keys.nby == f->keys.nby && a->gap == f->gap, SF_ERR_INTERNAL,
              "sessions: merging states of different shapes");
     SF_CALL(reserve_kmap(a, f->keys.n));
@@ -634,7 +692,7 @@ static sf_status referenced_keys(const sessions_state *s, uint32_t **rank, uint3
     SF_CHECK(rk != NULL, SF_ERR_NOMEM, "sessions: out of memory for %u group keys", s->keys.n);
     for (uint32_t i = 0; i < s->keys.n; i++) rk[i] = 0;
     for (uint32_t i = 0; i < s->uused; i++)
-        for (uint32_t k = 0; k < s->u[i].n; k++) rk[S(&s->u[i])[k].key] = 1;
+        for (uint32_t k = 0; k < s->u[i].n; k++) rk[SES(&s->u[i], k)->key] = 1;
     sf_status rc = sf__groups_sorted(&s->keys, &sorted);
     if (rc != SF_OK) {
         free(rk);
@@ -663,6 +721,7 @@ static sf_status sessions_encode(const void *state, sf_buf *out)
     const sessions_state *s = state;
     sf_status rc = SF_OK;
     uint32_t *rank = NULL, *korder = NULL, *uorder = NULL, nref = 0;
+    SF_CALL(settle_const(s));
     SF_CALL_GOTO(referenced_keys(s, &rank, &korder, &nref), done);
     SF_CALL_GOTO(sf__groups_sorted(&s->users, &uorder), done);
     SF_CALL_GOTO(sf_buf_put_u8(out, SESSIONS_FORMAT), done);
@@ -703,7 +762,7 @@ static sf_status sessions_encode(const void *state, sf_buf *out)
         sf_store_u64(p, us->n);
         p += 8;
         for (uint32_t k2 = 0; k2 < us->n; k2++) {
-            const session *x = &S(us)[k2];
+            const session *x = SES(us, k2);
             sf_store_u64(p, (uint64_t)x->start);
             sf_store_u64(p + 8, (uint64_t)x->end);
             sf_store_u64(p + 16, x->events);
@@ -726,8 +785,11 @@ static sf_status clear_state(sessions_state *s)
     for (uint32_t i = 0; i < s->ucap; i++) s->u[i].n = 0;
     s->uused = 0;
     s->nslot = 0;
-    memset(s->clus_next, 0, sizeof s->clus_next);
-    memset(s->clus_end, 0, sizeof s->clus_end);
+    for (int k = 0; k < NCLUS; k++) {
+        cluster *c = &s->clus[k];
+        c->next = c->end = c->users = 0;
+        c->n = c->kept = 0;
+    }
     s->skipped = 0;
     SF_CALL(sf__groups_clear(&s->users));
     return sf__groups_clear(&s->keys);
@@ -779,6 +841,8 @@ static sf_status sessions_decode(void *state, const void *bytes, size_t n)
                       "sessions state: user %llu has %llu sessions in %zu bytes", (unsigned long long)i,
                       (unsigned long long)ns, n);
         user_sessions *us = U(s, ui);
+        SF_CHECK_GOTO(us->n == 0, SF_ERR_PARSE, done, "sessions state: user %llu listed twice",
+                      (unsigned long long)i);
         SF_CALL_GOTO(reserve_sessions(us, (uint32_t)ns), done);
         const uint8_t *p;
         SF_CALL_GOTO(sf_rd_bytes(&r, (size_t)ns * SESSION_BYTES, &p), done);
@@ -798,12 +862,11 @@ static sf_status sessions_decode(void *state, const void *bytes, size_t n)
                           "sessions state: malformed latency");
             SF_CHECK_GOTO(kr < nkeys, SF_ERR_PARSE, done, "sessions state: group key %u of %llu", kr,
                           (unsigned long long)nkeys);
-            SF_CHECK_GOTO(k == 0 || !within(S(us)[k - 1].end, x.start, s->gap), SF_ERR_PARSE, done,
+            SF_CHECK_GOTO(k == 0 || !within(us->last.end, x.start, s->gap), SF_ERR_PARSE, done,
                           "sessions state: sessions out of order or closer than the gap");
             used[kr] = 1;
             x.key = s->kmap[kr];
-            S(us)[k] = x;
-            us->n = (uint32_t)k + 1;
+            SF_CALL_GOTO(push_session(us, &x), done);
         }
     }
     for (uint64_t i = 0; i < nkeys; i++)
@@ -1168,6 +1231,7 @@ static void write_buckets(sf_json *j, const bucket_ref *refs, size_t n)
 static sf_status sessions_report(const void *state, sf_json *j)
 {
     const sessions_state *s = state;
+    SF_CALL(settle_const(s));
     sf_status rc = SF_OK;
     sf_buf text;
     sf_buf_init(&text);
@@ -1178,7 +1242,7 @@ static sf_status sessions_report(const void *state, sf_json *j)
     uint64_t nsess = 0, events = 0, ab = 0, dur_lo = 0, dur_hi = 0;
     for (uint32_t u = 0; u < s->uused; u++)
         for (uint32_t k = 0; k < s->u[u].n; k++) {
-            const session *x = &S(&s->u[u])[k];
+            const session *x = SES(&s->u[u], k);
             nsess++;
             events += x->events;
             ab += abandoned(s, x);
@@ -1212,7 +1276,7 @@ static sf_status sessions_report(const void *state, sf_json *j)
     size_t nr = 0;
     for (uint32_t u = 0; u < s->uused; u++)
         for (uint32_t k = 0; k < s->u[u].n; k++) {
-            const session *x = &S(&s->u[u])[k];
+            const session *x = SES(&s->u[u], k);
             refs[nr].grank = grank[x->key];
             refs[nr].bucket = bucket_of(x->end, s->bucket);
             refs[nr].abandoned = abandoned(s, x);
@@ -1280,6 +1344,7 @@ static sf_status sessions_stat(const void *state, const uint8_t *key, size_t key
                                double *out)
 {
     const sessions_state *s = state;
+    SF_CALL(settle_const(s));
     int what = strcmp(name, "count") == 0      ? 0
                : strcmp(name, "sessions") == 0  ? 1
                : strcmp(name, "abandoned") == 0 ? 2
@@ -1295,7 +1360,7 @@ static sf_status sessions_stat(const void *state, const uint8_t *key, size_t key
     uint64_t events = 0, nsess = 0, ab = 0;
     for (uint32_t u = 0; u < s->uused; u++)
         for (uint32_t k = 0; k < s->u[u].n; k++) {
-            const session *x = &S(&s->u[u])[k];
+            const session *x = SES(&s->u[u], k);
             if (g != SF__NO_GROUP && x->key != g) continue;
             nsess++;
             events += x->events;

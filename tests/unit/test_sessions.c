@@ -122,6 +122,18 @@ static void fill_batch(sf_batch *b, const ev *e, size_t n)
     b->nrows = n;
 }
 
+/* The shard feed() tells process() its rows come from: any, a user's rows
+ * need not all come from one (the agent lays out its memory by shard, its
+ * result must not depend on it). */
+static uint32_t feed_shards = 0;
+static void feed_whole(void *s, const ev *e, size_t n);
+static uint32_t feed_shard(void)
+{
+    if (feed_shards == 0) return SF_ROWS_NO_SHARD;
+    uint64_t k = below(feed_shards + 1);
+    return k == feed_shards ? SF_ROWS_NO_SHARD : (uint32_t)(k * 97); /* beyond any cluster count too */
+}
+
 /* Processes events in morsels of random sizes: contiguous row ranges of a
  * batch of the events, and every other morsel as a row selection (the rows
  * of a where: filter) over a batch where decoys sit between the events. */
@@ -150,10 +162,10 @@ static void feed(void *s, const ev *e, size_t n)
         size_t m = 1 + below(n - at < 97 ? n - at : 97);
         if (part % 2 == 0) {
             for (size_t i = 0; i < m; i++) sel[i] = (uint32_t)(2 * (at + i));
-            sf_rows rows = {0, m, sel, SF_ROWS_NO_SHARD};
+            sf_rows rows = {0, m, sel, feed_shard()};
             assert_int_equal(ops->process(s, &d, &rows), SF_OK);
         } else {
-            sf_rows rows = {at, m, NULL, SF_ROWS_NO_SHARD};
+            sf_rows rows = {at, m, NULL, feed_shard()};
             assert_int_equal(ops->process(s, &b, &rows), SF_OK);
         }
         at += m;
@@ -533,7 +545,9 @@ static void check_against_reference(size_t n, uint64_t users, bool skewed, bool 
     sf_agent_config cfg = make_cfg(grouped ? 1 : 0, NULL);
     assert_int_equal(ops->check(&cfg), SF_OK);
     void *s = new_state(ops, &cfg);
+    feed_shards = 4;
     feed(s, e, n);
+    feed_shards = 0;
     sf_buf enc = encoded(ops, s);
     size_t na, nb;
     uint64_t ska, skb;
@@ -714,6 +728,7 @@ static void test_in_place_transactions(void **state)
             if (below(4) == 0 && e[i].user != 0) e[i].user += 1000;
         void *x = new_state(ops, &cfg), *ref = new_state(ops, &cfg);
         for (size_t at = 0, k = 0; at < n; at += chunk, k++) {
+            feed_shards = (uint32_t)(k % 4);
             sf_buf before = encoded(ops, x);
             assert_int_equal(tx->begin(x), SF_OK);
             feed(x, e + at, chunk / 2);
@@ -762,6 +777,70 @@ static void test_in_place_transactions(void **state)
         free_state(ops, x);
         free_state(ops, ref);
         free_state(ops, m);
+        free(e);
+    }
+}
+
+/* Many transactions, a third of them rolled back, with no encode() in
+ * between (encode adds whatever events a state holds back): the events of
+ * earlier transactions are added inside later ones, whose rollback must
+ * not lose them. Rows come from several shards. The committed events must
+ * give the state that one state fed them all, shard unknown, gives. */
+static void test_transactions_without_reads(void **state)
+{
+    (void)state;
+    const sf__agent_txn *tx = sf__agent_txn_of(ops);
+    for (int nby = 0; nby < 2; nby++) {
+        rng_state = 77 + (uint64_t)nby;
+        sf_agent_config cfg = make_cfg(nby, NULL);
+        const size_t n = 40000, chunk = 700;
+        ev *e = random_events(n, 300, nby == 1);
+        if (nby == 1) shuffle(e, n);
+        ev *kept = malloc(sizeof *kept * n);
+        assert_non_null(kept);
+        size_t nkept = 0;
+        void *x = new_state(ops, &cfg), *ref = new_state(ops, &cfg);
+        feed_shards = 5;
+        for (size_t at = 0, k = 0; at < n; at += chunk, k++) {
+            size_t m = n - at < chunk ? n - at : chunk;
+            assert_int_equal(tx->begin(x), SF_OK);
+            feed(x, e + at, m);
+            if (k % 3 == 2) {
+                tx->rollback(x);
+            } else {
+                tx->commit(x);
+                memcpy(kept + nkept, e + at, m * sizeof *e);
+                nkept += m;
+            }
+        }
+        /* And outside transactions, in large calls. */
+        feed(x, e, n / 4);
+        memcpy(kept + nkept, e, n / 4 * sizeof *e);
+        nkept += n / 4;
+        feed_shards = 0;
+        feed_whole(ref, kept, nkept);
+        sf_buf bx = encoded(ops, x), br = encoded(ops, ref);
+        assert_same_bytes(&bx, &br);
+        /* A merge of a state that holds events back gives them too. */
+        void *y = new_state(ops, &cfg), *m0 = new_state(ops, &cfg);
+        feed_shards = 3;
+        feed(y, e, n / 2);
+        feed_shards = 0;
+        assert_int_equal(ops->merge(m0, y), SF_OK);
+        void *yr = new_state(ops, &cfg);
+        feed_whole(yr, e, n / 2);
+        sf_buf bm = encoded(ops, m0), by = encoded(ops, yr);
+        assert_same_bytes(&bm, &by);
+        sf_buf_fini(&bx);
+        sf_buf_fini(&br);
+        sf_buf_fini(&bm);
+        sf_buf_fini(&by);
+        free_state(ops, x);
+        free_state(ops, ref);
+        free_state(ops, y);
+        free_state(ops, yr);
+        free_state(ops, m0);
+        free(kept);
         free(e);
     }
 }
@@ -962,7 +1041,9 @@ static void test_string_users(void **state)
     for (size_t i = 0; i < n; i++)
         if (e[i].user == 0) e[i].user = 3;
     void *s = new_state(ops, &cfg);
+    feed_shards = 4;
     feed(s, e, n);
+    feed_shards = 0;
     sf_buf enc = encoded(ops, s);
     size_t na, nb;
     uint64_t ska, skb;
@@ -1314,6 +1395,7 @@ int main(void)
         cmocka_unit_test(test_split_invariance),
         cmocka_unit_test(test_merge_laws),
         cmocka_unit_test(test_in_place_transactions),
+        cmocka_unit_test(test_transactions_without_reads),
         cmocka_unit_test(test_many_users_large_calls),
         cmocka_unit_test(test_end_ties),
         cmocka_unit_test(test_hand_example),
