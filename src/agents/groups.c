@@ -851,6 +851,35 @@ sf_status sf__groups_rows(sf__groups *g, const sf_batch *b, const sf_rows *rows,
          * a hint, and every index is taken with the current mask. */
         const bool ahead = !use_cache && g->num != NULL && g->n >= 4096;
         enum { AHEAD = 16 };
+        if (g->dense_cap != 0 && c->type != SF_FLOAT64 && valid == NULL) {
+            /* Integer keys all present (user ids): the dense map, and the
+             * general path below only for a value it does not hold. */
+            const int64_t *v = c->i64;
+            for (size_t i = 0; i < n; i++) {
+                const size_t r = sel ? sel[i] : begin + i;
+                if (i + AHEAD < n) {
+                    uint64_t x2 = (uint64_t)v[sel ? sel[i + AHEAD] : begin + i + AHEAD];
+                    if (x2 < g->dense_cap) __builtin_prefetch(&g->dense[x2]);
+                }
+                const uint64_t x = (uint64_t)v[r];
+                const uint32_t d = x < g->dense_cap ? g->dense[x] : 0;
+                if (d != 0) {
+                    idx[i] = d - 1;
+                    continue;
+                }
+                const uint64_t h = num_key_hash(x);
+                sf_store_u64(key + 1, x);
+                uint32_t gi = g->num != NULL ? lookup_num(g, x, h) : lookup_hashed(g, key, sizeof key, h);
+                if (gi == SF__NO_GROUP) {
+                    SF_CALL(new_group(g, key, sizeof key, h, &gi));
+                    *created = true;
+                } else if (g->dense_ok) {
+                    dense_note(g, x, gi);
+                }
+                idx[i] = gi;
+            }
+            return SF_OK;
+        }
         for (size_t i = 0; i < n; i++) {
             size_t r = sel ? sel[i] : begin + i;
             if (g->dense_cap != 0) {
