@@ -2,7 +2,6 @@
 #include "shardflow/batch.h"
 
 #include "core/batch_lend.h"
-#include "core/huge.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -93,7 +92,6 @@ static sf_status grow(void **p, size_t elem, size_t cap)
 {
     void *q = realloc(*p, elem * (cap ? cap : 1));
     SF_CHECK(q != NULL, SF_ERR_NOMEM, "out of memory (batch of %zu rows)", cap);
-    sf__mem_huge(q, elem * (cap ? cap : 1));
     *p = q;
     return SF_OK;
 }

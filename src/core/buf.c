@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/huge.h"
-
 void sf_buf_init(sf_buf *b)
 {
     b->data = NULL;
@@ -30,7 +28,6 @@ sf_status sf_buf_reserve(sf_buf *b, size_t extra)
     while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     uint8_t *p = realloc(b->data, cap);
     SF_CHECK(p != NULL, SF_ERR_NOMEM, "out of memory growing a buffer to %zu bytes", cap);
-    sf__mem_huge(p, cap);
     b->data = p;
     b->cap = cap;
     return SF_OK;
