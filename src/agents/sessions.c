@@ -229,17 +229,31 @@ static sf_status push_session(user_sessions *us, const session *x)
     return SF_OK;
 }
 
+/* Room for need elements of elem bytes in array p of *cap (doubling from
+ * first): *out is the array, p itself or its reallocation (p is left as it
+ * was on a failure); what names the elements in the message. */
+static sf_status reserve_array(void *p, size_t *cap, size_t need, size_t elem, size_t first, const char *what,
+                               void **out)
+{
+    *out = p;
+    if (need <= *cap && p != NULL) return SF_OK;
+    size_t c = *cap ? *cap : first;
+    while (c < need) c *= 2;
+    SF_CHECK(c <= SIZE_MAX / elem, SF_ERR_NOMEM, "sessions: %zu %s", need, what);
+    void *q = realloc(p, c * elem);
+    SF_CHECK(q != NULL, SF_ERR_NOMEM, "sessions: out of memory for %zu %s", c, what);
+    *out = q;
+    *cap = c;
+    return SF_OK;
+}
+
 /* Scratch room for need sessions. */
 static sf_status reserve_scratch(sessions_state *s, size_t need)
 {
-    if (need <= s->scratch_cap) return SF_OK;
-    size_t cap = s->scratch_cap ? s->scratch_cap : 16;
-    while (cap < need) cap *= 2;
-    session *p = realloc(s->scratch, cap * sizeof *p);
-    SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for %zu sessions", need);
+    void *p;
+    sf_status rc = reserve_array(s->scratch, &s->scratch_cap, need, sizeof *s->scratch, 16, "sessions", &p);
     s->scratch = p;
-    s->scratch_cap = cap;
-    return SF_OK;
+    return rc;
 }
 
 /* Adds one event to a user's sessions. Events mostly arrive in time order:
@@ -593,14 +607,10 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
     SF_CALL(sf__groups_rows(&s->users, b, rows, &uidx, &created));
     if (created) SF_CALL(grow_users(s, rows->shard));
     SF_CALL(sf__groups_rows(&s->keys, b, rows, &kidx, &created));
-    if (c->cap - c->n < rows->n) {
-        size_t cap = c->cap ? c->cap : 1024;
-        while (cap - c->n < rows->n) cap *= 2;
-        pending_ev *p = realloc(c->ev, cap * sizeof *p);
-        SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for %zu pending events", cap);
-        c->ev = p;
-        c->cap = cap;
-    }
+    void *ev;
+    sf_status grown = reserve_array(c->ev, &c->cap, c->n + rows->n, sizeof *c->ev, 1024, "pending events", &ev);
+    c->ev = ev;
+    SF_CALL(grown);
     pending_ev *out = c->ev + c->n;
     size_t k = 0;
     uint64_t skipped = 0;
@@ -623,14 +633,10 @@ static sf_status sessions_process(void *state, const sf_batch *b, const sf_rows 
 
 static sf_status reserve_kmap(sessions_state *s, size_t n)
 {
-    if (n <= s->kmap_cap) return SF_OK;
-    size_t cap = s->kmap_cap ? s->kmap_cap : 64;
-    while (cap < n) cap *= 2;
-    uint32_t *p = realloc(s->kmap, cap * sizeof *p);
-    SF_CHECK(p != NULL, SF_ERR_NOMEM, "sessions: out of memory for %zu group keys", cap);
+    void *p;
+    sf_status rc = reserve_array(s->kmap, &s->kmap_cap, n, sizeof *s->kmap, 64, "group keys", &p);
     s->kmap = p;
-    s->kmap_cap = cap;
-    return SF_OK;
+    return rc;
 }
 
 static sf_status sessions_merge(void *into, const void *from)
