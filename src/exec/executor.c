@@ -608,28 +608,53 @@ static sf_status txn_rollback(sf_exec *x)
     return SF_OK;
 }
 
-/* Merges the transaction into the states, or into the held states in
- * hold mode (thread t's into thread t's: every merge is exact, so which
- * pairs are merged does not matter). */
-static sf_status txn_commit(sf_exec *x, uint64_t bad_rows)
+/* Commits state i's part of the transaction (see txn_commit). */
+static sf_status commit_one(sf_exec *x, size_t i, void **into, uint64_t *rows)
 {
-    size_t n = (size_t)x->nthreads * (size_t)x->nagents;
-    void **into = x->hold ? x->held : x->states;
-    uint64_t *rows = x->hold ? x->held_rows : x->agent_rows;
-    for (size_t i = 0; i < n; i++) {
-        const sf_exec_agent *ag = &x->agents[i % (size_t)x->nagents];
-        if (in_place(x, (int)(i % (size_t)x->nagents))) {
-            /* Already in the state (never in hold mode: into is states). */
-            x->inplace[i % (size_t)x->nagents]->commit(x->states[i]);
-            rows[i] += x->txn_rows[i];
-            x->txn_rows[i] = 0;
-            continue;
-        }
-        if (x->txn_rows[i] == 0) continue; /* untouched: still the initial state */
-        SF_CALL(ag->ops->merge(into[i], x->txn[i]));
-        SF_CALL(txn_reset(x, i));
+    const int a = (int)(i % (size_t)x->nagents);
+    const sf_exec_agent *ag = &x->agents[a];
+    if (in_place(x, a)) {
+        /* Already in the state (never in hold mode: into is states). */
+        x->inplace[a]->commit(x->states[i]);
         rows[i] += x->txn_rows[i];
         x->txn_rows[i] = 0;
+        return SF_OK;
+    }
+    if (x->txn_rows[i] == 0) return SF_OK; /* untouched: still the initial state */
+    SF_CALL(ag->ops->merge(into[i], x->txn[i]));
+    SF_CALL(txn_reset(x, i));
+    rows[i] += x->txn_rows[i];
+    x->txn_rows[i] = 0;
+    return SF_OK;
+}
+
+/* Merges the transaction into the states, or into the held states in
+ * hold mode (thread t's into thread t's: every merge is exact, so which
+ * pairs are merged does not matter). The merges of different states are
+ * independent: with several threads they run in parallel. */
+static sf_status txn_commit(sf_exec *x, uint64_t bad_rows)
+{
+    const long n = (long)x->nthreads * (long)x->nagents;
+    void **into = x->hold ? x->held : x->states;
+    uint64_t *rows = x->hold ? x->held_rows : x->agent_rows;
+    sf_status first = SF_OK;
+    char msg[2048] = "";
+#pragma omp parallel for schedule(dynamic, 1) num_threads(x->nthreads) if (x->nthreads > 1 && n > 1)
+    for (long i = 0; i < n; i++) {
+        sf_status rc = commit_one(x, (size_t)i, into, rows);
+        if (rc != SF_OK) {
+#pragma omp critical(sf_exec_commit_error)
+            {
+                if (first == SF_OK) {
+                    first = rc;
+                    strncpy(msg, sf_error_message(), sizeof msg - 1);
+                }
+            }
+        }
+    }
+    if (first != SF_OK) {
+        sf_error_set_message(msg);
+        return first;
     }
     if (x->hold) x->held_xrows += x->txn_xrows - bad_rows;
     else x->rows += x->txn_xrows - bad_rows;
