@@ -401,49 +401,80 @@ sf_status sf_exec_process_overlap(sf_exec *x, const sf_batch *const *batches, in
     return side_rc;
 }
 
-/* Merges every thread's state into thread 0's, except for agents that
- * merge encodings directly (agents/txn.h): their thread states stay as
- * they are, and sf_exec_encode merges their encodings. */
-static sf_status merge_threads(sf_exec *x)
+/* Merges every other thread's state of agent a into thread 0's. */
+static sf_status merge_agent_threads(sf_exec *x, int a)
 {
-    if (x->merged) return SF_OK;
-    for (int a = 0; a < x->nagents; a++) {
-        if (sf__agent_merge_encoded_of(x->agents[a].ops) != NULL) continue;
-        for (int t = 1; t < x->nthreads; t++) {
-            void *from = state_at(x, t, a);
-            SF_CALL(x->agents[a].ops->merge(state_at(x, 0, a), from));
-            /* Reset the thread state so that later merges do not count it twice. */
-            x->agents[a].ops->destroy(from);
-            memset(from, 0, x->agents[a].ops->state_size);
-            SF_CALL(x->agents[a].ops->init(from, x->agents[a].cfg));
-        }
+    for (int t = 1; t < x->nthreads; t++) {
+        void *from = state_at(x, t, a);
+        SF_CALL(x->agents[a].ops->merge(state_at(x, 0, a), from));
+        /* Reset the thread state so that later merges do not count it twice. */
+        x->agents[a].ops->destroy(from);
+        memset(from, 0, x->agents[a].ops->state_size);
+        SF_CALL(x->agents[a].ops->init(from, x->agents[a].cfg));
     }
-    x->merged = true;
     return SF_OK;
 }
 
-/* Encoding: for each agent, u64 length then the agent's bytes. */
+/* Part k = a * nthreads + t of an encoding (sf_exec_encode): an agent that
+ * merges encodings directly (agents/txn.h) encodes each thread's state (its
+ * thread states stay as they are); any other agent merges its thread
+ * states into thread 0's (once: x->merged) and encodes that, as part t = 0. */
+static sf_status encode_part(sf_exec *x, long k, sf_buf *part)
+{
+    const int a = (int)(k / x->nthreads), t = (int)(k % x->nthreads);
+    const bool direct = sf__agent_merge_encoded_of(x->agents[a].ops) != NULL && x->nthreads > 1;
+    if (!direct && t > 0) return SF_OK;
+    if (!direct && !x->merged) SF_CALL(merge_agent_threads(x, a));
+    return x->agents[a].ops->encode(state_at(x, t, a), part);
+}
+
+/* Encoding: for each agent, u64 length then the agent's bytes. The agents'
+ * merges of thread states and their encodes are independent: with several
+ * threads they run in parallel; the direct merges of encodings follow. */
 sf_status sf_exec_encode(sf_exec *x, sf_buf *out)
 {
-    SF_CALL(merge_threads(x));
-    for (int a = 0; a < x->nagents; a++) {
+    const long nparts = (long)x->nagents * (long)x->nthreads;
+    sf_buf *parts = calloc((size_t)(nparts ? nparts : 1), sizeof *parts);
+    SF_CHECK(parts != NULL, SF_ERR_NOMEM, "out of memory (encoding)");
+    for (long k = 0; k < nparts; k++) sf_buf_init(&parts[k]);
+    sf_status first = SF_OK;
+    char msg[2048] = "";
+#pragma omp parallel for schedule(dynamic, 1) num_threads(x->nthreads) if (x->nthreads > 1 && nparts > 1)
+    for (long k = 0; k < nparts; k++) {
+        sf_status rc = encode_part(x, k, &parts[k]);
+        if (rc != SF_OK) {
+#pragma omp critical(sf_exec_encode_error)
+            {
+                if (first == SF_OK) {
+                    first = rc;
+                    strncpy(msg, sf_error_message(), sizeof msg - 1);
+                }
+            }
+        }
+    }
+    sf_status rc = first;
+    if (rc != SF_OK) sf_error_set_message(msg);
+    else x->merged = true;
+    sf_buf acc, next;
+    sf_buf_init(&acc);
+    sf_buf_init(&next);
+    for (int a = 0; rc == SF_OK && a < x->nagents; a++) {
         size_t at = out->len;
-        SF_CALL(sf_buf_put_u64(out, 0));
+        rc = sf_buf_put_u64(out, 0);
         sf__merge_encoded_fn direct = sf__agent_merge_encoded_of(x->agents[a].ops);
-        if (direct == NULL || x->nthreads == 1) {
-            SF_CALL(x->agents[a].ops->encode(state_at(x, 0, a), out));
-        } else {
-            /* Thread 0's encoding, then each other thread's merged in. */
-            sf_buf acc, one, next;
-            sf_buf_init(&acc);
-            sf_buf_init(&one);
-            sf_buf_init(&next);
-            sf_status rc = x->agents[a].ops->encode(state_at(x, 0, a), &acc);
+        sf_buf *p0 = &parts[(long)a * x->nthreads];
+        if (rc == SF_OK && (direct == NULL || x->nthreads == 1)) {
+            rc = sf_buf_append(out, p0->data, p0->len);
+        } else if (rc == SF_OK) {
+            /* Thread 0's encoding (taken over), then each other thread's
+             * merged in. */
+            sf_buf_fini(&acc);
+            acc = *p0;
+            sf_buf_init(p0);
             for (int t = 1; rc == SF_OK && t < x->nthreads; t++) {
-                sf_buf_clear(&one);
+                const sf_buf *pt = &parts[(long)a * x->nthreads + t];
                 sf_buf_clear(&next);
-                rc = x->agents[a].ops->encode(state_at(x, t, a), &one);
-                if (rc == SF_OK) rc = direct(x->scratch[2 * a], acc.data, acc.len, one.data, one.len, &next);
+                rc = direct(x->scratch[2 * a], acc.data, acc.len, pt->data, pt->len, &next);
                 if (rc == SF_OK) {
                     sf_buf tmp = acc;
                     acc = next;
@@ -451,14 +482,14 @@ sf_status sf_exec_encode(sf_exec *x, sf_buf *out)
                 }
             }
             if (rc == SF_OK) rc = sf_buf_append(out, acc.data, acc.len);
-            sf_buf_fini(&acc);
-            sf_buf_fini(&one);
-            sf_buf_fini(&next);
-            SF_CALL(rc);
         }
-        sf_store_u64(out->data + at, (uint64_t)(out->len - at - 8));
+        if (rc == SF_OK) sf_store_u64(out->data + at, (uint64_t)(out->len - at - 8));
     }
-    return SF_OK;
+    sf_buf_fini(&acc);
+    sf_buf_fini(&next);
+    for (long k = 0; k < nparts; k++) sf_buf_fini(&parts[k]);
+    free(parts);
+    return rc;
 }
 
 /* The scratch states are reused from one merge to the next: this relies on
