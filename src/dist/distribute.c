@@ -666,16 +666,36 @@ static sf_status append_shard(root *r, sf_buf *unit, int s)
     return sf_piece_append(unit, &r->batch, r->cols, r->ncols, (uint32_t)s, r->rt.order + r->rt.start[s], n);
 }
 
-/* The next round, read while this rank's threads work on the current one. */
+/* The next round, read while this rank's threads work on the current one;
+ * with spare set, its pieces for this rank are packed into spare too
+ * (packed), so that packing overlaps the processing as well. */
 typedef struct ahead {
     root *r;
     bool eof;
+    sf_buf *spare;
+    bool packed;
 } ahead;
+
+/* Packs this rank's pieces of the routed round (shards 0, P, 2P, ...). */
+static sf_status pack_local(root *r, sf_buf *unit, uint32_t round)
+{
+    SF_CALL(sf_unit_begin(unit, UNIT_DATA));
+    sf_unit_set_round(unit, round);
+    for (int s = 0; s < r->rt.k; s += r->P) SF_CALL(append_shard(r, unit, s));
+    return SF_OK;
+}
 
 static sf_status read_ahead(void *ctx)
 {
     ahead *a = ctx;
-    return next_round(a->r, &a->eof);
+    a->packed = false;
+    SF_CALL(next_round(a->r, &a->eof));
+    if (a->eof || a->spare == NULL) return SF_OK;
+    double t0 = sf_comm_wtime();
+    SF_CALL(pack_local(a->r, a->spare, a->r->round + 1));
+    a->r->st->t_route += sf_comm_wtime() - t0;
+    a->packed = true;
+    return SF_OK;
 }
 
 /* Receives one status message from worker src (static mode): a failure,
@@ -694,11 +714,11 @@ static sf_status root_static(root *r)
 {
     sf_status rc = SF_OK;
     int P = r->P;
-    sf_buf local = sf__dist_pool_get(&r->pl), tmp;
+    sf_buf local = sf__dist_pool_get(&r->pl), spare = sf__dist_pool_get(&r->pl), tmp;
     sf_buf_init(&tmp);
     bool remote_failed = false, stop = false, skip_end = false;
     uint8_t *reported = calloc((size_t)P, 1);
-    ahead next = {r, false};
+    ahead next = {r, false, r->cfg->overlap ? &spare : NULL, false};
     SF_CHECK_GOTO(reported != NULL, SF_ERR_NOMEM, done, "out of memory (distribution)");
     SF_CALL_GOTO(next_round(r, &next.eof), done);
     note_boundary(r, &r->before_pos, r->before_rows);
@@ -745,9 +765,15 @@ static sf_status root_static(root *r)
             }
         }
         for (int s = 0; s < r->rt.k; s++) r->pieces_since += r->rt.start[s + 1] > r->rt.start[s];
-        SF_CALL_GOTO(sf_unit_begin(&local, UNIT_DATA), done);
-        sf_unit_set_round(&local, r->round);
-        for (int s = 0; s < r->rt.k; s += P) SF_CALL_GOTO(append_shard(r, &local, s), done);
+        if (next.packed) {
+            /* Packed by the read ahead, while the last round was processed. */
+            sf_buf t = local;
+            local = spare;
+            spare = t;
+            next.packed = false;
+        } else {
+            SF_CALL_GOTO(pack_local(r, &local, r->round), done);
+        }
         r->st->t_route += sf_comm_wtime() - t0;
         /* The round is packed: its batch may be overwritten by the next read,
          * which the master thread does while the other threads process. */
@@ -791,6 +817,7 @@ done:;
     free(reported);
     sf_buf_fini(&tmp);
     sf__dist_pool_put(&r->pl, local);
+    sf__dist_pool_put(&r->pl, spare);
     if (rc == SF_OK && end == SF_OK && stop && !remote_failed) return SF_ERR_INTERRUPTED;
     return rc != SF_OK ? rc : end;
 }
