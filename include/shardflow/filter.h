@@ -40,6 +40,15 @@ sf_status sf_filter_bind(sf_filter *f, const sf_schema *s);
  * f must be bound to b's schema. Thread-safe on one bound filter. */
 sf_status sf_filter_eval(const sf_filter *f, const sf_batch *b, size_t begin, size_t end,
                          uint32_t *sel, size_t *n);
+/* The equalities every selected row meets: the and-terms at the top of the
+ * expression (none under "or" or "not") of the form COLUMN == literal with
+ * a string literal or an integer (the integer as "%lld" prints it). At most
+ * max are written into cols[i] (borrowed from the filter), vals[i] and
+ * lens[i] (the literal's bytes, borrowed; not terminated); returns how many
+ * there are. Works on a parsed filter, bound or not. Synthesis takes them
+ * as part of a finding's subject (a where: service == "checkout" agent's
+ * findings are about checkout). */
+int sf_filter_equalities(const sf_filter *f, const char **cols, const char **vals, size_t *lens, int max);
 /* The canonical text of the expression (fully parenthesised), for run.json
  * and to recognise equal filters. */
 const char *sf_filter_text(const sf_filter *f);

@@ -36,6 +36,7 @@ typedef struct node {
     size_t len;
     int str_slot;        /* index among string literals compared by equality */
     bool negate;         /* N_ISNULL: is not null */
+    char itext[24];      /* L_NUM with int_exact: inum as "%lld" prints it */
 } node;
 
 struct sf_filter {
@@ -202,6 +203,7 @@ static int parse_compare(parser *ps)
         n->int_exact = v == floor(v) && fabs(v) < 9.2e18;
         n->inum = n->int_exact ? (int64_t)v : 0;
     }
+    if (n->int_exact) (void)snprintf(n->itext, sizeof n->itext, "%lld", (long long)n->inum);
     ps->p = end;
     return k;
 }
@@ -405,6 +407,45 @@ void sf_filter_destroy(sf_filter **pf)
 int sf_filter_ncolumns(const sf_filter *f) { return f->nnames; }
 const char *sf_filter_column(const sf_filter *f, int i) { return f->names[i]; }
 const char *sf_filter_text(const sf_filter *f) { return f->text; }
+
+/* The equalities of the and-tree under node k (see the header). */
+static void equalities_at(const sf_filter *f, int k, const char **cols, const char **vals, size_t *lens, int max,
+                          int *n)
+{
+    const node *nd = &f->nodes[k];
+    if (nd->kind == N_AND) {
+        equalities_at(f, nd->a, cols, vals, lens, max, n);
+        equalities_at(f, nd->b, cols, vals, lens, max, n);
+        return;
+    }
+    if (nd->kind != N_CMP || nd->op != OP_EQ) return;
+    const char *text;
+    size_t len;
+    if (nd->lit == L_STR) {
+        /* Bound to a timestamp column the text is a time, not a key. */
+        if (f->schema != NULL && nd->col >= 0 && f->schema->fields[nd->col].type != SF_STRING) return;
+        text = nd->str;
+        len = nd->len;
+    } else {
+        if (!nd->int_exact) return;
+        if (f->schema != NULL && nd->col >= 0 && f->schema->fields[nd->col].type != SF_INT64) return;
+        text = nd->itext;
+        len = strlen(nd->itext);
+    }
+    if (*n < max) {
+        cols[*n] = f->names[nd->colname];
+        vals[*n] = text;
+        lens[*n] = len;
+    }
+    (*n)++;
+}
+
+int sf_filter_equalities(const sf_filter *f, const char **cols, const char **vals, size_t *lens, int max)
+{
+    int n = 0;
+    if (f != NULL && f->nnodes > 0) equalities_at(f, f->root, cols, vals, lens, max, &n);
+    return n;
+}
 
 sf_status sf_filter_bind(sf_filter *f, const sf_schema *s)
 {

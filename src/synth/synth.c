@@ -410,6 +410,7 @@ sf_status sf_synth_write(const sf_synth_input *in, sf_json *j)
     sf_json_obj_begin(j);
     SF_CALL_GOTO(sf__synth_combine_write(&c, j), done);
     SF_CALL_GOTO(sf__synth_consensus_write(&c, j), done);
+    SF_CALL_GOTO(sf__synth_incidents_write(&c, j), done);
     sf_json_obj_end(j);
     SF_CALL_GOTO(sf__synth_quality_write(&c, j), done);
     rc = j->rc;

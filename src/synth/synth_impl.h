@@ -209,6 +209,13 @@ sf_status sf__synth_consensus_eval(sf__synth_ctx *c);
 /* Writes "conflicts", "corroborated" and "agreement" (inside "synthesis"). */
 sf_status sf__synth_consensus_write(const sf__synth_ctx *c, sf_json *j);
 
+/* ---- incidents.c ---------------------------------------------------------- */
+
+/* Joins findings of different aspects about one subject in one window into
+ * incidents and writes the "incidents" member (inside "synthesis"); needs
+ * the consensus's aspect ranks. */
+sf_status sf__synth_incidents_write(const sf__synth_ctx *c, sf_json *j);
+
 /* ---- quality.c ------------------------------------------------------------ */
 
 /* Writes the "quality" member: coverage, per-agent scores, consistency checks. */

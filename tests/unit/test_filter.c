@@ -960,9 +960,45 @@ static void test_error_defaults(void **st)
     assert_null(f);
 }
 
+/* The top-level equalities: and-terms COLUMN == string or integer only. */
+static void test_equalities(void **st)
+{
+    (void)st;
+    struct {
+        const char *expr;
+        int n;
+        const char *cols[3], *vals[3];
+    } eqc[] = {
+        {"svc == \"checkout\"", 1, {"svc"}, {"checkout"}},
+        {"svc == 'a' and (i == 500 and lat > 2)", 2, {"svc", "i"}, {"a", "500"}},
+        {"i == -7 and svc != \"x\"", 1, {"i"}, {"-7"}},
+        {"svc == \"a\" or i == 1", 0, {NULL}, {NULL}},
+        {"not (svc == \"a\")", 0, {NULL}, {NULL}},
+        {"lat == 2.5 and i >= 3", 0, {NULL}, {NULL}},
+        {"i == 4e2", 1, {"i"}, {"400"}},
+    };
+    for (size_t c = 0; c < sizeof eqc / sizeof eqc[0]; c++) {
+        sf_filter *f = NULL;
+        assert_int_equal(sf_filter_parse(eqc[c].expr, "w", 1, "where", &f), SF_OK);
+        const char *cols[4], *vals[4];
+        size_t lens[4];
+        int n = sf_filter_equalities(f, cols, vals, lens, 4);
+        if (n != eqc[c].n) fail_msg("%s: %d equalities, expected %d", eqc[c].expr, n, eqc[c].n);
+        for (int k = 0; k < n; k++) {
+            assert_string_equal(cols[k], eqc[c].cols[k]);
+            assert_int_equal(lens[k], strlen(eqc[c].vals[k]));
+            assert_memory_equal(vals[k], eqc[c].vals[k], lens[k]);
+        }
+        /* max bounds what is written, not the count. */
+        assert_int_equal(sf_filter_equalities(f, cols, vals, lens, 0), eqc[c].n);
+        sf_filter_destroy(&f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_equalities),
         cmocka_unit_test(test_eval_dense),
         cmocka_unit_test(test_eval_with_nulls),
         cmocka_unit_test(test_eval_mostly_nulls),

@@ -885,6 +885,221 @@ static void test_workflow_file(void **st)
     sf_workflow_destroy(&w);
 }
 
+/* ---- cross-aspect incidents ------------------------------------------------------------------ */
+
+/* Index of the finding of aspect with printed key, -1 if none. */
+static int finding_of(sf_jv_doc *d, const char *aspect, const char *key)
+{
+    const sf_jv *fs = sf_jv_get(sf_jv_root(d), "findings");
+    for (size_t i = 0; i < sf_jv_len(fs); i++)
+        if (strcmp(str(sf_jv_at(fs, i), "aspect"), aspect) == 0 && strcmp(str(sf_jv_at(fs, i), "key"), key) == 0)
+            return (int)i;
+    return -1;
+}
+
+static double confidence_of(sf_jv_doc *d, int i)
+{
+    return num(sf_jv_at(sf_jv_get(sf_jv_root(d), "findings"), (size_t)i), "confidence");
+}
+
+/* A window result: groups[k] fires (v = vals[k][m]) in minute m; -1 = no bucket. */
+static void series_json(char *out, size_t cap, const char *const *keys, const double (*vals)[8], int ng)
+{
+    size_t at = (size_t)snprintf(out, cap, "{\"bucket_us\":60000000,\"groups\":{");
+    for (int g = 0; g < ng; g++) {
+        at += (size_t)snprintf(out + at, cap - at, "%s\"%s\":{\"buckets\":{", g ? "," : "", keys[g]);
+        bool first = true;
+        for (int m = 0; m < 8; m++) {
+            if (vals[g][m] < 0) continue;
+            char t[64];
+            size_t n = sf_timestamp_format(T0 + m * MIN, t, sizeof t);
+            t[n] = '\0';
+            at += (size_t)snprintf(out + at, cap - at, "%s\"%s\":{\"v\":%g}", first ? "" : ",", t, vals[g][m]);
+            first = false;
+        }
+        at += (size_t)snprintf(out + at, cap - at, "}}");
+    }
+    snprintf(out + at, cap - at, "}}");
+}
+
+static void test_incidents(void **st)
+{
+    (void)st;
+    static char lat[2048], ses[1024], rev[1024], ip[1024];
+    const char *lk[] = {"a|eu", "b|eu", "c|us"};
+    const double lv[][8] = {{3, 3, 0, -1, -1, -1, -1, -1}, {0, 2, 0, -1, -1, -1, -1, -1}, {3, 3, 0, -1, -1, -1, -1, -1}};
+    series_json(lat, sizeof lat, lk, lv, 3);
+    const char *sk[] = {"eu"};
+    const double sv[][8] = {{0, 5, 5, 0, -1, -1, -1, -1}};
+    series_json(ses, sizeof ses, sk, sv, 1);
+    /* rev (where service == "a"): eu fires in minute 5 only (apart in
+     * time), us in minute 0 (about service a in us: c|us is service c). */
+    const char *rk[] = {"eu", "us"};
+    const double rv[][8] = {{0, 0, 0, 0, 0, 2, 0, -1}, {2, 0, 0, 0, 0, 0, 0, -1}};
+    series_json(rev, sizeof rev, rk, rv, 2);
+    const char *ik[] = {"10.0.0.1"};
+    const double iv[][8] = {{4, 0, -1, -1, -1, -1, -1, -1}};
+    series_json(ip, sizeof ip, ik, iv, 1);
+    const char *yaml = "findings:\n"
+                       "  s1:\n"
+                       "    perf:\n"
+                       "      - {id: slow, agent: lat, metric: v, above: 1, severity: high}\n"
+                       "    ux:\n"
+                       "      - {id: gone, agent: ses, metric: v, above: 1, severity: low}\n"
+                       "    biz:\n"
+                       "      - {id: rev, agent: rev, metric: v, above: 1, severity: medium}\n"
+                       "    sec:\n"
+                       "      - {id: ip, agent: ip, metric: v, above: 1, severity: critical}\n";
+    tagent ag[] = {{"s1", "perf", "lat", 2, {"service", "region"}, lat},
+                   {"s1", "ux", "ses", 1, {"region"}, ses},
+                   {"s1", "biz", "rev", 1, {"region"}, rev},
+                   {"s1", "sec", "ip", 1, {"client_ip"}, ip}};
+    fixture f;
+    fx_build(&f, yaml, ag, 4);
+    f.agents[2].where = "service == \"a\"";
+    sf_jv_doc *d;
+    assert_int_equal(fx_write(&f, &d), SF_OK);
+    int pa = finding_of(d, "perf", "a|eu"), pb = finding_of(d, "perf", "b|eu"), pc = finding_of(d, "perf", "c|us");
+    int ue = finding_of(d, "ux", "eu"), re = finding_of(d, "biz", "eu"), ru = finding_of(d, "biz", "us");
+    int si = finding_of(d, "sec", "10.0.0.1");
+    assert_true(pa >= 0 && pb >= 0 && pc >= 0 && ue >= 0 && re >= 0 && ru >= 0 && si >= 0);
+    /* One incident: a|eu and b|eu meet eu of ux in minute 1 (b|eu joins
+     * only through ux). rev's eu is minutes apart, rev's us is about
+     * service a where c|us is service c, and the address shares no column. */
+    const sf_jv *inc = sf_jv_get(synthesis(d), "incidents");
+    assert_int_equal(sf_jv_len(inc), 1);
+    const sf_jv *x = sf_jv_at(inc, 0);
+    assert_true(num(x, "incident") == 0);
+    int want[3] = {pa, pb, ue};
+    for (int i = 0; i < 3; i++) /* ascending */
+        for (int k = i + 1; k < 3; k++)
+            if (want[k] < want[i]) {
+                int t = want[i];
+                want[i] = want[k];
+                want[k] = t;
+            }
+    const sf_jv *fi = sf_jv_get(x, "findings");
+    assert_int_equal(sf_jv_len(fi), 3);
+    for (size_t i = 0; i < 3; i++) assert_true(num_at(fi, i) == want[i]);
+    const char *asp[] = {"perf", "ux"};
+    assert_strs(sf_jv_get(x, "aspects"), asp, 2);
+    /* high (perf) and low (ux): the highest, one level up. */
+    assert_string_equal(str(x, "severity"), "critical");
+    double cp = fmax(confidence_of(d, pa), confidence_of(d, pb)), cu = confidence_of(d, ue);
+    assert_close(num(x, "confidence"), 1 - (1 - cp) * (1 - cu));
+    const sf_jv *subj = sf_jv_get(x, "subject");
+    const char *svc[] = {"a", "b"};
+    assert_strs(sf_jv_get(subj, "service"), svc, 2);
+    assert_string_equal(str(subj, "region"), "eu");
+    /* Windows: a|eu [0, 2), b|eu [1, 2), ux [1, 3) minutes. */
+    char t0[64], t3[64];
+    t0[sf_timestamp_format(T0, t0, sizeof t0)] = '\0';
+    t3[sf_timestamp_format(T0 + 3 * MIN, t3, sizeof t3)] = '\0';
+    assert_string_equal(str(sf_jv_get(x, "window"), "start"), t0);
+    assert_string_equal(str(sf_jv_get(x, "window"), "end"), t3);
+    const sf_jv *ev = sf_jv_get(x, "evidence");
+    assert_int_equal(sf_jv_len(ev), 2);
+    assert_string_equal(str(sf_jv_at(ev, 0), "rule"), "slow");
+    assert_true(num(sf_jv_at(ev, 0), "findings") == 2);
+    /* The strongest of perf's two: a|eu (3 against 2, same threshold). */
+    assert_true(num(sf_jv_at(ev, 0), "strongest") == pa);
+    assert_true(num(sf_jv_at(ev, 0), "value") == 3);
+    assert_string_equal(str(sf_jv_at(ev, 1), "rule"), "gone");
+    assert_non_null(strstr(str(x, "title"), "2 values of service, region eu"));
+    sf_jv_destroy(&d);
+    fx_fini(&f);
+
+    /* A where: equality makes the subject: err (by service) and loss (by
+     * region, where service == "a" and status == 500) meet in minute 0;
+     * under "or" nothing is certain, and odd (where service == "b") names
+     * another service. Two findings of one aspect never make an incident. */
+    static char err[1024], loss[1024], other[1024], odd[1024];
+    const char *ek[] = {"a"};
+    const double ev1[][8] = {{2, 0, -1, -1, -1, -1, -1, -1}};
+    series_json(err, sizeof err, ek, ev1, 1);
+    const char *xk[] = {"us"};
+    const double xv[][8] = {{2, 0, -1, -1, -1, -1, -1, -1}};
+    series_json(loss, sizeof loss, xk, xv, 1);
+    series_json(other, sizeof other, xk, xv, 1);
+    series_json(odd, sizeof odd, xk, xv, 1);
+    const char *yaml2 = "findings:\n"
+                        "  s1:\n"
+                        "    tech:\n"
+                        "      - {id: err, agent: err, metric: v, above: 1, severity: critical}\n"
+                        "    biz:\n"
+                        "      - {id: loss, agent: loss, metric: v, above: 1, severity: critical}\n"
+                        "    ux:\n"
+                        "      - {id: other, agent: other, metric: v, above: 1}\n"
+                        "    sec:\n"
+                        "      - {id: odd, agent: odd, metric: v, above: 1}\n";
+    tagent ag2[] = {{"s1", "tech", "err", 1, {"service"}, err},
+                    {"s1", "biz", "loss", 1, {"region"}, loss},
+                    {"s1", "ux", "other", 1, {"region"}, other},
+                    {"s1", "sec", "odd", 1, {"region"}, odd}};
+    const char *loss_where = "service == \"a\" and (status == 500)", *odd_where = "service == 'b' and status >= 500";
+    fx_build(&f, yaml2, ag2, 4);
+    f.agents[1].where = loss_where;
+    f.agents[2].where = "service == \"a\" or region == \"x\"";
+    f.agents[3].where = odd_where;
+    assert_int_equal(fx_write(&f, &d), SF_OK);
+    inc = sf_jv_get(synthesis(d), "incidents");
+    int te = finding_of(d, "tech", "a"), bl = finding_of(d, "biz", "us"), uo = finding_of(d, "ux", "us"),
+        so = finding_of(d, "sec", "us");
+    assert_true(te >= 0 && bl >= 0 && uo >= 0 && so >= 0);
+    assert_int_equal(sf_jv_len(inc), 1);
+    x = sf_jv_at(inc, 0);
+    /* other (ux, region us, no equality: every service) joins loss by
+     * region; odd (sec) is about service b, which contradicts loss and
+     * tech, but it shares the region with other: links are pairwise, so
+     * odd joins through other, and the subject names both services. Only
+     * loss's filter has an equality on status (odd's >= is none). */
+    subj = sf_jv_get(x, "subject");
+    const char *ab[] = {"a", "b"};
+    assert_strs(sf_jv_get(subj, "service"), ab, 2);
+    assert_string_equal(str(subj, "region"), "us");
+    assert_string_equal(str(subj, "status"), "500");
+    fi = sf_jv_get(x, "findings");
+    assert_int_equal(sf_jv_len(fi), 4);
+    /* Both critical: stays critical. */
+    assert_string_equal(str(x, "severity"), "critical");
+    sf_jv_destroy(&d);
+    fx_fini(&f);
+
+    /* Without the ux finding odd stays out: tech and biz only. */
+    const char *yaml3 = "findings:\n"
+                        "  s1:\n"
+                        "    tech:\n"
+                        "      - {id: err, agent: err, metric: v, above: 1, severity: high}\n"
+                        "    biz:\n"
+                        "      - {id: loss, agent: loss, metric: v, above: 1, severity: high}\n"
+                        "    sec:\n"
+                        "      - {id: odd, agent: odd, metric: v, above: 1}\n";
+    tagent ag3[] = {ag2[0], ag2[1], ag2[3]};
+    fx_build(&f, yaml3, ag3, 3);
+    f.agents[1].where = loss_where;
+    f.agents[2].where = odd_where;
+    assert_int_equal(fx_write(&f, &d), SF_OK);
+    inc = sf_jv_get(synthesis(d), "incidents");
+    assert_int_equal(sf_jv_len(inc), 1);
+    fi = sf_jv_get(sf_jv_at(inc, 0), "findings");
+    assert_int_equal(sf_jv_len(fi), 2);
+    te = finding_of(d, "tech", "a");
+    bl = finding_of(d, "biz", "us");
+    assert_true(num_at(fi, 0) == (te < bl ? te : bl) && num_at(fi, 1) == (te < bl ? bl : te));
+    assert_string_equal(str(sf_jv_at(inc, 0), "severity"), "critical");
+    sf_jv_destroy(&d);
+    fx_fini(&f);
+
+    /* Findings of one aspect only: no incident. */
+    const char *yaml4 = "findings:\n  s1:\n    perf:\n      - {id: slow, agent: lat, metric: v, above: 1}\n";
+    tagent one[] = {ag[0]};
+    fx_build(&f, yaml4, one, 1);
+    assert_int_equal(fx_write(&f, &d), SF_OK);
+    assert_int_equal(sf_jv_len(sf_jv_get(synthesis(d), "incidents")), 0);
+    sf_jv_destroy(&d);
+    fx_fini(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -892,6 +1107,7 @@ int main(void)
         cmocka_unit_test(test_conflict_resolution),
         cmocka_unit_test(test_confidence_tie),
         cmocka_unit_test(test_subjects),
+        cmocka_unit_test(test_incidents),
         cmocka_unit_test(test_synthesis_config_errors),
         cmocka_unit_test(test_consistency_checks),
         cmocka_unit_test(test_workflow_file),
