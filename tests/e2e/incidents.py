@@ -9,7 +9,10 @@ seed and on five other seeds, and checks against the generator's ground truth
     with its key and its time window (within one bucket at each end);
   - no finding of any aspect names something that was not injected;
   - the default ensemble's F1 on the per-record truth is at least the best
-    single detector's.
+    single detector's;
+  - every cross-aspect incident of synthesis.incidents joins findings of at
+    least two aspects and is an injected incident (subject and window), and
+    the default seed's run has at least one.
 
 usage: incidents.py MPIEXEC SHARDFLOW SOURCE_DIR
 Environment: SF_INCIDENT_SEEDS (comma-separated, default 42,1,2,3,4,5),
@@ -101,6 +104,28 @@ for seed in SEEDS:
         matched = [i["kind"] for i in incidents if subject_matches(f, i) and window_overlaps(f, i)]
         expect(len(matched) > 0, "seed %d: finding %s/%s %s %s is an injected incident" % (
             seed, f["aspect"], f["rule"], f.get("key"), (f.get("window") or {}).get("start")))
+    joined = result["synthesis"]["incidents"]
+    for j in joined:
+        expect(len(set(j["aspects"])) >= 2 and len(j["findings"]) >= 2,
+               "seed %d: incident %d joins findings of several aspects (%s)" % (seed, j["incident"], j["aspects"]))
+        members = [findings[i] for i in j["findings"]]
+        expect(len({f["aspect"] for f in members}) == len(j["aspects"]),
+               "seed %d: incident %d lists the aspects of its findings" % (seed, j["incident"]))
+        probe = {"key_parts": {k: v for k, v in j["subject"].items() if not isinstance(v, list)},
+                 "window": j["window"]}
+        for k, v in j["subject"].items():
+            if isinstance(v, list):
+                probe["key_parts"].setdefault(k, None)
+        matched = [i["kind"] for i in incidents
+                   if window_overlaps(probe, i) and all(
+                       (v is None or k not in i["keys"] or
+                        v in (i["keys"][k] if isinstance(i["keys"][k], list) else [i["keys"][k]]))
+                       for k, v in probe["key_parts"].items())
+                   and any(k in i["keys"] for k in j["subject"])]
+        expect(len(matched) > 0, "seed %d: incident %d (%s) is an injected incident" % (seed, j["incident"], j["title"]))
+        print("seed %d: incident %s" % (seed, j["title"]))
+    if seed == 42:
+        expect(len(joined) >= 1, "seed 42: at least one incident joins findings of several aspects")
     vote = result["results"]["detect"]["latency_anomalies"]
     best = max(d["f1"] for d in vote["detectors"].values())
     ens = vote["ensemble"]["f1"]
