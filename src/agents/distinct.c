@@ -489,6 +489,8 @@ static void write_group(const distinct_state *s, sf_json *j, const hgroup *g)
     sf_json_uint(j, (uint64_t)group_distinct(s, g));
     sf_json_key(j, "nulls");
     sf_json_uint(j, g->nulls);
+    sf_json_key(j, "precision");
+    sf_json_int(j, s->p);
     sf_json_key(j, "standard_error");
     sf_json_num(j, 1.04 / sqrt((double)s->m));
     sf_json_obj_end(j);

@@ -679,6 +679,10 @@ static void write_group(const quantiles_state *s, sf_json *j, const qgroup *g)
     sf_json_num(j, g->n ? sf__from_order_key(g->min_key) : NAN);
     sf_json_key(j, "max");
     sf_json_num(j, g->n ? sf__from_order_key(g->max_key) : NAN);
+    /* The guarantee: every quantile within this relative error of a value
+     * of rank q (n - 1) (accuracy:). */
+    sf_json_key(j, "relative_error");
+    sf_json_num(j, s->alpha);
     sf_json_key(j, "quantiles");
     sf_json_obj_begin(j);
     for (int i = 0; i < s->nq; i++) {

@@ -22,7 +22,9 @@
  * A finding with an agreeing finding of another aspect is "corroborated";
  * the report lists it with the aspects that agree (its own included) and
  * their number. agreement = agreeing pairs / (agreeing + conflicting
- * pairs), 1 when no subject is seen by two aspects. Pairs are visited in
+ * pairs), 1 when no subject is seen by two aspects; each finding carries
+ * the same ratio over its own pairs ("agreement", with "pairs"), and each
+ * agent in "quality" over the pairs of its findings. Pairs are visited in
  * finding order, so the output is deterministic. */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
@@ -143,6 +145,8 @@ static sf_status add_conflict(sf__synth_ctx *c, size_t ia, size_t ib)
     }
     sf__synth_finding *a = &c->findings[ia], *b = &c->findings[ib];
     sf__synth_conflict *x = &c->conflicts[c->nconflicts++];
+    a->nconflict++;
+    b->nconflict++;
     x->a = ia;
     x->b = ib;
     x->severity = a->rule->severity != b->rule->severity;
@@ -182,6 +186,8 @@ static sf_status add_agree(sf__synth_ctx *c, size_t a, size_t b)
     }
     c->agree[c->nagree][0] = a;
     c->agree[c->nagree][1] = b;
+    c->findings[a].nagree++;
+    c->findings[b].nagree++;
     c->nagree++;
     return SF_OK;
 }
@@ -190,8 +196,10 @@ sf_status sf__synth_consensus_eval(sf__synth_ctx *c)
 {
     c->nconflicts = 0;
     c->nagree = 0;
-    for (size_t i = 0; i < c->nfindings; i++)
+    for (size_t i = 0; i < c->nfindings; i++) {
         c->findings[i].aspect_rank = sf__synth_aspect_rank(c->w, aspect_of(c, &c->findings[i]));
+        c->findings[i].nagree = c->findings[i].nconflict = 0;
+    }
     /* Findings are sorted by stage and aspect, so each aspect of a stage is
      * one block whose members are never a pair: start after it. */
     size_t block_end = 0;

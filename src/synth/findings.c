@@ -732,6 +732,15 @@ static sf_status write_finding(const sf__synth_ctx *c, const sf__synth_finding *
     sf_json_str(j, r->dir == SF__SYNTH_ABOVE ? "above" : "below");
     sf_json_key(j, "confidence");
     sf_json_num(j, f->confidence);
+    /* Quality: the share of the input behind it, and how the findings of
+     * other aspects about the same subject side with it (1 without any). */
+    sf_json_key(j, "coverage");
+    sf_json_num(j, c->coverage);
+    const size_t pairs = f->nagree + f->nconflict;
+    sf_json_key(j, "agreement");
+    sf_json_num(j, pairs ? (double)f->nagree / (double)pairs : 1.0);
+    sf_json_key(j, "pairs");
+    sf_json_uint(j, pairs);
     sf_json_key(j, "key");
     sf_json_strn(j, f->key, f->keylen);
     sf_json_key(j, "key_parts");

@@ -329,6 +329,19 @@ sf_status sf__synth_quality_write(sf__synth_ctx *c, sf_json *j)
         sf_json_key(j, "confidence");
         if (has && m >= 0) sf_json_num(j, c->coverage * (1.0 - 1.0 / sqrt(1.0 + m)));
         else sf_json_null(j);
+        /* Agreement over the consensus pairs of the agent's findings (1
+         * when no other aspect reports about their subjects). */
+        size_t nf = 0, agree = 0, pairs = 0;
+        for (size_t k = 0; k < c->nfindings; k++) {
+            if (c->findings[k].rule->agent != i) continue;
+            nf++;
+            agree += c->findings[k].nagree;
+            pairs += c->findings[k].nagree + c->findings[k].nconflict;
+        }
+        sf_json_key(j, "findings");
+        sf_json_uint(j, nf);
+        sf_json_key(j, "agreement");
+        sf_json_num(j, pairs ? (double)agree / (double)pairs : 1.0);
         sf_json_obj_end(j);
     }
     sf_json_obj_end(j);

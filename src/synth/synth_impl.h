@@ -62,6 +62,7 @@ typedef struct sf__synth_finding {
     double confidence;
     const sf_jv **evidence;    /* per evidence item: the leaf or group looked up, NULL if absent (owned array) */
     int aspect_rank;           /* sf__synth_aspect_rank of its aspect (set by the consensus) */
+    size_t nagree, nconflict;  /* pairs with findings of other aspects (set by the consensus) */
     bool escalated, overruled;
 } sf__synth_finding;
 

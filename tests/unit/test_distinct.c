@@ -276,7 +276,7 @@ static void test_report(void **st)
     void *s = new_state(ops, &cfg);
     char want[256];
     /* 1.04 / sqrt(4096) = 1.04 / 64. */
-    snprintf(want, sizeof want, "{\"count\":0,\"distinct\":0,\"nulls\":0,\"standard_error\":%.17g}", 1.04 / 64);
+    snprintf(want, sizeof want, "{\"count\":0,\"distinct\":0,\"nulls\":0,\"precision\":12,\"standard_error\":%.17g}", 1.04 / 64);
     char *t = report_text(ops, s);
     assert_string_equal(t, want);
     free(t);
@@ -294,7 +294,7 @@ static void test_report(void **st)
         reg_of(XXH3_64bits_withSeed(texts[i], strlen(texts[i]), 0), 12, &regs[i], &rank);
     }
     int v = 1 + (regs[1] != regs[0]) + (regs[2] != regs[0] && regs[2] != regs[1]);
-    snprintf(want, sizeof want, "{\"count\":5,\"distinct\":%.0f,\"nulls\":1,\"standard_error\":%.17g}",
+    snprintf(want, sizeof want, "{\"count\":5,\"distinct\":%.0f,\"nulls\":1,\"precision\":12,\"standard_error\":%.17g}",
              round(4096.0 * log(4096.0 / (4096.0 - v))), 1.04 / 64);
     t = report_text(ops, s);
     assert_string_equal(t, want);

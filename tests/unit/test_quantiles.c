@@ -174,7 +174,7 @@ static void test_report_tiny(void **st)
     void *s = new_state(ops, &cfg);
     char *t = report_text(ops, s);
     assert_string_equal(t, "{\"count\":0,\"nulls\":0,\"nonfinite\":0,\"min\":null,\"max\":null,"
-                           "\"quantiles\":{\"0\":null,\"0.5\":null,\"1\":null}}");
+                           "\"relative_error\":0.01,\"quantiles\":{\"0\":null,\"0.5\":null,\"1\":null}}");
     free(t);
     /* 1, 2, 4 and a null: the median is x_(1) = 2. gamma = 1.01 / 0.99; 2
      * falls in bin ceil(ln 2 / ln gamma), whose representative is
@@ -194,7 +194,7 @@ static void test_report_tiny(void **st)
     char want[512];
     snprintf(want, sizeof want,
              "{\"count\":3,\"nulls\":1,\"nonfinite\":0,\"min\":1,\"max\":4,"
-             "\"quantiles\":{\"0\":1,\"0.5\":%.17g,\"1\":%.17g}}",
+             "\"relative_error\":0.01,\"quantiles\":{\"0\":1,\"0.5\":%.17g,\"1\":%.17g}}",
              rep2, rep4 > 4.0 ? 4.0 : rep4);
     t = report_text(ops, s);
     assert_string_equal(t, want);
@@ -220,7 +220,7 @@ static void test_defaults_nonfinite_and_zero(void **st)
      * (zero counter, estimated 0); 0.95 and 0.99: x_(3) (zero counter). */
     char *t = report_text(ops, s);
     assert_string_equal(t, "{\"count\":8,\"nulls\":1,\"nonfinite\":3,\"min\":-3,\"max\":5,"
-                           "\"quantiles\":{\"0.5\":0,\"0.95\":0,\"0.99\":0}}");
+                           "\"relative_error\":0.01,\"quantiles\":{\"0.5\":0,\"0.95\":0,\"0.99\":0}}");
     free(t);
     assert_true(stat_of(ops, s, "count") == 8.0);
     assert_true(stat_of(ops, s, "rows") == 9.0);

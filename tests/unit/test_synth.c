@@ -386,6 +386,20 @@ static void test_subjects(void **st)
         /* Two findings of perf agree with biz: biz counts two aspects. */
         assert_true(num(sf_jv_at(co, i), "count") == 2);
     }
+    /* Per finding: agreeing over all pairs of its own; per agent: over the
+     * pairs of its findings. biz's one finding agrees twice, conflicts once. */
+    const sf_jv *fs = sf_jv_get(sf_jv_root(d), "findings");
+    const double fagree[] = {1, 1, 2.0 / 3, 0}, fpairs[] = {1, 1, 3, 1};
+    for (size_t i = 0; i < 4; i++) {
+        assert_close(num(sf_jv_at(fs, i), "agreement"), fagree[i]);
+        assert_true(num(sf_jv_at(fs, i), "pairs") == fpairs[i]);
+        assert_true(num(sf_jv_at(fs, i), "coverage") == 1);
+    }
+    const sf_jv *qa = sf_jv_get(sf_jv_get(sf_jv_root(d), "quality"), "agents");
+    assert_close(num(sf_jv_get(qa, "s1.lat"), "agreement"), 1);
+    assert_true(num(sf_jv_get(qa, "s1.lat"), "findings") == 2);
+    assert_close(num(sf_jv_get(qa, "s1.rev"), "agreement"), 2.0 / 3);
+    assert_close(num(sf_jv_get(qa, "s1.geo"), "agreement"), 0);
     sf_jv_destroy(&d);
     fx_fini(&f);
 
