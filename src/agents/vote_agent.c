@@ -28,10 +28,11 @@
 #include "shardflow/agent.h"
 #include "shardflow/config.h"
 #include "shardflow/vote.h"
+#include "shardflow/xsum.h"
 
 #include "agents/detect.h"
 
-#define VOTE_FORMAT 1
+#define VOTE_FORMAT 2 /* 2: the confidence sums */
 #define VOTE_MAX_DETECTORS 16
 
 typedef struct vote_item {
@@ -45,6 +46,7 @@ typedef struct vote_item {
 typedef struct detector_counts {
     uint64_t anomalies, unscored;
     sf__confusion conf;
+    sf_xsum yes_conf;  /* exact sum of the confidences of its yes votes */
 } detector_counts;
 
 typedef struct vote_state {
@@ -59,6 +61,10 @@ typedef struct vote_state {
     uint64_t agreed;   /* every detector scored the record and they agreed */
     uint64_t unscored; /* at least one detector could not score the record */
     sf__confusion conf;
+    /* Exact sums (order-independent) of the decisions' confidences: over
+     * the records some detector scored, and over the anomalous ones. */
+    uint64_t decided;  /* records some detector scored */
+    sf_xsum dec_conf, yes_conf;
     detector_counts dc[VOTE_MAX_DETECTORS];
 } vote_state;
 
@@ -282,6 +288,7 @@ static sf_status vote_process(void *state, const sf_batch *b, const sf_rows *row
             SF_CALL(sf__detector_score(&s->det[d], b, r, &sc));
             detector_counts *dc = &s->dc[d];
             if (sc.scored) {
+                if (sc.vote) sf_xsum_add(&dc->yes_conf, sc.confidence);
                 votes[m] = sc.vote;
                 conf[m] = sc.confidence;
                 weight[m] = s->item[d].weight;
@@ -293,7 +300,13 @@ static sf_status vote_process(void *state, const sf_batch *b, const sf_rows *row
             dc->anomalies += sc.vote;
             if (has_truth) sf__confusion_add(&dc->conf, sc.vote, actual);
         }
-        bool decision = sf_vote_combine(s->rule, s->k, m, votes, conf, weight, NULL);
+        double dconf = 0;
+        bool decision = sf_vote_combine(s->rule, s->k, m, votes, conf, weight, &dconf);
+        if (m > 0) {
+            s->decided++;
+            sf_xsum_add(&s->dec_conf, dconf);
+            if (decision) sf_xsum_add(&s->yes_conf, dconf);
+        }
         s->records++;
         s->anomalies += decision;
         s->unscored += m < s->ndet;
@@ -313,7 +326,11 @@ static sf_status vote_merge(void *into, const void *from)
     a->agreed += f->agreed;
     a->unscored += f->unscored;
     sf__confusion_merge(&a->conf, &f->conf);
+    a->decided += f->decided;
+    sf_xsum_merge(&a->dec_conf, &f->dec_conf);
+    sf_xsum_merge(&a->yes_conf, &f->yes_conf);
     for (int d = 0; d < a->ndet; d++) {
+        sf_xsum_merge(&a->dc[d].yes_conf, &f->dc[d].yes_conf);
         a->dc[d].anomalies += f->dc[d].anomalies;
         a->dc[d].unscored += f->dc[d].unscored;
         sf__confusion_merge(&a->dc[d].conf, &f->dc[d].conf);
@@ -335,10 +352,14 @@ static sf_status vote_encode(const void *state, sf_buf *out)
     SF_CALL(sf_buf_put_u64(out, s->agreed));
     SF_CALL(sf_buf_put_u64(out, s->unscored));
     SF_CALL(sf__confusion_encode(&s->conf, out));
+    SF_CALL(sf_buf_put_u64(out, s->decided));
+    SF_CALL(sf_xsum_encode(&s->dec_conf, out));
+    SF_CALL(sf_xsum_encode(&s->yes_conf, out));
     for (int d = 0; d < s->ndet; d++) {
         SF_CALL(sf_buf_put_u64(out, s->dc[d].anomalies));
         SF_CALL(sf_buf_put_u64(out, s->dc[d].unscored));
         SF_CALL(sf__confusion_encode(&s->dc[d].conf, out));
+        SF_CALL(sf_xsum_encode(&s->dc[d].yes_conf, out));
     }
     return SF_OK;
 }
@@ -385,11 +406,21 @@ static sf_status vote_decode(void *state, const void *bytes, size_t n)
              SF_ERR_PARSE, "vote state: inconsistent record counts");
     SF_CHECK(confusion_ok(&conf, has_truth, records, anomalies), SF_ERR_PARSE,
              "vote state: confusion counts do not add up");
+    uint64_t decided;
+    sf_xsum dec_conf, yes_conf;
+    SF_CALL(sf_rd_u64(&rd, &decided));
+    SF_CALL(sf_xsum_decode(&dec_conf, &rd));
+    SF_CALL(sf_xsum_decode(&yes_conf, &rd));
+    /* Every anomalous record was decided, and a record nobody scored is
+     * unscored. */
+    SF_CHECK(decided <= records && anomalies <= decided && records - decided <= unscored, SF_ERR_PARSE,
+             "vote state: inconsistent counts of decided records");
     detector_counts dc[VOTE_MAX_DETECTORS];
     for (int d = 0; d < s->ndet; d++) {
         SF_CALL(sf_rd_u64(&rd, &dc[d].anomalies));
         SF_CALL(sf_rd_u64(&rd, &dc[d].unscored));
         SF_CALL(sf__confusion_decode(&dc[d].conf, &rd));
+        SF_CALL(sf_xsum_decode(&dc[d].yes_conf, &rd));
         /* A detector that did not score a record did not flag it, and the
          * record counts as unscored for the ensemble too. */
         SF_CHECK(dc[d].unscored <= unscored && dc[d].anomalies <= records - dc[d].unscored,
@@ -403,8 +434,18 @@ static sf_status vote_decode(void *state, const void *bytes, size_t n)
     s->agreed = agreed;
     s->unscored = unscored;
     s->conf = conf;
+    s->decided = decided;
+    s->dec_conf = dec_conf;
+    s->yes_conf = yes_conf;
     memcpy(s->dc, dc, (size_t)s->ndet * sizeof *dc);
     return SF_OK;
+}
+
+/* Mean of an exact sum over n, or null for n == 0. */
+static void mean_or_null(sf_json *j, const sf_xsum *sum, uint64_t n)
+{
+    if (n == 0) sf_json_null(j);
+    else sf_json_num(j, sf_xsum_round(sum) / (double)n);
 }
 
 static sf_status vote_report(const void *state, sf_json *j)
@@ -436,6 +477,8 @@ static sf_status vote_report(const void *state, sf_json *j)
         sf_json_uint(j, s->dc[d].anomalies);
         sf_json_key(j, "unscored");
         sf_json_uint(j, s->dc[d].unscored);
+        sf_json_key(j, "anomaly_confidence");
+        mean_or_null(j, &s->dc[d].yes_conf, s->dc[d].anomalies);
         if (has_truth) sf__confusion_report(&s->dc[d].conf, j);
         sf_json_obj_end(j);
     }
@@ -444,6 +487,10 @@ static sf_status vote_report(const void *state, sf_json *j)
     sf_json_obj_begin(j);
     sf_json_key(j, "anomalies");
     sf_json_uint(j, s->anomalies);
+    sf_json_key(j, "confidence");
+    mean_or_null(j, &s->dec_conf, s->decided);
+    sf_json_key(j, "anomaly_confidence");
+    mean_or_null(j, &s->yes_conf, s->anomalies);
     if (has_truth) sf__confusion_report(&s->conf, j);
     sf_json_obj_end(j);
     sf_json_obj_end(j);

@@ -19,6 +19,7 @@
 #include "shardflow/agent.h"
 #include "shardflow/config.h"
 #include "shardflow/vote.h"
+#include "shardflow/xsum.h"
 
 #include "agents/detect.h"
 #include "flow/yaml_tree.h"
@@ -390,7 +391,16 @@ static dvote ref_detector(sf__detect_kind kind, double t, const row *r)
 
 typedef struct counts {
     uint64_t anomalies, unscored, tp, fp, fn, tn;
+    sf_xsum yes_conf; /* confidences of the yes votes (decisions) */
 } counts;
+
+/* "%.17g" of the mean sum / n, or null (as the report prints them). */
+static const char *mean_text(const sf_xsum *sum, uint64_t n, char *buf)
+{
+    if (n == 0) return "null";
+    snprintf(buf, 40, "%.17g", sf_xsum_round(sum) / (double)n);
+    return buf;
+}
 
 static void add_conf(counts *c, bool pred, bool actual)
 {
@@ -446,7 +456,9 @@ static void test_agent_vs_reference(void **st)
             feed(s, rows, N, 321);
 
             counts dc[3] = {{0}}, ens = {0};
-            uint64_t agreed = 0, unscored = 0;
+            uint64_t agreed = 0, unscored = 0, decided = 0;
+            sf_xsum dec_conf;
+            sf_xsum_init(&dec_conf);
             for (size_t i = 0; i < N; i++) {
                 bool actual = rows[i].truth == 1;
                 uint8_t votes[3];
@@ -455,6 +467,7 @@ static void test_agent_vs_reference(void **st)
                 for (int d = 0; d < 3; d++) {
                     dvote v = ref_detector(kinds[d], thr[d], &rows[i]);
                     if (v.scored) {
+                        if (v.vote) sf_xsum_add(&dc[d].yes_conf, v.conf);
                         votes[m] = v.vote;
                         conf[m] = v.conf;
                         w[m++] = wts[d];
@@ -467,13 +480,19 @@ static void test_agent_vs_reference(void **st)
                 }
                 unsigned mask = 0;
                 for (int q = 0; q < m; q++) mask |= (unsigned)votes[q] << q;
-                bool dec = ref_combine((sf_vote_rule)rule, k, m, mask, conf, w).decision;
+                ref_out ro = ref_combine((sf_vote_rule)rule, k, m, mask, conf, w);
+                bool dec = ro.decision;
+                if (m > 0) {
+                    decided++;
+                    sf_xsum_add(&dec_conf, ro.confidence);
+                    if (dec) sf_xsum_add(&ens.yes_conf, ro.confidence);
+                }
                 ens.anomalies += dec;
                 add_conf(&ens, dec, actual);
                 unscored += m < 3;
                 agreed += m == 3 && (yes == 0 || yes == 3);
             }
-            char want[4096];
+            char want[4096], m1[40], m2[40];
             size_t len = (size_t)snprintf(
                 want, sizeof want,
                 "{\"rule\":\"%s\",\"k\":%d,\"records\":%d,\"anomalies\":%llu,\"agreement\":%.17g,"
@@ -482,19 +501,22 @@ static void test_agent_vs_reference(void **st)
                 (double)agreed / N, (unsigned long long)unscored);
             for (int d = 0; d < 3; d++) {
                 len += (size_t)snprintf(want + len, sizeof want - len,
-                                        "%s\"%s\":{\"anomalies\":%llu,\"unscored\":%llu,", d ? "," : "",
-                                        names[d], (unsigned long long)dc[d].anomalies,
-                                        (unsigned long long)dc[d].unscored);
+                                        "%s\"%s\":{\"anomalies\":%llu,\"unscored\":%llu,\"anomaly_confidence\":%s,",
+                                        d ? "," : "", names[d], (unsigned long long)dc[d].anomalies,
+                                        (unsigned long long)dc[d].unscored,
+                                        mean_text(&dc[d].yes_conf, dc[d].anomalies, m1));
                 len += put_scores(want + len, sizeof want - len, &dc[d]);
                 len += (size_t)snprintf(want + len, sizeof want - len, "}");
             }
-            len += (size_t)snprintf(want + len, sizeof want - len, "},\"ensemble\":{\"anomalies\":%llu,",
-                                    (unsigned long long)ens.anomalies);
+            len += (size_t)snprintf(want + len, sizeof want - len,
+                                    "},\"ensemble\":{\"anomalies\":%llu,\"confidence\":%s,\"anomaly_confidence\":%s,",
+                                    (unsigned long long)ens.anomalies, mean_text(&dec_conf, decided, m1),
+                                    mean_text(&ens.yes_conf, ens.anomalies, m2));
             len += put_scores(want + len, sizeof want - len, &ens);
             snprintf(want + len, sizeof want - len, "}}");
             char *got = report_text(ops, s);
             assert_string_equal(got, want);
-            assert_true(ens.tp > 0 && ens.fp + ens.fn > 0 && agreed > 0 && agreed < N);
+            assert_true(ens.tp > 0 && ens.fp + ens.fn > 0 && agreed > 0 && agreed < N && decided > 0);
             free(got);
             free_state(ops, s);
             free_env(&e);
@@ -530,15 +552,18 @@ static void test_agent_without_truth(void **st)
     assert_int_equal(ops->check(&e.cfg), SF_OK);
     void *s = new_state(ops, &e.cfg);
     /* api: mean 100, sd 10: 125 (z 2.5 yes), 75 (no: up only), 100 (no),
-     * null value and unknown group (unscored). */
+     * null value and unknown group (unscored). Confidences: 125's yes
+     * 2.5 / (2 * 2) = 0.625; the no votes 1 - 0 = 1; the three decisions
+     * (one detector: its own vote) average (0.625 + 1 + 1) / 3 = 0.875. */
     row rows[] = {{.v = 125, .service = "api"}, {.v = 75, .service = "api"}, {.v = 100, .service = "api"},
                   {.v_null = true, .service = "api"}, {.v = 1, .service = "zzz"}};
     feed(s, rows, 5, 2);
     char *got = report_text(ops, s);
     assert_string_equal(got, "{\"rule\":\"majority\",\"k\":2,\"records\":5,\"anomalies\":1,"
                              "\"agreement\":0.59999999999999998,\"unscored\":2,"
-                             "\"detectors\":{\"zscore@profile.lat\":{\"anomalies\":1,\"unscored\":2}},"
-                             "\"ensemble\":{\"anomalies\":1}}");
+                             "\"detectors\":{\"zscore@profile.lat\":{\"anomalies\":1,\"unscored\":2,"
+                             "\"anomaly_confidence\":0.625}},"
+                             "\"ensemble\":{\"anomalies\":1,\"confidence\":0.875,\"anomaly_confidence\":0.625}}");
     free(got);
     double r;
     assert_int_equal(ops->stat(s, NULL, 0, "rows", &r), SF_OK);
