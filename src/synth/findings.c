@@ -47,7 +47,9 @@
  * last start + bucket_us), the extreme value (max for above, min for below)
  * and the number of buckets.
  *
- * Confidence of a finding with value v, threshold t and b buckets:
+ * Confidence of a finding with value v, threshold t and b buckets (for
+ * above with min_value, t is the larger of the threshold and min_value:
+ * both gate the value):
  *   excess = |v / t - 1| * sqrt(b)     (+inf when t == 0 and v != 0)
  *   confidence = (1 - 1 / (1 + excess)) * coverage
  * where coverage is the share of the input rows (else shards) the run
@@ -454,7 +456,12 @@ static sf_status add_finding(rule_eval *e, const leaf *run, size_t n, bool serie
         f->start_us = run[0].start;
         f->end_us = run[n - 1].start + bucket_us;
     }
-    f->confidence = confidence(v, threshold, (int)n, c->coverage);
+    /* Above, min_value is a second gate on the value: confidence counts
+     * the distance from the higher of the two (a median of 0 makes the
+     * relative threshold 0, which any value exceeds infinitely). */
+    double gate = threshold;
+    if (r->dir == SF__SYNTH_ABOVE && r->has_min_value && r->min_value > gate) gate = r->min_value;
+    f->confidence = confidence(v, gate, (int)n, c->coverage);
     for (int i = 0; i < r->nevidence; i++) SF_CALL(evidence_lookup(e, f, r->evidence[i].agent, &f->evidence[i]));
     return SF_OK;
 }
