@@ -48,7 +48,7 @@ struct sf_filter {
     const sf_schema *schema;
     char *file;
     int line;
-    char key[32];
+    char key[160];      /* the option as messages name it ("agent 'x': where") */
     char *text;
 };
 

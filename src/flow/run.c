@@ -209,7 +209,9 @@ static sf_status resolve_agents(run *R)
             c->col = -1;
             c->schema = &R->schema;
             if (sp->where) {
-                SF_CALL(sf_filter_parse(sp->where, w->file, sp->line, "where", &ai->where));
+                char key[160];
+                (void)snprintf(key, sizeof key, "agent '%s': where", c->id);
+                SF_CALL(sf_filter_parse(sp->where, w->file, sp->line, key, &ai->where));
                 for (int fc = 0; fc < sf_filter_ncolumns(ai->where); fc++) {
                     SF_CHECK(ai->nextra < MAX_EXTRA_COLS, SF_ERR_CONFIG,
                              "%s:%d: agent '%s': where: reads more than %d columns", w->file, sp->line, c->id,
