@@ -26,7 +26,11 @@
  *   severity:   the highest of its findings', one level higher (up to
  *               critical): at least two aspects confirm it independently;
  *   confidence: 1 - prod over its aspects (1 - c_a), c_a the highest
- *               confidence of the aspect's findings (independent evidence).
+ *               confidence of the aspect's findings (independent evidence);
+ *   coverage:   the input share behind the results;
+ *   agreement:  agreeing / all consensus pairs among its findings (1 with
+ *               none: findings joined by an equality of a where: filter are
+ *               not a consensus pair).
  * Incidents are ordered by their first finding; everything is a function of
  * the sorted findings, so the output is deterministic. */
 #define _POSIX_C_SOURCE 200809L
@@ -185,7 +189,7 @@ static void buf_printf(sf_buf *b, const char *fmt, ...)
 
 /* Writes incident members m[0..nm) (ascending finding indices). */
 static sf_status write_incident(const sf__synth_ctx *c, const subject *subj, const size_t *m, size_t nm, size_t id,
-                                sf_json *j)
+                                size_t *up, sf_json *j)
 {
     const sf__synth_finding *F = c->findings;
     sf_status rc = SF_OK;
@@ -302,6 +306,19 @@ static sf_status write_incident(const sf__synth_ctx *c, const subject *subj, con
     sf_json_str(j, sf__synth_severities[sev]);
     sf_json_key(j, "confidence");
     sf_json_num(j, 1.0 - miss);
+    /* Quality: the input share behind it, and the consensus pairs among
+     * its findings that agree (1 with none). */
+    size_t agree = 0, pairs = 0;
+    const size_t root = find_root(up, m[0]);
+    for (size_t i = 0; i < c->nagree; i++)
+        if (find_root(up, c->agree[i][0]) == root && find_root(up, c->agree[i][1]) == root) agree++;
+    for (size_t i = 0; i < c->nconflicts; i++)
+        if (find_root(up, c->conflicts[i].a) == root && find_root(up, c->conflicts[i].b) == root) pairs++;
+    pairs += agree;
+    sf_json_key(j, "coverage");
+    sf_json_num(j, c->coverage);
+    sf_json_key(j, "agreement");
+    sf_json_num(j, pairs ? (double)agree / (double)pairs : 1.0);
     sf_json_key(j, "aspects");
     sf_json_arr_begin(j);
     for (size_t a = 0; a < na; a++) sf_json_str(j, names[a]);
@@ -420,7 +437,7 @@ sf_status sf__synth_incidents_write(const sf__synth_ctx *c, sf_json *j)
                 several = several || c->findings[i].aspect_rank != c->findings[r].aspect_rank;
             }
         if (!several) continue;
-        SF_CALL_GOTO(write_incident(c, subj, members, nm, id++, j), done);
+        SF_CALL_GOTO(write_incident(c, subj, members, nm, id++, up, j), done);
     }
     sf_json_arr_end(j);
     rc = j->rc;

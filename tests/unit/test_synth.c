@@ -1001,6 +1001,13 @@ static void test_incidents(void **st)
     assert_string_equal(str(x, "severity"), "critical");
     double cp = fmax(confidence_of(d, pa), confidence_of(d, pb)), cu = confidence_of(d, ue);
     assert_close(num(x, "confidence"), 1 - (1 - cp) * (1 - cu));
+    /* The consensus pairs among its findings (a|eu, b|eu each with eu of
+     * ux: same region, overlapping windows) differ in severity: both
+     * conflicts, agreement 0 of 2; the fixture's coverage is 100/100. (The
+     * third conflict, rev's us against c|us by region alone, is outside.) */
+    assert_int_equal(sf_jv_len(sf_jv_get(synthesis(d), "conflicts")), 3);
+    assert_true(num(x, "agreement") == 0);
+    assert_true(num(x, "coverage") == 1);
     const sf_jv *subj = sf_jv_get(x, "subject");
     const char *svc[] = {"a", "b"};
     assert_strs(sf_jv_get(subj, "service"), svc, 2);
@@ -1101,6 +1108,10 @@ static void test_incidents(void **st)
     bl = finding_of(d, "biz", "us");
     assert_true(num_at(fi, 0) == (te < bl ? te : bl) && num_at(fi, 1) == (te < bl ? bl : te));
     assert_string_equal(str(sf_jv_at(inc, 0), "severity"), "critical");
+    /* Joined through a where: equality, not a consensus pair: agreement 1
+     * (the one conflict, loss against odd by region, is not inside). */
+    assert_int_equal(sf_jv_len(sf_jv_get(synthesis(d), "conflicts")), 1);
+    assert_true(num(sf_jv_at(inc, 0), "agreement") == 1);
     sf_jv_destroy(&d);
     fx_fini(&f);
 
