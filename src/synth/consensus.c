@@ -88,7 +88,7 @@ sf_status sf__synth_conflicts_load(sf__synth_ctx *c, const sf_cfg_node *node, in
 
 /* ---- pairs ------------------------------------------------------------------------------------ */
 
-static const char *aspect_of(const sf__synth_ctx *c, const sf__synth_finding *f)
+const char *sf__synth_aspect_of(const sf__synth_ctx *c, const sf__synth_finding *f)
 {
     return c->w->stages[f->rule->stage].aspects[f->rule->aspect].name;
 }
@@ -155,7 +155,7 @@ static sf_status add_conflict(sf__synth_ctx *c, size_t ia, size_t ib)
     x->winner = -1;
     switch (c->resolve) {
     case SF__SYNTH_R_PRIORITY: {
-        int ra = priority_rank(c, aspect_of(c, a)), rb = priority_rank(c, aspect_of(c, b));
+        int ra = priority_rank(c, sf__synth_aspect_of(c, a)), rb = priority_rank(c, sf__synth_aspect_of(c, b));
         if (ra != rb) x->winner = ra < rb ? (long)ia : (long)ib;
         else x->by = SF__SYNTH_R_ESCALATE; /* neither aspect is listed */
         break;
@@ -197,7 +197,7 @@ sf_status sf__synth_consensus_eval(sf__synth_ctx *c)
     c->nconflicts = 0;
     c->nagree = 0;
     for (size_t i = 0; i < c->nfindings; i++) {
-        c->findings[i].aspect_rank = sf__synth_aspect_rank(c->w, aspect_of(c, &c->findings[i]));
+        c->findings[i].aspect_rank = sf__synth_aspect_rank(c->w, sf__synth_aspect_of(c, &c->findings[i]));
         c->findings[i].nagree = c->findings[i].nconflict = 0;
     }
     /* Findings are sorted by stage and aspect, so each aspect of a stage is
@@ -227,7 +227,7 @@ static void write_ref(const sf__synth_ctx *c, const sf__synth_finding *f, sf_jso
     sf_json_key(j, "stage");
     sf_json_str(j, c->w->stages[f->rule->stage].name);
     sf_json_key(j, "aspect");
-    sf_json_str(j, aspect_of(c, f));
+    sf_json_str(j, sf__synth_aspect_of(c, f));
     sf_json_key(j, "rule");
     sf_json_str(j, f->rule->id);
     sf_json_key(j, "key");
@@ -285,9 +285,10 @@ static sf_status write_corroborated(const sf__synth_ctx *c, sf_json *j)
         sf_json_arr_begin(j);
         for (size_t q = 0; q < m; q++) {
             /* The name of rank q: any finding of it in the run (or f). */
-            const char *name = ranks[q] == fd->aspect_rank ? aspect_of(c, fd) : NULL;
+            const char *name = ranks[q] == fd->aspect_rank ? sf__synth_aspect_of(c, fd) : NULL;
             for (size_t x = i; x < e && name == NULL; x++)
-                if (c->findings[adj[x][1]].aspect_rank == ranks[q]) name = aspect_of(c, &c->findings[adj[x][1]]);
+                if (c->findings[adj[x][1]].aspect_rank == ranks[q])
+                    name = sf__synth_aspect_of(c, &c->findings[adj[x][1]]);
             sf_json_str(j, name);
         }
         sf_json_arr_end(j);
@@ -319,8 +320,8 @@ sf_status sf__synth_consensus_write(const sf__synth_ctx *c, sf_json *j)
         sf_json_arr_end(j);
         sf_json_key(j, "aspects");
         sf_json_arr_begin(j);
-        sf_json_str(j, aspect_of(c, a));
-        sf_json_str(j, aspect_of(c, b));
+        sf_json_str(j, sf__synth_aspect_of(c, a));
+        sf_json_str(j, sf__synth_aspect_of(c, b));
         sf_json_arr_end(j);
         sf_json_key(j, "rules");
         sf_json_arr_begin(j);

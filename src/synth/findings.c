@@ -689,7 +689,7 @@ void sf__synth_findings_free(sf__synth_ctx *c)
 
 /* ---- output ------------------------------------------------------------------------- */
 
-static void write_time(sf_json *j, int64_t us)
+void sf__synth_write_time(sf_json *j, int64_t us)
 {
     char buf[64];
     size_t n = sf_timestamp_format(us, buf, sizeof buf);
@@ -765,9 +765,9 @@ static sf_status write_finding(const sf__synth_ctx *c, const sf__synth_finding *
         sf_json_key(j, "window");
         sf_json_obj_begin(j);
         sf_json_key(j, "start");
-        write_time(j, f->start_us);
+        sf__synth_write_time(j, f->start_us);
         sf_json_key(j, "end");
-        write_time(j, f->end_us);
+        sf__synth_write_time(j, f->end_us);
         sf_json_obj_end(j);
     }
     sf_json_key(j, "value");

@@ -34,7 +34,6 @@
  * Incidents are ordered by their first finding; everything is a function of
  * the sorted findings, so the output is deterministic. */
 #define _POSIX_C_SOURCE 200809L
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,11 +140,6 @@ static void unite(size_t *up, size_t a, size_t b)
     else if (b < a) up[a] = b;
 }
 
-static const char *aspect_name(const sf__synth_ctx *c, const sf__synth_finding *f)
-{
-    return c->w->stages[f->rule->stage].aspects[f->rule->aspect].name;
-}
-
 /* A windowed finding in start order (ties by index). */
 typedef struct by_time {
     int64_t start;
@@ -169,23 +163,8 @@ static int part_cmp(const void *x, const void *y)
     return a->len < b->len ? -1 : a->len > b->len;
 }
 
-static void write_time(sf_json *j, int64_t us)
-{
-    char buf[64];
-    size_t n = sf_timestamp_format(us, buf, sizeof buf);
-    sf_json_strn(j, buf, n);
-}
-
-static void buf_printf(sf_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(sf_buf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0) (void)sf_buf_append(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
+/* Appends to the title, leaving on a failure. */
+#define TITLE(...) SF_CALL_GOTO(sf_buf_printf(&title, __VA_ARGS__), done)
 
 /* Writes incident members m[0..nm) (ascending finding indices). */
 static sf_status write_incident(const sf__synth_ctx *c, const subject *subj, const size_t *m, size_t nm, size_t id,
@@ -225,7 +204,7 @@ static sf_status write_incident(const sf__synth_ctx *c, const subject *subj, con
             memmove(names + at + 1, names + at, (na - at) * sizeof *names);
             ranks[at] = f->aspect_rank;
             best[at] = f->confidence;
-            names[at] = aspect_name(c, f);
+            names[at] = sf__synth_aspect_of(c, f);
             na++;
         }
         size_t g = 0;
@@ -272,11 +251,11 @@ static sf_status write_incident(const sf__synth_ctx *c, const subject *subj, con
         for (size_t i = 0; i < nv; i++)
             if (u == 0 || part_cmp(&vals[u - 1], &vals[i]) != 0) vals[u++] = vals[i];
         sf_json_key(j, cols[q]);
-        if (title.len) buf_printf(&title, ", ");
+        if (title.len) TITLE(", ");
         if (u == 1) {
             if (vals[0]->null) sf_json_null(j);
             else sf_json_strn(j, vals[0]->val, vals[0]->len);
-            buf_printf(&title, "%s %.*s", cols[q], vals[0]->null ? 4 : (int)vals[0]->len,
+            TITLE("%s %.*s", cols[q], vals[0]->null ? 4 : (int)vals[0]->len,
                        vals[0]->null ? "null" : vals[0]->val);
         } else {
             sf_json_arr_begin(j);
@@ -285,20 +264,20 @@ static sf_status write_incident(const sf__synth_ctx *c, const subject *subj, con
                 else sf_json_strn(j, vals[i]->val, vals[i]->len);
             }
             sf_json_arr_end(j);
-            buf_printf(&title, "%zu values of %s", u, cols[q]);
+            TITLE("%zu values of %s", u, cols[q]);
         }
     }
     sf_json_obj_end(j);
     char t0[64], t1[64];
     size_t l0 = sf_timestamp_format(lo, t0, sizeof t0), l1 = sf_timestamp_format(hi, t1, sizeof t1);
-    buf_printf(&title, "%s%.*s - %.*s:", title.len ? ", " : "", (int)l0, t0, (int)l1, t1);
+    TITLE("%s%.*s - %.*s:", title.len ? ", " : "", (int)l0, t0, (int)l1, t1);
     for (size_t g = 0; g < ng; g++) {
         const sf__synth_finding *f = &F[lead[g]];
-        buf_printf(&title, "%s %s %s", g ? ";" : "", aspect_name(c, f), f->rule->id);
-        if (count[g] > 1) buf_printf(&title, " (%zu findings, strongest:", count[g]);
-        buf_printf(&title, " %s %.4g", f->rule->metric, f->value);
-        if (f->rule->relative) buf_printf(&title, " against %.4g", f->baseline);
-        if (count[g] > 1) buf_printf(&title, ")");
+        TITLE("%s %s %s", g ? ";" : "", sf__synth_aspect_of(c, f), f->rule->id);
+        if (count[g] > 1) TITLE(" (%zu findings, strongest:", count[g]);
+        TITLE(" %s %.4g", f->rule->metric, f->value);
+        if (f->rule->relative) TITLE(" against %.4g", f->baseline);
+        if (count[g] > 1) TITLE(")");
     }
     sf_json_key(j, "title");
     sf_json_strn(j, (const char *)title.data, title.len);
@@ -326,9 +305,9 @@ static sf_status write_incident(const sf__synth_ctx *c, const subject *subj, con
     sf_json_key(j, "window");
     sf_json_obj_begin(j);
     sf_json_key(j, "start");
-    write_time(j, lo);
+    sf__synth_write_time(j, lo);
     sf_json_key(j, "end");
-    write_time(j, hi);
+    sf__synth_write_time(j, hi);
     sf_json_obj_end(j);
     sf_json_key(j, "findings");
     sf_json_arr_begin(j);
@@ -340,7 +319,7 @@ static sf_status write_incident(const sf__synth_ctx *c, const subject *subj, con
         const sf__synth_finding *f = &F[lead[g]];
         sf_json_obj_begin(j);
         sf_json_key(j, "aspect");
-        sf_json_str(j, aspect_name(c, f));
+        sf_json_str(j, sf__synth_aspect_of(c, f));
         sf_json_key(j, "rule");
         sf_json_str(j, f->rule->id);
         sf_json_key(j, "findings");

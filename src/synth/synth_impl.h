@@ -179,6 +179,9 @@ int sf__synth_aspect_rank(const sf_workflow *w, const char *name);
 
 /* ---- findings.c ----------------------------------------------------------- */
 
+/* A time (microseconds since the epoch) as its ISO string. */
+void sf__synth_write_time(sf_json *j, int64_t us);
+
 /* Parses and checks every aspect's findings: rules into c->rules. */
 sf_status sf__synth_rules_load(sf__synth_ctx *c);
 /* Evaluates the rules on the results into c->findings, sorted. */
@@ -207,6 +210,8 @@ sf_status sf__synth_conflicts_load(sf__synth_ctx *c, const sf_cfg_node *node, in
 /* Finds conflicts and corroborations between the findings of different
  * aspects, resolves them (marking the findings) and counts agreement. */
 sf_status sf__synth_consensus_eval(sf__synth_ctx *c);
+/* The name of finding f's aspect. */
+const char *sf__synth_aspect_of(const sf__synth_ctx *c, const sf__synth_finding *f);
 /* Writes "conflicts", "corroborated" and "agreement" (inside "synthesis"). */
 sf_status sf__synth_consensus_write(const sf__synth_ctx *c, sf_json *j);
 

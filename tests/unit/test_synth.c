@@ -941,7 +941,8 @@ static void test_incidents(void **st)
     (void)st;
     static char lat[2048], ses[1024], rev[1024], ip[1024];
     const char *lk[] = {"a|eu", "b|eu", "c|us"};
-    const double lv[][8] = {{3, 3, 0, -1, -1, -1, -1, -1}, {0, 2, 0, -1, -1, -1, -1, -1}, {3, 3, 0, -1, -1, -1, -1, -1}};
+    const double lv[][8] = {
+        {3, 3, 0, -1, -1, -1, -1, -1}, {0, 2, 0, -1, -1, -1, -1, -1}, {3, 3, 0, -1, -1, -1, -1, -1}};
     series_json(lat, sizeof lat, lk, lv, 3);
     const char *sk[] = {"eu"};
     const double sv[][8] = {{0, 5, 5, 0, -1, -1, -1, -1}};
