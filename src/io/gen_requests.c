@@ -329,6 +329,46 @@ static inline uint32_t dtab_sample(const dtab *t, uint64_t x)
     return lo;
 }
 
+/* dtab_sample(t, draw(key[k], d)) for k < n (n <= BLOCK), the same values,
+ * in three passes over the block (guide bins, their bounds, the searches),
+ * so that the loads of different draws, which miss the cache for a table
+ * of many entries (users, addresses), overlap instead of waiting on each
+ * other's branches. */
+#define BLOCK_MAX 512
+
+static void dtab_sample_block(const dtab *t, const uint64_t *key, int d, size_t n, uint32_t *out)
+{
+    if (t->uniform) {
+        for (size_t k = 0; k < n; k++) out[k] = dtab_sample(t, draw(key[k], d));
+        return;
+    }
+    uint64_t x[BLOCK_MAX];
+    uint32_t lo[BLOCK_MAX], hi[BLOCK_MAX];
+    const int sh = 63 - t->gbits;
+    const uint32_t *guide = t->guide;
+    const uint64_t *thr = t->thr;
+    for (size_t k = 0; k < n; k++) {
+        x[k] = draw(key[k], d) >> 1;
+        __builtin_prefetch(&guide[x[k] >> sh]);
+    }
+    for (size_t k = 0; k < n; k++) {
+        uint64_t j = x[k] >> sh;
+        lo[k] = guide[j];
+        hi[k] = guide[j + 1];
+        __builtin_prefetch(&thr[lo[k] + (hi[k] - lo[k]) / 2]);
+    }
+    for (size_t k = 0; k < n; k++) {
+        uint32_t a = lo[k], b = hi[k];
+        const uint64_t v = x[k];
+        while (a < b) {
+            uint32_t mid = a + (b - a) / 2;
+            if (thr[mid] > v) b = mid;
+            else a = mid + 1;
+        }
+        out[k] = a;
+    }
+}
+
 /* ---- rejection-inversion Zipf ------------------------------------------- */
 
 static double ri_helper1(double x) { return fabs(x) > 1e-8 ? log1p(x) / x : 1 - x * (0.5 - x * (1.0 / 3 - 0.25 * x)); }
@@ -854,9 +894,21 @@ static inline uint64_t sample_user(const sf__gen_model *m, uint64_t key)
     return 1;   /* unreachable in practice: each attempt is accepted with p > 0.5 */
 }
 
+/* sample_user(m, key[k]) for k < n (n <= BLOCK). */
+static void sample_users_block(const sf__gen_model *m, const uint64_t *key, size_t n, uint64_t *out)
+{
+    if (!m->users_table) {
+        for (size_t k = 0; k < n; k++) out[k] = sample_user(m, key[k]);
+        return;
+    }
+    uint32_t idx[BLOCK_MAX];
+    dtab_sample_block(&m->user_tab, key, D_USER, n, idx);
+    for (size_t k = 0; k < n; k++) out[k] = (uint64_t)idx[k] + 1;
+}
+
 /* Rows are generated in blocks: first the row keys and the fields others
  * depend on (service, status), then one tight loop per wanted column. */
-#define BLOCK 512
+#define BLOCK BLOCK_MAX
 
 /* The changes the incidents make to one block (see incidents_apply). */
 typedef struct inc_block {
@@ -888,10 +940,8 @@ static void incidents_apply(const sf__gen_model *m, uint64_t i0, size_t nb, cons
                             uint8_t *svc, uint8_t *sti, inc_block *x)
 {
     const sf__gen_incidents *p = &m->inc;
-    for (size_t k = 0; k < nb; k++) {
-        x->reg[k] = (uint8_t)dtab_sample(&m->region_tab, draw(key[k], D_REGION));
-        x->usr[k] = sample_user(m, key[k]);
-    }
+    for (size_t k = 0; k < nb; k++) x->reg[k] = (uint8_t)dtab_sample(&m->region_tab, draw(key[k], D_REGION));
+    sample_users_block(m, key, nb, x->usr);
     for (size_t k = 0; k < nb; k++) {
         uint64_t i = i0 + k;
         uint8_t id = 0;
@@ -1008,13 +1058,14 @@ sf_status sf__gen_requests_fill(sf__gen_model *m, uint64_t first_row, uint64_t n
             if (blk)
                 for (size_t k = 0; k < nb; k++) v[k] = (int64_t)x.usr[k];
             else
-                for (size_t k = 0; k < nb; k++) v[k] = (int64_t)sample_user(m, key[k]);
+                sample_users_block(m, key, nb, (uint64_t *)v);
         }
         if (on[SF__GEN_CLIENT_IP]) {
-            sf_column *c = &cols[SF__GEN_CLIENT_IP];
-            for (size_t k = 0; k < nb; k++)
-                c->code[r0 + k] = blk && x.inc[k] == SF__INC_CREDENTIALS ? m->inc_ip_code[x.ip[k]]
-                                                                         : dtab_sample(&m->ip_tab, draw(key[k], D_IP));
+            uint32_t *code = cols[SF__GEN_CLIENT_IP].code + r0;
+            dtab_sample_block(&m->ip_tab, key, D_IP, nb, code);
+            if (blk)
+                for (size_t k = 0; k < nb; k++)
+                    if (x.inc[k] == SF__INC_CREDENTIALS) code[k] = m->inc_ip_code[x.ip[k]];
         }
         if (on[SF__GEN_STATUS]) {
             int64_t *v = cols[SF__GEN_STATUS].i64 + r0;
