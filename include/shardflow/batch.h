@@ -61,9 +61,18 @@ typedef struct sf_dict {
     uint32_t *slots;   /* open-addressing index: code + 1, 0 = empty */
     uint64_t *hashes;  /* hash of each string, by code */
     uint32_t nslots;
+    /* 0, or the id (sf_dict_stable_id) of an immutable dictionary this one
+     * is or is a view of: two dictionaries with the same non-zero id hold
+     * the same strings under the same codes, so a cache from codes to
+     * anything may be kept from one to the other. sf_dict_copy does not
+     * copy it. */
+    uint64_t stable_id;
 } sf_dict;
 
 void sf_dict_init(sf_dict *d);
+/* A new non-zero id, unique in the process (thread-safe), for a dictionary
+ * that stays unchanged from now on (sf_dict.stable_id). */
+uint64_t sf_dict_stable_id(void);
 void sf_dict_fini(sf_dict *d);
 void sf_dict_clear(sf_dict *d);
 /* Returns the code of s, adding it if new. */

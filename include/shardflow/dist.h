@@ -89,6 +89,13 @@ sf_status sf_dist_run_pass_ex(sf_reader *reader, const sf_shard_plan *plan, cons
  * columns cols[0..ncols)) as one piece of shard `shard` appended to out. */
 sf_status sf_piece_append(sf_buf *out, const sf_batch *src, const int *cols, int ncols,
                           uint32_t shard, const uint32_t *rows, size_t n);
+/* The same where piece column k (src's column cols[k]) may have a stable
+ * dictionary stable[k] (sf_reader_stable_dict; stable or stable[k] NULL:
+ * none): its codes index stable[k], and the piece carries them alone,
+ * without a dictionary, for a receiver that holds the same dictionary
+ * (sf_unit_parse_ex). A code outside stable[k] is an error. */
+sf_status sf_piece_append_ex(sf_buf *out, const sf_batch *src, const int *cols, int ncols, uint32_t shard,
+                             const uint32_t *rows, size_t n, const sf_dict *const *stable);
 /* Begins a work unit message (kind 0 = data, 1 = end, 2 = abort, 3 =
  * checkpoint, 4 = stop). */
 sf_status sf_unit_begin(sf_buf *out, uint32_t kind);
@@ -118,6 +125,15 @@ typedef struct sf_piece_view {
 } sf_piece_view;
 sf_status sf_unit_parse(const uint8_t *bytes, size_t n, const sf_schema *pass_schema,
                         uint32_t *kind, sf_piece_view **views, size_t *nviews, size_t *cap);
+/* The same for units whose pieces may carry codes of stable dictionaries
+ * (sf_piece_append_ex): stable[c] (c < pass_schema->ncols; stable or
+ * stable[c] NULL: none) is pass column c's, the same dictionary the sender
+ * packed with (same strings and codes); such a column's view has a shallow
+ * copy of it as its dictionary (valid while stable[c] lives). A piece that
+ * refers to a dictionary this rank lacks, or of another size, is rejected. */
+sf_status sf_unit_parse_ex(const uint8_t *bytes, size_t n, const sf_schema *pass_schema,
+                           const sf_dict *const *stable, uint32_t *kind, sf_piece_view **views,
+                           size_t *nviews, size_t *cap);
 /* The pieces of batch b that the runs start[0..k] (sf_shard_route_runs)
  * give to the shards, as views of b's own arrays (no copy; valid while b
  * is unchanged), shard by shard in order, empty shards left out: each view

@@ -72,6 +72,13 @@ typedef struct sf_reader sf_reader;
 sf_status sf_reader_open(const sf_input_config *cfg, sf_reader **out);
 void sf_reader_destroy(sf_reader **r);
 const sf_schema *sf_reader_schema(const sf_reader *r);
+/* A dictionary that the codes of string column col index in every batch
+ * this reader fills (the batch's own dictionary holds the same strings
+ * under the same codes, or a prefix of them), immutable and with a
+ * stable_id, living as long as the reader; NULL where the reader promises
+ * none (its dictionaries grow with the data read). The generator's client
+ * addresses have one; CSV and HDF5 columns none. */
+const sf_dict *sf_reader_stable_dict(const sf_reader *r, int col);
 /* Restricts which columns are converted (want[i] != 0); others are left
  * unloaded in the batches. want == NULL loads all. Call before the first next.
  * The array is copied. */

@@ -530,6 +530,10 @@ static bool dicts_saved(const sf__groups *g, const sf_batch *b)
     for (int j = 0; j < g->nby; j++) {
         const sf_dict *d = &b->cols[g->by_col[j]].dict;
         const struct sf__saved_dict *sd = &g->cd[j];
+        if (sd->stable_id != 0 || d->stable_id != 0) {
+            if (sd->stable_id != d->stable_id || sd->n != d->n) return false;
+            continue;
+        }
         if (d->n != sd->n || memcmp(d->off, sd->off, ((size_t)d->n + 1) * sizeof *d->off) != 0) return false;
         size_t len = d->off[d->n];
         if (len != 0 && memcmp(d->bytes, sd->bytes, len) != 0) return false;
@@ -545,11 +549,17 @@ static void dicts_save(sf__groups *g, const sf_batch *b)
     if (g->nby > 4) return;
     for (int j = 0; j < g->nby; j++) {
         const sf_dict *d = &b->cols[g->by_col[j]].dict;
+        if (d->stable_id != 0) continue;
         if (d->n > SAVED_DICT_MAX || d->off == NULL || d->off[d->n] > SAVED_DICT_BYTES) return;
     }
     for (int j = 0; j < g->nby; j++) {
         const sf_dict *d = &b->cols[g->by_col[j]].dict;
         struct sf__saved_dict *sd = &g->cd[j];
+        sd->stable_id = d->stable_id;
+        if (d->stable_id != 0) {
+            sd->n = d->n;
+            continue;
+        }
         size_t noff = (size_t)d->n + 1, len = d->off[d->n];
         if (sd->off_cap < noff) {
             uint32_t *o = realloc(sd->off, SAVED_DICT_MAX * sizeof *o + sizeof *o);

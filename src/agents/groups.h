@@ -66,8 +66,15 @@ typedef struct sf__groups {
     /* Copies of the (small) dictionaries of the key columns that the code
      * cache was filled for: a batch whose dictionaries are equal keeps the
      * cache instead of starting it afresh (pieces of a stable reader, such
-     * as the generator's, share their dictionaries). ncd == 0: none. */
-    struct sf__saved_dict { uint32_t n; uint32_t *off; char *bytes; size_t off_cap, bytes_cap; } cd[4];
+     * as the generator's, share their dictionaries). A dictionary with a
+     * stable_id is saved as its id alone, whatever its size. ncd == 0: none. */
+    struct sf__saved_dict {
+        uint32_t n;
+        uint32_t *off;
+        char *bytes;
+        size_t off_cap, bytes_cap;
+        uint64_t stable_id;
+    } cd[4];
     int ncd;
     /* The group indices of the last sf__groups_rows call. */
     uint32_t *idx;

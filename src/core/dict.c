@@ -1,4 +1,5 @@
 #define _POSIX_C_SOURCE 200809L
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 /* Inline (header-only) XXH3: the same hashes as the library's, without a
@@ -9,6 +10,12 @@
 #include "shardflow/batch.h"
 
 void sf_dict_init(sf_dict *d) { memset(d, 0, sizeof *d); }
+
+uint64_t sf_dict_stable_id(void)
+{
+    static _Atomic uint64_t next = 1;
+    return atomic_fetch_add(&next, 1);
+}
 
 void sf_dict_fini(sf_dict *d)
 {

@@ -56,6 +56,11 @@ typedef struct worker {
     uint64_t pending_round;
     sf_dist_stats *st;
     const sf_dist_hooks *hk;
+    /* The pass columns' stable dictionaries (sf_reader_stable_dict), NULL
+     * or one entry per pass column (NULL: none): rank 0's reader's, or on
+     * the other ranks the copies it broadcast at the pass start (owned). */
+    const sf_dict **stable;
+    sf_dict *owned;
 } worker;
 
 /* Dynamic mode's handling of one unit: pieces that failed every attempt

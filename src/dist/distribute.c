@@ -274,7 +274,7 @@ sf_status sf__dist_work_on_opts(worker *w, const uint8_t *bytes, size_t n, uint3
                               sf_status (*side)(void *), void *ctx, const unit_opts *o)
 {
     size_t nv = 0;
-    SF_CALL(sf_unit_parse(bytes, n, w->schema, kind, &w->views, &nv, &w->cap));
+    SF_CALL(sf_unit_parse_ex(bytes, n, w->schema, w->stable, kind, &w->views, &nv, &w->cap));
     if (*kind != UNIT_DATA) return SF_OK;
     uint32_t id, base;
     bool spec;
@@ -306,6 +306,12 @@ void sf__dist_worker_fini(worker *w)
     free(w->moved);
     free(w->pending);
     free(w->pending_moved);
+    if (w->owned)
+        for (int c = 0; c < w->schema->ncols; c++) sf_dict_fini(&w->owned[c]);
+    free(w->owned);
+    free(w->stable);
+    w->owned = NULL;
+    w->stable = NULL;
 }
 
 static sf_status send_control(int dest, uint32_t kind)
@@ -663,7 +669,8 @@ static sf_status append_shard(root *r, sf_buf *unit, int s)
 {
     size_t n = r->rt.start[s + 1] - r->rt.start[s];
     if (n == 0) return SF_OK;
-    return sf_piece_append(unit, &r->batch, r->cols, r->ncols, (uint32_t)s, r->rt.order + r->rt.start[s], n);
+    return sf_piece_append_ex(unit, &r->batch, r->cols, r->ncols, (uint32_t)s, r->rt.order + r->rt.start[s], n,
+                              r->w.stable);
 }
 
 /* The next round, read while this rank's threads work on the current one;
@@ -1373,6 +1380,103 @@ sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
     return sf_dist_run_pass_ex(reader, plan, cfg, pass_cols, npass, pass_schema, x, stats, NULL);
 }
 
+/* The pass columns' stable dictionaries (sf_reader_stable_dict) in
+ * w->stable: on rank 0 its reader's; rank 0 broadcasts them and the other
+ * ranks keep copies, so that pieces carry only the codes of such a column
+ * (a round of client addresses packed per shard costs a dictionary per
+ * piece otherwise). w->stable stays NULL where no column has one.
+ * Collective. */
+static sf_status share_stable_dicts(sf_reader *reader, const int *pass_cols, int npass, worker *w)
+{
+    const int rank = sf_comm_rank(), P = sf_comm_size();
+    sf_status rc = SF_OK;
+    sf_buf b;
+    sf_buf_init(&b);
+    if (rank == 0) {
+        uint32_t count = 0;
+        for (int k = 0; k < npass; k++) count += sf_reader_stable_dict(reader, pass_cols[k]) != NULL;
+        if (count > 0) {
+            w->stable = calloc((size_t)npass, sizeof *w->stable);
+            if (w->stable == NULL) rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (distribution)");
+            for (int k = 0; rc == SF_OK && k < npass; k++) w->stable[k] = sf_reader_stable_dict(reader, pass_cols[k]);
+        }
+        if (P > 1 && rc == SF_OK) {
+            /* {count u32} then {column u32, n u32, bytes u64, n + 1 offsets u32, bytes} each. */
+            rc = sf_buf_put_u32(&b, count);
+            for (int k = 0; rc == SF_OK && count > 0 && k < npass; k++) {
+                const sf_dict *d = w->stable[k];
+                if (d == NULL) continue;
+                uint64_t blen = d->off[d->n];
+                rc = sf_buf_put_u32(&b, (uint32_t)k);
+                if (rc == SF_OK) rc = sf_buf_put_u32(&b, d->n);
+                if (rc == SF_OK) rc = sf_buf_put_u64(&b, blen);
+                if (rc == SF_OK) rc = sf_buf_append(&b, d->off, ((size_t)d->n + 1) * sizeof *d->off);
+                if (rc == SF_OK && blen) rc = sf_buf_append(&b, d->bytes, (size_t)blen);
+            }
+        }
+    }
+    if (P > 1) {
+        rc = sf_comm_agree(rc);
+        if (rc == SF_OK) rc = sf_comm_agree(sf_comm_bcast(&b, 0));
+        if (rc == SF_OK && rank != 0) {
+            /* Decoded with every length checked: a broken broadcast is an error, never a bad dictionary. */
+            size_t at = 0;
+            uint32_t count = 0;
+            if (b.len < 4) rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "stable dictionaries: short message");
+            if (rc == SF_OK) memcpy(&count, b.data, 4), at = 4;
+            if (rc == SF_OK && count > 0) {
+                w->stable = calloc((size_t)npass, sizeof *w->stable);
+                w->owned = calloc((size_t)npass, sizeof *w->owned);
+                if (w->stable == NULL || w->owned == NULL)
+                    rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (distribution)");
+            }
+            for (uint32_t i = 0; rc == SF_OK && i < count; i++) {
+                uint32_t k, n;
+                uint64_t blen;
+                if (b.len - at < 16) {
+                    rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "stable dictionaries: short message");
+                    break;
+                }
+                memcpy(&k, b.data + at, 4);
+                memcpy(&n, b.data + at + 4, 4);
+                memcpy(&blen, b.data + at + 8, 8);
+                at += 16;
+                size_t noff = (size_t)n + 1;
+                if (k >= (uint32_t)npass || w->stable[k] != NULL || noff > (b.len - at) / 4 ||
+                    blen > b.len - at - noff * 4) {
+                    rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "stable dictionaries: malformed message");
+                    break;
+                }
+                sf_dict *d = &w->owned[k];
+                d->off = malloc(noff * sizeof *d->off);
+                d->bytes = malloc(blen ? (size_t)blen : 1);
+                if (d->off == NULL || d->bytes == NULL) {
+                    rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (stable dictionary of %u strings)", n);
+                    break;
+                }
+                memcpy(d->off, b.data + at, noff * sizeof *d->off);
+                at += noff * 4;
+                if (blen) memcpy(d->bytes, b.data + at, (size_t)blen);
+                at += (size_t)blen;
+                bool ok = d->off[0] == 0 && d->off[n] == blen;
+                for (uint32_t j = 0; ok && j < n; j++) ok = d->off[j] <= d->off[j + 1];
+                if (!ok) {
+                    rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "stable dictionaries: bad offsets");
+                    break;
+                }
+                d->n = n;
+                d->off_cap = n;
+                d->bytes_len = d->bytes_cap = (size_t)blen;
+                d->stable_id = sf_dict_stable_id();
+                w->stable[k] = d;
+            }
+        }
+        rc = sf_comm_agree(rc);
+    }
+    sf_buf_fini(&b);
+    return rc;
+}
+
 sf_status sf_dist_run_pass_ex(sf_reader *reader, const sf_shard_plan *plan, const sf_distribute_config *cfg,
                               const int *pass_cols, int npass, const sf_schema *pass_schema, sf_exec *x,
                               sf_dist_stats *stats, const sf_dist_hooks *hooks)
@@ -1381,6 +1485,11 @@ sf_status sf_dist_run_pass_ex(sf_reader *reader, const sf_shard_plan *plan, cons
         return sf__dist_parallel_read(reader, plan, cfg, pass_cols, npass, pass_schema, x, stats, hooks);
     worker w = {.schema = pass_schema, .x = x, .st = stats, .hk = hooks};
     int rank = sf_comm_rank();
+    sf_status shared = share_stable_dicts(reader, pass_cols, npass, &w);
+    if (shared != SF_OK) {
+        sf__dist_worker_fini(&w);
+        return comm_broken(shared);
+    }
     if (rank != 0) {
         sf_status rc = cfg->mode == SF_DIST_DYNAMIC ? worker_dynamic(&w) : worker_static(&w);
         sf__dist_worker_fini(&w);

@@ -3,10 +3,13 @@
  * A unit is a header {magic, kind, npieces, round} (u32 each) followed by
  * pieces; round is the input round its pieces come from (for data units).
  * A piece is {shard u32, ncols u32, nrows u64} and per column {type u8,
- * has_valid u8, 6 pad bytes, nulls u64} then its arrays, each padded to 8
- * bytes: int64/timestamp/float64 values (8 bytes a row); strings as {ndict
- * u32, pad u32}, codes (u32 a row), ndict+1 offsets (u32), dictionary bytes;
- * then the validity bytes if has_valid. Everything is little-endian and
+ * has_valid u8, stable u8, 5 pad bytes, nulls u64} then its arrays, each
+ * padded to 8 bytes: int64/timestamp/float64 values (8 bytes a row);
+ * strings as {ndict u32, pad u32}, codes (u32 a row), ndict+1 offsets
+ * (u32), dictionary bytes; with stable = 1, {ndict u32, pad u32} and the
+ * codes only, which index the column's stable dictionary (of ndict
+ * strings) that sender and receiver both hold (sf_piece_append_ex); then
+ * the validity bytes if has_valid. Everything is little-endian and
  * 8-byte aligned relative to the start of the unit, so a receiver reads the
  * arrays in place without copying. */
 #define _POSIX_C_SOURCE 200809L
@@ -190,8 +193,33 @@ static sf_status append_strings(sf_buf *out, const sf_column *c, const uint32_t 
     return pad8(out);
 }
 
+/* The codes of a column whose codes index the stable dictionary d. */
+static sf_status append_stable(sf_buf *out, const sf_column *c, const sf_dict *d, const uint32_t *rows, size_t n)
+{
+    const uint32_t nd = d->n;
+    SF_CALL(sf_buf_put_u32(out, nd));
+    SF_CALL(sf_buf_put_u32(out, 0));
+    SF_CALL(sf_buf_reserve(out, n * 4 + 8));
+    uint32_t *codes = (uint32_t *)(out->data + out->len);
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t code = c->code[rows[i]];
+        bad |= code >= nd || code >= c->dict.n;
+        codes[i] = code;
+    }
+    SF_CHECK(!bad, SF_ERR_INTERNAL, "a piece's string column has a code outside its stable dictionary of %u", nd);
+    out->len += n * 4;
+    return pad8(out);
+}
+
 sf_status sf_piece_append(sf_buf *out, const sf_batch *src, const int *cols, int ncols,
                           uint32_t shard, const uint32_t *rows, size_t n)
+{
+    return sf_piece_append_ex(out, src, cols, ncols, shard, rows, n, NULL);
+}
+
+sf_status sf_piece_append_ex(sf_buf *out, const sf_batch *src, const int *cols, int ncols, uint32_t shard,
+                             const uint32_t *rows, size_t n, const sf_dict *const *stable)
 {
     SF_CHECK(out->len >= 16 && out->len % 8 == 0, SF_ERR_INTERNAL, "piece appended outside a unit");
     SF_CALL(sf_buf_put_u32(out, shard));
@@ -203,10 +231,13 @@ sf_status sf_piece_append(sf_buf *out, const sf_batch *src, const int *cols, int
         size_t nulls = 0;
         if (c->valid && c->nulls)
             for (size_t i = 0; i < n; i++) nulls += c->valid[rows[i]] == 0;
-        uint8_t hdr[8] = {(uint8_t)c->type, (uint8_t)(nulls > 0), 0, 0, 0, 0, 0, 0};
+        const sf_dict *sd = stable && c->type == SF_STRING ? stable[k] : NULL;
+        uint8_t hdr[8] = {(uint8_t)c->type, (uint8_t)(nulls > 0), (uint8_t)(sd != NULL), 0, 0, 0, 0, 0};
         SF_CALL(sf_buf_append(out, hdr, 8));
         SF_CALL(sf_buf_put_u64(out, nulls));
-        if (c->type == SF_STRING) {
+        if (sd != NULL) {
+            SF_CALL(append_stable(out, c, sd, rows, n));
+        } else if (c->type == SF_STRING) {
             SF_CALL(append_strings(out, c, rows, n));
         } else {
             SF_CALL(sf_buf_reserve(out, n * 8));
@@ -376,6 +407,12 @@ uint32_t sf_unit_round(const uint8_t *bytes, size_t n)
 sf_status sf_unit_parse(const uint8_t *p, size_t n, const sf_schema *schema, uint32_t *kind,
                         sf_piece_view **views, size_t *nviews, size_t *cap)
 {
+    return sf_unit_parse_ex(p, n, schema, NULL, kind, views, nviews, cap);
+}
+
+sf_status sf_unit_parse_ex(const uint8_t *p, size_t n, const sf_schema *schema, const sf_dict *const *stable,
+                           uint32_t *kind, sf_piece_view **views, size_t *nviews, size_t *cap)
+{
     size_t off = 0;
     *nviews = 0;
     NEED(16);
@@ -415,7 +452,7 @@ sf_status sf_unit_parse(const uint8_t *p, size_t n, const sf_schema *schema, uin
             sf_column *col = &b->cols[c];
             memset(col, 0, sizeof *col);
             NEED(16);
-            uint8_t type = p[off], has_valid = p[off + 1];
+            uint8_t type = p[off], has_valid = p[off + 1], is_stable = p[off + 2];
             uint64_t nulls;
             memcpy(&nulls, p + off + 8, 8);
             off += 16;
@@ -424,7 +461,27 @@ sf_status sf_unit_parse(const uint8_t *p, size_t n, const sf_schema *schema, uin
             col->type = (sf_type)type;
             col->loaded = true;
             col->nulls = (size_t)nulls;
-            if (col->type == SF_STRING) {
+            SF_CHECK(is_stable <= 1 && (!is_stable || col->type == SF_STRING), SF_ERR_INTERNAL,
+                     "work unit column %u has a bad stable flag %u", c, is_stable);
+            if (is_stable) {
+                const sf_dict *sd = stable ? stable[c] : NULL;
+                NEED(8);
+                uint32_t nd;
+                memcpy(&nd, p + off, 4);
+                off += 8;
+                SF_CHECK(sd != NULL, SF_ERR_INTERNAL,
+                         "work unit column %u refers to a stable dictionary this rank does not hold", c);
+                SF_CHECK(nd == sd->n, SF_ERR_INTERNAL,
+                         "work unit column %u refers to a stable dictionary of %u strings, this rank's has %u", c,
+                         nd, sd->n);
+                NEED_ARRAY(rows, 4);
+                col->code = (uint32_t *)(p + off);
+                off += ALIGN8(rows * 4);
+                uint32_t bad = 0;
+                for (uint64_t i = 0; i < rows; i++) bad |= col->code[i] >= nd;
+                SF_CHECK(!bad, SF_ERR_INTERNAL, "work unit string code out of range");
+                col->dict = *sd;
+            } else if (col->type == SF_STRING) {
                 NEED(8);
                 uint32_t nd;
                 memcpy(&nd, p + off, 4);

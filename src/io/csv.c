@@ -1742,7 +1742,7 @@ static void csv_destroy(sf_reader *r)
 }
 
 static const sf__reader_ops csv_ops = {csv_next,  csv_rewind,     csv_destroy,  csv_tell,
-                                       csv_seek, csv_part_count, csv_set_part, false, NULL};
+                                       csv_seek, csv_part_count, csv_set_part, false, NULL, NULL};
 
 /* ------------------------------------------------------------------ */
 /* open: header, hints, type inference */

@@ -860,7 +860,14 @@ static sf_status model_build(sf__gen_model *m, const sf_input_config *cfg)
     for (uint32_t k = 0; k < NIPS; k++) SF_CALL(intern_at(&m->ip_dict, k, m->ip_name[k], m->ip_len[k]));
     for (int j = 0; m->inc.on && j < 3; j++)
         SF_CALL(sf_dict_intern(&m->ip_dict, m->ip_name[NIPS + j], m->ip_len[NIPS + j], &m->inc_ip_code[j]));
+    /* Complete: every fill copies it unchanged (sf__gen_requests_stable_dict). */
+    m->ip_dict.stable_id = sf_dict_stable_id();
     return SF_OK;
+}
+
+const sf_dict *sf__gen_requests_stable_dict(const sf__gen_model *m, int col)
+{
+    return col == SF__GEN_CLIENT_IP ? &m->ip_dict : NULL;
 }
 
 sf_status sf__gen_requests_model_create(const sf_input_config *cfg, sf__gen_model **out)
@@ -1230,8 +1237,14 @@ static void gen_destroy(sf_reader *r)
 }
 
 /* Every reader has its own model: sub-parts generate on threads at once. */
-static const sf__reader_ops gen_ops = {gen_next, gen_rewind, gen_destroy, gen_tell,
-                                       gen_seek, NULL,       gen_set_part, false, NULL};
+static const sf_dict *gen_stable_dict(const sf_reader *r, int col)
+{
+    const gen_reader *g = r->impl;
+    return sf__gen_requests_stable_dict(g->model, col);
+}
+
+static const sf__reader_ops gen_ops = {gen_next, gen_rewind,   gen_destroy, gen_tell,       gen_seek,
+                                       NULL,     gen_set_part, false,       NULL,           gen_stable_dict};
 
 sf_status sf__gen_open(sf_reader *r)
 {

@@ -119,6 +119,9 @@ typedef struct sf__gen_model sf__gen_model;
  * nothing needs freeing. */
 sf_status sf__gen_requests_model_create(const sf_input_config *cfg, sf__gen_model **out);
 void sf__gen_requests_model_destroy(sf__gen_model **m);
+/* The dictionary every fill's column col is a copy of (the client
+ * addresses), or NULL for a column without one. Lives as long as m. */
+const sf_dict *sf__gen_requests_stable_dict(const sf__gen_model *m, int col);
 
 /* Clears b and fills it with rows [first_row, first_row + nrows); nrows must
  * not exceed b->cap. b must have the schema of the model's configuration

@@ -356,7 +356,7 @@ static sf_status h5_set_part(sf_reader *r, uint64_t begin, uint64_t end, const u
 #endif
 static bool h5_lock_free_next(sf_reader *r);
 static const sf__reader_ops h5_ops = {h5_next, h5_rewind,   h5_destroy,     h5_tell,          h5_seek,
-                                      NULL,    h5_set_part, H5_SERIAL_NEXT, h5_lock_free_next};
+                                      NULL,    h5_set_part, H5_SERIAL_NEXT, h5_lock_free_next, NULL};
 
 /* Opens the validity masks in the table's "_valid" group and attaches each
  * to its column, checking name, shape, type and length. */

@@ -83,6 +83,12 @@ void sf_reader_destroy(sf_reader **pr)
 
 const sf_schema *sf_reader_schema(const sf_reader *r) { return &r->schema; }
 
+const sf_dict *sf_reader_stable_dict(const sf_reader *r, int col)
+{
+    if (col < 0 || col >= r->schema.ncols || r->schema.fields[col].type != SF_STRING) return NULL;
+    return r->ops->stable_dict ? r->ops->stable_dict(r, col) : NULL;
+}
+
 static sf_status set_projection_one(sf_reader *r, const uint8_t *want)
 {
     free(r->want);

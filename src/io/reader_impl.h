@@ -30,6 +30,8 @@ typedef struct sf__reader_ops {
      * without calls into the library underneath (for the current part and
      * projection) and returns true where it then does. */
     bool (*lock_free_next)(sf_reader *r);
+    /* Optional: see sf_reader_stable_dict. */
+    const sf_dict *(*stable_dict)(const sf_reader *r, int col);
 } sf__reader_ops;
 
 /* A reader split into sub-parts (sf_reader_split): sub[0] is the owner

@@ -758,6 +758,138 @@ static void runs_cuts(size_t *start, int k, size_t n)
     if (k > 2 && rnd() % 2) start[k - 1] = n;       /* an empty last shard */
 }
 
+
+/* Pieces whose string columns refer to stable dictionaries (copies of the
+ * source's, with an id, as a reader's sf_reader_stable_dict gives): each row
+ * reads back its own source string through the receiver's dictionary, the
+ * view's dictionary carries the stable id, and the unit is exactly the size
+ * of codes alone (no dictionary bytes). A receiver without the dictionary, or
+ * with one of another size, rejects the unit; a code outside the stable
+ * dictionary is refused when packing. */
+static void test_stable_dict_pieces(void **st)
+{
+    (void)st;
+    sf_dict sname, stag;
+    sf_dict_init(&sname);
+    sf_dict_init(&stag);
+    assert_int_equal(sf_dict_copy(&sname, &src.cols[C_NAME].dict), SF_OK);
+    assert_int_equal(sf_dict_copy(&stag, &src.cols[C_TAG].dict), SF_OK);
+    sname.stable_id = sf_dict_stable_id();
+    stag.stable_id = sf_dict_stable_id();
+    assert_true(sname.stable_id != 0 && stag.stable_id != 0 && sname.stable_id != stag.stable_id);
+    /* proj_all = {id, name, x, at, tag}: the table is by pass column. */
+    const sf_dict *table[5] = {NULL, &sname, NULL, NULL, &stag};
+    sf_schema ps_schema;
+    pass_schema_of(proj_all, 5, &ps_schema);
+    rng_state = 4242;
+    piece_spec ps[NPICKS];
+    for (int h = 0; h < NPICKS; h++) {
+        ps[h].shard = (uint32_t)(h * 3 + 1);
+        pick_rows(&ps[h], h);
+    }
+    sf_buf unit;
+    sf_buf_init(&unit);
+    assert_int_equal(sf_unit_begin(&unit, 0), SF_OK);
+    size_t want_len = 16;
+    for (int h = 0; h < NPICKS; h++) {
+        assert_int_equal(sf_piece_append_ex(&unit, &src, proj_all, 5, ps[h].shard, ps[h].rows, ps[h].n, table),
+                         SF_OK);
+        want_len += 16;
+        for (int k = 0; k < 5; k++) {
+            int c = proj_all[k];
+            size_t n = ps[h].n, nulls = 0;
+            for (size_t i = 0; i < n; i++) nulls += ref_null[c][ps[h].rows[i]];
+            want_len += 16;
+            want_len += schema.fields[c].type == SF_STRING ? 8 + (n * 4 + 7) / 8 * 8 : n * 8;
+            if (nulls) want_len += (n + 7) / 8 * 8;
+        }
+    }
+    assert_int_equal(unit.len, want_len);
+
+    sf_piece_view *views = NULL;
+    size_t nv = 0, cap = 0;
+    uint32_t kind = 99;
+    if (sf_unit_parse_ex(unit.data, unit.len, &ps_schema, table, &kind, &views, &nv, &cap) != SF_OK)
+        fail_msg("parse: %s", sf_error_message());
+    assert_int_equal(kind, 0);
+    assert_int_equal(nv, NPICKS);
+    for (int h = 0; h < NPICKS; h++) {
+        const sf_batch *b = &views[h].batch;
+        assert_int_equal(views[h].shard, ps[h].shard);
+        assert_int_equal(b->nrows, ps[h].n);
+        for (int k = 0; k < 5; k++) {
+            int c = proj_all[k];
+            const sf_column *col = &b->cols[k];
+            if (col->type == SF_STRING) {
+                const sf_dict *sd = table[k];
+                assert_int_equal(col->dict.n, sd->n);
+                assert_true(col->dict.stable_id == sd->stable_id);
+            }
+            for (size_t i = 0; i < ps[h].n; i++) {
+                uint32_t r = ps[h].rows[i];
+                assert_int_equal(sf_col_is_null(col, i), ref_null[c][r]);
+                if (ref_null[c][r]) continue;
+                if (col->type == SF_STRING) {
+                    size_t len;
+                    const char *sv = sf_dict_str(&col->dict, col->code[i], &len);
+                    const char *want = ref_text(c, r);
+                    if (len != strlen(want) || memcmp(sv, want, len) != 0)
+                        fail_msg("piece %d row %zu column %d: '%.*s', want '%s'", h, i, k, (int)len, sv, want);
+                } else if (col->type == SF_FLOAT64) {
+                    assert_memory_equal(&col->f64[i], &ref_x[r], 8);
+                } else {
+                    assert_int_equal(col->i64[i], c == C_ID ? ref_id[r] : ref_at[r]);
+                }
+            }
+        }
+    }
+
+    /* No dictionary on the receiving side, or one of another size. */
+    assert_int_equal(sf_unit_parse(unit.data, unit.len, &ps_schema, &kind, &views, &nv, &cap), SF_ERR_INTERNAL);
+    assert_non_null(strstr(sf_error_message(), "stable dictionary"));
+    sf_dict other;
+    sf_dict_init(&other);
+    assert_int_equal(sf_dict_copy(&other, &src.cols[C_NAME].dict), SF_OK);
+    uint32_t code;
+    assert_int_equal(sf_dict_intern(&other, "not in the source", 17, &code), SF_OK);
+    other.stable_id = sf_dict_stable_id();
+    const sf_dict *wrong[5] = {NULL, &other, NULL, NULL, &stag};
+    assert_int_equal(sf_unit_parse_ex(unit.data, unit.len, &ps_schema, wrong, &kind, &views, &nv, &cap),
+                     SF_ERR_INTERNAL);
+    assert_non_null(strstr(sf_error_message(), "strings"));
+
+    /* A stable dictionary that lacks some of the source's codes. */
+    sf_dict part;
+    sf_dict_init(&part);
+    for (uint32_t d = 0; d < 10; d++) {
+        size_t len;
+        const char *sv = sf_dict_str(&src.cols[C_NAME].dict, d, &len);
+        assert_int_equal(sf_dict_intern(&part, sv, len, &code), SF_OK);
+    }
+    part.stable_id = sf_dict_stable_id();
+    const sf_dict *partial[1] = {&part};
+    static const int only_name[] = {C_NAME};
+    uint32_t rows[2] = {0, 0};
+    for (uint32_t r = 0; r < NROWS && rows[1] == 0; r++)
+        if (src.cols[C_NAME].code[r] >= 10) rows[1] = r;
+    assert_true(src.cols[C_NAME].code[rows[1]] >= 10);
+    sf_buf u2;
+    sf_buf_init(&u2);
+    assert_int_equal(sf_unit_begin(&u2, 0), SF_OK);
+    assert_int_equal(sf_piece_append_ex(&u2, &src, only_name, 1, 0, rows, 2, partial), SF_ERR_INTERNAL);
+    assert_non_null(strstr(sf_error_message(), "outside its stable dictionary"));
+
+    sf_buf_fini(&u2);
+    sf_dict_fini(&part);
+    sf_dict_fini(&other);
+    sf_unit_views_free(views, cap);
+    sf_buf_fini(&unit);
+    free_specs(ps, NPICKS);
+    sf_schema_fini(&ps_schema);
+    sf_dict_fini(&sname);
+    sf_dict_fini(&stag);
+}
+
 /* Pieces of a column whose dictionary is far larger than the piece (a
  * round's client addresses cut into shards' pieces): small pieces are
  * renumbered through a small table, larger ones through arrays as long as
@@ -1399,6 +1531,7 @@ int main(void)
         cmocka_unit_test(test_valid_nulls),
         cmocka_unit_test(test_dict_copy),
         cmocka_unit_test(test_large_dict_pieces),
+        cmocka_unit_test(test_stable_dict_pieces),
         cmocka_unit_test(test_views_of_runs),
     };
     const struct CMUnitTest pass_tests[] = {

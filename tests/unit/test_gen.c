@@ -173,6 +173,56 @@ static void test_errors(void **state)
     sf_input_config_fini(&cfg);
 }
 
+/* sf_reader_stable_dict: the client addresses have one (with and without
+ * incidents), with an id, and every batch's client_ip column holds exactly
+ * its strings under its codes; the other string columns and the numbers
+ * have none. */
+static void test_stable_dict(void **state)
+{
+    (void)state;
+    for (int inc = 0; inc < 2; inc++) {
+        sf_input_config cfg;
+        /* Incidents need ten minutes of requests. */
+        config(&cfg, inc ? 600000 : 20000, 9);
+        cfg.batch_rows = inc ? 100000 : 3000;
+        cfg.incidents = inc == 1;
+        sf_reader *r = NULL;
+        if (sf_reader_open(&cfg, &r) != SF_OK) fail_msg("open: %s", sf_error_message());
+        const sf_schema *s = sf_reader_schema(r);
+        int ip = -1;
+        for (int c = 0; c < s->ncols; c++)
+            if (strcmp(s->fields[c].name, "client_ip") == 0) ip = c;
+            else assert_null(sf_reader_stable_dict(r, c));
+        assert_true(ip >= 0);
+        assert_null(sf_reader_stable_dict(r, -1));
+        assert_null(sf_reader_stable_dict(r, s->ncols));
+        const sf_dict *sd = sf_reader_stable_dict(r, ip);
+        assert_non_null(sd);
+        assert_true(sd->stable_id != 0);
+        assert_true(sd->n >= 50000);
+        sf_batch b;
+        assert_int_equal(sf_reader_batch_init(r, &b), SF_OK);
+        bool eof = false;
+        size_t batches = 0;
+        for (;;) {
+            assert_int_equal(sf_reader_next(r, &b, &eof), SF_OK);
+            if (eof) break;
+            batches++;
+            const sf_column *c = &b.cols[ip];
+            assert_int_equal(c->dict.n, sd->n);
+            assert_memory_equal(c->dict.off, sd->off, ((size_t)sd->n + 1) * sizeof *sd->off);
+            assert_memory_equal(c->dict.bytes, sd->bytes, sd->off[sd->n]);
+            for (size_t i = 0; i < b.nrows; i++) assert_true(c->code[i] < sd->n);
+            /* A batch's dictionary is a copy, not the stable one itself. */
+            assert_true(c->dict.stable_id == 0);
+        }
+        assert_int_equal(batches, inc ? 6 : 7);
+        sf_batch_fini(&b);
+        sf_reader_destroy(&r);
+        sf_input_config_fini(&cfg);
+    }
+}
+
 static void test_row_count_and_batches(void **state)
 {
     (void)state;
@@ -570,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_schema),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_row_count_and_batches),
+        cmocka_unit_test(test_stable_dict),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_random_access),
         cmocka_unit_test(test_projection),
