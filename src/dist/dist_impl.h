@@ -60,7 +60,8 @@ typedef struct worker {
      * or one entry per pass column (NULL: none): rank 0's reader's, or on
      * the other ranks the copies it broadcast at the pass start (owned). */
     const sf_dict **stable;
-    sf_dict *owned;
+    sf_dict *owned;        /* nowned entries, NULL on rank 0 */
+    int nowned;
 } worker;
 
 /* Dynamic mode's handling of one unit: pieces that failed every attempt

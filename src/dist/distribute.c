@@ -306,12 +306,12 @@ void sf__dist_worker_fini(worker *w)
     free(w->moved);
     free(w->pending);
     free(w->pending_moved);
-    if (w->owned)
-        for (int c = 0; c < w->schema->ncols; c++) sf_dict_fini(&w->owned[c]);
+    for (int c = 0; w->owned && c < w->nowned; c++) sf_dict_fini(&w->owned[c]);
     free(w->owned);
     free(w->stable);
     w->owned = NULL;
     w->stable = NULL;
+    w->nowned = 0;
 }
 
 static sf_status send_control(int dest, uint32_t kind)
@@ -1422,11 +1422,16 @@ static sf_status share_stable_dicts(sf_reader *reader, const int *pass_cols, int
             /* Decoded with every length checked: a broken broadcast is an error, never a bad dictionary. */
             size_t at = 0;
             uint32_t count = 0;
-            if (b.len < 4) rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "stable dictionaries: short message");
-            if (rc == SF_OK) memcpy(&count, b.data, 4), at = 4;
+            if (b.len < 4) {
+                rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "stable dictionaries: short message");
+            } else {
+                memcpy(&count, b.data, 4);
+                at = 4;
+            }
             if (rc == SF_OK && count > 0) {
                 w->stable = calloc((size_t)npass, sizeof *w->stable);
                 w->owned = calloc((size_t)npass, sizeof *w->owned);
+                w->nowned = npass;
                 if (w->stable == NULL || w->owned == NULL)
                     rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (distribution)");
             }
@@ -1451,7 +1456,8 @@ static sf_status share_stable_dicts(sf_reader *reader, const int *pass_cols, int
                 d->off = malloc(noff * sizeof *d->off);
                 d->bytes = malloc(blen ? (size_t)blen : 1);
                 if (d->off == NULL || d->bytes == NULL) {
-                    rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (stable dictionary of %u strings)", n);
+                    rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__,
+                                      "out of memory (stable dictionary of %u strings)", n);
                     break;
                 }
                 memcpy(d->off, b.data + at, noff * sizeof *d->off);

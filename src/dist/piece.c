@@ -75,22 +75,31 @@ static sf_status remap_reserve(size_t n)
  * the strings the piece uses. */
 #define WHOLE_DICT_MAX 256
 
-static sf_status append_whole_dict(sf_buf *out, const sf_column *c, const uint32_t *rows, size_t n)
+/* {nd, 0} and the codes of rows[0..n) unchanged, padded: every code must
+ * be below nd and inside c's dictionary (what names the dictionary). */
+static sf_status append_codes(sf_buf *out, const sf_column *c, const uint32_t *rows, size_t n, uint32_t nd,
+                              const char *what)
 {
-    const uint32_t nd = c->dict.n;
     SF_CALL(sf_buf_put_u32(out, nd));
     SF_CALL(sf_buf_put_u32(out, 0));
     SF_CALL(sf_buf_reserve(out, n * 4 + 8));
     uint32_t *codes = (uint32_t *)(out->data + out->len);
+    const uint32_t lim = nd < c->dict.n ? nd : c->dict.n;
     uint32_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t code = c->code[rows[i]];
-        bad |= code >= nd;
+        bad |= code >= lim;
         codes[i] = code;
     }
-    SF_CHECK(!bad, SF_ERR_INTERNAL, "a piece's string column has a code outside its dictionary of %u", nd);
+    SF_CHECK(!bad, SF_ERR_INTERNAL, "a piece's string column has a code outside its %s of %u", what, nd);
     out->len += n * 4;
-    SF_CALL(pad8(out));
+    return pad8(out);
+}
+
+static sf_status append_whole_dict(sf_buf *out, const sf_column *c, const uint32_t *rows, size_t n)
+{
+    const uint32_t nd = c->dict.n;
+    SF_CALL(append_codes(out, c, rows, n, nd, "dictionary"));
     const uint32_t base = c->dict.off[0], len = c->dict.off[nd] - base;
     SF_CALL(sf_buf_reserve(out, ((size_t)nd + 1) * 4 + 8));
     uint32_t *off = (uint32_t *)(out->data + out->len);
@@ -196,20 +205,7 @@ static sf_status append_strings(sf_buf *out, const sf_column *c, const uint32_t 
 /* The codes of a column whose codes index the stable dictionary d. */
 static sf_status append_stable(sf_buf *out, const sf_column *c, const sf_dict *d, const uint32_t *rows, size_t n)
 {
-    const uint32_t nd = d->n;
-    SF_CALL(sf_buf_put_u32(out, nd));
-    SF_CALL(sf_buf_put_u32(out, 0));
-    SF_CALL(sf_buf_reserve(out, n * 4 + 8));
-    uint32_t *codes = (uint32_t *)(out->data + out->len);
-    uint32_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t code = c->code[rows[i]];
-        bad |= code >= nd || code >= c->dict.n;
-        codes[i] = code;
-    }
-    SF_CHECK(!bad, SF_ERR_INTERNAL, "a piece's string column has a code outside its stable dictionary of %u", nd);
-    out->len += n * 4;
-    return pad8(out);
+    return append_codes(out, c, rows, n, d->n, "stable dictionary");
 }
 
 sf_status sf_piece_append(sf_buf *out, const sf_batch *src, const int *cols, int ncols,
