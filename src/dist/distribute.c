@@ -1380,105 +1380,98 @@ sf_status sf_dist_run_pass(sf_reader *reader, const sf_shard_plan *plan,
     return sf_dist_run_pass_ex(reader, plan, cfg, pass_cols, npass, pass_schema, x, stats, NULL);
 }
 
+/* Rank 0's message of the stable dictionaries in w->stable (npass
+ * entries): {count u32} then per dictionary {pass column u32, n u32, bytes
+ * u64, n + 1 offsets u32, the bytes}. */
+static sf_status encode_stable_dicts(const worker *w, int npass, sf_buf *b)
+{
+    uint32_t count = 0;
+    for (int k = 0; w->stable && k < npass; k++) count += w->stable[k] != NULL;
+    SF_CALL(sf_buf_put_u32(b, count));
+    for (int k = 0; count > 0 && k < npass; k++) {
+        const sf_dict *d = w->stable[k];
+        if (d == NULL) continue;
+        uint64_t blen = d->off[d->n];
+        SF_CALL(sf_buf_put_u32(b, (uint32_t)k));
+        SF_CALL(sf_buf_put_u32(b, d->n));
+        SF_CALL(sf_buf_put_u64(b, blen));
+        SF_CALL(sf_buf_append(b, d->off, ((size_t)d->n + 1) * sizeof *d->off));
+        if (blen) SF_CALL(sf_buf_append(b, d->bytes, (size_t)blen));
+    }
+    return SF_OK;
+}
+
+/* A worker's copies of the dictionaries in rank 0's message, every length
+ * and offset checked: a broken message is an error, never a bad
+ * dictionary. What is allocated is freed by sf__dist_worker_fini. */
+static sf_status decode_stable_dicts(const sf_buf *b, int npass, worker *w)
+{
+    sf_rd r;
+    sf_rd_init(&r, b->data, b->len);
+    uint32_t count;
+    SF_CALL(sf_rd_u32(&r, &count));
+    if (count == 0) return SF_OK;
+    w->stable = calloc((size_t)npass, sizeof *w->stable);
+    w->owned = calloc((size_t)npass, sizeof *w->owned);
+    SF_CHECK(w->stable != NULL && w->owned != NULL, SF_ERR_NOMEM, "out of memory (distribution)");
+    w->nowned = npass;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t k, n;
+        uint64_t blen;
+        const uint8_t *off, *bytes;
+        SF_CALL(sf_rd_u32(&r, &k));
+        SF_CALL(sf_rd_u32(&r, &n));
+        SF_CALL(sf_rd_u64(&r, &blen));
+        SF_CHECK(k < (uint32_t)npass && w->stable[k] == NULL && blen <= b->len, SF_ERR_INTERNAL,
+                 "stable dictionaries: malformed message (column %u of %d)", k, npass);
+        SF_CALL(sf_rd_bytes(&r, ((size_t)n + 1) * 4, &off));
+        SF_CALL(sf_rd_bytes(&r, (size_t)blen, &bytes));
+        sf_dict *d = &w->owned[k];
+        d->off = malloc(((size_t)n + 1) * sizeof *d->off);
+        d->bytes = malloc(blen ? (size_t)blen : 1);
+        SF_CHECK(d->off != NULL && d->bytes != NULL, SF_ERR_NOMEM,
+                 "out of memory (stable dictionary of %u strings)", n);
+        memcpy(d->off, off, ((size_t)n + 1) * sizeof *d->off);
+        if (blen) memcpy(d->bytes, bytes, (size_t)blen);
+        bool ok = d->off[0] == 0 && d->off[n] == blen;
+        for (uint32_t j = 0; ok && j < n; j++) ok = d->off[j] <= d->off[j + 1];
+        SF_CHECK(ok, SF_ERR_INTERNAL, "stable dictionaries: bad offsets (column %u)", k);
+        d->n = n;
+        d->off_cap = n;
+        d->bytes_len = d->bytes_cap = (size_t)blen;
+        d->stable_id = sf_dict_stable_id();
+        w->stable[k] = d;
+    }
+    SF_CHECK(r.off == r.n, SF_ERR_INTERNAL, "stable dictionaries: %zu trailing bytes", r.n - r.off);
+    return SF_OK;
+}
+
 /* The pass columns' stable dictionaries (sf_reader_stable_dict) in
  * w->stable: on rank 0 its reader's; rank 0 broadcasts them and the other
  * ranks keep copies, so that pieces carry only the codes of such a column
  * (a round of client addresses packed per shard costs a dictionary per
- * piece otherwise). w->stable stays NULL where no column has one.
- * Collective. */
+ * piece otherwise). w->stable stays NULL where no column has one. Every
+ * rank returns the same status. Collective. */
 static sf_status share_stable_dicts(sf_reader *reader, const int *pass_cols, int npass, worker *w)
 {
     const int rank = sf_comm_rank(), P = sf_comm_size();
     sf_status rc = SF_OK;
+    if (rank == 0) {
+        for (int k = 0; rc == SF_OK && k < npass; k++) {
+            const sf_dict *d = sf_reader_stable_dict(reader, pass_cols[k]);
+            if (d == NULL) continue;
+            if (w->stable == NULL) w->stable = calloc((size_t)npass, sizeof *w->stable);
+            if (w->stable == NULL) rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (distribution)");
+            else w->stable[k] = d;
+        }
+    }
+    if (P == 1) return rc;
     sf_buf b;
     sf_buf_init(&b);
-    if (rank == 0) {
-        uint32_t count = 0;
-        for (int k = 0; k < npass; k++) count += sf_reader_stable_dict(reader, pass_cols[k]) != NULL;
-        if (count > 0) {
-            w->stable = calloc((size_t)npass, sizeof *w->stable);
-            if (w->stable == NULL) rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (distribution)");
-            for (int k = 0; rc == SF_OK && k < npass; k++) w->stable[k] = sf_reader_stable_dict(reader, pass_cols[k]);
-        }
-        if (P > 1 && rc == SF_OK) {
-            /* {count u32} then {column u32, n u32, bytes u64, n + 1 offsets u32, bytes} each. */
-            rc = sf_buf_put_u32(&b, count);
-            for (int k = 0; rc == SF_OK && count > 0 && k < npass; k++) {
-                const sf_dict *d = w->stable[k];
-                if (d == NULL) continue;
-                uint64_t blen = d->off[d->n];
-                rc = sf_buf_put_u32(&b, (uint32_t)k);
-                if (rc == SF_OK) rc = sf_buf_put_u32(&b, d->n);
-                if (rc == SF_OK) rc = sf_buf_put_u64(&b, blen);
-                if (rc == SF_OK) rc = sf_buf_append(&b, d->off, ((size_t)d->n + 1) * sizeof *d->off);
-                if (rc == SF_OK && blen) rc = sf_buf_append(&b, d->bytes, (size_t)blen);
-            }
-        }
-    }
-    if (P > 1) {
-        rc = sf_comm_agree(rc);
-        if (rc == SF_OK) rc = sf_comm_agree(sf_comm_bcast(&b, 0));
-        if (rc == SF_OK && rank != 0) {
-            /* Decoded with every length checked: a broken broadcast is an error, never a bad dictionary. */
-            size_t at = 0;
-            uint32_t count = 0;
-            if (b.len < 4) {
-                rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "stable dictionaries: short message");
-            } else {
-                memcpy(&count, b.data, 4);
-                at = 4;
-            }
-            if (rc == SF_OK && count > 0) {
-                w->stable = calloc((size_t)npass, sizeof *w->stable);
-                w->owned = calloc((size_t)npass, sizeof *w->owned);
-                w->nowned = npass;
-                if (w->stable == NULL || w->owned == NULL)
-                    rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__, "out of memory (distribution)");
-            }
-            for (uint32_t i = 0; rc == SF_OK && i < count; i++) {
-                uint32_t k, n;
-                uint64_t blen;
-                if (b.len - at < 16) {
-                    rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "stable dictionaries: short message");
-                    break;
-                }
-                memcpy(&k, b.data + at, 4);
-                memcpy(&n, b.data + at + 4, 4);
-                memcpy(&blen, b.data + at + 8, 8);
-                at += 16;
-                size_t noff = (size_t)n + 1;
-                if (k >= (uint32_t)npass || w->stable[k] != NULL || noff > (b.len - at) / 4 ||
-                    blen > b.len - at - noff * 4) {
-                    rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "stable dictionaries: malformed message");
-                    break;
-                }
-                sf_dict *d = &w->owned[k];
-                d->off = malloc(noff * sizeof *d->off);
-                d->bytes = malloc(blen ? (size_t)blen : 1);
-                if (d->off == NULL || d->bytes == NULL) {
-                    rc = sf_error_set(SF_ERR_NOMEM, __FILE__, __LINE__,
-                                      "out of memory (stable dictionary of %u strings)", n);
-                    break;
-                }
-                memcpy(d->off, b.data + at, noff * sizeof *d->off);
-                at += noff * 4;
-                if (blen) memcpy(d->bytes, b.data + at, (size_t)blen);
-                at += (size_t)blen;
-                bool ok = d->off[0] == 0 && d->off[n] == blen;
-                for (uint32_t j = 0; ok && j < n; j++) ok = d->off[j] <= d->off[j + 1];
-                if (!ok) {
-                    rc = sf_error_set(SF_ERR_INTERNAL, __FILE__, __LINE__, "stable dictionaries: bad offsets");
-                    break;
-                }
-                d->n = n;
-                d->off_cap = n;
-                d->bytes_len = d->bytes_cap = (size_t)blen;
-                d->stable_id = sf_dict_stable_id();
-                w->stable[k] = d;
-            }
-        }
-        rc = sf_comm_agree(rc);
-    }
+    if (rank == 0 && rc == SF_OK) rc = encode_stable_dicts(w, npass, &b);
+    rc = sf_comm_agree(rc);
+    if (rc == SF_OK) rc = sf_comm_agree(sf_comm_bcast(&b, 0));
+    if (rc == SF_OK) rc = sf_comm_agree(rank == 0 ? SF_OK : decode_stable_dicts(&b, npass, w));
     sf_buf_fini(&b);
     return rc;
 }

@@ -202,12 +202,6 @@ static sf_status append_strings(sf_buf *out, const sf_column *c, const uint32_t 
     return pad8(out);
 }
 
-/* The codes of a column whose codes index the stable dictionary d. */
-static sf_status append_stable(sf_buf *out, const sf_column *c, const sf_dict *d, const uint32_t *rows, size_t n)
-{
-    return append_codes(out, c, rows, n, d->n, "stable dictionary");
-}
-
 sf_status sf_piece_append(sf_buf *out, const sf_batch *src, const int *cols, int ncols,
                           uint32_t shard, const uint32_t *rows, size_t n)
 {
@@ -232,7 +226,7 @@ sf_status sf_piece_append_ex(sf_buf *out, const sf_batch *src, const int *cols, 
         SF_CALL(sf_buf_append(out, hdr, 8));
         SF_CALL(sf_buf_put_u64(out, nulls));
         if (sd != NULL) {
-            SF_CALL(append_stable(out, c, sd, rows, n));
+            SF_CALL(append_codes(out, c, rows, n, sd->n, "stable dictionary"));
         } else if (c->type == SF_STRING) {
             SF_CALL(append_strings(out, c, rows, n));
         } else {
